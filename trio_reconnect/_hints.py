@@ -1,0 +1,187 @@
+"""Server retry hints (docs/protocol.md, section 1), in both directions. Pure.
+
+Reading: a close code and reason, or a refused handshake's status and headers,
+become a :class:`RetryAdvice`: retry (with an optional hint in seconds) or
+fatal. Writing: :func:`format_close_reason` builds the JSON close reason a
+server sends, and checks the 123-byte limit of RFC 6455 (wsproto would
+silently truncate a longer one into invalid JSON).
+
+The rules, stated once:
+
+* Close codes 1001, 1011, 1012, 1013, 1014 (:data:`HINTED_CLOSE_CODES`) are
+  retried, and their reason is read for ``{"retryAfter": <ms>}``.
+* Close codes 1002, 1003, 1007, 1008, 1009, 1010 and 4000-4999
+  (:func:`is_fatal_close_code`) are fatal.
+* Every other code, 1000 from the server and 1006 (no close frame) included,
+  is retried with backoff and no hint.
+* A hint that is missing, negative, non-finite, boolean or not a number is
+  ignored (``hint=None``), never an error. Clamping to ``max_server_delay``
+  is the pacer's job (:mod:`trio_reconnect._backoff`).
+* HTTP 429 and 5xx are retried; 503 and 429 read ``Retry-After``
+  (delta-seconds or an HTTP-date). Every other status (3xx, 4xx) is fatal.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import json
+import math
+from collections.abc import Iterable
+from typing import Any, Final
+
+import attrs
+
+__all__ = [
+    "FATAL_CLOSE_CODES",
+    "HINTED_CLOSE_CODES",
+    "MAX_CLOSE_REASON_BYTES",
+    "RetryAdvice",
+    "Verdict",
+    "classify_close",
+    "classify_rejection",
+    "format_close_reason",
+    "is_fatal_close_code",
+    "parse_retry_after_header",
+    "parse_retry_after_reason",
+]
+
+#: RFC 6455: a close frame's reason is at most 123 bytes of UTF-8.
+MAX_CLOSE_REASON_BYTES: Final = 123
+#: Close codes a server uses to say "come back later"; their reason may carry a hint.
+HINTED_CLOSE_CODES: Final = frozenset({1001, 1011, 1012, 1013, 1014})
+#: Close codes on which a retry cannot help (plus the 4000-4999 application range).
+FATAL_CLOSE_CODES: Final = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+#: HTTP statuses of a refused handshake whose ``Retry-After`` header is a hint.
+HINTED_STATUSES: Final = frozenset({429, 503})
+
+
+class Verdict(enum.Enum):
+    """Whether reconnecting can help."""
+
+    RETRY = "retry"
+    FATAL = "fatal"
+
+
+@attrs.frozen
+class RetryAdvice:
+    """What a close or a refused handshake tells the client.
+
+    Attributes:
+        verdict: Retry or give up.
+        hint: The server's requested wait in seconds (unclamped), or ``None``.
+    """
+
+    verdict: Verdict
+    hint: float | None = None
+
+
+def is_fatal_close_code(code: int) -> bool:
+    """Whether a close with ``code`` is fatal by default."""
+    return code in FATAL_CLOSE_CODES or 4000 <= code <= 4999
+
+
+def _hint_ms(value: Any) -> float | None:
+    # bool is an int subclass: {"retryAfter": true} must not mean 1 ms.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        ms = float(value)
+    except OverflowError:  # an int too large for a float: finite but absurd
+        return math.inf
+    if not math.isfinite(ms) or ms < 0:
+        return None
+    return ms
+
+
+def parse_retry_after_reason(reason: str | None) -> float | None:
+    """The ``retryAfter`` hint of a close reason, in seconds, or ``None``."""
+    if not reason:
+        return None
+    try:
+        frame = json.loads(reason)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(frame, dict):
+        return None
+    ms = _hint_ms(frame.get("retryAfter"))
+    return None if ms is None else ms / 1000.0
+
+
+def parse_retry_after_header(value: bytes | str, now: float) -> float | None:
+    """A ``Retry-After`` header value, in seconds from ``now``, or ``None``.
+
+    Args:
+        value: Delta-seconds (``"3"``) or an HTTP-date.
+        now: The current wall-clock time, seconds since the epoch (an argument,
+            so that this stays pure).
+    """
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return float(text)  # huge values become inf; the pacer clamps them
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means GMT too
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def classify_close(code: int, reason: str | None) -> RetryAdvice:
+    """The default advice for a connection closed with ``code`` and ``reason``."""
+    if is_fatal_close_code(code):
+        return RetryAdvice(Verdict.FATAL)
+    hint = parse_retry_after_reason(reason) if code in HINTED_CLOSE_CODES else None
+    return RetryAdvice(Verdict.RETRY, hint)
+
+
+def classify_rejection(
+    status_code: int, headers: Iterable[tuple[bytes, bytes]], now: float
+) -> RetryAdvice:
+    """The default advice for a handshake refused with ``status_code``.
+
+    Args:
+        status_code: The HTTP status.
+        headers: The response headers as ``(name, value)`` byte pairs.
+        now: Wall-clock seconds since the epoch, for HTTP-date hints.
+    """
+    if status_code != 429 and not 500 <= status_code <= 599:
+        return RetryAdvice(Verdict.FATAL)
+    hint = None
+    if status_code in HINTED_STATUSES:
+        for name, value in headers:
+            if name.lower() == b"retry-after":
+                hint = parse_retry_after_header(value, now)
+                break
+    return RetryAdvice(Verdict.RETRY, hint)
+
+
+def format_close_reason(retry_after: float, reason: str = "restarting") -> str:
+    """The JSON close reason a server sends with a hint.
+
+    Args:
+        retry_after: The hint in seconds (sent as whole milliseconds).
+        reason: A short human-readable word or two.
+
+    Raises:
+        ValueError: if the hint is negative or not finite, or the encoded
+            reason would exceed :data:`MAX_CLOSE_REASON_BYTES`.
+    """
+    if not math.isfinite(retry_after) or retry_after < 0:
+        raise ValueError(f"retry_after must be finite and non-negative, got {retry_after!r}")
+    text = json.dumps(
+        {"reason": reason, "retryAfter": round(retry_after * 1000)},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    size = len(text.encode("utf-8"))
+    if size > MAX_CLOSE_REASON_BYTES:
+        raise ValueError(
+            f"close reason is {size} bytes, more than the {MAX_CLOSE_REASON_BYTES} RFC 6455 allows"
+        )
+    return text
