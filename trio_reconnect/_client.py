@@ -134,6 +134,9 @@ DEFAULT_DEDUPE_WINDOW: Final = 1024
 #: already received are kept, so the next attempt resumes after them).
 DEFAULT_MAX_REPLAY: Final = 10_000
 
+# Wall-clock seconds since the epoch, for HTTP-date Retry-After hints (tests patch it).
+_wall_clock = time.time
+
 # trio-websocket's own queue between its reader and ours; ours is the real buffer.
 _WS_QUEUE_SIZE: Final = 16
 
@@ -625,7 +628,7 @@ class ReconnectingWebSocket:
 
     def _advise(self, outcome: _Outcome) -> RetryAdvice:
         if outcome.status_code is not None:
-            advice = classify_rejection(outcome.status_code, outcome.headers, time.time())
+            advice = classify_rejection(outcome.status_code, outcome.headers, _wall_clock())
         elif outcome.close_code is not None:
             advice = classify_close(outcome.close_code, outcome.close_reason)
         else:

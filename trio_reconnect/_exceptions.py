@@ -56,9 +56,11 @@ class ReconnectError(Exception):
 class ReconnectFailed(ReconnectError):
     """The client gave up; it will not reconnect again.
 
-    Raised bare out of the ``async with`` block and from every pending or later
-    ``send_message``/``get_message`` (after the messages already received have
-    been read).
+    Raised bare out of the ``async with`` block (whose body is cancelled, as a
+    failing child task cancels a nursery's body) and from every pending or
+    later ``send_message``/``get_message``. Items still buffered are discarded:
+    persist the ids of the events you processed and pass the last one as
+    ``last_event_id`` to resume from there later.
 
     Attributes:
         history: The attempts of the last failure streak, oldest first, each an
