@@ -193,6 +193,7 @@ async def test_leaving_the_block_closes_with_1000(
             "ws://example.test/", open_stream=server.open_stream
         ) as ws:
             await ws.wait_ready()
+        assert trio.current_time() == 0.0  # the close handshake did not wait for a timeout
         await trio.sleep(1)
     assert codes == [1000]
     assert len(server.connects) == 1

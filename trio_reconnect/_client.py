@@ -758,6 +758,10 @@ class ReconnectingWebSocket:
                 nursery.start_soon(self._pinger, ws, nursery.cancel_scope, outcome)
             await self._read_loop(ws)
         except trio_websocket.ConnectionClosed as exc:
+            if self._closing:
+                # We are closing: trio-websocket's reader must live on to read
+                # the server's close reply. _shutdown cancels us when done.
+                await trio.sleep_forever()
             reason = exc.reason
             if reason is not None:
                 outcome.close_code = reason.code

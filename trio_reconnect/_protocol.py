@@ -201,7 +201,8 @@ def parse_live(message: str | bytes) -> ServerEvent | str | bytes:
     """
     # Fast path: most application frames are not event frames, and json.loads
     # on every message would be the most expensive thing on the receive path.
-    if not isinstance(message, str) or '"event"' not in message:
+    # An event frame holds the text "event" literally or JSON-escaped (\u...).
+    if not isinstance(message, str) or ('"event"' not in message and "\\u" not in message):
         return message
     frame = _loads_object(message)
     if frame is None or frame.get("type") != "event" or not isinstance(frame.get("id"), str):
