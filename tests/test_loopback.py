@@ -100,9 +100,7 @@ async def test_loopback_echo_with_resume_off(nursery: trio.Nursery) -> None:
 
     port = await start_server(nursery, echo)
     with trio.fail_after(10):
-        async with tr.open_reconnecting_websocket(
-            f"ws://127.0.0.1:{port}/", resume=False
-        ) as ws:
+        async with tr.open_reconnecting_websocket(f"ws://127.0.0.1:{port}/", resume=False) as ws:
             for i in range(50):
                 await ws.send_message(f"m{i}")
             got = [await ws.get_message() for _ in range(50)]

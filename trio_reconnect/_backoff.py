@@ -75,7 +75,9 @@ class Jitter(enum.Enum):
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+    if isinstance(value, bool) or not (
+        isinstance(value, int | float) and math.isfinite(value) and value > 0
+    ):
         raise ValueError(f"{attribute.name} must be a positive finite number, got {value!r}")
 
 

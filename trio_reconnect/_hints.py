@@ -14,15 +14,19 @@ The rules, stated once:
   (:func:`is_fatal_close_code`) are fatal.
 * Every other code, 1000 from the server and 1006 (no close frame) included,
   is retried with backoff and no hint.
-* A hint that is missing, negative, non-finite, boolean or not a number is
-  ignored (``hint=None``), never an error. Clamping to ``max_server_delay``
+* A hint that is missing, negative, NaN or Infinity, boolean or not a number
+  is ignored (``hint=None``), never an error. A number literal too large for
+  a float (``1e999``, ``10**400``) is a finite JSON number: it becomes an
+  infinite hint, which the pacer clamps to ``max_server_delay``. Clamping to ``max_server_delay``
   is the pacer's job (:mod:`trio_reconnect._backoff`).
 * HTTP 429 and 5xx are retried; 503 and 429 read ``Retry-After``
-  (delta-seconds or an HTTP-date). Every other status (3xx, 4xx) is fatal.
+  (delta-seconds or an HTTP-date, read as GMT when it names no zone, as
+  RFC 9110 says). Every other status (3xx, 4xx) is fatal.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import enum
 import json
@@ -89,9 +93,9 @@ def _hint_ms(value: Any) -> float | None:
         ms = float(value)
     except OverflowError:  # an int too large for a float: finite but absurd
         return math.inf
-    if not math.isfinite(ms) or ms < 0:
+    if math.isnan(ms) or ms < 0:
         return None
-    return ms
+    return ms  # may be inf for a huge literal such as 1e999; the pacer clamps it
 
 
 def parse_retry_after_reason(reason: str | None) -> float | None:
@@ -99,7 +103,9 @@ def parse_retry_after_reason(reason: str | None) -> float | None:
     if not reason:
         return None
     try:
-        frame = json.loads(reason)
+        # NaN and Infinity are not JSON: they read as "no hint". A number
+        # literal too large for a float (1e999) is finite JSON and is clamped.
+        frame = json.loads(reason, parse_constant=lambda name: None)
     except (ValueError, RecursionError):
         return None
     if not isinstance(frame, dict):
@@ -127,8 +133,10 @@ def parse_retry_after_header(value: bytes | str, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means GMT too
-        return None
+    if when.tzinfo is None:
+        # RFC 9110: every HTTP-date is GMT, including the obsolete asctime
+        # form ("Sun Nov  6 08:49:37 1994"), which parses without a zone.
+        when = when.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, when.timestamp() - now)
 
 
@@ -174,8 +182,15 @@ def format_close_reason(retry_after: float, reason: str = "restarting") -> str:
     """
     if not math.isfinite(retry_after) or retry_after < 0:
         raise ValueError(f"retry_after must be finite and non-negative, got {retry_after!r}")
+    try:
+        ms = round(retry_after * 1000)
+    except OverflowError:  # finite seconds, infinite milliseconds
+        raise ValueError(
+            f"retry_after={retry_after!r} does not fit in the {MAX_CLOSE_REASON_BYTES} bytes "
+            "RFC 6455 allows a close reason"
+        ) from None
     text = json.dumps(
-        {"reason": reason, "retryAfter": round(retry_after * 1000)},
+        {"reason": reason, "retryAfter": ms},
         separators=(",", ":"),
         ensure_ascii=False,
     )

@@ -60,7 +60,13 @@ class Inbox(Generic[T]):
             self._queued += 1
 
     async def put(self, item: T) -> None:
-        """Append ``item``, then wait while the buffer is full."""
+        """Append ``item``, then wait while the buffer is full.
+
+        There is one producer (the supervisor's reader): a second task calling
+        this while the first waits would be a bug, and is refused.
+        """
+        if self._space is not None:
+            raise RuntimeError("Inbox.put has a single producer; another one is waiting")
         self.put_nowait(item)
         if self._queued >= self.max_size and self._error is None:
             self.stalls += 1

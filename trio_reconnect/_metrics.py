@@ -64,7 +64,7 @@ class HealthLevel(enum.Enum):
 
 def health_level(median: float | None) -> HealthLevel:
     """The health level for a median reconnect duration (``None``: no data)."""
-    if median is None or median < HEALTHY_BELOW:
+    if median is None or math.isnan(median) or median < HEALTHY_BELOW:
         return HealthLevel.HEALTHY
     if median > INCIDENT_ABOVE:
         return HealthLevel.INCIDENT

@@ -1,0 +1,10 @@
+"""``python -m trio_reconnect``: the command line (see :mod:`trio_reconnect._cli`)."""
+
+from __future__ import annotations
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The command line: ``demo``, ``serve`` and ``connect``.
+
+* ``python -m trio_reconnect demo``: the embedded server and a crowd of real
+  clients through several spread restarts; exits 1 if any event was lost or
+  duplicated.
+* ``python -m trio_reconnect serve [--port N]``: a standalone protocol server
+  publishing a ticker, for trying clients in other languages against it.
+* ``python -m trio_reconnect connect URL``: a wscat-like client that prints
+  every item and every state transition with its reason and delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from ._client import open_reconnecting_websocket
+from ._protocol import Gap, ServerEvent, Snapshot
+from ._state import Transition
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_reconnect",
+        description="A reconnecting WebSocket client for Trio, and its protocol server.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="a crowd of clients through server restarts")
+    demo.add_argument("--clients", type=int, default=300, help="clients (default 300)")
+    demo.add_argument("--duration", type=float, default=15.0, help="seconds (default 15)")
+    demo.add_argument("--restarts", type=int, default=3, help="server restarts (default 3)")
+    demo.add_argument("--rate", type=float, default=20.0, help="events/s (default 20)")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    serve = commands.add_parser("serve", help="a standalone protocol server with a ticker")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
+    serve.add_argument(
+        "--restart-every", type=float, default=None, help="restart (1012 + spread) every N s"
+    )
+    connect = commands.add_parser("connect", help="print items and transitions from a server")
+    connect.add_argument("url")
+    connect.add_argument("--no-resume", action="store_true", help="plain websocket server")
+    connect.add_argument("--count", type=int, default=None, help="stop after N items")
+    return parser
+
+
+def _show_transition(t: Transition) -> None:
+    parts = [f"[{t.time:10.3f}] {t.previous.value} -> {t.state.value}"]
+    if t.delay is not None:
+        parts.append(f"wait {t.delay:.3f}s ({t.delay_source.value if t.delay_source else '-'})")
+    if t.close_code is not None:
+        parts.append(f"close {t.close_code} {t.close_reason or ''}".rstrip())
+    if t.status_code is not None:
+        parts.append(f"HTTP {t.status_code}")
+    if t.error is not None:
+        parts.append(f"error {t.error!r}")
+    print("  ".join(parts), file=sys.stderr, flush=True)
+
+
+async def _connect(url: str, resume: bool, count: int | None) -> None:
+    async with open_reconnecting_websocket(
+        url, resume=resume, on_transition=_show_transition, max_attempts=None
+    ) as ws:
+        seen = 0
+        async for item in ws:
+            if isinstance(item, ServerEvent):
+                print(f"event {item.id}: {json.dumps(item.data)}", flush=True)
+            elif isinstance(item, Snapshot):
+                print(f"snapshot {item.id}: {json.dumps(item.data)}", flush=True)
+            elif isinstance(item, Gap):
+                print(f"gap: events after {item.last_id} were lost", flush=True)
+            else:
+                print(f"message: {item!r}", flush=True)
+            seen += 1
+            if count is not None and seen >= count:
+                return
+
+
+async def _serve(host: str, port: int, interval: float, restart_every: float | None) -> None:
+    from .server import ReconnectServer, ReplayLog
+
+    server = ReconnectServer(ReplayLog(max_events=10_000))
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(functools.partial(server.serve, host, port))
+        print(f"serving the reconnect protocol on ws://{host}:{listener.port}/", flush=True)
+        tick = 0
+        last_restart = trio.current_time()
+        while True:
+            tick += 1
+            await server.publish({"tick": tick, "time": time.time()})
+            if restart_every is not None and trio.current_time() - last_restart >= restart_every:
+                last_restart = trio.current_time()
+                print(f"restarting: {server.statistics().clients} clients dropped", flush=True)
+                nursery.start_soon(server.restart)
+            await trio.sleep(interval)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args: Any = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from ._demo import run_demo, summary_json
+
+            summary = trio.run(
+                functools.partial(
+                    run_demo,
+                    clients=args.clients,
+                    duration=args.duration,
+                    restarts=args.restarts,
+                    rate=args.rate,
+                )
+            )
+            print(summary_json(summary) if args.json else summary.table(), flush=True)
+            return 0 if summary.ok else 1
+        if args.command == "serve":
+            trio.run(_serve, args.host, args.port, args.interval, args.restart_every)
+        else:
+            trio.run(_connect, args.url, not args.no_resume, args.count)
+    except KeyboardInterrupt:
+        return 130
+    return 0

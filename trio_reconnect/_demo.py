@@ -1,0 +1,242 @@
+"""``python -m trio_reconnect demo``: a crowd of real clients through real restarts.
+
+The embedded :class:`~trio_reconnect.server.ReconnectServer` listens on
+127.0.0.1; a crowd of :func:`~trio_reconnect.open_reconnecting_websocket`
+clients connects over loopback TCP; the server publishes a steady stream of
+events and restarts a few times, each time dropping every client with 1012
+and a spread ``retryAfter``. The demo then checks, per client, that every
+event published arrived exactly once, and reports how evenly the clients
+came back (peak arrivals per 100 ms against the planned even rate).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import random
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+import attrs
+import trio
+
+from ._client import open_reconnecting_websocket
+from ._metrics import health_level, percentile
+from ._protocol import Gap, ServerEvent, Snapshot
+from ._state import ConnectionState, Transition
+from .server import ReconnectServer, ReplayLog, SpreadPolicy
+
+__all__ = ["DemoSummary", "run_demo"]
+
+#: Arrivals are counted in bins of this many seconds.
+ARRIVAL_BIN: float = 0.1
+
+
+@attrs.define(eq=False)
+class _ClientRecord:
+    """What one demo client saw."""
+
+    ids: list[str] = attrs.field(factory=list)
+    gaps: int = 0
+    opened_at: list[float] = attrs.field(factory=list)
+    durations: list[float] = attrs.field(factory=list)
+    lost_at: float | None = None
+    ready: bool = False
+
+    def on_transition(self, transition: Transition) -> None:
+        if transition.state is ConnectionState.OPEN:
+            self.opened_at.append(transition.time)
+            self.ready = True
+            if self.lost_at is not None:
+                self.durations.append(transition.time - self.lost_at)
+                self.lost_at = None
+        elif transition.previous is ConnectionState.OPEN:
+            self.ready = False
+            self.lost_at = transition.time
+
+
+@attrs.frozen
+class DemoSummary:
+    """The demo's result (``--json`` prints it as one object)."""
+
+    clients: int
+    duration_s: float
+    restarts: int
+    events_published: int
+    delivered_min: int
+    delivered_max: int
+    duplicated: int
+    lost: int
+    reconnects: int
+    median_reconnect_s: float | None
+    p95_reconnect_s: float | None
+    health: str
+    peak_arrivals_per_100ms: int
+    planned_per_100ms: float
+    refused_handshakes: int
+
+    @property
+    def ok(self) -> bool:
+        """Every client got every event exactly once."""
+        return self.lost == 0 and self.duplicated == 0
+
+    def table(self) -> str:
+        """The summary as an aligned two-column table."""
+
+        def seconds(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f} s"
+
+        rows = [
+            ("clients", str(self.clients)),
+            ("duration", f"{self.duration_s:.1f} s"),
+            ("server restarts", str(self.restarts)),
+            ("events published", str(self.events_published)),
+            ("delivered per client", f"{self.delivered_min} .. {self.delivered_max}"),
+            ("duplicated (all clients)", str(self.duplicated)),
+            ("lost (all clients)", str(self.lost)),
+            ("reconnects", str(self.reconnects)),
+            ("median reconnect", f"{seconds(self.median_reconnect_s)} ({self.health})"),
+            ("p95 reconnect", seconds(self.p95_reconnect_s)),
+            (
+                "peak arrivals / 100 ms",
+                f"{self.peak_arrivals_per_100ms} (planned even rate {self.planned_per_100ms:.1f})",
+            ),
+            ("refused handshakes", str(self.refused_handshakes)),
+            ("result", "OK: nothing lost, nothing duplicated" if self.ok else "FAILED"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+
+
+def _peak_per_bin(times: Sequence[float], start: float) -> int:
+    bins = collections.Counter(math.floor((t - start) / ARRIVAL_BIN) for t in times if t >= start)
+    return max(bins.values(), default=0)
+
+
+async def _run_client(url: str, record: _ClientRecord, seed: int, ready: trio.Event) -> None:
+    async with open_reconnecting_websocket(
+        url, random=random.Random(seed), on_transition=record.on_transition, max_attempts=None
+    ) as ws:
+        await ws.wait_ready()
+        ready.set()
+        async for item in ws:
+            if isinstance(item, ServerEvent):
+                record.ids.append(item.id)
+            elif isinstance(item, Gap | Snapshot):
+                record.gaps += 1
+
+
+async def run_demo(
+    *,
+    clients: int = 300,
+    duration: float = 15.0,
+    restarts: int = 3,
+    rate: float = 20.0,
+    out: TextIO = sys.stderr,
+    progress: bool | None = None,
+) -> DemoSummary:
+    """Run the demo and return its summary.
+
+    Args:
+        clients: How many clients connect.
+        duration: Seconds of publishing (restarts are spread evenly inside).
+        restarts: How many times the server drops every client.
+        rate: Events published per second.
+        out: Where progress goes.
+        progress: One updating line (``True``), plain lines (``False``), or
+            decided by whether ``out`` is a terminal (``None``).
+    """
+    if clients < 1 or duration <= 0 or restarts < 0 or rate <= 0:
+        raise ValueError("clients >= 1, duration > 0, restarts >= 0 and rate > 0 are required")
+    tty = out.isatty() if progress is None else progress
+    spread = SpreadPolicy()
+    server = ReconnectServer(ReplayLog(max_events=100_000), spread=spread, max_replay=10_000)
+    records = [_ClientRecord() for _ in range(clients)]
+    restart_times: list[float] = []
+    started = trio.current_time()
+
+    def status() -> str:
+        connected = sum(r.ready for r in records)
+        durations = [d for r in records for d in r.durations]
+        median = percentile(durations, 50)
+        shown = "-" if median is None else f"{median:.3f}s"
+        return (
+            f"connected {connected:>5}/{clients}  median reconnect {shown} "
+            f"({health_level(median).value})  events delivered "
+            f"{sum(len(r.ids) for r in records):>8}  restarts {len(restart_times)}/{restarts}"
+        )
+
+    async def report() -> None:
+        while True:
+            if tty:
+                print("\r" + status(), end="", file=out, flush=True)
+                await trio.sleep(0.2)
+            else:
+                print(status(), file=out, flush=True)
+                await trio.sleep(5)
+
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(server.serve, "127.0.0.1", 0)
+        url = f"ws://127.0.0.1:{listener.port}/demo"
+        nursery.start_soon(report)
+        async with trio.open_nursery() as crowd:
+            readies = [trio.Event() for _ in records]
+            for i, record in enumerate(records):
+                crowd.start_soon(_run_client, url, record, i, readies[i])
+            for ready in readies:
+                await ready.wait()
+            step = duration / (restarts + 1)
+            next_restart = trio.current_time() + step
+            end = trio.current_time() + duration
+            while trio.current_time() < end:
+                await server.publish({"n": server.statistics().events_published + 1})
+                if len(restart_times) < restarts and trio.current_time() >= next_restart:
+                    restart_times.append(trio.current_time())
+                    nursery.start_soon(server.restart)
+                    next_restart += step
+                await trio.sleep(1 / rate)
+            # Let every client come back and catch up before counting.
+            with trio.move_on_after(spread.base + spread.window(clients) + 10):
+                while not all(r.ready for r in records) or any(  # noqa: ASYNC110 (a compound condition)
+                    len(r.ids) < server.statistics().events_published for r in records
+                ):
+                    await trio.sleep(0.1)
+            final = status()
+            crowd.cancel_scope.cancel()  # every client leaves, closing with 1000
+        nursery.cancel_scope.cancel()
+    print(("\r" if tty else "") + final, file=out, flush=True)
+
+    published = server.statistics().events_published
+    expected = [str(i) for i in range(1, published + 1)]
+    duplicated = sum(len(r.ids) - len(set(r.ids)) for r in records)
+    lost = sum(len(set(expected) - set(r.ids)) for r in records)
+    durations = [d for r in records for d in r.durations]
+    median = percentile(durations, 50)
+    peak = 0
+    for t in restart_times:
+        arrivals = [o for r in records for o in r.opened_at if t <= o < t + 30]
+        peak = max(peak, _peak_per_bin(arrivals, t))
+    return DemoSummary(
+        clients=clients,
+        duration_s=trio.current_time() - started,
+        restarts=len(restart_times),
+        events_published=published,
+        delivered_min=min(len(set(r.ids)) for r in records),
+        delivered_max=max(len(set(r.ids)) for r in records),
+        duplicated=duplicated,
+        lost=lost,
+        reconnects=len(durations),
+        median_reconnect_s=median,
+        p95_reconnect_s=percentile(durations, 95),
+        health=health_level(median).value,
+        peak_arrivals_per_100ms=peak,
+        planned_per_100ms=clients / spread.window(clients) * ARRIVAL_BIN,
+        refused_handshakes=server.statistics().refused,
+    )
+
+
+def summary_json(summary: DemoSummary) -> str:
+    """The summary as one JSON object."""
+    return json.dumps({**attrs.asdict(summary), "ok": summary.ok})
