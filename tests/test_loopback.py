@@ -6,9 +6,10 @@ Real sockets mean the real clock: delays are kept to milliseconds (hints of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -25,10 +26,8 @@ async def start_server(
     nursery: trio.Nursery, handler: Handler, ssl_context: ssl.SSLContext | None = None
 ) -> int:
     async def safe(request: trio_websocket.WebSocketRequest) -> None:
-        try:
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
             await handler(request)
-        except trio_websocket.ConnectionClosed:
-            pass
 
     server: trio_websocket.WebSocketServer = await nursery.start(
         trio_websocket.serve_websocket, safe, "127.0.0.1", 0, ssl_context
@@ -37,7 +36,7 @@ async def start_server(
 
 
 @pytest.fixture
-async def ticker(nursery: trio.Nursery) -> AsyncIterator[tuple[int, list[int]]]:
+async def ticker(nursery: trio.Nursery) -> tuple[int, list[int]]:
     """A protocol server that publishes 3 events per connection, then restarts it."""
     log: list[int] = []
     connections: list[int] = [0]
@@ -57,7 +56,7 @@ async def ticker(nursery: trio.Nursery) -> AsyncIterator[tuple[int, list[int]]]:
         await ws.aclose(1012, json.dumps({"reason": "restart", "retryAfter": 0}))
 
     port = await start_server(nursery, handler)
-    yield port, connections
+    return port, connections
 
 
 async def test_loopback_reconnects_and_delivers_every_event_once(

@@ -136,7 +136,7 @@ def parse_retry_after_header(value: bytes | str, now: float) -> float | None:
     if when.tzinfo is None:
         # RFC 9110: every HTTP-date is GMT, including the obsolete asctime
         # form ("Sun Nov  6 08:49:37 1994"), which parses without a zone.
-        when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - now)
 
 
