@@ -180,12 +180,12 @@ def parse_resume(message: str | bytes) -> str | None:
 
 def encode_event(event_id: str, data: Any) -> str:
     """A replayed or live ``event`` frame."""
-    return json.dumps({"type": "event", "id": event_id, "data": data})
+    return json.dumps({"type": "event", "id": event_id, "data": data}, allow_nan=False)
 
 
 def encode_snapshot(event_id: str | None, data: Any) -> str:
     """A ``snapshot`` frame: state as of ``event_id``."""
-    return json.dumps({"type": "snapshot", "id": event_id, "data": data})
+    return json.dumps({"type": "snapshot", "id": event_id, "data": data}, allow_nan=False)
 
 
 def encode_ready(event_id: str | None, *, lost: bool) -> str:
