@@ -32,13 +32,13 @@ The pacer (:class:`Pacer`) adds the server's hints and the counters:
 from __future__ import annotations
 
 import enum
-import math
 import random
 from typing import Final
 
 import attrs
 
 from ._state import DelaySource
+from ._validators import positive_number
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -74,13 +74,6 @@ class Jitter(enum.Enum):
     DECORRELATED = "decorrelated"
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not (
-        isinstance(value, int | float) and math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{attribute.name} must be a positive finite number, got {value!r}")
-
-
 @attrs.frozen
 class Backoff:
     """Exponential backoff with a cap and jitter.
@@ -93,9 +86,9 @@ class Backoff:
         jitter: The jitter strategy (default :attr:`Jitter.FULL`).
     """
 
-    initial: float = attrs.field(default=DEFAULT_INITIAL_DELAY, validator=_positive)
-    factor: float = attrs.field(default=DEFAULT_FACTOR, validator=_positive)
-    max_delay: float = attrs.field(default=DEFAULT_MAX_DELAY, validator=_positive)
+    initial: float = attrs.field(default=DEFAULT_INITIAL_DELAY, validator=positive_number)
+    factor: float = attrs.field(default=DEFAULT_FACTOR, validator=positive_number)
+    max_delay: float = attrs.field(default=DEFAULT_MAX_DELAY, validator=positive_number)
     jitter: Jitter = attrs.field(
         default=Jitter.FULL, validator=attrs.validators.instance_of(Jitter)
     )

@@ -87,6 +87,7 @@ from ._protocol import (
 )
 from ._state import Attempt, ConnectionState, DelaySource, Transition
 from ._transport import OpenStream, Target, open_tcp_stream, parse_url
+from ._validators import check_positive
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -250,13 +251,6 @@ def _main_cause(exc: BaseException) -> BaseException:
     return leaves[0]
 
 
-def _check_timeout(name: str, value: float | None, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-
-
 class ReconnectingWebSocket:
     """A websocket that reconnects: what :func:`open_reconnecting_websocket` yields.
 
@@ -305,9 +299,10 @@ class ReconnectingWebSocket:
             ("max_server_delay", max_server_delay),
             ("stable_after", stable_after),
         ):
-            _check_timeout(name, value)
-        _check_timeout("ping_interval", ping_interval, optional=True)
-        _check_timeout("give_up_after", give_up_after, optional=True)
+            check_positive(name, value)
+        for name, maybe in (("ping_interval", ping_interval), ("give_up_after", give_up_after)):
+            if maybe is not None:
+                check_positive(name, maybe)
         if max_replay < 1:
             raise ValueError(f"max_replay must be at least 1, got {max_replay!r}")
         self._url = url

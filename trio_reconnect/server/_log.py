@@ -32,6 +32,8 @@ from typing import Any, Final, Protocol
 
 import attrs
 
+from .._validators import non_negative_int, positive_int
+
 __all__ = [
     "DEFAULT_MAX_EVENTS",
     "EventLog",
@@ -90,16 +92,6 @@ class EventLog(Protocol):
         ...
 
 
-def _positive_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be a non-negative integer, got {value!r}")
-
-
 def parse_event_id(event_id: object) -> int | None:
     """The sequence number of a canonical decimal id, or ``None``.
 
@@ -127,8 +119,8 @@ class ReplayLog:
             the restart is unknown rather than mistaken for a new event.
     """
 
-    max_events: int = attrs.field(default=DEFAULT_MAX_EVENTS, validator=_positive_int)
-    start: int = attrs.field(default=1, kw_only=True, validator=_non_negative_int)
+    max_events: int = attrs.field(default=DEFAULT_MAX_EVENTS, validator=positive_int)
+    start: int = attrs.field(default=1, kw_only=True, validator=non_negative_int)
     _ring: list[LoggedEvent | None] = attrs.field(init=False, repr=False)
     #: Sequence number the next append gets.
     _next: int = attrs.field(init=False)

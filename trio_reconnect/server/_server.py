@@ -83,6 +83,12 @@ from .._protocol import (
     encode_snapshot,
     parse_resume,
 )
+from .._validators import (
+    non_negative_int,
+    optional_positive_number,
+    positive_int,
+    positive_number,
+)
 from ._log import EventLog, LoggedEvent
 from ._spread import AdmissionControl, SpreadPolicy, distinct_milliseconds, plan_spread
 
@@ -418,33 +424,6 @@ class ConnectedClient:
         return CloseReason(self._close_code, self._close_reason)
 
 
-def _positive_number(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
-
-
-def _positive_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be a non-negative integer, got {value!r}")
-
-
-def _optional_rate(
-    instance: object, attribute: attrs.Attribute[float | None], value: float | None
-) -> None:
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{attribute.name} must be None or a positive number, got {value!r}")
-
-
 @attrs.define(eq=False)
 class ReconnectServer:
     """A websocket server speaking the reconnect protocol (docs/protocol.md).
@@ -492,23 +471,25 @@ class ReconnectServer:
     log: EventLog
     snapshot: SnapshotProvider | None = attrs.field(default=None, kw_only=True)
     max_replay: int = attrs.field(
-        default=DEFAULT_MAX_REPLAY, kw_only=True, validator=_non_negative_int
+        default=DEFAULT_MAX_REPLAY, kw_only=True, validator=non_negative_int
     )
     spread: SpreadPolicy = attrs.field(factory=SpreadPolicy, kw_only=True)
-    admission_rate: float | None = attrs.field(default=None, kw_only=True, validator=_optional_rate)
+    admission_rate: float | None = attrs.field(
+        default=None, kw_only=True, validator=optional_positive_number
+    )
     admission_burst: float | None = attrs.field(default=None, kw_only=True)
     handshake_timeout: float = attrs.field(
-        default=DEFAULT_HANDSHAKE_TIMEOUT, kw_only=True, validator=_positive_number
+        default=DEFAULT_HANDSHAKE_TIMEOUT, kw_only=True, validator=positive_number
     )
     close_timeout: float = attrs.field(
-        default=DEFAULT_CLOSE_TIMEOUT, kw_only=True, validator=_positive_number
+        default=DEFAULT_CLOSE_TIMEOUT, kw_only=True, validator=positive_number
     )
-    queue_size: int = attrs.field(default=DEFAULT_QUEUE_SIZE, kw_only=True, validator=_positive_int)
+    queue_size: int = attrs.field(default=DEFAULT_QUEUE_SIZE, kw_only=True, validator=positive_int)
     max_message_size: int = attrs.field(
-        default=DEFAULT_MAX_MESSAGE_SIZE, kw_only=True, validator=_positive_int
+        default=DEFAULT_MAX_MESSAGE_SIZE, kw_only=True, validator=positive_int
     )
     incoming_queue_size: int = attrs.field(
-        default=DEFAULT_INCOMING_QUEUE_SIZE, kw_only=True, validator=_non_negative_int
+        default=DEFAULT_INCOMING_QUEUE_SIZE, kw_only=True, validator=non_negative_int
     )
     on_message: MessageHandler | None = attrs.field(default=None, kw_only=True)
     rng: random.Random = attrs.field(factory=random.Random, kw_only=True, repr=False)

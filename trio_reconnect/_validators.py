@@ -1,0 +1,61 @@
+"""Option checks shared by the client and the server: one place for each rule.
+
+Numbers of seconds and rates must be finite and positive (``bool`` is not a
+number here, though Python says it is an ``int``); counts must be whole.
+Each check has an attrs-validator form, for ``attrs.field(validator=...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "check_positive",
+    "non_negative_int",
+    "optional_positive_number",
+    "positive_int",
+    "positive_number",
+]
+
+
+def check_positive(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number above zero."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "positive" if minimum > 0 else "non-negative"
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+
+
+def positive_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a finite number above zero."""
+    check_positive(attribute.name, value)
+
+
+def optional_positive_number(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    """attrs validator: ``None``, or a finite number above zero."""
+    if value is not None:
+        check_positive(attribute.name, value)
+
+
+def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a whole number, at least 1."""
+    _check_int(attribute.name, value, 1)
+
+
+def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a whole number, at least 0."""
+    _check_int(attribute.name, value, 0)
