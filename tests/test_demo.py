@@ -48,3 +48,26 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 2
     with pytest.raises(SystemExit):
         main(["demo", "--clients", "many"])
+
+
+async def test_connect_and_serve_commands_talk_to_each_other(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from trio_reconnect import _cli
+
+    with trio.socket.socket() as sock:  # find a free port for the standalone server
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cli._serve, "127.0.0.1", port, 0.01, 0.3)
+            await trio.sleep(0.1)  # let it bind (real clock)
+            await _cli._connect(f"ws://127.0.0.1:{port}/", True, 80)
+            nursery.cancel_scope.cancel()
+    captured = capsys.readouterr()
+    events = [line for line in captured.out.splitlines() if line.startswith("event ")]
+    assert len(events) == 80  # replayed, then live, across a restart
+    assert '"tick"' in events[0]
+    assert f"serving the reconnect protocol on ws://127.0.0.1:{port}/" in captured.out
+    assert "restarting" in captured.out
+    assert "-> open" in captured.err  # transitions go to stderr

@@ -466,6 +466,8 @@ class ReconnectingWebSocket:
 
     def _set_state(self, state: ConnectionState, **details: Any) -> None:
         previous, self._state = self._state, state
+        if previous is state:  # the first attempt: CONNECTING is the initial state
+            return
         transition = Transition(
             state=state,
             previous=previous,
