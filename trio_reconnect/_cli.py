@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--clients", type=int, default=300, help="clients (default 300)")
     demo.add_argument("--duration", type=float, default=15.0, help="seconds (default 15)")
     demo.add_argument("--restarts", type=int, default=3, help="server restarts (default 3)")
-    demo.add_argument("--rate", type=float, default=20.0, help="events/s (default 20)")
+    demo.add_argument("--rate", type=float, default=5.0, help="events/s (default 5)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     serve = commands.add_parser("serve", help="a standalone protocol server with a ticker")
     serve.add_argument("--host", default="127.0.0.1")

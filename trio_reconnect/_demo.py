@@ -133,7 +133,7 @@ async def run_demo(
     clients: int = 300,
     duration: float = 15.0,
     restarts: int = 3,
-    rate: float = 20.0,
+    rate: float = 5.0,
     out: TextIO = sys.stderr,
     progress: bool | None = None,
 ) -> DemoSummary:
