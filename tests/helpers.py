@@ -87,3 +87,10 @@ async def send_event(ws: trio_websocket.WebSocketConnection, event_id: str, data
 
 def hint(ms: float, code: int = 1012) -> tuple[int, str]:
     return code, json.dumps({"reason": "restarting", "retryAfter": ms})
+
+
+async def ready_forever(request: trio_websocket.WebSocketRequest, n: int) -> None:
+    """The plainest protocol server: accept, read resume, send ready, stay up."""
+    ws, _ = await accept_and_resume(request)
+    await send_ready(ws, None)
+    await trio.sleep_forever()

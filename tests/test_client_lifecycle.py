@@ -13,7 +13,7 @@ import trio.testing
 import trio_websocket
 
 import trio_reconnect as tr
-from tests.helpers import FakeServer, accept_and_resume, send_event, send_ready
+from tests.helpers import FakeServer, accept_and_resume, ready_forever, send_event, send_ready
 
 
 @attrs.define(eq=False)
@@ -111,12 +111,7 @@ async def test_ping_timeout_detects_half_open_link(
 ) -> None:
     holes: list[BlackHole] = []
 
-    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
-        ws, _ = await accept_and_resume(request)
-        await send_ready(ws, None)
-        await trio.sleep_forever()
-
-    server = FakeServer(nursery, handler)
+    server = FakeServer(nursery, ready_forever)
 
     async def open_stream(target: tr.Target) -> trio.abc.Stream:
         hole = BlackHole(await server.open_stream(target))
@@ -213,12 +208,7 @@ async def test_close_is_bounded_by_close_timeout(
 ) -> None:
     holes: list[BlackHole] = []
 
-    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
-        ws, _ = await accept_and_resume(request)
-        await send_ready(ws, None)
-        await trio.sleep_forever()
-
-    server = FakeServer(nursery, handler)
+    server = FakeServer(nursery, ready_forever)
 
     async def open_stream(target: tr.Target) -> trio.abc.Stream:
         hole = BlackHole(await server.open_stream(target))
@@ -271,12 +261,7 @@ async def test_external_cancellation_is_prompt_and_clean(
 async def test_body_errors_come_out_bare(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
-        ws, _ = await accept_and_resume(request)
-        await send_ready(ws, None)
-        await trio.sleep_forever()
-
-    server = FakeServer(nursery, handler)
+    server = FakeServer(nursery, ready_forever)
     with trio.fail_after(100), pytest.raises(KeyError, match="boom"):
         async with tr.open_reconnecting_websocket(
             "ws://example.test/", open_stream=server.open_stream
