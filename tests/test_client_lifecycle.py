@@ -224,38 +224,7 @@ async def test_close_is_bounded_by_close_timeout(
     assert trio.current_time() == 2.0
 
 
-@pytest.mark.parametrize("stage", ["connecting", "resuming", "open", "backing_off", "sending"])
-async def test_external_cancellation_is_prompt_and_clean(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, stage: str
-) -> None:
-    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
-        if stage == "connecting":
-            await trio.sleep_forever()
-        ws, _ = await accept_and_resume(request)
-        if stage == "backing_off":
-            await ws.aclose(1012, json.dumps({"retryAfter": 60_000}))
-            return
-        if stage != "resuming":
-            await trio.sleep(1 if stage == "sending" else 0)
-            await send_ready(ws, None)
-        await trio.sleep_forever()
-
-    server = FakeServer(nursery, handler)
-    with trio.move_on_after(5) as scope:
-        async with tr.open_reconnecting_websocket(
-            "ws://example.test/", open_stream=server.open_stream
-        ) as ws:
-            if stage == "sending":
-                await ws.send_message("held at the gate when cancelled")
-            await trio.sleep_forever()
-    assert scope.cancelled_caught
-    assert trio.current_time() <= 5.0 + tr.DEFAULT_CLOSE_TIMEOUT
-    assert ws.state is tr.ConnectionState.CLOSED
-    expected = {
-        "connecting": tr.ConnectionState.CONNECTING,
-        "resuming": tr.ConnectionState.RESUMING,
-    }
-    del expected  # the state before closing depends on the stage; CLOSED after
+# Cancellation at every stage: tests/test_cancellation.py.
 
 
 async def test_body_errors_come_out_bare(

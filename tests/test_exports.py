@@ -8,6 +8,8 @@ PUBLIC = {
     "Attempt",
     "AttemptError",
     "Backoff",
+    "MAX_HISTORY",
+    "RetryPolicy",
     "ClientClosedError",
     "ConnectTimeout",
     "ConnectionState",

@@ -18,6 +18,7 @@ from ._backoff import DEFAULT_MAX_DELAY as DEFAULT_MAX_DELAY
 from ._backoff import SHORT_HINT_LIMIT as SHORT_HINT_LIMIT
 from ._backoff import Backoff as Backoff
 from ._backoff import Jitter as Jitter
+from ._backoff import RetryPolicy as RetryPolicy
 from ._client import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from ._client import DEFAULT_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
 from ._client import DEFAULT_DEDUPE_WINDOW as DEFAULT_DEDUPE_WINDOW
@@ -30,6 +31,7 @@ from ._client import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
 from ._client import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._client import DEFAULT_RESUME_TIMEOUT as DEFAULT_RESUME_TIMEOUT
 from ._client import DEFAULT_STABLE_AFTER as DEFAULT_STABLE_AFTER
+from ._client import MAX_HISTORY as MAX_HISTORY
 from ._client import Disconnect as Disconnect
 from ._client import ReconnectingWebSocket as ReconnectingWebSocket
 from ._client import open_reconnecting_websocket as open_reconnecting_websocket
@@ -99,6 +101,8 @@ __all__ = [
     "HealthLevel",
     "Item",
     "Jitter",
+    "MAX_HISTORY",
+    "RetryPolicy",
     "PingTimeout",
     "ReconnectError",
     "ReconnectFailed",

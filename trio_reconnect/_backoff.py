@@ -32,8 +32,9 @@ The pacer (:class:`Pacer`) adds the server's hints and the counters:
 from __future__ import annotations
 
 import enum
+import math
 import random
-from typing import Final
+from typing import Final, Protocol
 
 import attrs
 
@@ -48,6 +49,7 @@ __all__ = [
     "Backoff",
     "Jitter",
     "Pacer",
+    "RetryPolicy",
 ]
 
 #: First backoff step, seconds.
@@ -130,17 +132,34 @@ class Backoff:
         return min(self.max_delay, rng.uniform(self.initial, 3 * last))
 
 
+class RetryPolicy(Protocol):
+    """What the client needs from a backoff policy; :class:`Backoff` is one.
+
+    Implement it to reproduce another library's schedule exactly (the herd
+    simulator's peer strategies in :mod:`trio_reconnect.testing` do).
+    """
+
+    @property
+    def initial(self) -> float:
+        """The first step, seconds: hints shorter than this count as short."""
+        ...
+
+    def delay(self, retry: int, rng: random.Random, previous: float | None = None) -> float:
+        """The delay before retry number ``retry`` (1-based), seconds, finite and >= 0."""
+        ...
+
+
 @attrs.define(eq=False)
 class Pacer:
     """Chooses each wait from the backoff policy and the server's hints.
 
     Args:
-        backoff: The policy.
+        backoff: The policy (a :class:`Backoff` or any :class:`RetryPolicy`).
         rng: Randomness for the jitter.
         max_server_delay: The clamp for server hints, seconds.
     """
 
-    backoff: Backoff
+    backoff: RetryPolicy
     rng: random.Random
     max_server_delay: float
     #: Waits scheduled since the last stable connection.
@@ -161,6 +180,8 @@ class Pacer:
         """
         self.retry += 1
         backoff = self.backoff.delay(self.retry, self.rng, self._previous)
+        if not (isinstance(backoff, int | float) and math.isfinite(backoff) and backoff >= 0):
+            raise ValueError(f"the retry policy returned an invalid delay: {backoff!r}")
         if hint is None:
             self.short_hints = 0
             delay, source = backoff, DelaySource.BACKOFF

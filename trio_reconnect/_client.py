@@ -46,6 +46,7 @@ Delivery of application messages (client -> server):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import logging
@@ -60,7 +61,7 @@ import attrs
 import trio
 import trio_websocket
 
-from ._backoff import Backoff, Pacer
+from ._backoff import Backoff, Pacer, RetryPolicy
 from ._exceptions import (
     AttemptError,
     ClientClosedError,
@@ -102,6 +103,7 @@ __all__ = [
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_RESUME_TIMEOUT",
     "DEFAULT_STABLE_AFTER",
+    "MAX_HISTORY",
     "Disconnect",
     "ReconnectingWebSocket",
     "open_reconnecting_websocket",
@@ -134,6 +136,11 @@ DEFAULT_DEDUPE_WINDOW: Final = 1024
 #: Most events one handshake may replay before the attempt fails (the events
 #: already received are kept, so the next attempt resumes after them).
 DEFAULT_MAX_REPLAY: Final = 10_000
+
+#: Most attempts kept in the history of a failure streak (the oldest are
+#: dropped), so that ``max_attempts=None`` against a server that refuses
+#: forever does not grow memory.
+MAX_HISTORY: Final = 100
 
 # Wall-clock seconds since the epoch, for HTTP-date Retry-After hints (tests patch it).
 _wall_clock = time.time
@@ -179,6 +186,8 @@ class _Outcome:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     body: bytes | None = None
     error: BaseException | None = None
+    #: Whether the close code is the server's (it sent the close frame).
+    server_closed: bool = False
 
 
 @attrs.frozen
@@ -235,6 +244,20 @@ def _header_pairs(headers: HeaderPairs) -> list[tuple[bytes, bytes]]:
     ]
 
 
+def _closed_by_server(ws: trio_websocket.WebSocketConnection) -> bool:
+    """Whether the server sent the close frame that ended ``ws``.
+
+    trio-websocket reports the closes it makes itself just like the server's:
+    1009 for a message over ``max_message_size``, and (from wsproto) 1002 or
+    1007 for a frame that breaks RFC 6455, such as invalid UTF-8 or a close
+    code wsproto does not know (1014 among them). Such a code is not the
+    server's verdict. trio-websocket sets this event only when the peer
+    started the close.
+    """
+    peer_closed = getattr(ws, "_for_testing_peer_closed_connection", None)
+    return not isinstance(peer_closed, trio.Event) or peer_closed.is_set()
+
+
 def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
@@ -262,7 +285,8 @@ class ReconnectingWebSocket:
         self,
         url: Factory[str],
         *,
-        backoff: Backoff | None = None,
+        backoff: RetryPolicy | None = None,
+        server_hints: bool = True,
         max_attempts: int | None = DEFAULT_MAX_ATTEMPTS,
         give_up_after: float | None = None,
         stable_after: float = DEFAULT_STABLE_AFTER,
@@ -306,7 +330,8 @@ class ReconnectingWebSocket:
         if max_replay < 1:
             raise ValueError(f"max_replay must be at least 1, got {max_replay!r}")
         self._url = url
-        self._backoff = backoff if backoff is not None else Backoff()
+        self._backoff: RetryPolicy = backoff if backoff is not None else Backoff()
+        self._server_hints = bool(server_hints)
         self._max_attempts = max_attempts
         self._give_up_after = give_up_after
         self._stable_after = stable_after
@@ -341,11 +366,14 @@ class ReconnectingWebSocket:
         self._error: ReconnectFailed | None = None
         self._closing = False
         self._failures = 0
-        self._history: list[Attempt] = []
+        self._history: collections.deque[Attempt] = collections.deque(maxlen=MAX_HISTORY)
         self._streak_started: float | None = None
         self._lost_at: float | None = None
         self._reconnect_requested = False
         self._attempt_scope: trio.CancelScope | None = None
+        self._supervisor_scope: trio.CancelScope | None = None
+        # The websocket of the current attempt once it is open (resuming or ready).
+        self._websocket: trio_websocket.WebSocketConnection | None = None
         self._backoff_scope: trio.CancelScope | None = None
         self._body_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -384,7 +412,18 @@ class ReconnectingWebSocket:
         """
         if not isinstance(message, str | bytes):
             raise TypeError(f"message must be str or bytes, got {type(message).__name__}")
-        async with self._send_lock:
+        lock = self._send_lock
+        try:
+            if self._open is None:
+                raise trio.WouldBlock  # not ready: queue up in acquire()
+            # Fast path: ready, and nobody holds or waits for the lock (a
+            # waiter makes acquire_nowait fail, so call order is kept). It
+            # skips acquire()'s schedule point, one extra trip through the
+            # scheduler per message; the websocket send below checkpoints.
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             while True:
                 opened = self._open
                 if opened is None:
@@ -399,6 +438,8 @@ class ReconnectingWebSocket:
                     await opened.lost.wait()
                 else:
                     return
+        finally:
+            lock.release()
 
     async def get_message(self) -> Item:
         """The next item, in order across reconnects.
@@ -500,22 +541,37 @@ class ReconnectingWebSocket:
             opened.lost.set()
 
     async def _shutdown(self) -> None:
-        """Leave: close the live connection with 1000, stop the supervisor."""
+        """Leave: close the open websocket with 1000, stop the supervisor.
+
+        The supervisor is shielded from cancellation coming from outside the
+        block (see :meth:`_supervise`), so trio-websocket's reader is still
+        running here and reads the server's close reply: a cancelled block
+        takes one round trip to leave, not ``close_timeout``.
+        """
         if self._error is None and not self._closing:
             self._closing = True
-            opened = self._open
+            ws = self._websocket  # open, ready or still resuming
             self._end(ConnectionState.CLOSED, ClientClosedError("the client was closed"))
-            if opened is not None:
+            if ws is not None:
                 with trio.move_on_after(self._close_timeout):
-                    await opened.ws.aclose(1000)
+                    await ws.aclose(1000)
+        if self._supervisor_scope is not None:
+            self._supervisor_scope.cancel()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
     # -------------------------------------------------------------- supervisor
 
     async def _supervise(self) -> None:
+        # Shielded: a cancellation from outside the ``async with`` block
+        # reaches the block's body, whose exit runs _shutdown, which closes the
+        # connection politely and then cancels this scope. Without the shield
+        # the outside cancellation would kill trio-websocket's reader first,
+        # and every close would wait close_timeout for a reply nobody reads.
         try:
-            await self._supervise_loop()
+            with trio.CancelScope(shield=True) as self._supervisor_scope:
+                if not self._closing and self._error is None:
+                    await self._supervise_loop()
         except Exception as exc:  # a bug here must not take the application down
             logger.exception("reconnect supervisor crashed")
             failure = ReconnectFailed("internal error in the reconnect supervisor", self._history)
@@ -553,7 +609,8 @@ class ReconnectingWebSocket:
                 self._history.append(self._record(outcome, now, None, None))
                 self._fail(self._fatal_error(outcome))
                 return
-            delay, source = self._pacer.next_delay(failed=not stable, hint=advice.hint)
+            hint = advice.hint if self._server_hints else None
+            delay, source = self._pacer.next_delay(failed=not stable, hint=hint)
             if not stable:
                 self._history.append(self._record(outcome, now, delay, source))
             if self._max_attempts is not None and self._failures >= self._max_attempts:
@@ -627,7 +684,14 @@ class ReconnectingWebSocket:
         if outcome.status_code is not None:
             advice = classify_rejection(outcome.status_code, outcome.headers, _wall_clock())
         elif outcome.close_code is not None:
-            advice = classify_close(outcome.close_code, outcome.close_reason)
+            # Only a close the server sent is read for a verdict; one that the
+            # client's websocket layer made (see _closed_by_server) is retried
+            # with backoff, like a drop.
+            advice = (
+                classify_close(outcome.close_code, outcome.close_reason)
+                if outcome.server_closed
+                else RetryAdvice(Verdict.RETRY)
+            )
         else:
             return RetryAdvice(Verdict.RETRY)
         if self._should_reconnect is None:
@@ -684,6 +748,7 @@ class ReconnectingWebSocket:
         return outcome
 
     def _connection_lost(self) -> None:
+        self._websocket = None
         opened, self._open = self._open, None
         if opened is not None:
             self._gate = trio.Event()  # fresh for the next connection
@@ -743,12 +808,13 @@ class ReconnectingWebSocket:
                     f"{target.display} closed the connection during the opening handshake"
                 )
             return  # the phase deadline expired; the caller reports it
+        self._websocket = ws
         result: HandshakeResult | None = None
         try:
             if self._resume:
                 self._set_state(ConnectionState.RESUMING)
                 phase.deadline = trio.current_time() + self._resume_timeout
-                result = await self._handshake(ws)
+                result = await self._handshake(ws, phase)
             phase.deadline = math.inf
             self._ready(ws, result, outcome)
             if self._ping_interval is not None:
@@ -763,8 +829,11 @@ class ReconnectingWebSocket:
             if reason is not None:
                 outcome.close_code = reason.code
                 outcome.close_reason = reason.reason
+                outcome.server_closed = _closed_by_server(ws)
 
-    async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> HandshakeResult:
+    async def _handshake(
+        self, ws: trio_websocket.WebSocketConnection, phase: trio.CancelScope
+    ) -> HandshakeResult:
         handshake = ResumeHandshake(self._last_event_id)
         await ws.send_message(handshake.frame())
         received = 0
@@ -782,11 +851,29 @@ class ReconnectingWebSocket:
             elif isinstance(item, Snapshot):
                 self._last_event_id = item.id
             if item is not None:
-                self._inbox.put_nowait(item)
+                await self._deliver_replayed(item, phase)
         result = handshake.result
         if result.ready_id is not None or result.outcome is HandshakeOutcome.LOST:
             self._last_event_id = result.ready_id
         return result
+
+    async def _deliver_replayed(self, item: Item, phase: trio.CancelScope) -> None:
+        """Buffer one handshake item; wait for the application if the buffer is full.
+
+        The wait is the application's, not the server's, so ``resume_timeout``
+        is paused during it and starts again when there is room. This keeps
+        the buffer at ``max_queue`` (plus the item being added) even when
+        every attempt replays ``max_replay`` events to an application that is
+        not reading.
+        """
+        if len(self._inbox) + 1 < self._inbox.max_size:
+            self._inbox.put_nowait(item)
+            return
+        phase.deadline = math.inf
+        try:
+            await self._inbox.put(item)
+        finally:
+            phase.deadline = trio.current_time() + self._resume_timeout
 
     def _ready(
         self,
@@ -863,7 +950,10 @@ async def open_reconnecting_websocket(
         url: ``ws://`` or ``wss://`` URL, or a sync or async callable returning
             one, called before every attempt.
         backoff: The :class:`Backoff` policy (default: 1 s doubling to 30 s,
-            full jitter).
+            full jitter), or any :class:`RetryPolicy`.
+        server_hints: Follow the server's retry hints (``retryAfter`` in a
+            close reason, ``Retry-After`` on a refusal); default ``True``.
+            With ``False`` only the backoff times the retries.
         max_attempts: Consecutive failed attempts before giving up
             (:data:`DEFAULT_MAX_ATTEMPTS`; ``None``: never).
         give_up_after: Seconds without a stable connection before giving up

@@ -4,7 +4,7 @@ The tree::
 
     ReconnectError                    base of everything raised here
     ├── ReconnectFailed               the client stopped for good (state FAILED);
-    │   │                             .history holds every attempt of the last streak
+    │   │                             .history: the last streak's attempts (<= 100)
     │   ├── FatalCloseError           the server closed with a code a retry cannot
     │   │                             help (1008, 4xxx ...): .code, .reason
     │   └── HandshakeRejectedError    the server refused the opening handshake with a
@@ -64,7 +64,8 @@ class ReconnectFailed(ReconnectError):
 
     Attributes:
         history: The attempts of the last failure streak, oldest first, each an
-            :class:`~trio_reconnect.Attempt` (time, outcome, cause, delay).
+            :class:`~trio_reconnect.Attempt` (time, outcome, cause, delay);
+            at most :data:`~trio_reconnect.MAX_HISTORY`, the most recent.
     """
 
     def __init__(self, message: str, history: Sequence[Attempt] = ()) -> None:

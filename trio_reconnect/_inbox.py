@@ -71,7 +71,11 @@ class Inbox(Generic[T]):
         if self._queued >= self.max_size and self._error is None:
             self.stalls += 1
             self._space = space = trio.Event()
-            await space.wait()
+            try:
+                await space.wait()
+            finally:
+                if self._space is space:  # cancelled while waiting: no producer waits now
+                    self._space = None
 
     async def get(self) -> T:
         """The oldest item; waits for one. Raises the close error once closed."""

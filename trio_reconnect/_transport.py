@@ -18,7 +18,7 @@ import trio
 
 from ._exceptions import TLSError
 
-__all__ = ["OpenStream", "Target", "open_tcp_stream", "parse_url"]
+__all__ = ["OpenStream", "Target", "open_tcp_stream", "parse_url", "start_tls"]
 
 
 @attrs.frozen
@@ -85,6 +85,18 @@ async def open_tcp_stream(target: Target) -> trio.abc.Stream:
         TLSError: the TLS handshake failed (the ssl error is ``__cause__``).
     """
     stream = await trio.open_tcp_stream(target.host, target.port)
+    return await start_tls(stream, target)
+
+
+async def start_tls(stream: trio.abc.Stream, target: Target) -> trio.abc.Stream:
+    """Wrap ``stream`` in TLS for a ``wss://`` target and run the handshake.
+
+    Returns ``stream`` itself for ``ws://``. Any ``open_stream`` (the
+    in-memory network's too) can use it to get the same errors as the default.
+
+    Raises:
+        TLSError: the TLS handshake failed (the ssl error is ``__cause__``).
+    """
     if not target.secure:
         return stream
     context = target.ssl_context or ssl.create_default_context()

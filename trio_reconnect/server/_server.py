@@ -73,6 +73,7 @@ from trio_websocket import (
     WebSocketRequest,
     WebSocketServer,
 )
+from wsproto.utilities import LocalProtocolError
 
 from .._exceptions import ResumeProtocolError
 from .._hints import HINTED_CLOSE_CODES, MAX_CLOSE_REASON_BYTES, format_close_reason
@@ -453,7 +454,8 @@ class ReconnectServer:
         admission_burst: Handshakes admitted at once after a quiet spell;
             ``None``: one second's worth.
         handshake_timeout: Seconds a client has for the HTTP upgrade, and
-            then again for its resume frame.
+            then again for its resume frame; also how long ``snapshot`` may
+            take (past it, the client is told its missed events are lost).
         close_timeout: Seconds to wait for a client to answer a close frame.
         queue_size: Frames queued per client. A client whose queue is full
             when an event is published is closed with 1013.
@@ -602,6 +604,11 @@ class ReconnectServer:
                 else:
                     await self._handle_request(request)
                 nursery.cancel_scope.cancel()
+        except* LocalProtocolError as group:
+            # trio-websocket answers a ping that arrives after our close frame
+            # with a pong that wsproto refuses (trio-websocket issue #184). The
+            # connection was closing anyway; a restart must not fill the logs.
+            logger.debug("a frame arrived after our close frame", exc_info=group)
         except* Exception as group:
             logger.error("connection failed", exc_info=group)
         finally:
@@ -755,7 +762,13 @@ class ReconnectServer:
             ws = await request.accept()
         except ConnectionClosed:
             return
-        remote = ws.remote
+        try:
+            remote = ws.remote
+        except OSError:
+            # getpeername() fails once the peer has reset the connection, which
+            # it may do right after the upgrade: a client gone, not a failure.
+            logger.debug("a client left right after its upgrade")
+            return
         client = ConnectedClient(
             self._next_client_id,
             f"{remote.address}:{remote.port}" if isinstance(remote, Endpoint) else remote,
@@ -898,9 +911,11 @@ class ReconnectServer:
                 tail, lost = self._reconcile(client, snapshot_id, newest)
                 outcome = HandshakeOutcome.LOST if lost else HandshakeOutcome.SNAPSHOT
                 if not lost:
+                    # A snapshot the log cannot place is not sent: ``lost``
+                    # means neither a replay nor a snapshot (docs/protocol.md).
                     ready_id = tail[-1].id if tail else snapshot_id
-                await self._send_frame(client, frame)
-                await self._send_replay(client, tail)
+                    await self._send_frame(client, frame)
+                    await self._send_replay(client, tail)
         else:
             outcome, lost = HandshakeOutcome.LOST, True
 
@@ -927,7 +942,15 @@ class ReconnectServer:
         """The application's snapshot as ``(id, frame)``, or ``None`` if it failed."""
         assert self.snapshot is not None
         try:
-            snapshot_id, data = await self.snapshot()
+            with trio.move_on_after(self.handshake_timeout) as deadline:
+                snapshot_id, data = await self.snapshot()
+            if deadline.cancelled_caught:
+                logger.warning(
+                    "no snapshot for client %d within %s s; reporting lost events",
+                    client.id,
+                    self.handshake_timeout,
+                )
+                return None
             if snapshot_id is not None and not isinstance(snapshot_id, str):
                 raise TypeError(f"snapshot id must be a str or None, got {snapshot_id!r}")
             return snapshot_id, encode_snapshot(snapshot_id, data)
