@@ -1,4 +1,4 @@
-"""The command line: ``demo``, ``serve`` and ``connect``.
+"""The command line: ``demo``, ``serve``, ``connect``, ``herd`` and ``bench``.
 
 * ``python -m trio_reconnect demo``: the embedded server and a crowd of real
   clients through several spread restarts; exits 1 if any event was lost or
@@ -7,6 +7,11 @@
   publishing a ticker, for trying clients in other languages against it.
 * ``python -m trio_reconnect connect URL``: a wscat-like client that prints
   every item and every state transition with its reason and delay.
+* ``python -m trio_reconnect herd --clients N --capacity R --strategy S``:
+  the herd simulator (:mod:`trio_reconnect.testing`): N real clients and the
+  server on the in-memory network under a mock clock, through one restart.
+* ``python -m trio_reconnect bench [--json]``: throughput and reconnect time
+  against raw trio-websocket, as ratios (see :mod:`trio_reconnect._bench`).
 """
 
 from __future__ import annotations
@@ -51,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     connect.add_argument("url")
     connect.add_argument("--no-resume", action="store_true", help="plain websocket server")
     connect.add_argument("--count", type=int, default=None, help="stop after N items")
+    from .testing._herd_cli import add_arguments as add_herd_arguments
+
+    herd = commands.add_parser("herd", help="simulate a reconnect storm in virtual time")
+    add_herd_arguments(herd)
+    from ._bench import add_arguments as add_bench_arguments
+
+    bench = commands.add_parser("bench", help="throughput and reconnect time vs trio-websocket")
+    add_bench_arguments(bench)
     return parser
 
 
@@ -123,6 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(summary_json(summary) if args.json else summary.table(), flush=True)
             return 0 if summary.ok else 1
+        if args.command == "herd":
+            from .testing._herd_cli import run_command as run_herd_command
+
+            return run_herd_command(args)
+        if args.command == "bench":
+            from ._bench import run_command as run_bench_command
+
+            return run_bench_command(args)
         if args.command == "serve":
             trio.run(_serve, args.host, args.port, args.interval, args.restart_every)
         else:

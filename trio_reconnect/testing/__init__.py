@@ -1,0 +1,47 @@
+"""Tools to test reconnect behaviour: an in-memory network with faults, a herd simulator.
+
+Everything here runs real trio-websocket code on both sides over in-memory
+streams, on trio's clock, so tests run under ``autojump_clock`` in
+milliseconds of wall time.
+
+* :class:`MemoryNetwork`: connects clients (``open_stream=network.client(name)``)
+  to servers (``server.serve_listeners([network.listen(...)])``) and injects
+  resets, close frames, half-open links, refusals, partitions and latency.
+* The pytest fixtures of :mod:`trio_reconnect.testing.pytest_plugin`
+  (``memory_network``, ``reconnect_server``, ``connect_client``), registered
+  automatically when trio_reconnect is installed.
+* :func:`run_herd` and :data:`STRATEGIES`: N clients through a server restart,
+  for ``python -m trio_reconnect herd``.
+"""
+
+from ._herd import BIN_SECONDS as BIN_SECONDS
+from ._herd import HerdConfig as HerdConfig
+from ._herd import HerdResult as HerdResult
+from ._herd import run_herd as run_herd
+from ._network import DEFAULT_WINDOW as DEFAULT_WINDOW
+from ._network import Link as Link
+from ._network import MemoryListener as MemoryListener
+from ._network import MemoryNetwork as MemoryNetwork
+from ._network import NetworkStatistics as NetworkStatistics
+from ._strategies import STRATEGIES as STRATEGIES
+from ._strategies import NoBackoff as NoBackoff
+from ._strategies import SocketIOBackoff as SocketIOBackoff
+from ._strategies import WebsocketsBackoff as WebsocketsBackoff
+from ._strategies import strategy_options as strategy_options
+
+__all__ = [
+    "BIN_SECONDS",
+    "DEFAULT_WINDOW",
+    "STRATEGIES",
+    "HerdConfig",
+    "HerdResult",
+    "Link",
+    "MemoryListener",
+    "MemoryNetwork",
+    "NetworkStatistics",
+    "NoBackoff",
+    "SocketIOBackoff",
+    "WebsocketsBackoff",
+    "run_herd",
+    "strategy_options",
+]

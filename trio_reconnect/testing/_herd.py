@@ -1,0 +1,356 @@
+"""The herd simulator: N real clients, one real server, a restart, in virtual time.
+
+:func:`run_herd` builds a :class:`~trio_reconnect.testing.MemoryNetwork`
+with some latency, serves a :class:`~trio_reconnect.server.ReconnectServer`
+on it with admission control at ``capacity`` handshakes per second (and a
+spread planned for that rate), and connects ``clients`` real
+:func:`~trio_reconnect.open_reconnecting_websocket` clients configured as one
+of the :data:`~trio_reconnect.testing.STRATEGIES`. Everything runs under
+trio's ``MockClock`` with ``autojump_threshold=0``, so virtual time jumps
+whenever every task waits, and a run of minutes of virtual time costs only
+the CPU of the handshakes.
+
+The run:
+
+1. The clients connect, ramped at half the capacity so that none is
+   refused, and stay until every connection is stable (``stable_after``).
+2. At ``t0`` the server restarts: every client is closed with 1012 and a
+   spread ``retryAfter`` (which only ``server-spread`` follows).
+3. The storm is measured until every client is ready again, or until
+   ``horizon`` seconds of virtual time have passed.
+
+What is measured, from ``t0``:
+
+* arrivals: connection attempts reaching the server (the TCP connect, before
+  any accept queue), counted per 100 ms bin: the load a herd puts on a server;
+* ``refused_handshakes``: the 503s of admission control;
+* per client, the reconnect duration: from the close to ``ready``.
+
+The server's raw handshake throughput is modelled by the listener's
+``accept_rate`` (default 10 x capacity): connections beyond it wait in the
+accept queue, as in a kernel's. Without it a client that retries with no
+delay would, in virtual time, retry infinitely often.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import math
+import os
+import random
+import resource
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+import trio
+import trio.testing
+
+from .._client import open_reconnecting_websocket
+from .._state import ConnectionState, Transition
+from ..server import ReconnectServer, ReplayLog, SpreadPolicy
+from ._network import MemoryNetwork
+from ._strategies import strategy_options
+
+__all__ = ["BIN_SECONDS", "HerdConfig", "HerdResult", "run_herd"]
+
+#: The width of an arrival bin, seconds.
+BIN_SECONDS: Final = 0.1
+_URL: Final = "ws://server/"
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is None and attribute.default is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{attribute.name} must be a non-negative number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+
+
+def _clients(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"clients must be a positive integer, got {value!r}")
+
+
+def _strategy(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    strategy_options(value)  # raises ValueError for an unknown name
+
+
+@attrs.frozen
+class HerdConfig:
+    """One herd run.
+
+    Args:
+        clients: How many clients.
+        capacity: Handshakes per second the server admits (the rest get 503).
+        strategy: A name from :data:`~trio_reconnect.testing.STRATEGIES`.
+        latency: One-way network latency, seconds.
+        jitter: Extra one-way latency, uniform in ``[0, jitter]``.
+        accept_rate: Connections per second the server accepts, refused or
+            not (``None``: ten times ``capacity``).
+        horizon: Seconds of virtual time after the restart before the run
+            stops waiting for stragglers (``None``: 600 s or 20 x N/R).
+        seed: Seeds every random draw of the run.
+    """
+
+    clients: int = attrs.field(validator=_clients)
+    capacity: float = attrs.field(validator=_positive)
+    strategy: str = attrs.field(default="server-spread", validator=_strategy)
+    latency: float = attrs.field(default=0.025, validator=_non_negative)
+    jitter: float = attrs.field(default=0.010, validator=_non_negative)
+    accept_rate: float | None = attrs.field(default=None, validator=_positive)
+    horizon: float | None = attrs.field(default=None, validator=_positive)
+    seed: int = 0
+
+    @property
+    def ideal_all_ready_s(self) -> float:
+        """N / R: the soonest every client can be back at the admitted rate."""
+        return self.clients / self.capacity
+
+    @property
+    def effective_accept_rate(self) -> float:
+        """``accept_rate``, or its default."""
+        return self.accept_rate if self.accept_rate is not None else 10 * self.capacity
+
+    @property
+    def effective_horizon(self) -> float:
+        """``horizon``, or its default."""
+        if self.horizon is not None:
+            return self.horizon
+        return max(600.0, 20 * self.ideal_all_ready_s)
+
+
+@attrs.frozen
+class HerdResult:
+    """What one herd run measured. Times are seconds of virtual time after the restart."""
+
+    strategy: str
+    clients: int
+    capacity: float
+    #: Most connection attempts that reached the server in one 100 ms bin.
+    peak_per_100ms: int
+    #: ``capacity / 10``: what a perfectly paced return would put in each bin.
+    ideal_per_100ms: float
+    peak_ratio: float
+    #: When the last client was ready again (``None``: not all within the horizon).
+    all_ready_s: float | None
+    ideal_all_ready_s: float
+    refused_handshakes: int
+    #: Connection attempts after the restart (every client makes at least one).
+    attempts: int
+    median_reconnect_s: float | None
+    p95_reconnect_s: float | None
+    max_reconnect_s: float | None
+    #: Clients not ready again when the run stopped.
+    not_ready: int
+    wall_s: float
+    #: Peak resident memory of the process, MiB.
+    rss_mb: float
+    #: Memory per connected client (resident growth over the baseline), KiB.
+    rss_per_client_kb: float
+    latency: float
+    accept_rate: float
+    seed: int
+    #: Arrivals per 100 ms bin from the restart on (for plots).
+    arrivals: tuple[int, ...] = attrs.field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict, without the per-bin arrivals."""
+        data = attrs.asdict(self)
+        del data["arrivals"]
+        return data
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = max(0, math.ceil(q * len(ordered)) - 1)
+    return ordered[index]
+
+
+def _rss_kb() -> float:
+    """Resident memory now, KiB (Linux ``/proc``; else the peak)."""
+    try:
+        with open(f"/proc/{os.getpid()}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return float(line.split()[1])
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # pragma: no cover
+
+
+@attrs.define
+class _Client:
+    lost_at: float | None = None
+    ready_at: float | None = None
+
+
+@attrs.define
+class _Recorder:
+    clients: list[_Client]
+    t0: float | None = None
+    ready: int = 0
+    everyone_back: trio.Event = attrs.field(factory=trio.Event)
+    everyone_stable: trio.Event = attrs.field(factory=trio.Event)
+    arrivals: collections.Counter[int] = attrs.field(factory=collections.Counter)
+
+    def transition(self, index: int, change: Transition) -> None:
+        client = self.clients[index]
+        if self.t0 is None:
+            if change.state is ConnectionState.OPEN and client.ready_at is None:
+                client.ready_at = change.time
+                self.ready += 1
+                if self.ready == len(self.clients):
+                    self.everyone_stable.set()
+            return
+        if change.state is ConnectionState.BACKING_OFF and client.lost_at is None:
+            client.lost_at = change.time
+        elif (
+            change.state is ConnectionState.OPEN
+            and client.lost_at is not None
+            and client.ready_at is None
+        ):
+            client.ready_at = change.time
+            self.ready += 1
+            if self.ready == len(self.clients):
+                self.everyone_back.set()
+
+    def arrival(self) -> None:
+        if self.t0 is not None:
+            self.arrivals[math.floor((trio.current_time() - self.t0) / BIN_SECONDS)] += 1
+
+
+async def _simulate(config: HerdConfig, recorder: _Recorder, memory: list[float]) -> int:
+    seed = config.seed
+    network = MemoryNetwork(
+        random=random.Random(f"network-{seed}"), latency=config.latency, jitter=config.jitter
+    )
+    network.on_connect(lambda link: recorder.arrival())
+    server = ReconnectServer(
+        ReplayLog(),
+        spread=SpreadPolicy(rate=config.capacity),
+        admission_rate=config.capacity,
+        rng=random.Random(f"server-{seed}"),
+    )
+    listener = network.listen("server", 80, accept_rate=config.effective_accept_rate)
+    options = strategy_options(config.strategy)
+    options.update(max_attempts=None, ping_interval=None)
+    ramp = 0.5 * config.capacity
+
+    async def client(index: int) -> None:
+        await trio.sleep(index / ramp)
+        async with open_reconnecting_websocket(
+            _URL,
+            open_stream=network.client(f"c{index}"),
+            random=random.Random(f"client-{seed}-{index}"),
+            on_transition=lambda change: recorder.transition(index, change),
+            **options,
+        ):
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve_listeners, [listener])
+        for index in range(config.clients):
+            nursery.start_soon(client, index)
+        await recorder.everyone_stable.wait()
+        # Let every connection become stable, so that the drop resets no streak.
+        await trio.sleep(11.0)
+        gc.collect()
+        memory.append(_rss_kb())
+        for record in recorder.clients:
+            record.ready_at = None
+        recorder.ready = 0
+        refused_before = server.statistics().refused
+        recorder.t0 = trio.current_time()
+        nursery.start_soon(server.restart)
+        with trio.move_on_after(config.effective_horizon):
+            await recorder.everyone_back.wait()
+        refused = server.statistics().refused - refused_before
+        nursery.cancel_scope.cancel()
+    return refused
+
+
+def run_herd(config: HerdConfig) -> HerdResult:
+    """Run one herd simulation (blocking; it calls :func:`trio.run`)."""
+    gc.collect()
+    baseline = _rss_kb()
+    started = time.perf_counter()
+    recorder = _Recorder([_Client() for _ in range(config.clients)])
+    memory: list[float] = []
+    _seed_trio_scheduler(config.seed)
+    refused = trio.run(
+        _simulate,
+        config,
+        recorder,
+        memory,
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
+    wall = time.perf_counter() - started
+    t0 = recorder.t0
+    assert t0 is not None
+    durations = [
+        c.ready_at - c.lost_at
+        for c in recorder.clients
+        if c.ready_at is not None and c.lost_at is not None
+    ]
+    not_ready = sum(1 for c in recorder.clients if c.ready_at is None)
+    last = max((c.ready_at for c in recorder.clients if c.ready_at is not None), default=None)
+    bins = max(recorder.arrivals, default=-1) + 1
+    arrivals = tuple(recorder.arrivals.get(i, 0) for i in range(bins))
+    peak = max(arrivals, default=0)
+    ideal = config.capacity * BIN_SECONDS
+    connected = memory[0] if memory else baseline
+    return HerdResult(
+        strategy=config.strategy,
+        clients=config.clients,
+        capacity=config.capacity,
+        peak_per_100ms=peak,
+        ideal_per_100ms=ideal,
+        peak_ratio=round(peak / ideal, 3),
+        all_ready_s=None if not_ready or last is None else round(last - t0, 3),
+        ideal_all_ready_s=config.ideal_all_ready_s,
+        refused_handshakes=refused,
+        attempts=sum(arrivals),
+        median_reconnect_s=_round(statistics.median(durations) if durations else None),
+        p95_reconnect_s=_round(_percentile(durations, 0.95)),
+        max_reconnect_s=_round(max(durations, default=None)),
+        not_ready=not_ready,
+        wall_s=round(wall, 2),
+        rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        rss_per_client_kb=round(max(0.0, connected - baseline) / config.clients, 1),
+        latency=config.latency,
+        accept_rate=config.effective_accept_rate,
+        seed=config.seed,
+        arrivals=arrivals,
+    )
+
+
+def _seed_trio_scheduler(seed: int) -> None:
+    """Make trio's task scheduling repeat from run to run (best effort).
+
+    trio shuffles each batch of runnable tasks with a module-level
+    ``random.Random`` (``trio._core._run._r``; the same one Hypothesis seeds
+    for trio's own tests). Seeding it makes a run with the same seed schedule
+    the same way. It is private, so this does nothing if it is not there.
+    """
+    scheduler_random = getattr(getattr(trio, "_core", None), "_run", None)
+    rng = getattr(scheduler_random, "_r", None)
+    if isinstance(rng, random.Random):
+        rng.seed(f"trio-scheduler-{seed}")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

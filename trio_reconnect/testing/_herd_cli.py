@@ -1,0 +1,218 @@
+"""``python -m trio_reconnect herd``: run the herd simulator, print a table, JSON or a plot.
+
+With ``--strategy all`` every strategy runs in its own process (``--jobs`` at
+a time), so that each gets a fresh interpreter: its memory figure is its own
+and a slow strategy does not hold the others up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ._herd import BIN_SECONDS, HerdConfig, HerdResult, run_herd
+from ._strategies import STRATEGIES
+
+__all__ = ["add_arguments", "check_targets", "format_table", "plot", "run_command"]
+
+#: The targets of ``server-spread`` (issue 4): peak ratio, all-ready time, refusals.
+PEAK_RATIO_TARGET: Final = 1.15
+ALL_READY_FACTOR: Final = 1.1
+ALL_READY_SLACK_S: Final = 1.0
+REFUSED_SHARE_TARGET: Final = 0.01
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``herd`` options to ``parser``."""
+    parser.add_argument("--clients", type=int, default=1000, help="clients (default 1000)")
+    parser.add_argument(
+        "--capacity", type=float, default=100.0, help="handshakes/s admitted (default 100)"
+    )
+    parser.add_argument(
+        "--strategy",
+        default="all",
+        choices=[*STRATEGIES, "all"],
+        help="client strategy, or all of them (default all)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per strategy")
+    parser.add_argument("--plot", metavar="FILE.png", help="draw arrivals over time (matplotlib)")
+    parser.add_argument(
+        "--latency", type=float, default=0.025, help="one-way latency, s (default 0.025)"
+    )
+    parser.add_argument(
+        "--jitter", type=float, default=0.010, help="extra one-way latency, s (default 0.010)"
+    )
+    parser.add_argument(
+        "--accept-rate",
+        type=float,
+        default=None,
+        help="connections/s the server accepts, 503s included (default 10 x capacity)",
+    )
+    parser.add_argument(
+        "--horizon", type=float, default=None, help="virtual seconds to wait for stragglers"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="strategies run in parallel with --strategy all (default: CPU count)",
+    )
+
+
+def check_targets(result: HerdResult) -> dict[str, bool]:
+    """The issue's targets for ``server-spread``, each ``True`` when met."""
+    ready = result.all_ready_s
+    return {
+        f"peak_ratio <= {PEAK_RATIO_TARGET}": result.peak_ratio <= PEAK_RATIO_TARGET,
+        f"all_ready_s <= {ALL_READY_FACTOR} x N/R + {ALL_READY_SLACK_S:g}": ready is not None
+        and ready <= ALL_READY_FACTOR * result.ideal_all_ready_s + ALL_READY_SLACK_S,
+        f"refused <= {REFUSED_SHARE_TARGET:.0%} of N": result.refused_handshakes
+        <= REFUSED_SHARE_TARGET * result.clients,
+    }
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(results: Sequence[HerdResult]) -> str:
+    """A fixed-width table of ``results``, with the targets checked for ``server-spread``."""
+    if not results:
+        return "no results"
+    first = results[0]
+    lines = [
+        f"herd: {first.clients} clients, capacity {first.capacity:g}/s, "
+        f"latency {first.latency * 1000:g} ms, accept rate {first.accept_rate:g}/s, "
+        f"seed {first.seed}; times in virtual seconds after the restart",
+        "",
+        f"{'strategy':<19}{'peak/100ms':>11}{'ratio':>8}{'all ready':>10}{'N/R':>7}"
+        f"{'refused':>9}{'attempts':>10}{'median':>8}{'p95':>8}{'wall s':>8}{'KiB/cl':>8}",
+    ]
+    for r in results:
+        lines.append(
+            f"{r.strategy:<19}{r.peak_per_100ms:>11}{r.peak_ratio:>8.2f}"
+            f"{_fmt(r.all_ready_s, '.1f'):>10}{r.ideal_all_ready_s:>7.1f}"
+            f"{r.refused_handshakes:>9}{r.attempts:>10}{_fmt(r.median_reconnect_s):>8}"
+            f"{_fmt(r.p95_reconnect_s):>8}{r.wall_s:>8.1f}{r.rss_per_client_kb:>8.1f}"
+        )
+        if r.not_ready:
+            lines.append(f"{'':<19}{r.not_ready} clients not ready within the horizon")
+    for r in results:
+        if r.strategy == "server-spread":
+            lines.append("")
+            for name, met in check_targets(r).items():
+                lines.append(f"server-spread target {name}: {'PASS' if met else 'MISS'}")
+    return "\n".join(lines)
+
+
+def plot(results: Sequence[HerdResult], path: str) -> None:
+    """Draw the arrivals per 100 ms after the restart, one panel per strategy.
+
+    Raises:
+        RuntimeError: if matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RuntimeError(
+            "--plot needs matplotlib: python3 -m pip install 'trio-reconnect[plot]'"
+        ) from exc
+    figure, axes = plt.subplots(
+        len(results), 1, figsize=(9, 2.2 * len(results) + 0.6), sharex=True, squeeze=False
+    )
+    horizon = max(
+        (r.all_ready_s if r.all_ready_s is not None else len(r.arrivals) * BIN_SECONDS)
+        for r in results
+    )
+    for ax, r in zip(axes[:, 0], results, strict=True):
+        times = [i * BIN_SECONDS for i in range(len(r.arrivals))]
+        ax.step(times, r.arrivals, where="post", linewidth=0.9, label="arrivals per 100 ms")
+        ax.axhline(
+            r.ideal_per_100ms, color="grey", linestyle="--", linewidth=0.8, label="R x 0.1 s"
+        )
+        ax.set_title(
+            f"{r.strategy}: peak {r.peak_ratio:.2f} x ideal, all ready "
+            f"{_fmt(r.all_ready_s, '.1f')} s, {r.refused_handshakes} refused",
+            fontsize=9,
+        )
+        ax.set_ylabel("attempts")
+        if max(r.arrivals, default=0) > 20 * r.ideal_per_100ms:
+            ax.set_yscale("log")
+    longest = max(len(r.arrivals) for r in results) * BIN_SECONDS
+    axes[-1, 0].set_xlim(0, min(horizon * 1.05 + 1, longest + 1))  # shared by every panel
+    axes[-1, 0].set_xlabel("seconds after the restart (virtual)")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    first = results[0]
+    figure.suptitle(f"{first.clients} clients, capacity {first.capacity:g} handshakes/s")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _configs(args: Any) -> list[HerdConfig]:
+    names = list(STRATEGIES) if args.strategy == "all" else [args.strategy]
+    return [
+        HerdConfig(
+            clients=args.clients,
+            capacity=args.capacity,
+            strategy=name,
+            latency=args.latency,
+            jitter=args.jitter,
+            accept_rate=args.accept_rate,
+            horizon=args.horizon,
+            seed=args.seed,
+        )
+        for name in names
+    ]
+
+
+def _run_all(configs: Sequence[HerdConfig], jobs: int) -> list[HerdResult]:
+    if len(configs) == 1:
+        return [run_herd(configs[0])]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, max_tasks_per_child=1
+    ) as pool:
+        return list(pool.map(run_herd, configs))
+
+
+def run_command(args: Any) -> int:
+    """Run ``herd`` with parsed ``args``; return the exit status."""
+    try:
+        configs = _configs(args)
+    except ValueError as exc:
+        print(f"herd: {exc}", file=sys.stderr)
+        return 2
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        print("herd: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(
+                "herd: --plot needs matplotlib: python3 -m pip install 'trio-reconnect[plot]'",
+                file=sys.stderr,
+            )
+            return 2
+    results = _run_all(configs, jobs)
+    if args.json:
+        for result in results:
+            print(json.dumps(result.summary()), flush=True)
+    else:
+        print(format_table(results), flush=True)
+    if args.plot:
+        plot(results, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0

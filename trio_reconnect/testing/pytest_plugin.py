@@ -1,0 +1,108 @@
+"""pytest fixtures for testing reconnect behaviour (registered as the ``trio_reconnect`` plugin).
+
+Installed with trio_reconnect through the ``pytest11`` entry point, so the
+fixtures are there in every project that has trio_reconnect and pytest-trio
+(the fixtures are async: run the tests with ``trio_mode = true`` or mark them
+``@pytest.mark.trio``; use ``autojump_clock`` to run in virtual time):
+
+``memory_network``
+    A :class:`~trio_reconnect.testing.MemoryNetwork`, seeded from the test's
+    id so that each test is reproducible and tests differ from one another.
+``reconnect_server``
+    A :class:`~trio_reconnect.server.ReconnectServer` with a
+    :class:`~trio_reconnect.server.ReplayLog`, serving on ``memory_network``
+    at :data:`SERVER_URL`. Override the ``reconnect_server_options`` fixture
+    (a dict of ``ReconnectServer`` keyword arguments) to configure it.
+``connect_client``
+    ``connect_client(name="client", **options)``: an async context manager
+    that opens :func:`~trio_reconnect.open_reconnecting_websocket` to the
+    server as host ``name`` on the memory network, with a seeded ``random``.
+
+Example::
+
+    async def test_survives_a_reset(autojump_clock, memory_network, reconnect_server,
+                                    connect_client):
+        async with connect_client("alice") as ws:
+            await ws.wait_ready()
+            memory_network.reset("alice")
+            await reconnect_server.publish("hello")
+            with trio.fail_after(30):
+                assert (await ws.get_message()).data == "hello"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
+
+import pytest
+import trio
+
+from .._client import ReconnectingWebSocket, open_reconnecting_websocket
+from ..server import ReconnectServer, ReplayLog
+from ._network import MemoryNetwork
+
+__all__ = [
+    "SERVER_HOST",
+    "SERVER_PORT",
+    "SERVER_URL",
+    "connect_client",
+    "memory_network",
+    "reconnect_server",
+    "reconnect_server_options",
+]
+
+#: Where ``reconnect_server`` listens on ``memory_network``.
+SERVER_HOST: Final = "server"
+SERVER_PORT: Final = 80
+SERVER_URL: Final = f"ws://{SERVER_HOST}/"
+
+ClientFactory = Callable[..., contextlib.AbstractAsyncContextManager[ReconnectingWebSocket]]
+
+
+@pytest.fixture
+def memory_network(request: pytest.FixtureRequest) -> MemoryNetwork:
+    """An in-memory network seeded from the test's id."""
+    return MemoryNetwork(random=random.Random(f"network:{request.node.nodeid}"))
+
+
+@pytest.fixture
+def reconnect_server_options() -> dict[str, Any]:
+    """Keyword arguments for the ``reconnect_server`` fixture; override to configure it."""
+    return {}
+
+
+@pytest.fixture
+async def reconnect_server(
+    memory_network: MemoryNetwork,
+    reconnect_server_options: dict[str, Any],
+    nursery: trio.Nursery,
+    request: pytest.FixtureRequest,
+) -> ReconnectServer:
+    """A protocol server serving on ``memory_network`` at :data:`SERVER_URL`."""
+    options: dict[str, Any] = {"rng": random.Random(f"server:{request.node.nodeid}")}
+    options.update(reconnect_server_options)
+    log = options.pop("log", None)
+    if log is None:  # not "or": an empty log is falsy
+        log = ReplayLog()
+    server = ReconnectServer(log, **options)
+    listener = memory_network.listen(SERVER_HOST, SERVER_PORT)
+    await nursery.start(server.serve_listeners, [listener])
+    return server
+
+
+@pytest.fixture
+def connect_client(memory_network: MemoryNetwork, request: pytest.FixtureRequest) -> ClientFactory:
+    """``connect_client(name="client", **options)``: a client on ``memory_network``."""
+
+    @contextlib.asynccontextmanager
+    async def connect(name: str = "client", **options: Any) -> AsyncIterator[ReconnectingWebSocket]:
+        options.setdefault("random", random.Random(f"client:{name}:{request.node.nodeid}"))
+        options.setdefault("open_stream", memory_network.client(name))
+        url = options.pop("url", SERVER_URL)
+        async with open_reconnecting_websocket(url, **options) as ws:
+            yield ws
+
+    return connect
