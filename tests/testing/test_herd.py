@@ -100,8 +100,7 @@ def test_strategy_options_are_copies_and_names_are_checked() -> None:
 @pytest.fixture(scope="module")
 def herd() -> dict[str, HerdResult]:
     return {
-        name: run_herd(HerdConfig(SMALL["clients"], SMALL["capacity"], name))
-        for name in STRATEGIES
+        name: run_herd(HerdConfig(SMALL["clients"], SMALL["capacity"], name)) for name in STRATEGIES
     }
 
 
