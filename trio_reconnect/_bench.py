@@ -80,11 +80,11 @@ __all__ = [
 #: Size of every echoed message, in bytes (ASCII text, so also characters).
 MESSAGE_SIZE: Final = 100
 #: Sequential round trips per client per round.
-DEFAULT_MESSAGES: Final = 1_000
+DEFAULT_MESSAGES: Final = 200
 #: Messages in one pipelined burst, per client per round.
-DEFAULT_PIPELINE: Final = 3_000
+DEFAULT_PIPELINE: Final = 500
 #: Timed rounds (after one untimed warm-up round).
-DEFAULT_ROUNDS: Final = 9
+DEFAULT_ROUNDS: Final = 50
 #: Drop-and-reconnect repetitions (each paired with one fresh raw connection).
 DEFAULT_RECONNECTS: Final = 150
 #: Seconds the whole run may take before it is abandoned.

@@ -29,7 +29,7 @@ import trio
 from ._hints import format_close_reason
 from .server import ConnectedClient, ReconnectServer, ReplayLog
 
-__all__ = ["DROP", "READY_PREFIX", "main", "serve_echo"]
+__all__ = ["DROP", "DROP_CODE", "READY_PREFIX", "main", "serve_echo"]
 
 #: The message that makes the server drop its sender (1012, ``retryAfter: 0``).
 DROP: Final = "__drop__"
