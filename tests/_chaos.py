@@ -59,6 +59,7 @@ import trio.testing
 import wsproto.utilities
 from hypothesis import strategies as st
 
+from tests._harness import RecordingLog, leaves, live_tasks
 from trio_reconnect import (
     Backoff,
     ConnectionState,
@@ -73,7 +74,6 @@ from trio_reconnect import (
 from trio_reconnect.server import (
     AdmissionControl,
     ConnectedClient,
-    LoggedEvent,
     ReconnectServer,
     ReplayLog,
 )
@@ -390,36 +390,6 @@ class Published:
         return len(self.ids) - 1
 
 
-@attrs.define(eq=False)
-class RecordingLog:
-    """A :class:`ReplayLog` that records every append in :class:`Published`.
-
-    The record is made inside ``append``, before ``publish`` queues the event
-    or yields, so the snapshot provider and the checks see exactly the log.
-    """
-
-    inner: ReplayLog
-    published: Published
-
-    def append(self, data: Any) -> str:
-        event_id = self.inner.append(data)
-        self.published.add(event_id, data)
-        return event_id
-
-    def after(self, event_id: str | None) -> Sequence[LoggedEvent] | None:
-        return self.inner.after(event_id)
-
-    def count_after(self, event_id: str | None) -> int | None:
-        return self.inner.count_after(event_id)
-
-    def holds(self, event_id: str) -> bool:
-        return self.inner.holds(event_id)
-
-    @property
-    def newest(self) -> str | None:
-        return self.inner.newest
-
-
 def snapshot_data(position: int, published: Published) -> dict[str, Any]:
     """The application's state as of event ``position``: what a snapshot carries."""
     return {"upto": published.ids[position], "events": position}
@@ -598,12 +568,6 @@ def check_ready(record: ClientRecord, healed_at: float, bound: float) -> tuple[l
 # -- logs ------------------------------------------------------------------------------
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 def _is_pong_race(exc_info: Any) -> bool:
     """trio-websocket's reader pongs a ping that came after the server's close frame.
 
@@ -617,7 +581,7 @@ def _is_pong_race(exc_info: Any) -> bool:
         isinstance(leaf, wsproto.utilities.LocalProtocolError)
         and str(leaf).startswith("Event Pong(")
         and "LOCAL_CLOSING" in str(leaf)
-        for leaf in _leaves(exc_info[1])
+        for leaf in leaves(exc_info[1])
     )
 
 
@@ -663,19 +627,6 @@ def watching_logs() -> Iterator[LogTally]:
 
 
 # -- tasks ------------------------------------------------------------------------------
-
-
-def live_tasks() -> dict[trio.lowlevel.Task, str]:
-    """Every task of the current run (the root task's whole tree), with its name."""
-    found: dict[trio.lowlevel.Task, str] = {}
-    root = trio.lowlevel.current_root_task()
-    stack = [root] if root is not None else []
-    while stack:
-        task = stack.pop()
-        found[task] = task.name
-        for nursery in task.child_nurseries:
-            stack.extend(nursery.child_tasks)
-    return found
 
 
 def _is_client_task(name: str) -> bool:
@@ -964,7 +915,7 @@ def check_run(chaos: _Chaos) -> None:
         digest.update(repr((record.name, record.items, record.transitions)).encode())
         report.items += len(record.items)
         if record.error is not None:
-            kinds = [type(leaf).__name__ for leaf in _leaves(record.error)]
+            kinds = [type(leaf).__name__ for leaf in leaves(record.error)]
             report.problems.append(
                 f"{record.name}: its block raised {type(record.error).__name__} {kinds} "
                 f"{record.error!r:.200}"

@@ -54,6 +54,7 @@ import attrs
 import trio
 import wsproto.utilities
 
+from tests._harness import RecordingLog, leaves, live_tasks
 from trio_reconnect import (
     Backoff,
     ConnectionState,
@@ -71,7 +72,6 @@ from trio_reconnect._transport import open_tcp_stream
 from trio_reconnect.server import (
     ClientState,
     ConnectedClient,
-    LoggedEvent,
     ReconnectServer,
     ReplayLog,
     SpreadPolicy,
@@ -478,12 +478,6 @@ class SnapshotUnavailable(Exception):
     """Raised by the soak's snapshot provider on purpose."""
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 def _is_pong_race(exc_info: Any) -> bool:
     """Whether a logged failure is only trio-websocket's pong during the close handshake.
 
@@ -496,12 +490,12 @@ def _is_pong_race(exc_info: Any) -> bool:
     """
     if not exc_info or exc_info[1] is None:
         return False
-    leaves = _leaves(exc_info[1])
+    found = leaves(exc_info[1])
     return all(
         isinstance(leaf, wsproto.utilities.LocalProtocolError)
         and str(leaf).startswith("Event Pong(")
         and "LOCAL_CLOSING" in str(leaf)
-        for leaf in leaves
+        for leaf in found
     )
 
 
@@ -560,36 +554,6 @@ def watching_logs() -> Iterator[LogTally]:
             logger.removeHandler(tally)
 
 
-@attrs.define(eq=False)
-class RecordingLog:
-    """A :class:`ReplayLog` that also records the log order for the checkers.
-
-    Recording happens inside ``append``, before ``publish`` queues the event,
-    so a checker never sees an event the record does not hold yet.
-    """
-
-    inner: ReplayLog
-    published: Published
-
-    def append(self, data: Any) -> str:
-        event_id = self.inner.append(data)
-        self.published.add(event_id, data)
-        return event_id
-
-    def after(self, event_id: str | None) -> Sequence[LoggedEvent] | None:
-        return self.inner.after(event_id)
-
-    def count_after(self, event_id: str | None) -> int | None:
-        return self.inner.count_after(event_id)
-
-    def holds(self, event_id: str) -> bool:
-        return self.inner.holds(event_id)
-
-    @property
-    def newest(self) -> str | None:
-        return self.inner.newest
-
-
 # ------------------------------------------------------------------------ round
 
 
@@ -645,20 +609,6 @@ class _Problems:
         self.count += 1
         if len(self.kept) < MAX_PROBLEMS:
             self.kept.append(text)
-
-
-def live_tasks() -> dict[trio.lowlevel.Task, str]:
-    """Every task of the current run, with its name."""
-    found: dict[trio.lowlevel.Task, str] = {}
-    stack = [trio.lowlevel.current_root_task()]
-    while stack:
-        task = stack.pop()
-        if task is None:
-            continue
-        found[task] = task.name
-        for nursery in task.child_nurseries:
-            stack.extend(nursery.child_tasks)
-    return found
 
 
 #: Seconds any one wait inside a round may take before it fails with a report

@@ -17,6 +17,7 @@ import trio
 import trustme
 
 import trio_reconnect as tr
+from tests._harness import live_tasks
 from trio_reconnect.server import ConnectedClient, ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryListener, MemoryNetwork
 
@@ -36,18 +37,7 @@ STATE_AT_CANCEL = {
 
 def _client_tasks() -> list[str]:
     """Names of the live tasks that belong to the client's code."""
-    names: list[str] = []
-
-    def walk(task: trio.lowlevel.Task) -> None:
-        names.append(task.name)
-        for nursery in task.child_nurseries:
-            for child in nursery.child_tasks:
-                walk(child)
-
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    walk(root)
-    return [name for name in names if "trio_reconnect._client" in name]
+    return [name for name in live_tasks().values() if "trio_reconnect._client" in name]
 
 
 async def _hold_forever(listener: MemoryListener) -> None:
