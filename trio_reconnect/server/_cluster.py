@@ -1,0 +1,130 @@
+"""Several nodes on one store: what each publishes, and how a draining node spreads. Pure.
+
+No trio, no clock: ``now`` comes in as an argument, on the registry's clock
+(see :meth:`ClusterRegistry.now`).
+
+A drain over the cluster (PROTOCOL.md section 3.2)
+--------------------------------------------------
+
+A node that drains N clients sends them to the *other* nodes, so the rate
+that bounds its window is not its own but the sum of the admission rates of
+the nodes that are alive and not draining::
+
+    R_cluster = sum(rate of every live node that is not draining, this one excluded)
+    window    = max(min_window, N / R_cluster)
+
+Two nodes that drain at once must not stack their windows onto the same
+survivors: the second drain's window starts where the first one ends. So a
+draining node publishes ``drain_ends`` (the end of its window on the
+registry's clock), and a node that starts draining while another one's
+window is still open starts its own window at the latest such end.
+
+When no other node is alive (a single node restarting), the clients come
+back to this node's successor: the node's own spread policy applies
+unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+
+from ._spread import SpreadPolicy
+
+__all__ = [
+    "ClusterDrainPlan",
+    "ClusterRegistry",
+    "NodeStatus",
+    "plan_cluster_drain",
+]
+
+
+@attrs.frozen
+class NodeStatus:
+    """What one node publishes in the shared registry.
+
+    Attributes:
+        node: The node's name, unique in the cluster.
+        admission_rate: Handshakes per second it admits (its admission rate,
+            or its spread rate when admission is unlimited).
+        draining: Whether it is draining (refusing new handshakes).
+        drain_ends: On the registry's clock, when the spread window of its
+            drain ends; ``None`` when it is not draining.
+    """
+
+    node: str
+    admission_rate: float
+    draining: bool = False
+    drain_ends: float | None = None
+
+
+class ClusterRegistry(Protocol):
+    """Where the nodes of a cluster publish their :class:`NodeStatus` (with a TTL)."""
+
+    def now(self) -> float:
+        """The registry's clock, in seconds, shared by every node."""
+        ...
+
+    async def announce(self, status: NodeStatus, *, ttl: float) -> None:
+        """Publish ``status``; it counts as alive for ``ttl`` seconds."""
+        ...
+
+    async def nodes(self) -> Sequence[NodeStatus]:
+        """Every node whose last announcement has not expired, this one included."""
+        ...
+
+    async def withdraw(self, node: str) -> None:
+        """Remove ``node`` at once (it is gone)."""
+        ...
+
+
+@attrs.frozen
+class ClusterDrainPlan:
+    """How a draining node spreads its clients.
+
+    Attributes:
+        spread: The policy to plan the clients' ``retryAfter`` values with
+            (:func:`~trio_reconnect.server.plan_spread`): its ``rate`` is the
+            survivors' rate, its ``base`` includes the wait for an earlier
+            drain's window to end.
+        ends: On the registry's clock, when this drain's window ends.
+        survivors: The nodes the clients are spread over.
+    """
+
+    spread: SpreadPolicy
+    ends: float
+    survivors: tuple[str, ...]
+
+
+def plan_cluster_drain(
+    clients: int,
+    *,
+    me: str,
+    nodes: Sequence[NodeStatus],
+    now: float,
+    policy: SpreadPolicy,
+) -> ClusterDrainPlan:
+    """Plan the drain of ``clients`` clients from node ``me`` over the live ``nodes``.
+
+    Args:
+        clients: How many clients are closed.
+        me: This node's name (excluded from the survivors).
+        nodes: The live nodes, as :meth:`ClusterRegistry.nodes` returns them.
+        now: The registry's clock now.
+        policy: This node's own spread policy (its ``min_window`` and
+            ``base`` apply; its ``rate`` is used when no survivor is left).
+    """
+    survivors = tuple(
+        sorted(n.node for n in nodes if n.node != me and not n.draining and n.admission_rate > 0)
+    )
+    rate = sum(n.admission_rate for n in nodes if n.node in survivors) or policy.rate
+    start = max(
+        [now]
+        + [n.drain_ends for n in nodes if n.node != me and n.draining and n.drain_ends is not None]
+    )
+    spread = SpreadPolicy(min_window=policy.min_window, rate=rate, base=policy.base + start - now)
+    return ClusterDrainPlan(
+        spread=spread, ends=now + spread.base + spread.window(clients), survivors=survivors
+    )
