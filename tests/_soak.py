@@ -694,7 +694,7 @@ async def _run_round(profile: SoakProfile, seed: int) -> RoundReport:
         if profile.snapshot_fail_every and snapshot_calls % profile.snapshot_fail_every == 0:
             failed_snapshots += 1
             raise SnapshotUnavailable("the soak fails this snapshot on purpose")
-        newest = log.newest
+        newest = await log.newest()
         return newest, snapshot_data(newest)
 
     server = ReconnectServer(

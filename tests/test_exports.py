@@ -58,6 +58,69 @@ PUBLIC = {
 }
 
 
+SERVER_PUBLIC = {
+    "AdmissionControl",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_TRY_AGAIN_LATER",
+    "CLOSE_UNSUPPORTED_DATA",
+    "ClientState",
+    "ClientStatistics",
+    "ClusterDrainPlan",
+    "ClusterRegistry",
+    "ConnectedClient",
+    "DEFAULT_ANNOUNCE_INTERVAL",
+    "DEFAULT_ANNOUNCE_TTL",
+    "DEFAULT_BASE",
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_INCOMING_QUEUE_SIZE",
+    "DEFAULT_MAX_EVENTS",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_REPLAY",
+    "DEFAULT_MIN_WINDOW",
+    "DEFAULT_OUTAGE_LIMIT",
+    "DEFAULT_OUTAGE_RETRY_AFTER",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_QUEUE_SIZE",
+    "DEFAULT_RATE",
+    "DEFAULT_STOP_SIGNALS",
+    "DrainSummary",
+    "EventLog",
+    "EventLogError",
+    "LogDiscontinuityError",
+    "LogRead",
+    "LogUnavailableError",
+    "LoggedEvent",
+    "MemoryRegistry",
+    "MessageHandler",
+    "NodeStatus",
+    "ReconnectServer",
+    "ReplayLog",
+    "ServerStatistics",
+    "SnapshotProvider",
+    "SpreadPolicy",
+    "clock_start_id",
+    "distinct_milliseconds",
+    "parse_event_id",
+    "plan_cluster_drain",
+    "plan_spread",
+}
+
+
+def test_server_names_pinned() -> None:
+    import trio_reconnect.server as server
+
+    assert set(server.__all__) == SERVER_PUBLIC
+    for name in SERVER_PUBLIC:
+        obj = getattr(server, name)
+        module = getattr(obj, "__module__", "trio_reconnect.server._")
+        if isinstance(obj, type):
+            assert module.startswith("trio_reconnect.server._"), name
+
+
 def test_public_names_pinned() -> None:
     assert set(trio_reconnect.__all__) == PUBLIC
     for name in PUBLIC:
