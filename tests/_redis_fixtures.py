@@ -22,5 +22,8 @@ def redis_server() -> Iterator[RedisServer]:
         binary = find_redis_server()
     except RedisServerNotFound as exc:
         pytest.fail(str(exc), pytrace=False)
-    with RedisServer(binary) as server:
+    # hz 100: a blocked XREAD times out to within 10 ms (Redis checks its
+    # blocked clients hz times a second; the default 10 makes every short
+    # block last 100 ms, and the 200-timeout regression test 20 s).
+    with RedisServer(binary, options=("--hz", "100")) as server:
         yield server

@@ -33,8 +33,9 @@ run would store the event twice, so the clients run with coredis's
 ``NoRetryPolicy`` (its default retries on connection errors and timeouts).
 An append whose connection fails raises :class:`LogUnavailableError`; the
 event may or may not be stored, and if it is, every reader sees it once.
-(A ``NOSCRIPT`` answer, after Redis restarted, is retried by coredis after
-loading the script: that is safe, a ``NOSCRIPT`` EVALSHA ran nothing.)
+(A ``NOSCRIPT`` answer to EVALSHA, after Redis restarted, is followed by
+an EVAL of the same script: that is safe, a ``NOSCRIPT`` EVALSHA ran
+nothing.)
 
 *read_after* is one read-only Lua script, so ``newest`` and the events come
 from one instant: it answers "not held" when the asked id is outside
@@ -95,6 +96,7 @@ drain window (NTP does that).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -107,7 +109,6 @@ import attrs
 import coredis
 import coredis.exceptions
 import trio
-from coredis.commands.script import Script
 from coredis.response.types import StreamEntry
 from coredis.retry import NoRetryPolicy
 
@@ -233,6 +234,32 @@ return live
 """
 
 
+@attrs.frozen
+class _Lua:
+    """A Lua script run by EVALSHA, and by EVAL when Redis does not have it (after a restart)."""
+
+    source: str
+    sha: str = attrs.field(init=False)
+
+    @sha.default
+    def _sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def run(self, client: coredis.Redis[bytes], *, keys: list[str], args: list[str]) -> Any:
+        # NOSCRIPT means nothing ran, so the EVAL that follows cannot store an event twice.
+        try:
+            return await client.evalsha(self.sha, keys=keys, args=args)
+        except coredis.exceptions.NoScriptError:
+            return await client.eval(self.source, keys=keys, args=args)
+
+
+_APPEND = _Lua(_APPEND_LUA)
+_READ = _Lua(_READ_LUA)
+_STATE = _Lua(_STATE_LUA)
+_ANNOUNCE = _Lua(_ANNOUNCE_LUA)
+_NODES = _Lua(_NODES_LUA)
+
+
 def _decode(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -278,50 +305,53 @@ class _ClientOwner:
 
     make: Callable[[], coredis.Redis[bytes]]
     name: str
-    scripts: dict[str, str]
     _client: coredis.Redis[bytes] | None = attrs.field(default=None, init=False)
-    _bound: dict[str, Script[bytes]] = attrs.field(factory=dict, init=False)
     _available: trio.Event = attrs.field(factory=trio.Event, init=False)
+    #: Set to retire the current client (a fresh Event per client).
     _retired: trio.Event = attrs.field(factory=trio.Event, init=False)
     generations: int = attrs.field(default=0, init=False)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        started = False
-        while True:
-            self._retired = trio.Event()
-            entered = False
-            try:
-                async with self.make() as client:
-                    entered = True
-                    self._client = client
-                    self._bound = {
-                        name: client.register_script(lua) for name, lua in self.scripts.items()
-                    }
-                    self.generations += 1
-                    self._available.set()
+        # Each client lives in a task of its own, so a new one is in service
+        # at once while the old one is still leaving (which can take its
+        # stream timeout when the server stopped answering).
+        async with trio.open_nursery() as nursery:
+            started = False
+            while True:
+                self._retired = trio.Event()
+                try:
+                    await nursery.start(self._hold, self._retired)
+                except Exception as exc:
+                    _logger.debug("redis client %s could not be entered: %r", self.name, exc)
+                    await trio.sleep(_REENTER_PAUSE)
+                    continue
+                finally:
                     if not started:
                         started = True
                         task_status.started()
-                    await self._retired.wait()
-                    self._client = None
-                    self._available = trio.Event()
-            except Exception as exc:  # the old client's failures end here, never leak
-                _logger.debug("redis client %s replaced after %r", self.name, exc)
-            finally:
-                self._client = None
-                if self._available.is_set():
-                    self._available = trio.Event()
-            if not started:
-                started = True
-                task_status.started()
-            if not entered:
-                await trio.sleep(_REENTER_PAUSE)
+                await self._retired.wait()
 
-    async def client(self) -> tuple[coredis.Redis[bytes], dict[str, Script[bytes]]]:
-        """The current client and its scripts (waits while a new one is entered)."""
+    async def _hold(
+        self, retired: trio.Event, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        client: coredis.Redis[bytes] | None = None
+        try:
+            async with self.make() as client:
+                self._client = client
+                self.generations += 1
+                self._available.set()
+                task_status.started()
+                await retired.wait()
+        except Exception as exc:  # the old client's failures end here, never leak
+            _logger.debug("redis client %s left after %r", self.name, exc)
+        finally:
+            self.retire(client)
+
+    async def client(self) -> coredis.Redis[bytes]:
+        """The current client (waits while a new one is entered)."""
         while self._client is None:
             await self._available.wait()
-        return self._client, self._bound
+        return self._client
 
     def retire(self, client: coredis.Redis[bytes] | None) -> None:
         """Replace ``client`` (if it is still the current one) with a fresh one."""
@@ -341,7 +371,7 @@ class _Store:
     _stack: AsyncExitStack | None = attrs.field(default=None, init=False)
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
-    def owner(self, name: str, scripts: dict[str, str], *, stream_timeout: float) -> _ClientOwner:
+    def owner(self, name: str, *, stream_timeout: float) -> _ClientOwner:
         def make() -> coredis.Redis[bytes]:
             return coredis.Redis.from_url(
                 self.url,
@@ -353,7 +383,7 @@ class _Store:
                 client_name=f"trio_reconnect:{name.replace(' ', '-')}",
             )
 
-        return _ClientOwner(make, name, scripts)
+        return _ClientOwner(make, name)
 
     async def open(self, owners: Sequence[_ClientOwner]) -> None:
         if self._stack is not None:
@@ -375,7 +405,7 @@ class _Store:
     async def call(
         self,
         owner: _ClientOwner,
-        op: Callable[[coredis.Redis[bytes], dict[str, Script[bytes]]], Awaitable[_T]],
+        op: Callable[[coredis.Redis[bytes]], Awaitable[_T]],
         *,
         what: str,
         extra: float = 0.0,
@@ -394,8 +424,8 @@ class _Store:
         # Shielded: a command cancelled halfway loses a pool slot for good.
         with trio.move_on_after(bound, shield=True) as scope:
             try:
-                client, scripts = await owner.client()
-                result = await op(client, scripts)
+                client = await owner.client()
+                result = await op(client)
             except Exception as exc:
                 if _unavailable(exc):
                     owner.retire(client)
@@ -464,11 +494,8 @@ class RedisStreamLog:
 
     def __attrs_post_init__(self) -> None:
         self._store = _Store(self.url, self.timeout, self.max_connections)
-        scripts = {"append": _APPEND_LUA, "read": _READ_LUA, "state": _STATE_LUA}
-        self._main = self._store.owner("log", scripts, stream_timeout=self.timeout)
-        self._tail = self._store.owner(
-            "log tail", scripts, stream_timeout=self.timeout + self.read_block
-        )
+        self._main = self._store.owner("log", stream_timeout=self.timeout)
+        self._tail = self._store.owner("log tail", stream_timeout=self.timeout + self.read_block)
 
     @property
     def _keys(self) -> list[str]:
@@ -499,8 +526,8 @@ class RedisStreamLog:
         payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
         args = [str(clock_start_id()), str(self.max_len), payload]
 
-        async def op(client: coredis.Redis[bytes], scripts: dict[str, Script[bytes]]) -> object:
-            return await scripts["append"](keys=self._keys, args=args)
+        async def op(client: coredis.Redis[bytes]) -> object:
+            return await _APPEND.run(client, keys=self._keys, args=args)
 
         # No checkpoint after: an append that ran returns its id even if cancelled meanwhile.
         reply = await self._store.call(self._main, op, what="append", checkpoint=False)
@@ -509,7 +536,7 @@ class RedisStreamLog:
     async def newest(self) -> str | None:
         """The id of the newest event, or ``None`` when the log is empty (or Redis lost it)."""
 
-        async def op(client: coredis.Redis[bytes], scripts: dict[str, Script[bytes]]) -> object:
+        async def op(client: coredis.Redis[bytes]) -> object:
             return await client.hget(self._keys[1], "seq")
 
         reply = await self._store.call(self._main, op, what="newest")
@@ -530,8 +557,8 @@ class RedisStreamLog:
                 return LogRead(await self.newest(), None)
             after = str(seq)
 
-        async def op(client: coredis.Redis[bytes], scripts: dict[str, Script[bytes]]) -> object:
-            return await scripts["read"](keys=self._keys, args=[after, str(limit)])
+        async def op(client: coredis.Redis[bytes]) -> object:
+            return await _READ.run(client, keys=self._keys, args=[after, str(limit)])
 
         reply = cast(list[Any], await self._store.call(self._main, op, what="read"))
         if not reply:
@@ -592,9 +619,7 @@ class RedisStreamLog:
             chunk = min(remaining, self.read_block)
             ms = math.ceil(chunk * 1000) if chunk > 0 else None
 
-            async def op(
-                client: coredis.Redis[bytes], scripts: dict[str, Script[bytes]], ms: int | None = ms
-            ) -> object:
+            async def op(client: coredis.Redis[bytes], ms: int | None = ms) -> object:
                 return await client.xread({self.stream: start}, count=limit, block=ms)
 
             reply = await self._store.call(self._tail, op, what="tail", extra=chunk)
@@ -610,8 +635,8 @@ class RedisStreamLog:
                 return []
 
     async def _state(self) -> tuple[int, int, int | None] | None:
-        async def op(client: coredis.Redis[bytes], scripts: dict[str, Script[bytes]]) -> object:
-            return await scripts["state"](keys=self._keys)
+        async def op(client: coredis.Redis[bytes]) -> object:
+            return await _STATE.run(client, keys=self._keys, args=[])
 
         reply = cast(list[Any], await self._store.call(self._tail, op, what="tail state"))
         if not reply:
@@ -670,8 +695,7 @@ class RedisRegistry:
 
     def __attrs_post_init__(self) -> None:
         self._store = _Store(self.url, self.timeout, DEFAULT_MAX_CONNECTIONS)
-        scripts = {"announce": _ANNOUNCE_LUA, "nodes": _NODES_LUA}
-        self._owner = self._store.owner("registry", scripts, stream_timeout=self.timeout)
+        self._owner = self._store.owner("registry", stream_timeout=self.timeout)
 
     async def __aenter__(self) -> RedisRegistry:
         await self._store.open([self._owner])
@@ -690,16 +714,18 @@ class RedisRegistry:
         body = json.dumps(attrs.asdict(status), separators=(",", ":"))
         args = [status.node, body, str(max(1, math.ceil(ttl * 1000)))]
 
-        async def op(client: coredis.Redis[bytes], scripts: dict[str, Script[bytes]]) -> object:
-            return await scripts["announce"](keys=[self._key(status.node), self._names], args=args)
+        async def op(client: coredis.Redis[bytes]) -> object:
+            return await _ANNOUNCE.run(
+                client, keys=[self._key(status.node), self._names], args=args
+            )
 
         await self._store.call(self._owner, op, what="announce")
 
     async def nodes(self) -> Sequence[NodeStatus]:
         """Every node whose announcement has not expired, sorted by name."""
 
-        async def op(client: coredis.Redis[bytes], scripts: dict[str, Script[bytes]]) -> object:
-            return await scripts["nodes"](keys=[self._names], args=[self.prefix + ":node:"])
+        async def op(client: coredis.Redis[bytes]) -> object:
+            return await _NODES.run(client, keys=[self._names], args=[self.prefix + ":node:"])
 
         reply = cast(list[Any], await self._store.call(self._owner, op, what="nodes"))
         found: list[NodeStatus] = []
@@ -714,7 +740,7 @@ class RedisRegistry:
     async def withdraw(self, node: str) -> None:
         """Remove ``node`` at once."""
 
-        async def op(client: coredis.Redis[bytes], scripts: dict[str, Script[bytes]]) -> object:
+        async def op(client: coredis.Redis[bytes]) -> object:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.delete([self._key(node)])
                 pipe.srem(self._names, [node])

@@ -88,10 +88,12 @@ class RedisServer:
     Args:
         binary: The ``redis-server`` to run (:func:`find_redis_server` when omitted).
         port: The port (a free one when omitted; kept across restarts).
+        options: More ``redis-server`` arguments, e.g. ``("--hz", "100")``.
     """
 
     binary: str = attrs.field(factory=find_redis_server)
     port: int = attrs.field(factory=_free_port)
+    options: tuple[str, ...] = attrs.field(default=(), kw_only=True)
     _dir: Path | None = attrs.field(default=None, init=False)
     _process: subprocess.Popen[bytes] | None = attrs.field(default=None, init=False)
 
@@ -130,6 +132,7 @@ class RedisServer:
             "--dir", str(self._dir),
             "--logfile", str(log),
             "--daemonize", "no",
+            *self.options,
         ]  # fmt: skip
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
