@@ -185,6 +185,8 @@ async def test_bad_arguments(redis_server: RedisServer) -> None:
         async with RedisStreamLog(redis_server.url, stream=STREAM) as log:
             with pytest.raises(TypeError):
                 await log.append(object())
+            with pytest.raises(ValueError, match="JSON"):
+                await log.append({"x": float("nan")})
             assert await log.newest() is None  # nothing stored
             for bad_limit in (-1, 1.5, True, "3"):
                 with pytest.raises(ValueError, match="limit"):
@@ -415,3 +417,37 @@ async def test_append_never_duplicates_on_connection_errors(redis_server: RedisS
             assert {str(seq): int(v) for seq, v in held if str(seq) in stored} == stored
             seqs = [seq for seq, _ in held]
             assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # still consecutive
+
+
+async def test_errors_in_the_block_come_out_bare(redis_server: RedisServer) -> None:
+    with trio.fail_after(GUARD):
+        with pytest.raises(KeyError):
+            async with RedisStreamLog(redis_server.url, stream=STREAM) as log:
+                await log.append(1)
+                raise KeyError("mine")
+        with trio.move_on_after(0.05) as scope:
+            async with RedisStreamLog(redis_server.url, stream=STREAM) as log:
+                await log.tail(await log.newest(), limit=1, block=10.0)
+        assert scope.cancelled_caught
+        # Redis down from the start: entering works, the first command says why.
+        redis_server.stop()
+        async with RedisStreamLog(redis_server.url, stream=STREAM, timeout=0.5) as log:
+            with pytest.raises(LogUnavailableError):
+                await log.append(2)
+
+
+async def test_a_log_whose_stream_was_deleted_is_not_held(redis_server: RedisServer) -> None:
+    with trio.fail_after(GUARD):
+        async with RedisStreamLog(redis_server.url, stream=STREAM) as log:
+            ids = await fill(log, 3)
+            async with admin(redis_server) as client:
+                await client.delete([STREAM])
+            assert await log.read_after(None, limit=10) == LogRead(ids[-1], None)
+            assert await log.read_after(ids[0], limit=10) == LogRead(ids[-1], None)
+            assert await log.read_after(ids[-1], limit=10) == LogRead(ids[-1], [])
+            for position in (None, ids[0]):
+                with pytest.raises(LogDiscontinuityError):
+                    await log.tail(position, limit=10, block=0)
+            assert await log.tail(ids[-1], limit=10, block=0) == []
+            new = await log.append("next")
+            assert int(new) == int(ids[-1]) + 1

@@ -521,9 +521,10 @@ class RedisStreamLog:
 
         Raises:
             TypeError: if ``data`` is not JSON-serialisable (nothing is stored).
+            ValueError: if it holds a NaN or an infinity (nothing is stored).
             LogUnavailableError: Redis did not answer; the event may or may not be stored.
         """
-        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         args = [str(clock_start_id()), str(self.max_len), payload]
 
         async def op(client: coredis.Redis[bytes]) -> object:
@@ -652,7 +653,7 @@ class RedisStreamLog:
         """After an empty read: is the position still in this log?"""
         state = await self._state()
         if after is None:
-            if state is not None and state[2] is not None and state[2] != state[1]:
+            if state is not None and state[2] != state[1]:  # the first event is gone
                 await self._discontinuity(after, state)
             return
         if state is None or state[0] < seq or seq < state[1]:
