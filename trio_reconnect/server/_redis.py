@@ -52,8 +52,13 @@ exactly ``seq - L`` entries starting at ``L + 1``. No XINFO field is needed
 before the reader got to them or the counter restarted from the clock, and
 it raises :class:`LogDiscontinuityError`. A tail that found nothing checks
 ``seq`` before it returns: Redis restarted empty (no hash) or a ``seq``
-below ``L`` is a discontinuity too, found within one ``block`` even when
-nothing is published.
+below ``L``, or entries after ``L`` that are issued but not held (the
+stream was deleted), is a discontinuity too, found within one ``block``
+even when nothing is published.
+
+The keys are plain (``stream``, ``stream:meta``, and the registry's keys
+built inside a script), so this is for a standalone Redis (with replicas or
+Sentinel if you like), not Redis Cluster.
 
 coredis's pool-slot leak, and how this module keeps out of it
 -------------------------------------------------------------
@@ -65,15 +70,18 @@ gone every command waits for the pool timeout. So here:
 
 * **No command is ever cancelled halfway.** Every call runs in a shielded
   scope with its own deadline (``timeout``, plus the block for an XREAD),
-  and cancellation is delivered at a checkpoint right after it. A blocked
+  and cancellation is delivered at a checkpoint right after it (except
+  after an append, which returns the id it stored). A blocked
   XREAD blocks at most ``read_block`` (default 0.1 s), so a cancelled tail
   returns within that; :meth:`RedisStreamLog.tail` with a longer ``block``
   is a loop of such reads.
 * **A client that had a connection error, or a command that hit its
-  deadline, is replaced**, with its pool and whatever slots it lost. Each
-  coredis client (an async context manager with a task group) lives in an
-  owner task in the log's own nursery; a failing caller retires it and the
-  owner enters a fresh one.
+  deadline, is replaced**, with its pool and whatever slots it lost. A
+  coredis client is an async context manager around a task group, so one
+  task must enter and leave it: each lives in a task of its own in the
+  log's nursery. A failing caller retires it, and its owner enters a fresh
+  one at once, without waiting for the old one to leave (which can take its
+  stream timeout when Redis stopped answering).
 * **The tail has its own client**, so that blocked reads never queue the
   publish path behind them, and every client has a ``pool_timeout``.
 
