@@ -268,3 +268,54 @@ async def test_trimmed_history(backend: Any) -> None:
             assert caught.value.oldest is not None
             assert caught.value.oldest in ids[1:]
             assert ids_of(await log.tail(ids[-3], limit=10, block=0)) == ids[-2:]
+
+
+async def test_concurrent_appends_get_unique_consecutive_ids(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as log:
+            got: list[str] = []
+
+            async def writer(tag: str) -> None:
+                got.extend(await fill(log, 40, tag))
+
+            async with trio.open_nursery() as nursery:
+                for tag in "abcde":
+                    nursery.start_soon(writer, tag)
+            ordered = sorted(got, key=int)
+            assert len(set(got)) == 200
+            assert consecutive(ordered)
+            assert await log.newest() == ordered[-1]
+            whole = await log.read_after(None, limit=1_000)
+            assert whole.events is not None
+            assert ids_of(whole.events) == ordered
+
+
+async def test_read_after_is_one_instant_under_concurrent_appends(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as log:
+            start = (await fill(log, 1))[0]
+            done = trio.Event()
+
+            async def writer() -> None:
+                await fill(log, 200)
+                done.set()
+
+            reads = 0
+            read = LogRead(None, None)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                while True:
+                    finished = done.is_set()
+                    read = await log.read_after(start, limit=1_000)
+                    assert read.events is not None
+                    assert read.newest is not None
+                    # newest and the events are from the same instant: no more, no fewer.
+                    expected = int(read.newest) - int(start)
+                    assert len(read.events) == expected
+                    if read.events:
+                        assert read.events[-1].id == read.newest
+                    reads += 1
+                    if finished:
+                        break
+            assert read.newest is not None
+            assert int(read.newest) == int(start) + 200
