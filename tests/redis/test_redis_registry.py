@@ -90,3 +90,17 @@ async def test_redis_down_then_back(redis_server: RedisServer) -> None:
             assert await registry.nodes() == []  # Redis came back empty
             await registry.announce(NodeStatus("a", 1.0), ttl=5.0)
             assert [n.node for n in await registry.nodes()] == ["a"]
+
+
+def test_the_backends_implement_the_protocols() -> None:
+    # Checked by mypy (structural typing), and at run time for the methods' names.
+    from trio_reconnect.server._cluster import ClusterRegistry
+    from trio_reconnect.server._logbase import EventLog
+    from trio_reconnect.server.redis import RedisStreamLog
+
+    log: EventLog = RedisStreamLog("redis://127.0.0.1:1/0")
+    registry: ClusterRegistry = RedisRegistry("redis://127.0.0.1:1/0")
+    for name in ("append", "read_after", "newest", "tail"):
+        assert callable(getattr(log, name))
+    for name in ("now", "announce", "nodes", "withdraw"):
+        assert callable(getattr(registry, name))
