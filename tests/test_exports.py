@@ -154,3 +154,39 @@ def test_defaults_documented_values() -> None:
     assert (tr.DEFAULT_PING_INTERVAL, tr.DEFAULT_PING_TIMEOUT) == (20.0, 20.0)
     assert tr.MAX_CLOSE_REASON_BYTES == 123
     assert tr.Backoff().jitter is tr.Jitter.FULL
+
+
+REDIS_PUBLIC = {
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_LEN",
+    "DEFAULT_READ_BLOCK",
+    "DEFAULT_REGISTRY_PREFIX",
+    "DEFAULT_STREAM",
+    "DEFAULT_TIMEOUT",
+    "MAX_REDIS_ID",
+    "RedisRegistry",
+    "RedisStreamLog",
+}
+
+
+def test_redis_names_pinned() -> None:
+    import trio_reconnect.server.redis as redis_backends
+
+    assert set(redis_backends.__all__) == REDIS_PUBLIC
+    for name in REDIS_PUBLIC:
+        assert getattr(redis_backends, name) is not None
+    assert redis_backends.RedisStreamLog.__module__ == "trio_reconnect.server._redis"
+    assert (redis_backends.DEFAULT_MAX_LEN, redis_backends.DEFAULT_TIMEOUT) == (10_000, 2.0)
+    assert redis_backends.DEFAULT_READ_BLOCK == 0.1
+    assert redis_backends.MAX_REDIS_ID == 2**53 - 1
+
+
+def test_server_does_not_import_coredis() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, trio_reconnect.server; print('coredis' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"
