@@ -44,7 +44,15 @@ async def _redis_log(request: pytest.FixtureRequest, max_events: int) -> AsyncIt
         yield log
 
 
+@asynccontextmanager
+async def _memory_log(request: pytest.FixtureRequest, max_events: int) -> AsyncIterator[EventLog]:
+    from trio_reconnect.server import ReplayLog
+
+    yield ReplayLog(max_events)
+
+
 BACKENDS: dict[str, Backend] = {
+    "memory": _memory_log,
     "redis": _redis_log,
 }
 
