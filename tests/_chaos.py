@@ -868,7 +868,7 @@ async def _main(profile: Profile, schedule: Schedule, report: RunReport) -> None
     names = [f"c{i:03d}" for i in range(profile.clients)]
     chaos: _Chaos
     server = ReconnectServer(
-        RecordingLog(ReplayLog(profile.log_size), published),
+        RecordingLog(ReplayLog(profile.log_size, start=1), published),
         snapshot=lambda: chaos.snapshot(),
         max_replay=profile.max_replay,
         close_timeout=SERVER_CLOSE_TIMEOUT,

@@ -683,7 +683,7 @@ async def _run_round(profile: SoakProfile, seed: int) -> RoundReport:
     rng = random.Random(seed)
     problems = _Problems()
     published = Published()
-    log = RecordingLog(ReplayLog(max_events=100_000), published)
+    log = RecordingLog(ReplayLog(max_events=100_000, start=1), published)
     failed_snapshots = 0
     snapshot_calls = 0
 

@@ -152,7 +152,8 @@ async def run_demo(
         raise ValueError("clients >= 1, duration > 0, restarts >= 0 and rate > 0 are required")
     tty = out.isatty() if progress is None else progress
     spread = SpreadPolicy()
-    server = ReconnectServer(ReplayLog(max_events=100_000), spread=spread, max_replay=10_000)
+    log = ReplayLog(max_events=100_000)  # ids from the clock, as in production
+    server = ReconnectServer(log, spread=spread, max_replay=10_000)
     records = [_ClientRecord() for _ in range(clients)]
     restart_times: list[float] = []
     started = trio.current_time()
@@ -209,7 +210,7 @@ async def run_demo(
     print(("\r" if tty else "") + final, file=out, flush=True)
 
     published = server.statistics().events_published
-    expected = [str(i) for i in range(1, published + 1)]
+    expected = [str(log.start + i) for i in range(published)]
     duplicated = sum(len(r.ids) - len(set(r.ids)) for r in records)
     lost = sum(len(set(expected) - set(r.ids)) for r in records)
     durations = [d for r in records for d in r.durations]

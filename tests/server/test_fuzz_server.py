@@ -67,7 +67,7 @@ FUZZ = settings(
 
 
 def make_server(**kwargs: Any) -> ReconnectServer:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     for i in range(LOG_EVENTS):
         log.append({"n": i + 1})
     options: dict[str, Any] = {

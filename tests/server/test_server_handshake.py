@@ -21,7 +21,7 @@ def make_server(log: ReplayLog, **kwargs: Any) -> ReconnectServer:
 
 
 def filled(n: int, *, max_events: int = 100) -> ReplayLog:
-    log = ReplayLog(max_events=max_events)
+    log = ReplayLog(max_events=max_events, start=1)
     for i in range(n):
         log.append({"n": i + 1})
     return log
@@ -37,7 +37,7 @@ def client_outcome(last_event_id: str | None, frames: list[dict[str, Any]]) -> H
 
 
 async def test_fresh(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
-    server = make_server(ReplayLog())
+    server = make_server(ReplayLog(start=1))
     with trio.fail_after(5):
         _ws, frames = await resumed(nursery, server, None)
     assert frames == [{"type": "ready", "id": None, "lost": False}]
@@ -149,7 +149,7 @@ async def test_snapshot_on_empty_log(autojump_clock: MockClock, nursery: trio.Nu
     async def snapshot() -> tuple[str | None, Any]:
         return None, {"initial": True}
 
-    server = make_server(ReplayLog(), snapshot=snapshot)
+    server = make_server(ReplayLog(start=1), snapshot=snapshot)
     with trio.fail_after(5):
         _, frames = await resumed(nursery, server, None)
     assert frames == [
@@ -183,7 +183,7 @@ async def test_unknown_id_on_empty_log_is_lost(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:
     # A client that saw "57" before the server lost its in-memory log.
-    server = make_server(ReplayLog())
+    server = make_server(ReplayLog(start=1))
     with trio.fail_after(5):
         _, frames = await resumed(nursery, server, "57")
     assert frames == [{"type": "ready", "id": None, "lost": True}]
@@ -216,7 +216,7 @@ async def test_malformed_snapshot_reports_lost(
 
 
 async def test_live_events_after_ready(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
-    server = make_server(ReplayLog())
+    server = make_server(ReplayLog(start=1))
     with trio.fail_after(5):
         ws, _ = await resumed(nursery, server, None)
         assert await server.publish({"price": 42}) == "1"
@@ -230,7 +230,7 @@ async def test_live_events_after_ready(autojump_clock: MockClock, nursery: trio.
 
 
 async def test_publish_rejects_non_json_before_logging(autojump_clock: MockClock) -> None:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     server = make_server(log)
     with pytest.raises(TypeError):
         await server.publish({1, 2, 3})
@@ -243,7 +243,7 @@ async def test_publish_rejects_non_json_before_logging(autojump_clock: MockClock
 async def test_reconnect_resumes_where_it_left_off(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:
-    server = make_server(ReplayLog())
+    server = make_server(ReplayLog(start=1))
     with trio.fail_after(5):
         ws, _ = await resumed(nursery, server, None)
         await server.publish("a")

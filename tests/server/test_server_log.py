@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from trio_reconnect.server import DEFAULT_MAX_EVENTS, EventLog, LoggedEvent, ReplayLog
 from trio_reconnect.server._log import parse_event_id
+from trio_reconnect.server._logbase import clock_start_id
 
 
 def ids(events: list[LoggedEvent] | None) -> list[str] | None:
@@ -15,7 +17,7 @@ def ids(events: list[LoggedEvent] | None) -> list[str] | None:
 
 
 def test_empty_log() -> None:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     assert log.max_events == DEFAULT_MAX_EVENTS
     assert len(log) == 0
     assert log.newest is None
@@ -27,7 +29,7 @@ def test_empty_log() -> None:
 
 
 def test_append_returns_increasing_decimal_ids() -> None:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     assert [log.append(n) for n in range(12)] == [str(n) for n in range(1, 13)]
     assert log.newest == "12"
     assert log.oldest == "1"
@@ -40,7 +42,7 @@ def test_append_returns_increasing_decimal_ids() -> None:
 
 
 def test_bounded_drops_oldest() -> None:
-    log = ReplayLog(max_events=3)
+    log = ReplayLog(max_events=3, start=1)
     for n in range(5):
         log.append({"n": n})
     assert len(log) == 3
@@ -61,7 +63,7 @@ def test_bounded_drops_oldest() -> None:
 
 
 def test_ring_wraps_many_times() -> None:
-    log = ReplayLog(max_events=7)
+    log = ReplayLog(max_events=7, start=1)
     for n in range(1000):
         log.append(n)
     assert ids(log.after("995")) == ["996", "997", "998", "999", "1000"]
@@ -105,7 +107,7 @@ def test_start_offsets_ids() -> None:
     ],
 )
 def test_hostile_ids_are_unknown(bad: str) -> None:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     for n in range(10):
         log.append(n)
     assert parse_event_id(bad) is None
@@ -117,13 +119,13 @@ def test_hostile_ids_are_unknown(bad: str) -> None:
 @pytest.mark.parametrize("bad", [None, 3, 3.0, b"3", ["3"]])
 def test_non_string_ids_are_unknown(bad: Any) -> None:
     assert parse_event_id(bad) is None
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     log.append(1)
     assert not log.holds(bad)
 
 
 def test_ids_beyond_newest_are_unknown() -> None:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     log.append(1)
     assert log.after("2") is None
     assert log.after("9" * 40) is None
@@ -133,7 +135,7 @@ def test_ids_beyond_newest_are_unknown() -> None:
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
 def test_max_events_validation(bad: Any) -> None:
     with pytest.raises(ValueError, match="max_events"):
-        ReplayLog(max_events=bad)
+        ReplayLog(max_events=bad, start=1)
 
 
 def test_start_validation() -> None:
@@ -143,7 +145,7 @@ def test_start_validation() -> None:
 
 
 def test_replay_log_is_an_event_log() -> None:
-    log: EventLog = ReplayLog(max_events=2)
+    log: EventLog = ReplayLog(max_events=2, start=1)
     assert log.append("x") == "1"
     assert log.newest == "1"
     assert log.holds("1")
@@ -155,3 +157,19 @@ def test_logged_event_is_frozen() -> None:
     with pytest.raises(AttributeError):
         event.id = "2"  # type: ignore[misc]
     assert event == LoggedEvent("1", {"a": 1})
+
+
+def test_default_ids_start_from_the_clock_and_are_never_reissued() -> None:
+    # PROTOCOL.md section 2: a log that starts empty issues ids no earlier
+    # incarnation issued. Before the fix, every new log started at "1".
+    before = clock_start_id()
+    log = ReplayLog()
+    assert before <= log.start <= clock_start_id()
+    assert log.append("x") == str(log.start)
+    # A process started a second ago, which issued 100,000 ids since ...
+    old = ReplayLog(start=clock_start_id(time.time() - 1.0))
+    old_ids = [old.append(n) for n in range(100_000)]
+    # ... and the process that replaces it now.
+    new = ReplayLog()
+    new_ids = [new.append(n) for n in range(10)]
+    assert min(map(int, new_ids)) > max(map(int, old_ids))

@@ -7,8 +7,11 @@ touching the server.
 
 Rules, stated once:
 
-* Ids are decimal strings of consecutive integers: ``"1"``, ``"2"``, ... (or
-  from ``start``). The n-th event appended gets ``str(start + n - 1)``.
+* Ids are decimal strings of consecutive integers from ``start``: the n-th
+  event appended gets ``str(start + n - 1)``. ``start`` defaults to
+  ``clock_start_id()`` of ``_logbase`` (microseconds since
+  the epoch), so that a new process never reissues an id an earlier one
+  issued (PROTOCOL.md section 2); tests pass ``start=1`` for small ids.
 * At most ``max_events`` events are held; appending one more drops the oldest.
 * ``after(id)`` is every event appended after ``id``, oldest first, or ``None``
   when that gap is not fully held: ``id`` was never issued by this log, or
@@ -33,6 +36,7 @@ from typing import Any, Final, Protocol
 import attrs
 
 from .._validators import non_negative_int, positive_int
+from ._logbase import clock_start_id
 
 __all__ = [
     "DEFAULT_MAX_EVENTS",
@@ -113,14 +117,16 @@ class ReplayLog:
 
     Args:
         max_events: How many events to hold; the oldest is dropped beyond it.
-        start: The sequence number of the first id. A server that keeps no log
-            across restarts can start from a number it has never used (a
-            timestamp, say), so that a client's ``lastEventId`` from before
-            the restart is unknown rather than mistaken for a new event.
+        start: The sequence number of the first id. By default the clock's
+            microseconds since the epoch, a number no earlier process issued,
+            so that a client's ``lastEventId`` from before a restart is
+            unknown rather than mistaken for a position in the new log, and
+            no new event reuses an id a client still remembers. Pass a small
+            number (``start=1``) in tests.
     """
 
     max_events: int = attrs.field(default=DEFAULT_MAX_EVENTS, validator=positive_int)
-    start: int = attrs.field(default=1, kw_only=True, validator=non_negative_int)
+    start: int = attrs.field(factory=clock_start_id, kw_only=True, validator=non_negative_int)
     _ring: list[LoggedEvent | None] = attrs.field(init=False, repr=False)
     #: Sequence number the next append gets.
     _next: int = attrs.field(init=False)
