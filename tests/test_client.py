@@ -430,7 +430,7 @@ async def test_replay_snapshot_and_lost_delivered_in_place(
         tr.ServerEvent("4", "d"),
         tr.ServerEvent("5", "e"),
         tr.ServerEvent("6", "f"),
-        tr.Gap("6"),
+        tr.Gap("6", "99"),
         tr.ServerEvent("100", "z"),
     ]
     assert resumes == [None, "3", "6"]

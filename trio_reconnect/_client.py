@@ -77,6 +77,7 @@ from ._hints import RetryAdvice, Verdict, classify_close, classify_rejection
 from ._inbox import Inbox
 from ._metrics import MetricsRecorder, ReconnectStatistics
 from ._protocol import (
+    Gap,
     HandshakeOutcome,
     HandshakeResult,
     Item,
@@ -353,6 +354,10 @@ class ReconnectingWebSocket:
         )
         self._metrics = MetricsRecorder()
         self._recent = RecentIds(dedupe_window)
+        if last_event_id is not None:
+            # The application's persisted id counts as delivered: a server
+            # that replays from it (off by one) must not deliver it again.
+            self._recent.add(last_event_id)
         self._inbox: Inbox[Item] = Inbox(max_queue)
         self._last_event_id = last_event_id
         self._state = ConnectionState.CONNECTING
@@ -850,6 +855,9 @@ class ReconnectingWebSocket:
                 self._last_event_id = item.id
             elif isinstance(item, Snapshot):
                 self._last_event_id = item.id
+                self._recent.reset(item.id)  # the server's order starts again here
+            elif isinstance(item, Gap):
+                self._recent.reset(item.ready_id)  # likewise
             if item is not None:
                 await self._deliver_replayed(item, phase)
         result = handshake.result
