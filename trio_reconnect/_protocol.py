@@ -320,18 +320,16 @@ class RecentIds:
             self._members.discard(self._order.popleft())
         return True
 
-    def reset(self, event_id: str | None = None) -> None:
-        """Forget every id, then remember ``event_id`` (if given) as delivered.
+    def clear(self) -> None:
+        """Forget every id.
 
         The client calls it when it delivers a :class:`Snapshot` or a
-        :class:`Gap`: the server's order starts again from there, so an id
-        seen before it (perhaps reissued by a server that lost its log) is
-        not a duplicate any more.
+        :class:`Gap`: the server's order starts again from that ``ready`` id,
+        so an id seen before (perhaps reissued by a server that lost its
+        log) is not a duplicate any more.
         """
         self._order.clear()
         self._members.clear()
-        if event_id is not None:
-            self.add(event_id)
 
     def __len__(self) -> int:
         return len(self._order)
