@@ -71,6 +71,7 @@ from trio_reconnect import (
     Transition,
     open_reconnecting_websocket,
 )
+from trio_reconnect._client import RETRIED_FAILURE_MESSAGE
 from trio_reconnect.server import (
     AdmissionControl,
     ConnectedClient,
@@ -602,6 +603,8 @@ class LogTally(logging.Handler):
             self.expected["stale snapshot"] += 1
         elif message == "connection failed" and _is_pong_race(record.exc_info):
             self.expected["pong during close (trio-websocket#184)"] += 1
+        elif record.name == "trio_reconnect" and message == RETRIED_FAILURE_MESSAGE:
+            self.expected["client retried a failure"] += 1  # the chaos itself
         elif len(self.unexpected) < 20:
             text = f"{record.levelname} {record.name}: {record.getMessage()}"
             if exc is not None:
