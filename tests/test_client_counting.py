@@ -224,3 +224,39 @@ async def test_a_retried_failure_is_a_warning(
         f"{URL}: handshake refused with HTTP 503; attempt 2 in 2.000 s (server)"
     ]
     assert warnings[0].levelno == logging.WARNING
+
+
+async def test_statistics_count_a_reconnect_at_ready_not_at_its_replayed_items(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Documented choice: replayed items reach the application before the
+    # handshake's ready, and statistics() counts the reconnect at ready.
+    release = trio.Event()
+
+    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
+        ws, _ = await accept_and_resume(request)
+        if n == 1:
+            await send_ready(ws, None)
+            await send_event(ws, "1", 1)
+            await ws.aclose(1012, json.dumps({"retryAfter": 0}))
+            return
+        await send_event(ws, "2", 2)
+        await send_event(ws, "3", 3)
+        await release.wait()
+        await send_ready(ws, "3")
+        await trio.sleep_forever()
+
+    server = FakeServer(nursery, handler)
+    with trio.fail_after(100):
+        async with tr.open_reconnecting_websocket(URL, open_stream=server.open_stream) as ws:
+            assert await ws.get_message() == tr.ServerEvent("1", 1)
+            assert await ws.get_message() == tr.ServerEvent("2", 2)
+            assert await ws.get_message() == tr.ServerEvent("3", 3)
+            during = ws.statistics()
+            assert ws.state is S.RESUMING
+            release.set()
+            await ws.wait_ready()
+            after = ws.statistics()
+    assert (during.connects, during.reconnects, during.replayed_events) == (1, 0, 0)
+    assert (after.connects, after.reconnects, after.replayed_events) == (2, 1, 2)
+    assert after.server_directed == during.server_directed == 1  # counted when the close came

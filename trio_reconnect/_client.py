@@ -413,7 +413,15 @@ class ReconnectingWebSocket:
         return self._last_event_id
 
     def statistics(self) -> ReconnectStatistics:
-        """A frozen snapshot of this client's reconnect metrics."""
+        """A frozen snapshot of this client's reconnect metrics.
+
+        A reconnect (and its handshake outcome and replayed events) is
+        counted when the connection's ``ready`` arrives. The events a
+        handshake replays are delivered before that ``ready``, so a snapshot
+        taken while the application handles them still shows the previous
+        connection; after :meth:`wait_ready` returns it shows the new one. A
+        server-directed close is counted when the close arrives.
+        """
         return self._metrics.statistics()
 
     async def send_message(self, message: str | bytes) -> None:

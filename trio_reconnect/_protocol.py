@@ -68,6 +68,10 @@ _QUOTE_LIMIT: Final = 80
 class ServerEvent:
     """One event from the server's log, delivered once and in order.
 
+    The events a handshake replays reach the application before that
+    handshake's ``ready``: ``statistics()`` counts the reconnect at ``ready``,
+    so it still shows the previous connection while they are handled.
+
     Attributes:
         id: The server's opaque event id (becomes ``last_event_id``).
         data: The event's JSON payload, decoded.
