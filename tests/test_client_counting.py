@@ -260,3 +260,17 @@ async def test_statistics_count_a_reconnect_at_ready_not_at_its_replayed_items(
     assert (during.connects, during.reconnects, during.replayed_events) == (1, 0, 0)
     assert (after.connects, after.reconnects, after.replayed_events) == (2, 1, 2)
     assert after.server_directed == during.server_directed == 1  # counted when the close came
+
+
+def test_nothing_reaches_stderr_unless_the_application_configures_logging() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, trio_reconnect\n"
+        "logging.getLogger('trio_reconnect').warning('a retried failure')\n"
+        "logging.getLogger('trio_reconnect.server').warning('a server warning')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert done.stderr == ""

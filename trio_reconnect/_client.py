@@ -117,6 +117,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trio_reconnect")
+# A library's loggers get a NullHandler only (the logging HOWTO): an
+# application that configures no logging then sees no stderr lines from
+# Python's last-resort handler; one line of logging.basicConfig shows them.
+logger.addHandler(logging.NullHandler())
 
 #: Consecutive failed attempts before the client gives up (``None``: never).
 DEFAULT_MAX_ATTEMPTS: Final = 20
