@@ -148,6 +148,7 @@ def test_empty_recorder_statistics() -> None:
         connects=0,
         reconnects=0,
         failed_attempts=0,
+        server_directed=0,
         median_reconnect=None,
         p95_reconnect=None,
         max_reconnect=None,
@@ -169,6 +170,7 @@ def test_recorder_counts_and_durations() -> None:
     metrics.record_ready(1.5, result(HandshakeOutcome.REPLAYED, 0))
     metrics.record_ready(2.5, result(HandshakeOutcome.SNAPSHOT, 2))
     metrics.record_failure()
+    metrics.record_server_directed()
     metrics.record_ready(12.5, result(HandshakeOutcome.LOST))
     metrics.record_ready(3.5, None)  # resume=False: no handshake result
     stats = metrics.statistics()
@@ -176,6 +178,7 @@ def test_recorder_counts_and_durations() -> None:
         connects=6,
         reconnects=5,
         failed_attempts=3,
+        server_directed=1,
         median_reconnect=2.5,
         p95_reconnect=percentile([0.5, 1.5, 2.5, 3.5, 12.5], 95),
         max_reconnect=12.5,

@@ -80,6 +80,14 @@ def _show_transition(t: Transition) -> None:
     print("  ".join(parts), file=sys.stderr, flush=True)
 
 
+def _describe_gap(gap: Gap) -> str:
+    """What a Gap says is lost: the events after ``last_id`` up to ``ready_id``."""
+    after = "" if gap.last_id is None else f" after {gap.last_id}"
+    if gap.ready_id is None:
+        return f"gap: the events{after} were lost (the server holds none since)"
+    return f"gap: the events{after} up to and including {gap.ready_id} were lost"
+
+
 async def _connect(url: str, resume: bool, count: int | None) -> None:
     async with open_reconnecting_websocket(
         url, resume=resume, on_transition=_show_transition, max_attempts=None
@@ -91,7 +99,7 @@ async def _connect(url: str, resume: bool, count: int | None) -> None:
             elif isinstance(item, Snapshot):
                 print(f"snapshot {item.id}: {json.dumps(item.data)}", flush=True)
             elif isinstance(item, Gap):
-                print(f"gap: events after {item.last_id} were lost", flush=True)
+                print(_describe_gap(item), flush=True)
             else:
                 print(f"message: {item!r}", flush=True)
             seen += 1
