@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -27,7 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import trio_reconnect as tr  # noqa: E402
-from trio_reconnect._metrics import MetricsRecorder  # noqa: E402
+from trio_reconnect._metrics import DEFAULT_WINDOW, MetricsRecorder  # noqa: E402
 from trio_reconnect._protocol import HandshakeOutcome, HandshakeResult  # noqa: E402
 from trio_reconnect.prometheus import (  # noqa: E402
     DEFAULT_BUCKETS,
@@ -488,3 +489,24 @@ def test_serve_rejects_a_bad_metrics_port(value: str, message: str) -> None:
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------------------- the how-to page
+
+
+def test_the_howto_alert_rules_use_the_library_thresholds(recorder: MetricsRecorder) -> None:
+    page = (ROOT / "docs" / "howto" / "prometheus.md").read_text()
+    rules = page.split("```yaml\n", 1)[1].split("```", 1)[0]
+    alerts = re.findall(r"- alert: (\w+)\n\s+expr: (\w+) > ([\d.]+)\n\s+for: (\w+)", rules)
+    assert alerts == [
+        ("ReconnectRegression", "trio_reconnect_client_reconnect_median_seconds", "2", "5m"),
+        ("ReconnectIncident", "trio_reconnect_client_reconnect_median_seconds", "10", "5m"),
+    ]
+    assert float(alerts[0][2]) == tr.REGRESSION_ABOVE
+    assert float(alerts[1][2]) == tr.INCIDENT_ABOVE
+    for threshold in (alerts[0][2], alerts[1][2]):
+        assert f"over {threshold} s for 5 minutes" in rules
+    # The metric is one the collector exports.
+    registry, _ = client_registry(feed=recorder)
+    assert key(alerts[0][1], client="feed") in scrape_registry(registry)
+    assert f"the last {DEFAULT_WINDOW} reconnects" in page

@@ -19,7 +19,6 @@ server. The metric names and an alert rule are in docs/howto/prometheus.md.
 
 from __future__ import annotations
 
-from .._public import rehome
 from ._collectors import DEFAULT_BUCKETS as DEFAULT_BUCKETS
 from ._collectors import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE
 from ._collectors import ReconnectCollector as ReconnectCollector
@@ -41,5 +40,3 @@ __all__ = [
     "StatisticsSource",
     "serve_metrics",
 ]
-
-rehome(__name__, globals(), __all__)
