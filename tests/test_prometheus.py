@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -415,21 +416,14 @@ async def test_a_failing_collector_gets_500_and_the_endpoint_stays_up(
 
 @pytest.fixture
 def serve_process() -> Iterator[tuple[subprocess.Popen[str], int, int]]:
-    """A real ``python -m trio_reconnect serve --port 0 --metrics-port 0``."""
+    """A real ``python -m trio_reconnect serve --port P --metrics-port 0``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with socket.socket() as sock:  # a free port for the websocket side
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = ["serve", "--port", str(port), "--metrics-port", "0", "--interval", "0.05"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trio_reconnect",
-            "serve",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--interval",
-            "0.05",
-        ],
+        [sys.executable, "-m", "trio_reconnect", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -439,11 +433,11 @@ def serve_process() -> Iterator[tuple[subprocess.Popen[str], int, int]]:
         assert process.stdout is not None
         ws_line = process.stdout.readline()
         metrics_line = process.stdout.readline()
-        assert ws_line.startswith("serving the reconnect protocol on ws://127.0.0.1:"), ws_line
+        assert ws_line.strip() == f"serving the reconnect protocol on ws://127.0.0.1:{port}/"
         assert metrics_line.startswith("serving Prometheus metrics on http://127.0.0.1:"), (
             metrics_line
         )
-        ws_port = int(ws_line.rstrip().rstrip("/").rsplit(":", 1)[1])
+        ws_port = port
         metrics_port = int(metrics_line.rstrip().removesuffix("/metrics").rsplit(":", 1)[1])
         yield process, ws_port, metrics_port
     finally:
