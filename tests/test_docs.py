@@ -8,8 +8,10 @@ HTML. The ``docs`` nox session builds the same site with ``-W``.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
+import pkgutil
 import subprocess
 import sys
 import types
@@ -25,14 +27,20 @@ from sphinx.util.inventory import InventoryFile
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Every package whose ``__all__`` the API page documents.
-PACKAGES = [
-    "trio_reconnect",
-    "trio_reconnect.server",
-    "trio_reconnect.testing",
-    "trio_reconnect.testing.pytest_plugin",
-    "trio_reconnect.prometheus",
-]
+
+def public_modules() -> list[str]:
+    """trio_reconnect and every module under it without an underscore in its path."""
+    import trio_reconnect
+
+    found = ["trio_reconnect"]
+    for info in pkgutil.walk_packages(trio_reconnect.__path__, "trio_reconnect."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            found.append(info.name)
+    return found
+
+
+#: Every public module: the API page documents each one's ``__all__``.
+PACKAGES = public_modules()
 
 #: Seconds the build may take (about 5 s on an idle machine).
 BUILD_TIMEOUT = 300
@@ -60,6 +68,19 @@ def built_docs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def inventory(built_docs: tuple[Path, str]) -> dict[str, dict[str, Any]]:
     with (built_docs[0] / "objects.inv").open("rb") as stream:
         return InventoryFile.load(stream, "", lambda base, path: path)
+
+
+def test_the_public_modules() -> None:
+    # The extension (docs/_ext/public_api.py) is told about each of them.
+    conf = ast.parse((ROOT / "docs" / "conf.py").read_text())
+    listed = next(
+        ast.literal_eval(node.value)
+        for node in conf.body
+        if isinstance(node, ast.Assign)
+        and any(getattr(target, "id", None) == "public_api_packages" for target in node.targets)
+    )
+    assert sorted(listed) == sorted(PACKAGES)
+    assert {"trio_reconnect.server", "trio_reconnect.testing.pytest_plugin"} <= set(PACKAGES)
 
 
 def test_the_build_has_no_warnings(built_docs: tuple[Path, str]) -> None:

@@ -504,3 +504,28 @@ def test_the_howto_alert_rules_use_the_library_thresholds(recorder: MetricsRecor
     registry, _ = client_registry(feed=recorder)
     assert key(alerts[0][1], client="feed") in scrape_registry(registry)
     assert f"the last {DEFAULT_WINDOW} reconnects" in page
+
+
+def test_serve_metrics_port_without_the_extra() -> None:
+    # As if prometheus-client were not installed: one line, exit 2.
+    code = (
+        "import sys\n"
+        "class Missing:\n"
+        "    @staticmethod\n"
+        "    def find_spec(name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'prometheus_client':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Missing)\n"
+        "from trio_reconnect._cli import main\n"
+        "sys.exit(main(['serve', '--metrics-port', '9100']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "needs prometheus-client: pip install 'trio-reconnect[prometheus]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -3,8 +3,9 @@
 Every ``python`` block of the pages below is a complete program that talks to
 ``python -m trio_reconnect serve`` at its default address. Each runs here as a
 subprocess, with a deadline, against a real ``serve`` subprocess; the only
-change is the port (a free one instead of 8765, so that test runs do not
-collide with each other or with a server a developer left running).
+change is the port (a free one instead of 8765, and for the Prometheus
+sample's metrics instead of 9100, so that test runs do not collide with each
+other or with a server a developer left running).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The pages whose samples a newcomer pastes first.
-PAGES = ["README.md", "docs/index.md", "docs/tutorial.md"]
+PAGES = ["README.md", "docs/index.md", "docs/tutorial.md", "docs/howto/prometheus.md"]
 #: Where the samples connect: ``serve``'s default address.
 DEFAULT_URL = "ws://127.0.0.1:8765/"
+#: The port the Prometheus sample serves its metrics on (here: any free port).
+METRICS_PORT = "serve_metrics, 9100)"
 #: Seconds one sample may take (each stops after a few events).
 SAMPLE_TIMEOUT = 60
 
@@ -86,7 +89,9 @@ def serve_url() -> Iterator[str]:
 def test_sample_runs_as_pasted(name: str, code: str, serve_url: str, tmp_path: Path) -> None:
     assert code.count(DEFAULT_URL) == 1, f"{name} should connect to {DEFAULT_URL}"
     script = tmp_path / "sample.py"
-    script.write_text(code.replace(DEFAULT_URL, serve_url))
+    script.write_text(
+        code.replace(DEFAULT_URL, serve_url).replace(METRICS_PORT, "serve_metrics, 0)")
+    )
     done = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
@@ -100,3 +105,5 @@ def test_sample_runs_as_pasted(name: str, code: str, serve_url: str, tmp_path: P
     # Each sample shows what it received (an event of the ticker) or, for the
     # transitions sample, the connection opening again.
     assert "'tick'" in done.stdout or done.stdout.count("-> open") == 2, done.stdout
+    if "prometheus" in name:
+        assert 'trio_reconnect_client_connects_total{client="feed"} 1.0' in done.stdout

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
 import sys
 import time
@@ -83,10 +82,12 @@ def _metrics_port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0-65535, got {port}")
-    if importlib.util.find_spec("prometheus_client") is None:
+    try:
+        import prometheus_client  # noqa: F401  (only when the option is given)
+    except ImportError:
         raise argparse.ArgumentTypeError(
             "needs prometheus-client: pip install 'trio-reconnect[prometheus]'"
-        )
+        ) from None
     return port
 
 
