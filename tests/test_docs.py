@@ -12,6 +12,7 @@ import ast
 import importlib
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 import types
@@ -127,6 +128,11 @@ def test_rendered_types_show_public_paths(built_docs: tuple[Path, str]) -> None:
     for public in ("trio_reconnect.DelaySource", "trio_reconnect.HandshakeOutcome"):
         assert f'href="#{public}"' in api
     assert 'href="#trio_reconnect.server.ClientState"' in api
+    # No class lists a private base (the collectors share one).
+    bases = [re.sub(r"<[^>]+>", "", found) for found in re.findall(r"<p>Bases: (.*?)</p>", api)]
+    assert bases
+    assert not [base for base in bases if base.startswith("_")], bases
+    assert 'id="trio_reconnect.prometheus.ReconnectCollector.add"' in api  # inherited, shown
 
 
 def test_a_constant_shows_its_comment_and_value(built_docs: tuple[Path, str]) -> None:

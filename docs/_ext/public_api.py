@@ -13,7 +13,8 @@ wrong about that:
 * Types in signatures and attribute types are written with the module the
   object was defined in (``trio_reconnect._state.DelaySource``). Here every
   cross-reference to a private path of a public object is rewritten to the
-  public path (``trio_reconnect.DelaySource``), text and target.
+  public path (``trio_reconnect.DelaySource``), text and target; and a
+  private base class (``_Collector``) is not listed among a class's bases.
 
 The packages are listed in ``conf.py`` as ``public_api_packages``.
 tests/test_docs.py checks the result in the built inventory and HTML.
@@ -26,6 +27,7 @@ import importlib
 import inspect
 import re
 import types
+import typing
 from typing import Any
 
 from docutils import nodes
@@ -106,8 +108,22 @@ def _public_paths(app: Sphinx, doctree: nodes.document) -> None:
                     text.parent.replace(text, nodes.Text(rewritten))
 
 
+def _public_bases(app: Sphinx, name: str, obj: Any, options: Any, bases: list[Any]) -> None:
+    """A private base class is not shown: its public bases are, in its place."""
+
+    def public(base: Any) -> list[Any]:
+        origin = getattr(base, "__origin__", base)  # _Collector[X] -> _Collector
+        if getattr(origin, "__name__", "").startswith("_"):
+            return [b for parent in getattr(origin, "__bases__", ()) for b in public(parent)]
+        return [base]
+
+    shown = [b for base in bases for b in public(base) if b not in (object, typing.Generic)]
+    bases[:] = shown or [object]
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("public_api_packages", [], "env", types=[list])
     app.connect("builder-inited", _builder_inited)
     app.connect("doctree-read", _public_paths)
+    app.connect("autodoc-process-bases", _public_bases)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
