@@ -102,6 +102,7 @@ def test_defaults_documented_values() -> None:
 
 PUBLIC_PROMETHEUS = {
     "DEFAULT_BUCKETS",
+    "DEFAULT_HOST",
     "DEFAULT_NAMESPACE",
     "MAX_REQUEST_HEAD",
     "METRICS_PATH",

@@ -14,7 +14,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from trio_reconnect.prometheus import (  # noqa: E402
 )
 from trio_reconnect.prometheus._http import _answer  # noqa: E402
 from trio_reconnect.server import ReconnectServer, ReplayLog, ServerStatistics  # noqa: E402
+from trio_reconnect.testing import MemoryNetwork  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -211,6 +213,38 @@ def test_registering_two_collectors_of_the_same_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         registry.register(ReconnectCollector())
     registry.register(ReconnectCollector(namespace="other"))
+
+
+async def test_a_live_client_through_a_reset(
+    autojump_clock: trio.abc.Clock,
+    memory_network: MemoryNetwork,
+    reconnect_server: ReconnectServer,
+    connect_client: Callable[..., AbstractAsyncContextManager[tr.ReconnectingWebSocket]],
+) -> None:
+    # The collector reads the client as it is at each scrape.
+    registry = CollectorRegistry()
+    collector = ReconnectCollector()
+    registry.register(collector)
+    with trio.fail_after(60):
+        async with connect_client("alice") as ws:
+            collector.add("alice", ws)
+            await ws.wait_ready()
+            before = scrape_registry(registry)
+            assert before[key("trio_reconnect_client_reconnects_total", client="alice")] == 0
+            memory_network.reset("alice")
+            while ws.statistics().reconnects == 0:
+                await trio.sleep(0.01)
+            await ws.wait_ready()
+            stats = ws.statistics()
+            after = scrape_registry(registry)
+    assert stats.median_reconnect is not None
+    assert stats.median_reconnect > 0
+    p = "trio_reconnect_client_"
+    assert after[key(p + "connects_total", client="alice")] == 2
+    assert after[key(p + "reconnects_total", client="alice")] == 1
+    assert after[key(p + "reconnect_median_seconds", client="alice")] == stats.median_reconnect
+    assert after[key(p + "reconnect_seconds_gcount", client="alice")] == 1
+    assert after[key(p + "reconnect_seconds_gsum", client="alice")] == stats.median_reconnect
 
 
 # --------------------------------------------------------------------------- the server collector

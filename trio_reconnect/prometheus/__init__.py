@@ -24,6 +24,7 @@ from ._collectors import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE
 from ._collectors import ReconnectCollector as ReconnectCollector
 from ._collectors import ServerCollector as ServerCollector
 from ._collectors import StatisticsSource as StatisticsSource
+from ._http import DEFAULT_HOST as DEFAULT_HOST
 from ._http import MAX_REQUEST_HEAD as MAX_REQUEST_HEAD
 from ._http import METRICS_PATH as METRICS_PATH
 from ._http import REQUEST_TIMEOUT as REQUEST_TIMEOUT
@@ -31,6 +32,7 @@ from ._http import serve_metrics as serve_metrics
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "DEFAULT_HOST",
     "DEFAULT_NAMESPACE",
     "MAX_REQUEST_HEAD",
     "METRICS_PATH",

@@ -24,10 +24,12 @@ from prometheus_client.exposition import choose_encoder
 if TYPE_CHECKING:
     from ..server import ReconnectServer
 
-__all__ = ["MAX_REQUEST_HEAD", "METRICS_PATH", "REQUEST_TIMEOUT", "serve_metrics"]
+__all__ = ["DEFAULT_HOST", "MAX_REQUEST_HEAD", "METRICS_PATH", "REQUEST_TIMEOUT", "serve_metrics"]
 
 logger = logging.getLogger("trio_reconnect.prometheus")
 
+#: The address :func:`serve_metrics` binds by default: loopback only.
+DEFAULT_HOST: Final = "127.0.0.1"
 #: The path the metrics are served on.
 METRICS_PATH: Final = "/metrics"
 #: Seconds a scraper has to send its request and read the answer.
@@ -41,7 +43,7 @@ _RECEIVE_SIZE: Final = 4096
 async def serve_metrics(
     port: int,
     *,
-    host: str | None = "127.0.0.1",
+    host: str | None = DEFAULT_HOST,
     registry: CollectorRegistry = REGISTRY,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
