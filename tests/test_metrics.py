@@ -152,6 +152,7 @@ def test_empty_recorder_statistics() -> None:
         median_reconnect=None,
         p95_reconnect=None,
         max_reconnect=None,
+        recent_reconnects=(),
         health=HealthLevel.HEALTHY,
         fresh=0,
         replayed=0,
@@ -182,6 +183,7 @@ def test_recorder_counts_and_durations() -> None:
         median_reconnect=2.5,
         p95_reconnect=percentile([0.5, 1.5, 2.5, 3.5, 12.5], 95),
         max_reconnect=12.5,
+        recent_reconnects=(0.5, 1.5, 2.5, 12.5, 3.5),
         health=HealthLevel.REGRESSION,
         fresh=1,
         replayed=2,
@@ -216,6 +218,7 @@ def test_window_bounds_the_durations_but_not_the_counts() -> None:
     # Only 0.1, 0.2, 0.3 remain: the slow ones fell out of the window.
     assert stats.median_reconnect == 0.2
     assert stats.max_reconnect == 0.3
+    assert stats.recent_reconnects == (0.1, 0.2, 0.3)
     assert stats.health is HealthLevel.HEALTHY
     assert stats.reconnects == 5
     assert stats.connects == 5

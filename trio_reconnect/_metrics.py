@@ -104,6 +104,8 @@ class ReconnectStatistics:
         median_reconnect: Median reconnect duration over the window, seconds.
         p95_reconnect: 95th percentile over the window, seconds.
         max_reconnect: Longest reconnect in the window, seconds.
+        recent_reconnects: The durations in the window, oldest first, seconds
+            (what a histogram of the recent reconnects is drawn from).
         health: The level read off ``median_reconnect``.
         fresh: Handshakes with outcome fresh.
         replayed: Handshakes with outcome replayed.
@@ -119,6 +121,7 @@ class ReconnectStatistics:
     median_reconnect: float | None
     p95_reconnect: float | None
     max_reconnect: float | None
+    recent_reconnects: tuple[float, ...]
     health: HealthLevel
     fresh: int
     replayed: int
@@ -187,6 +190,7 @@ class MetricsRecorder:
             median_reconnect=median,
             p95_reconnect=percentile(durations, 95),
             max_reconnect=max(durations, default=None),
+            recent_reconnects=tuple(durations),
             health=health_level(median),
             fresh=self._outcomes[HandshakeOutcome.FRESH],
             replayed=self._outcomes[HandshakeOutcome.REPLAYED],
