@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import re
 import types
@@ -46,8 +47,11 @@ def _reexports(package: types.ModuleType) -> dict[str, str]:
     found: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
-            base = package.__name__.rsplit(".", node.level - 1)[0] if node.level > 1 else None
-            module = ".".join(p for p in (base or package.__name__, node.module) if p)
+            # Relative to the package the module belongs to (for a plain
+            # module such as trio_reconnect.server.redis, its parent).
+            module = importlib.util.resolve_name(
+                "." * node.level + (node.module or ""), package.__package__
+            )
             for alias in node.names:
                 found[alias.asname or alias.name] = module
     return found
