@@ -197,6 +197,8 @@ def test_server_does_not_import_coredis() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "False"
+
+
 PUBLIC_PROMETHEUS = {
     "DEFAULT_BUCKETS",
     "DEFAULT_HOST",
