@@ -511,3 +511,43 @@ async def test_a_tail_that_resumes_after_errors_sees_every_event_once(
             assert set(written) <= set(seen)
             assert reader_errors > 0
             assert sum(log.client_generations) > 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "nonsense",
+        "http://127.0.0.1:6379/0",
+        "redis://",
+        "redis://127.0.0.1:99999/0",
+        "redis://127.0.0.1:0/0",
+        "redis://127.0.0.1:6379/abc",
+        "unix://",
+        None,
+    ],
+)
+def test_a_bad_url_is_refused_at_once(url: Any) -> None:
+    from trio_reconnect.server.redis import RedisRegistry
+
+    for backend in (RedisStreamLog, RedisRegistry):
+        with pytest.raises(ValueError, match="URL"):
+            backend(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379", "redis://:secret@h:1/2", "rediss://h/0", "unix:///tmp/r.sock"]
+)
+def test_good_urls_are_accepted(url: str) -> None:
+    assert RedisStreamLog(url).url == url
+
+
+async def test_errors_never_show_the_password(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    url = f"redis://:hunter2@127.0.0.1:{redis_server.port}/0"
+    with trio.fail_after(GUARD):
+        async with RedisStreamLog(url, timeout=0.5) as log:
+            with pytest.raises(LogUnavailableError) as caught:
+                await log.append(1)
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in repr(log)
+    assert str(redis_server.port) in str(caught.value)
