@@ -527,9 +527,9 @@ class RedisStreamLog:
     max_connections: int = attrs.field(
         default=DEFAULT_MAX_CONNECTIONS, kw_only=True, validator=positive_int
     )
-    _store: _Store = attrs.field(init=False)
-    _main: _ClientOwner = attrs.field(init=False)
-    _tail: _ClientOwner = attrs.field(init=False)
+    _store: _Store = attrs.field(init=False, repr=False)
+    _main: _ClientOwner = attrs.field(init=False, repr=False)
+    _tail: _ClientOwner = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._store = _Store(self.url, self.timeout, self.max_connections)
@@ -730,8 +730,8 @@ class RedisRegistry:
     url: str = attrs.field(repr=False)  # it may hold a password
     prefix: str = attrs.field(default=DEFAULT_REGISTRY_PREFIX, kw_only=True)
     timeout: float = attrs.field(default=DEFAULT_TIMEOUT, kw_only=True, validator=positive_number)
-    _store: _Store = attrs.field(init=False)
-    _owner: _ClientOwner = attrs.field(init=False)
+    _store: _Store = attrs.field(init=False, repr=False)
+    _owner: _ClientOwner = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._store = _Store(self.url, self.timeout, DEFAULT_MAX_CONNECTIONS)
