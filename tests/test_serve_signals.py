@@ -101,3 +101,56 @@ async def test_serve_drains_its_clients_and_exits_0_on_a_signal(signum: signal.S
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_second_signal_cuts_the_drain_short() -> None:
+    # A client that never answers the close frame holds the drain for up to
+    # close_timeout (5 s); a second SIGTERM stops waiting for it.
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trio_reconnect", "serve", "--port", "0", "--interval", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=str(ROOT),
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        out = bytearray()
+        with trio.fail_after(START_BOUND):
+            first = await _line(process.stdout, out)
+            port = int(first.rsplit(":", 1)[1].strip("/"))
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            ws = WSConnection(ConnectionType.CLIENT)
+            await stream.send_all(ws.send(Request(host="127.0.0.1", target="/")))
+            while True:
+                ws.receive_data(await stream.receive_some(4096))
+                if any(isinstance(e, AcceptConnection) for e in ws.events()):
+                    break
+            await stream.send_all(ws.send(TextMessage(encode_resume(None))))
+            await trio.sleep(0.5)  # ready; from now on this client reads nothing
+        try:
+            process.send_signal(signal.SIGTERM)
+            await trio.sleep(0.5)
+            cut_at = trio.current_time()
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(EXIT_BOUND):
+                await process.wait()
+                lines = (await _rest(process.stdout, out)).splitlines()
+                err = await _rest(process.stderr, bytearray())
+        finally:
+            await trio.aclose_forcefully(stream)
+        assert trio.current_time() - cut_at < 2.0  # not the 5 s close_timeout
+        assert process.returncode == 0, err
+        assert "Traceback" not in err, err
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("serve: SIGTERM: drained 1 clients"), lines
+        assert lines[0].endswith("(1 did not leave in time)"), lines
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

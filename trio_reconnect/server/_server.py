@@ -356,6 +356,8 @@ class ReconnectServer:
     #: ``trio.current_time()`` when the log went down (``None``: it is up).
     _log_down_since: float | None = attrs.field(init=False, default=None, repr=False)
     _outage_closed: bool = attrs.field(init=False, default=False, repr=False)
+    #: The waits of drains in progress (a second stop signal ends them).
+    _drain_waits: set[trio.CancelScope] = attrs.field(init=False, factory=set, repr=False)
     #: Every accepted client, in order of arrival.
     _clients: dict[ConnectedClient, None] = attrs.field(init=False, factory=dict, repr=False)
     _incoming_send: trio.MemorySendChannel[tuple[ConnectedClient, str | bytes]] = attrs.field(
@@ -546,18 +548,16 @@ class ReconnectServer:
                     first = signum
                     break
                 logger.info("%s: draining", signal.Signals(first).name if first else "signal")
-                with trio.CancelScope() as drain_scope:
-                    nursery.start_soon(self._cut_short, received, drain_scope)
-                    summary = await self.shutdown(drain_timeout=drain_timeout)
+                nursery.start_soon(self._cut_short, received)
+                summary = await self.shutdown(drain_timeout=drain_timeout)
                 nursery.cancel_scope.cancel()
         return attrs.evolve(summary, signal=first)
 
-    @staticmethod
-    async def _cut_short(received: Any, scope: trio.CancelScope) -> None:
+    async def _cut_short(self, received: Any) -> None:
         async for _ in received:
             logger.warning("second signal: not waiting for the drained clients")
-            scope.cancel()
-            return
+            for scope in self._drain_waits:
+                scope.cancel()
 
     # -- the application's side ---------------------------------------------
 
@@ -724,9 +724,13 @@ class ReconnectServer:
         targets = [c for c in self._clients if not c.closing]
         self._close_spread(targets, code, reason, policy, shift=refuse_for)
         aborted = 0
-        with trio.move_on_after(math.inf if wait is None else wait):
-            for client in targets:
-                await client.wait_closed()
+        with trio.move_on_after(math.inf if wait is None else wait) as waiting:
+            self._drain_waits.add(waiting)
+            try:
+                for client in targets:
+                    await client.wait_closed()
+            finally:
+                self._drain_waits.discard(waiting)
         for client in targets:
             if client.state is not ClientState.CLOSED:
                 aborted += 1
