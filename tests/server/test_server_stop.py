@@ -57,6 +57,8 @@ async def test_shutdown_refuses_past_the_exit_closes_with_1012_and_waits(
         rejection = await refused_with(server)
         assert rejection.status_code == 503
         assert header(rejection, b"retry-after") == b"8"
+        await trio.sleep(30)  # past the drain's bound: a stopped node never admits again
+        assert (await refused_with(server)).status_code == 503
     assert [c.code for c in closes] == [1012] * 5
     hints = hints_of([c.reason for c in closes])
     assert len(set(hints)) == 5
@@ -97,6 +99,16 @@ def test_shutdown_defaults_and_validation() -> None:
     for bad in (0.0, -1.0, math.inf, math.nan):
         with pytest.raises(ValueError, match="drain_timeout"):
             trio.run(stop, bad)
+
+
+def test_settings_the_parts_copied_cannot_change_later() -> None:
+    import attrs
+
+    server = ReconnectServer(ReplayLog())
+    with pytest.raises(attrs.exceptions.FrozenAttributeError):
+        server.max_replay = 5
+    with pytest.raises(attrs.exceptions.FrozenAttributeError):
+        server.log = ReplayLog()
 
 
 def test_a_registry_needs_a_node_name() -> None:

@@ -152,6 +152,9 @@ DEFAULT_ANNOUNCE_TTL: Final = 5.0
 #: The signals :meth:`ReconnectServer.serve_until_signal` drains on.
 DEFAULT_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
+#: Settings that the node's parts copy when it is created: assigning one later raises.
+_FIXED: Final = attrs.setters.frozen
+
 #: An application's handler for each message a ready client sends.
 MessageHandler = Callable[[ConnectedClient, str | bytes], Awaitable[None]]
 
@@ -297,10 +300,10 @@ class ReconnectServer:
         rng: The randomness for the spread; seed it for reproducible plans.
     """
 
-    log: EventLog
-    snapshot: SnapshotProvider | None = attrs.field(default=None, kw_only=True)
+    log: EventLog = attrs.field(on_setattr=_FIXED)
+    snapshot: SnapshotProvider | None = attrs.field(on_setattr=_FIXED, default=None, kw_only=True)
     max_replay: int = attrs.field(
-        default=DEFAULT_MAX_REPLAY, kw_only=True, validator=non_negative_int
+        on_setattr=_FIXED, default=DEFAULT_MAX_REPLAY, kw_only=True, validator=non_negative_int
     )
     spread: SpreadPolicy = attrs.field(factory=SpreadPolicy, kw_only=True)
     admission_rate: float | None = attrs.field(
@@ -308,12 +311,17 @@ class ReconnectServer:
     )
     admission_burst: float | None = attrs.field(default=None, kw_only=True)
     handshake_timeout: float = attrs.field(
-        default=DEFAULT_HANDSHAKE_TIMEOUT, kw_only=True, validator=positive_number
+        on_setattr=_FIXED,
+        default=DEFAULT_HANDSHAKE_TIMEOUT,
+        kw_only=True,
+        validator=positive_number,
     )
     close_timeout: float = attrs.field(
-        default=DEFAULT_CLOSE_TIMEOUT, kw_only=True, validator=positive_number
+        on_setattr=_FIXED, default=DEFAULT_CLOSE_TIMEOUT, kw_only=True, validator=positive_number
     )
-    queue_size: int = attrs.field(default=DEFAULT_QUEUE_SIZE, kw_only=True, validator=positive_int)
+    queue_size: int = attrs.field(
+        on_setattr=_FIXED, default=DEFAULT_QUEUE_SIZE, kw_only=True, validator=positive_int
+    )
     max_message_size: int = attrs.field(
         default=DEFAULT_MAX_MESSAGE_SIZE, kw_only=True, validator=positive_int
     )
@@ -322,16 +330,22 @@ class ReconnectServer:
     )
     on_message: MessageHandler | None = attrs.field(default=None, kw_only=True)
     ping_interval: float | None = attrs.field(
-        default=DEFAULT_PING_INTERVAL, kw_only=True, validator=optional_positive_number
+        on_setattr=_FIXED,
+        default=DEFAULT_PING_INTERVAL,
+        kw_only=True,
+        validator=optional_positive_number,
     )
     ping_timeout: float = attrs.field(
-        default=DEFAULT_PING_TIMEOUT, kw_only=True, validator=positive_number
+        on_setattr=_FIXED, default=DEFAULT_PING_TIMEOUT, kw_only=True, validator=positive_number
     )
     outage_limit: float | None = attrs.field(
         default=DEFAULT_OUTAGE_LIMIT, kw_only=True, validator=optional_positive_number
     )
     outage_retry_after: float = attrs.field(
-        default=DEFAULT_OUTAGE_RETRY_AFTER, kw_only=True, validator=positive_number
+        on_setattr=_FIXED,
+        default=DEFAULT_OUTAGE_RETRY_AFTER,
+        kw_only=True,
+        validator=positive_number,
     )
     registry: ClusterRegistry | None = attrs.field(default=None, kw_only=True)
     node: str | None = attrs.field(default=None, kw_only=True)
@@ -845,8 +859,8 @@ class ReconnectServer:
         return format_close_reason(plan_spread(1, self.spread, self.rng)[0], reason)
 
     def _admission_decision(self, now: float) -> int | None:
-        if now < self._refuse_until:
-            return self._admission.refuse(now, self._refuse_until)
+        if self._stopping or now < self._refuse_until:
+            return self._admission.refuse(now, max(now, self._refuse_until))
         if self._log_down_since is not None:
             return self._admission.refuse(now, now + self.outage_retry_after)
         return self._admission.admit(now)
