@@ -222,3 +222,41 @@ async def test_a_drain_spreads_over_the_peers_and_a_second_drain_waits_for_the_f
     second_hints = sorted(hints_of(reasons[1]))
     assert second_hints[0] >= 8.25 - 6.0 + 0.25
     assert second_hints[-1] <= 8.25 - 6.0 + 0.25 + 2.0
+
+
+async def test_a_stopping_node_announces_draining_then_withdraws(autojump_clock: MockClock) -> None:
+    network = MemoryNetwork(random=random.Random(0))
+    servers: list[ReconnectServer] = []
+    announced: list[tuple[float, NodeStatus, int]] = []
+
+    class Recording(MemoryRegistry):
+        async def announce(self, status: NodeStatus, *, ttl: float) -> None:
+            ready = servers[0].statistics().ready_clients
+            announced.append((trio.current_time(), status, ready))
+            await super().announce(status, ttl=ttl)
+
+    registry = Recording()
+    servers.extend(
+        ReconnectServer(
+            ReplayLog(), admission_rate=50.0, registry=registry, node=f"n{i}", ping_interval=None
+        )
+        for i in range(2)
+    )
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i, server in enumerate(servers):
+                await nursery.start(server.serve_listeners, [network.listen(f"n{i}")])
+            _ws, _ = await resumed(nursery, servers[0], None)
+            await trio.sleep(1.5)
+            summary = await servers[0].shutdown(drain_timeout=5.0)
+            assert summary.survivors == ("n1",)
+            assert summary.window == 2.0  # 1 client / 50 per s is under min_window
+            await trio.sleep(10)  # n0 would have announced ten times by now
+            assert await registry.nodes() == [NodeStatus("n1", 50.0)]
+            nursery.cancel_scope.cancel()
+    mine = [(t, status, ready) for t, status, ready in announced if status.node == "n0"]
+    # Once a second while serving, then draining (announced while its client
+    # was still connected, before it was closed), then nothing.
+    assert [t for t, _, _ in mine] == [0.0, 1.0, 1.5]
+    assert mine[-1] == (1.5, NodeStatus("n0", 50.0, draining=True, drain_ends=1.5 + 0.25 + 2.0), 1)
+    assert not any(status.draining for _, status, _ in mine[:-1])

@@ -365,6 +365,7 @@ class ReconnectServer:
     _resumer: Resumer = attrs.field(init=False, repr=False)
     _refuse_until: float = attrs.field(init=False, default=-math.inf, repr=False)
     _stopping: bool = attrs.field(init=False, default=False, repr=False)
+    _withdrawn: bool = attrs.field(init=False, default=False, repr=False)
     #: On the registry's clock: when the window of this node's last drain ends.
     _drain_ends: float | None = attrs.field(init=False, default=None, repr=False)
     #: ``trio.current_time()`` when the log went down (``None``: it is up).
@@ -689,6 +690,7 @@ class ReconnectServer:
         summary = await self._drain(code, reason, refuse_for=0.0, wait=drain_timeout)
         if self.registry is not None:
             assert self.node is not None
+            self._withdrawn = True  # the announcements stop with it
             try:
                 await self.registry.withdraw(self.node)
             except Exception:
@@ -811,7 +813,8 @@ class ReconnectServer:
         started = False
         while True:
             try:
-                await self.registry.announce(self._status(), ttl=self.announce_ttl)
+                if not self._withdrawn:
+                    await self.registry.announce(self._status(), ttl=self.announce_ttl)
             except Exception:
                 logger.warning("could not announce node %s", self.node, exc_info=True)
             if not started:
