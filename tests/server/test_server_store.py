@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
@@ -12,11 +13,20 @@ from trio_websocket import ConnectionClosed
 
 from trio_reconnect import Gap, ServerEvent, open_reconnecting_websocket
 from trio_reconnect._hints import parse_retry_after_reason
+from trio_reconnect._protocol import encode_resume
 from trio_reconnect.server import LogUnavailableError, ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryNetwork
 
 from ._faulty_log import FaultyLog
-from ._server_helpers import closed_with, header, ids, receive_json, refused_with, resumed
+from ._server_helpers import (
+    closed_with,
+    connect,
+    header,
+    ids,
+    receive_json,
+    refused_with,
+    resumed,
+)
 
 
 def make_server(log: FaultyLog, **kwargs: Any) -> ReconnectServer:
@@ -49,13 +59,14 @@ async def test_unavailable_keeps_clients_refuses_new_ones_and_fails_publish(
         # The store comes back; the fan-out's next attempt (once a second) finds it.
         await trio.sleep(2.5)
         log.come_back()
-        await trio.sleep(1)
+        await trio.sleep(0.75)  # the fan-out found it back at t = 13 (once a second)
+        # New handshakes are admitted again (nothing was published meanwhile).
+        other, frames = await resumed(nursery, server, "1")
+        assert frames == [{"type": "ready", "id": "1", "lost": False}]
         assert await server.publish("two") == "2"
         assert await receive_json(ws) == {"type": "event", "id": "2", "data": "two"}
-        # New handshakes are admitted again, and replayed from the log.
-        _, frames = await resumed(nursery, server, "1")
-        assert ids(frames) == ["2"]
-    assert trio.current_time() == 13.5
+        assert await receive_json(other) == {"type": "event", "id": "2", "data": "two"}
+    assert trio.current_time() == 13.25
 
 
 async def test_an_outage_past_the_limit_closes_every_client_with_a_hint(
@@ -185,3 +196,42 @@ async def test_a_real_client_gets_a_gap_and_goes_on_after_the_store_lost_its_dat
                 items.append(await ws.get_message())
             nursery.cancel_scope.cancel()
     assert items == [ServerEvent("1", "a"), Gap("1"), ServerEvent("9000", "b")]
+
+
+async def test_a_node_whose_log_is_down_from_the_start_refuses_then_serves(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    log = FaultyLog(ReplayLog(start=1))
+    log.go_down()
+    server = make_server(log, outage_retry_after=2.0)
+    with trio.fail_after(60):
+        rejection = await refused_with(server)
+        assert rejection.status_code == 503
+        assert header(rejection, b"retry-after") == b"2"
+        log.come_back()
+        await server.publish("first")  # appended; the fan-out is not positioned yet
+        await trio.sleep(1)  # its next attempt positions it
+        _, frames = await resumed(nursery, server, None)
+        assert ids(frames) == ["1"]
+
+
+@attrs.define(eq=False)
+class StuckLog(FaultyLog):
+    """A log whose ``newest`` never answers (a store that hangs, not one that fails)."""
+
+    async def newest(self) -> str | None:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_a_handshake_does_not_wait_forever_for_a_fanout_that_never_read_the_log(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    server = make_server(StuckLog(ReplayLog(start=1)), handshake_timeout=4.0)
+    with trio.fail_after(60):
+        ws = await connect(nursery, server)
+        await ws.send_message(encode_resume(None))
+        close = await closed_with(ws)
+    assert trio.current_time() == 4.0
+    assert close.code == 1013
+    assert '"reason":"log unavailable"' in (close.reason or "")

@@ -149,14 +149,20 @@ class FanOut:
 
     async def run(self) -> None:
         """Read the tail and feed the subscribers, until cancelled."""
+        failing = False
         while True:
             try:
                 if not self._positioned.is_set():
                     self._position = await self.log.newest()
                     self._positioned.set()
-                events = await self.log.tail(self._position, limit=self.batch, block=self.block)
+                    self.hooks.log_available()
+                # While the log is failing, probe it without blocking, so that
+                # the node hears at once that it is back.
+                block = 0.0 if failing else self.block
+                events = await self.log.tail(self._position, limit=self.batch, block=block)
                 self._check_follows(events)
             except LogUnavailableError as error:
+                failing = True
                 self.hooks.log_unavailable(error)
                 await trio.sleep(self.retry_interval)
                 continue
@@ -164,10 +170,12 @@ class FanOut:
                 self._discontinuity(error)
                 continue
             except Exception as error:  # a backend's bug must not stop every delivery
+                failing = True
                 logger.exception("reading the log failed; treating the log as unavailable")
                 self.hooks.log_unavailable(LogUnavailableError(f"{type(error).__name__}: {error}"))
                 await trio.sleep(self.retry_interval)
                 continue
+            failing = False
             self.hooks.log_available()
             if events:
                 self._feed(events)

@@ -617,6 +617,7 @@ class ReconnectServer:
         except LogUnavailableError as error:
             self._log_unavailable(error)
             raise
+        self._log_available()  # an append that succeeded proves the store is back
         self._counts["events_published"] += 1
         return event_id
 
