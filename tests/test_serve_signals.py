@@ -154,3 +154,36 @@ async def test_a_second_signal_cuts_the_drain_short() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_serve_until_signal_in_process_returns_what_it_drained() -> None:
+    from trio_reconnect.server import DrainSummary, ReconnectServer, ReplayLog
+
+    server = ReconnectServer(ReplayLog(), ping_interval=None)
+    summaries: list[DrainSummary] = []
+
+    async def run(task_status: trio.TaskStatus[Any]) -> None:
+        summaries.append(
+            await server.serve_until_signal(
+                "127.0.0.1", 0, signals=[signal.SIGUSR1], task_status=task_status
+            )
+        )
+
+    with trio.fail_after(EXIT_BOUND):
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(run)
+            stream = await trio.open_tcp_stream("127.0.0.1", listener.port)
+            try:
+                async with trio.open_nursery() as inner:
+                    ws = await trio_websocket.wrap_client_stream(inner, stream, "127.0.0.1", "/")
+                    await ws.send_message(encode_resume(None))
+                    assert (await receive_json(ws))["type"] == "ready"
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                    close = await closed_with(ws)
+                    inner.cancel_scope.cancel()
+            finally:
+                await trio.aclose_forcefully(stream)
+    assert close.code == 1012
+    (summary,) = summaries
+    assert (summary.drained, summary.aborted, summary.signal) == (1, 0, signal.SIGUSR1)
+    assert summary.describe().startswith("SIGUSR1: drained 1 clients")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -14,7 +15,7 @@ from trio_websocket import ConnectionClosed
 from trio_reconnect import Gap, ServerEvent, open_reconnecting_websocket
 from trio_reconnect._hints import parse_retry_after_reason
 from trio_reconnect._protocol import encode_resume
-from trio_reconnect.server import LogUnavailableError, ReconnectServer, ReplayLog
+from trio_reconnect.server import LoggedEvent, LogUnavailableError, ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryNetwork
 
 from ._faulty_log import FaultyLog
@@ -235,3 +236,68 @@ async def test_a_handshake_does_not_wait_forever_for_a_fanout_that_never_read_th
     assert trio.current_time() == 4.0
     assert close.code == 1013
     assert '"reason":"log unavailable"' in (close.reason or "")
+
+
+@attrs.define(eq=False)
+class SkippingLog(FaultyLog):
+    """A backend with a bug: its tail skips an event without saying so."""
+
+    skip: bool = False
+
+    async def tail(self, after: str | None, *, limit: int, block: float) -> Sequence[LoggedEvent]:
+        events = await super().tail(after, limit=limit, block=block)
+        return events[1:] if self.skip and len(events) > 1 else events
+
+
+async def test_a_tail_that_skips_ids_is_a_discontinuity(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    log = SkippingLog(ReplayLog(start=1))
+    server = make_server(log)
+    with trio.fail_after(60):
+        ws, _ = await resumed(nursery, server, None)
+        await server.publish("one")
+        assert (await receive_json(ws))["id"] == "1"
+        log.skip = True
+        log.inner.append_nowait("two")  # both arrive in one tail read, "2" is skipped
+        log.inner.append_nowait("three")
+        close = await closed_with(ws)
+        assert close.code == 1012
+        assert server.statistics().log_discontinuities == 1
+        log.skip = False
+        _, frames = await resumed(nursery, server, "1")
+        assert ids(frames) == ["2", "3"]  # told exactly what it missed
+
+
+@attrs.define(eq=False)
+class BrokenLog(FaultyLog):
+    """A backend with a bug: its tail raises something that is not an EventLogError."""
+
+    broken: bool = False
+
+    async def tail(self, after: str | None, *, limit: int, block: float) -> Sequence[LoggedEvent]:
+        if self.broken:
+            await trio.lowlevel.checkpoint()
+            raise RuntimeError("a bug in the backend")
+        return await super().tail(after, limit=limit, block=block)
+
+
+async def test_a_tail_that_raises_anything_else_counts_as_the_log_down(
+    autojump_clock: MockClock, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = BrokenLog(ReplayLog(start=1))
+    server = make_server(log, outage_limit=None)
+    with trio.fail_after(60):
+        ws, _ = await resumed(nursery, server, None)
+        log.broken = True
+        await server.publish("one")  # wakes the fan-out, whose next read raises
+        assert (await receive_json(ws))["id"] == "1"
+        await trio.sleep(3)
+        assert server.statistics().log_errors >= 2
+        assert (await refused_with(server)).status_code == 503
+        assert "a bug in the backend" in caplog.text
+        log.broken = False
+        await trio.sleep(1)
+        await server.publish("two")
+        assert (await receive_json(ws))["id"] == "2"
+        assert server.statistics().ready_clients == 1  # kept through it all
