@@ -5,7 +5,9 @@
   duplicated.
 * ``python -m trio_reconnect serve [--port N] [--metrics-port M]``: a standalone
   protocol server publishing a ticker, for trying clients in other languages
-  against it (and its Prometheus metrics on ``/metrics``).
+  against it (and its Prometheus metrics on ``/metrics``). On SIGTERM or
+  Ctrl-C it drains (1012 and spread hints), prints one line saying what it
+  drained, and exits 0.
 * ``python -m trio_reconnect connect URL``: a wscat-like client that prints
   every item and every state transition with its reason and delay.
 * ``python -m trio_reconnect herd --clients N --capacity R --strategy S``:
@@ -141,14 +143,8 @@ async def _serve(
     from .server import ReconnectServer, ReplayLog
 
     server = ReconnectServer(ReplayLog(max_events=10_000))
-    async with trio.open_nursery() as nursery:
-        listener = await nursery.start(functools.partial(server.serve, host, port))
-        print(f"serving the reconnect protocol on ws://{host}:{listener.port}/", flush=True)
-        if metrics_port is not None:
-            from .prometheus._http import serve_server_metrics
 
-            bound = await nursery.start(serve_server_metrics, server, host, metrics_port)
-            print(f"serving Prometheus metrics on http://{host}:{bound}/metrics", flush=True)
+    async def tick() -> None:
         tick = 0
         last_restart = trio.current_time()
         while True:
@@ -159,6 +155,22 @@ async def _serve(
                 print(f"restarting: {server.statistics().clients} clients dropped", flush=True)
                 nursery.start_soon(server.restart)
             await trio.sleep(interval)
+
+    async def serve_until_signal(task_status: trio.TaskStatus[Any]) -> None:
+        summary = await server.serve_until_signal(host, port, task_status=task_status)
+        # The one line a deploy's log shows for this node's exit.
+        print(f"serve: {summary.describe()}", flush=True)
+        nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(serve_until_signal)
+        print(f"serving the reconnect protocol on ws://{host}:{listener.port}/", flush=True)
+        if metrics_port is not None:
+            from .prometheus._http import serve_server_metrics
+
+            bound = await nursery.start(serve_server_metrics, server, host, metrics_port)
+            print(f"serving Prometheus metrics on http://{host}:{bound}/metrics", flush=True)
+        await tick()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
