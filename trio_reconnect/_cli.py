@@ -32,6 +32,7 @@ from ._cli_policy import (
     Parser,
     describe_error,
     exit_status,
+    lower_first,
     non_negative_int,
     port,
     positive_int,
@@ -56,7 +57,8 @@ def _websocket_url(text: str) -> str:
     try:
         parse_url(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a websocket URL: {exc}") from None
+        reason = lower_first(str(exc))
+        raise argparse.ArgumentTypeError(f"{text!r} is not a websocket URL: {reason}") from None
     return text
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Final, NoReturn
 
 from ._exceptions import FatalCloseError, HandshakeRejectedError, ReconnectError
-from ._validators import int_problem, port_problem, positive_problem
+from ._validators import int_problem, non_negative_problem, port_problem, positive_problem
 
 __all__ = [
     "EXIT_FAILED",
@@ -42,10 +42,13 @@ __all__ = [
     "describe_error",
     "exit_status",
     "leaves",
+    "lower_first",
     "non_negative_int",
+    "non_negative_number",
     "port",
     "positive_int",
     "positive_number",
+    "usage_line",
 ]
 
 EXIT_OK: Final = 0
@@ -93,6 +96,8 @@ def _argument_type(
         value = text
     found = problem(value)
     if found is not None:
+        if value is not text:  # say the number as it was typed: "got 0", not "got 0.0"
+            found = found.replace(f"got {value!r}", f"got {text}")
         raise argparse.ArgumentTypeError(found)
     return value
 
@@ -114,6 +119,13 @@ def non_negative_int(text: str) -> int:
 def positive_number(text: str) -> float:
     """argparse type: a finite number above zero."""
     value = _argument_type(float, positive_problem, text)
+    assert isinstance(value, float)
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    """argparse type: a finite number, at least zero."""
+    value = _argument_type(float, non_negative_problem, text)
     assert isinstance(value, float)
     return value
 
@@ -161,9 +173,9 @@ def describe_error(error: BaseException) -> str:
 
 def _describe_os_error(error: OSError) -> str:
     if error.errno is not None and error.errno > 0:
-        return _lower_first(os.strerror(error.errno))
+        return lower_first(os.strerror(error.errno))
     if error.strerror:  # a gaierror: a negative errno of its own
-        return _lower_first(error.strerror)
+        return lower_first(error.strerror)
     if isinstance(error.__cause__, BaseExceptionGroup):
         causes = []
         for leaf in leaves(error.__cause__):
@@ -175,7 +187,10 @@ def _describe_os_error(error: OSError) -> str:
     return str(error) or type(error).__name__
 
 
-def _lower_first(text: str) -> str:
+def lower_first(text: str) -> str:
+    """``text`` with its first letter in lower case, unless it starts an acronym ("URL")."""
+    if text[1:2].isupper():
+        return text
     return text[:1].lower() + text[1:]
 
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
+from .._cli_policy import non_negative_number, positive_int, positive_number
 from ._herd import BIN_SECONDS, HerdConfig, HerdResult, run_herd
 from ._strategies import STRATEGIES
 
@@ -30,9 +31,12 @@ REFUSED_SHARE_TARGET: Final = 0.01
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``herd`` options to ``parser``."""
-    parser.add_argument("--clients", type=int, default=1000, help="clients (default 1000)")
+    parser.add_argument("--clients", type=positive_int, default=1000, help="clients (default 1000)")
     parser.add_argument(
-        "--capacity", type=float, default=100.0, help="handshakes/s admitted (default 100)"
+        "--capacity",
+        type=positive_number,
+        default=100.0,
+        help="handshakes/s admitted (default 100)",
     )
     parser.add_argument(
         "--strategy",
@@ -43,24 +47,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per strategy")
     parser.add_argument("--plot", metavar="FILE.png", help="draw arrivals over time (matplotlib)")
     parser.add_argument(
-        "--latency", type=float, default=0.025, help="one-way latency, s (default 0.025)"
+        "--latency",
+        type=non_negative_number,
+        default=0.025,
+        help="one-way latency, s (default 0.025)",
     )
     parser.add_argument(
-        "--jitter", type=float, default=0.010, help="extra one-way latency, s (default 0.010)"
+        "--jitter",
+        type=non_negative_number,
+        default=0.010,
+        help="extra one-way latency, s (default 0.010)",
     )
     parser.add_argument(
         "--accept-rate",
-        type=float,
+        type=positive_number,
         default=None,
         help="connections/s the server accepts, 503s included (default 10 x capacity)",
     )
     parser.add_argument(
-        "--horizon", type=float, default=None, help="virtual seconds to wait for stragglers"
+        "--horizon",
+        type=positive_number,
+        default=None,
+        help="virtual seconds to wait for stragglers",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=None,
         help="strategies run in parallel with --strategy all (default: CPU count)",
     )
