@@ -294,11 +294,11 @@ def test_connect_and_serve_a_normal_exit(start: object) -> None:
     transitions = result.stderr.splitlines()
     for text in transitions:
         assert re.match(STAMP + r" \w+ -> \w+", text), text
-    assert [t.split("] ", 1)[1] for t in transitions] == [
-        "connecting -> resuming",
-        "resuming -> open",
-        "open -> closed",  # and no "error ClientClosedError(...)"
-    ]
+    shown = [t.split("] ", 1)[1] for t in transitions]
+    assert shown[0] == "connecting -> resuming"
+    # The 3 items may all be replayed before ready: closed from resuming or from open,
+    # and without "error ClientClosedError(...)".
+    assert shown[-1] in ("resuming -> closed", "open -> closed"), shown
     assert "Error" not in result.stderr
     assert server.interrupt()[0] == 130
 
