@@ -149,22 +149,28 @@ class DemoSummary:
                 f" {self.reconnects} is fewer than {self.clients} x {self.restarts} restarts:"
                 " a client that was not back yet when the next restart came returned once."
             )
-        entries = [
-            reconnect,
+        levels = (
             f"{self.health}: the health level of the median reconnect: healthy under"
             f" {HEALTHY_BELOW:g} s, watch from {HEALTHY_BELOW:g} s to {REGRESSION_ABOVE:g} s,"
             f" regression over {REGRESSION_ABOVE:g} s, incident over {INCIDENT_ABOVE:g} s."
-            f" At each restart the server told every client when to come back, spread"
-            f" from {self.spread_base_s:g} s to {last:g} s after it, so a median near"
-            f" {middle:g} s is that plan at work, not slowness.",
-            f"peak vs planned: the most clients that came back within one 100 ms after a"
-            f" restart, against the plan: {self.clients} clients evenly over the"
-            f" {self.spread_window_s:g} s window. Without the spread all {self.clients}"
-            f" would come back within the same 100 ms, {herd:.0f} x the plan; this run's"
-            f" {self.peak_ratio:.1f} x is {herd / max(self.peak_ratio, 1e-9):.0f} times"
-            " flatter. 1 x is perfectly even; with a few arrivals per 100 ms, one client"
-            " more is a large share.",
-        ]
+        )
+        if not self.restarts:
+            entries = [reconnect, levels + " With no restart there was no reconnect to measure."]
+        else:
+            flatter = herd / self.peak_ratio if self.peak_ratio else math.inf
+            entries = [
+                reconnect,
+                levels + f" At each restart the server told every client when to come back,"
+                f" spread from {self.spread_base_s:g} s to {last:g} s after it, so a median"
+                f" near {middle:g} s is that plan at work, not slowness.",
+                f"peak vs planned: the most clients that came back within one 100 ms after a"
+                f" restart, against the plan: {self.clients} clients evenly over the"
+                f" {self.spread_window_s:g} s window. Without the spread all {self.clients}"
+                f" would come back within the same 100 ms, {herd:.0f} x the plan; this run's"
+                f" {self.peak_ratio:.1f} x is {flatter:.0f} times flatter. 1 x would be"
+                " perfectly even; the demo counts when each handshake finished, with every"
+                " client and the server sharing one process, so some clumping is expected.",
+            ]
         # Wrap at spaces, but never between a number and its unit.
         return "\n".join(
             textwrap.fill(
