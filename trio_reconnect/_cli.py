@@ -12,6 +12,14 @@
   server on the in-memory network under a mock clock, through one restart.
 * ``python -m trio_reconnect bench [--json]``: throughput and reconnect time
   against raw trio-websocket, as ratios (see :mod:`trio_reconnect._bench`).
+
+How every command fails is decided in :mod:`trio_reconnect._cli_policy`
+(pure): a usage error is one line and exit status 2 (argparse's
+:class:`~trio_reconnect._cli_policy.Parser`), a runtime error one line naming
+its cause and 1, Ctrl-C 130 and nothing more. :func:`main` applies that policy
+to whatever a command raises, so a command's body (``_serve``, ``_connect``)
+only does its work: a graceful stop of ``serve`` on SIGINT/SIGTERM belongs in
+``_serve``, and a command that handles the signal itself simply returns.
 """
 
 from __future__ import annotations
