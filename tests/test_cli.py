@@ -208,6 +208,12 @@ def test_serve_on_a_port_in_use() -> None:
     assert one_line(result.stderr) == f"serve: 127.0.0.1:{port}: address already in use"
 
 
+def test_bench_that_runs_out_of_time() -> None:
+    result = run_cli("bench", "--timeout", "0.3", "--no-websockets")
+    assert result.returncode == 1
+    assert one_line(result.stderr) == "bench: the run took longer than --timeout 0.3 s"
+
+
 class _PlainPage(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"<html>not a websocket server</html>"

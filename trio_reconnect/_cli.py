@@ -247,7 +247,11 @@ def _run(args: Any) -> int:
     if args.command == "bench":
         from ._bench import run_command as run_bench_command
 
-        return run_bench_command(args)
+        try:
+            return run_bench_command(args)
+        except trio.TooSlowError:
+            # A runtime error like any other (TimeoutError is an OSError): one line.
+            raise TimeoutError(f"the run took longer than --timeout {args.timeout:g} s") from None
     if args.command == "serve":
         trio.run(_serve, args.host, args.port, args.interval, args.restart_every)
     else:
