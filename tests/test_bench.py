@@ -112,7 +112,7 @@ def test_bench_command_json(capsys: pytest.CaptureFixture[str]) -> None:
         (["--timeout", "0"], "--timeout must be a positive finite number, got 0"),
         (["--timeout", "nan"], "--timeout must be a positive finite number, got nan"),
         (["--timeout", "soon"], "--timeout must be a positive finite number, got 'soon'"),
-        (["--unknown"], "unrecognized arguments"),
+        (["--unknown"], "unrecognized arguments: --unknown"),
     ],
 )
 def test_bench_command_usage_errors(

@@ -75,7 +75,8 @@ def _display_url(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and each subcommand's (to say whose an unknown argument is)."""
     parser = Parser(
         prog="python -m trio_reconnect",
         description="A reconnecting WebSocket client for Trio, and its protocol server.",
@@ -128,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="throughput and reconnect time vs trio-websocket")
     add_bench_arguments(bench)
-    return parser
+    return parser, {"demo": demo, "serve": serve, "connect": connect, "herd": herd, "bench": bench}
 
 
 def _wall_clock(stamp: float) -> str:
@@ -203,7 +204,11 @@ async def _serve(host: str, port: int, interval: float, restart_every: float | N
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (see :mod:`trio_reconnect._cli_policy`)."""
-    args: Any = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args: Any
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return _run(args)
     except BaseException as error:
