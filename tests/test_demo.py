@@ -50,6 +50,16 @@ async def test_demo_live_line_clears_to_the_end_on_each_redraw() -> None:
     assert redraws[-1].endswith("\x1b[K\n")
 
 
+async def test_demo_interrupted_ends_its_live_line() -> None:
+    out = io.StringIO()
+    with trio.move_on_after(1.5) as scope:  # as Ctrl-C would, mid-run
+        await run_demo(clients=3, duration=60.0, restarts=1, out=out, progress=True)
+    assert scope.cancelled_caught
+    text = out.getvalue()
+    assert "\rconnected " in text
+    assert text.endswith("\x1b[K\n")  # the shell prompt starts on a line of its own
+
+
 def _summary(**changes: Any) -> DemoSummary:
     values: dict[str, Any] = {
         "clients": 300, "duration_s": 16.8, "restarts": 3, "events_published": 72,

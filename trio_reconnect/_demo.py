@@ -247,14 +247,20 @@ async def run_demo(
             f"{sum(len(r.ids) for r in records):>8}  restarts {len(restart_times)}/{restarts}"
         )
 
+    finished = False
+
     async def report() -> None:
-        while True:
-            if tty:
-                print("\r" + status() + _CLEAR_TO_END, end="", file=out, flush=True)
-                await trio.sleep(0.2)
-            else:
-                print(status(), file=out, flush=True)
-                await trio.sleep(5)
+        try:
+            while True:
+                if tty:
+                    print("\r" + status() + _CLEAR_TO_END, end="", file=out, flush=True)
+                    await trio.sleep(0.2)
+                else:
+                    print(status(), file=out, flush=True)
+                    await trio.sleep(5)
+        finally:
+            if tty and not finished:  # interrupted: end the live line before the prompt
+                print(file=out, flush=True)
 
     async with trio.open_nursery() as nursery:
         listener = await nursery.start(server.serve, "127.0.0.1", 0)
@@ -284,6 +290,7 @@ async def run_demo(
                 ):
                     await trio.sleep(0.1)
             final = status()
+            finished = True
             crowd.cancel_scope.cancel()  # every client leaves, closing with 1000
         nursery.cancel_scope.cancel()
     print(("\r" if tty else "") + final + (_CLEAR_TO_END if tty else ""), file=out, flush=True)
