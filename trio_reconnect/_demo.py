@@ -225,9 +225,9 @@ async def run_demo(
         progress: One updating line (``True``), plain lines (``False``), or
             decided by whether ``out`` is a terminal (``None``).
     """
-    check_int("clients", clients, 1)
+    check_int("clients", clients, minimum=1)
     check_positive("duration", duration)
-    check_int("restarts", restarts, 0)
+    check_int("restarts", restarts, minimum=0)
     check_positive("rate", rate)
     tty = out.isatty() if progress is None else progress
     spread = SpreadPolicy()

@@ -86,8 +86,8 @@ def check_positive(name: str, value: object) -> None:
     _raise(name, positive_problem(value))
 
 
-def check_int(name: str, value: object, minimum: int) -> None:
-    """Raise ``ValueError`` unless ``value`` is a whole number of at least ``minimum``."""
+def check_int(name: str, value: object, *, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is a whole number (no bool), at least ``minimum``."""
     _raise(name, int_problem(value, minimum))
 
 
@@ -116,9 +116,9 @@ def non_negative_number(instance: object, attribute: attrs.Attribute[Any], value
 
 def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a whole number, at least 1."""
-    check_int(attribute.name, value, 1)
+    check_int(attribute.name, value, minimum=1)
 
 
 def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a whole number, at least 0."""
-    check_int(attribute.name, value, 0)
+    check_int(attribute.name, value, minimum=0)
