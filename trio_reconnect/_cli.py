@@ -30,10 +30,11 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
 
 import trio
 
@@ -56,6 +57,8 @@ from ._state import ConnectionState, Transition
 from ._transport import parse_url
 
 __all__ = ["SERVE_HOST", "SERVE_PORT", "main"]
+
+T = TypeVar("T")
 
 #: ``serve``'s default address.
 SERVE_HOST: Final = "127.0.0.1"
@@ -280,18 +283,44 @@ def _context(args: Any) -> str:
     return ""
 
 
+async def _interruptible(command: Callable[[], Awaitable[T]]) -> T:
+    """Run ``command`` until it returns or Ctrl-C; on Ctrl-C cancel it, raise KeyboardInterrupt.
+
+    trio's default raises KeyboardInterrupt wherever the program happens to be,
+    which can leave half-started work behind (a "coroutine was never awaited"
+    warning on stderr, say). A signal receiver turns Ctrl-C into an ordinary
+    cancellation, after which :func:`main` exits 130 as for any interrupt.
+    """
+    result: list[T] = []
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                result.append(await command())
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+    if not result:
+        raise KeyboardInterrupt
+    return result[0]
+
+
 def _run(args: Any) -> int:
     if args.command == "demo":
         from ._demo import run_demo, summary_json
 
         summary = trio.run(
+            _interruptible,
             functools.partial(
                 run_demo,
                 clients=args.clients,
                 duration=args.duration,
                 restarts=args.restarts,
                 rate=args.rate,
-            )
+            ),
         )
         print(summary_json(summary) if args.json else summary.table(), flush=True)
         return EXIT_OK if summary.ok else EXIT_FAILED
@@ -310,5 +339,7 @@ def _run(args: Any) -> int:
     if args.command == "serve":
         trio.run(_serve, args.host, args.port, args.interval, args.restart_every, args.metrics_port)
     else:
-        trio.run(_connect, args.url, not args.no_resume, args.count)
+        trio.run(
+            _interruptible, functools.partial(_connect, args.url, not args.no_resume, args.count)
+        )
     return EXIT_OK
