@@ -51,7 +51,7 @@ def test_every_client_gets_every_event_exactly_once(
     rolling: dict[str, RollingResult], balancer: str
 ) -> None:
     result = rolling[balancer]
-    assert result.events_published > 100  # the ticker ran the whole time
+    assert result.events_published > 50  # the ticker ran the whole time
     assert (result.lost, result.duplicated, result.app_duplicated) == (0, 0, 0)
     assert (result.gaps, result.snapshots) == (0, 0)
     assert result.not_ready == 0

@@ -74,7 +74,7 @@ DEPLOYS: Final = ("restart", "rolling")
 #: How a rolling deploy's load balancer spreads new connections over the nodes it sees up.
 BALANCERS: Final = ("round-robin", "random")
 #: Seconds between the events a rolling deploy's ticker publishes.
-DEFAULT_EVENT_INTERVAL: Final = 0.2
+DEFAULT_EVENT_INTERVAL: Final = 0.5
 #: Seconds between a node's exit and its replacement's start in a rolling deploy.
 DEFAULT_RESTART_DELAY: Final = 1.0
 
@@ -136,7 +136,7 @@ class HerdConfig:
             ``deploy="rolling"``); ``capacity`` is per node.
         deploy: ``"restart"`` (one node restarts, :func:`run_herd`) or
             ``"rolling"`` (each node in turn drains and is replaced,
-            :func:`~trio_reconnect.testing._herd_deploy.run_rolling_deploy`).
+            ``run_rolling_deploy`` in ``trio_reconnect.testing._herd_deploy``).
         balancer: How the rolling deploy's load balancer picks a node for a
             new connection among those it sees up: ``"round-robin"`` or
             ``"random"`` (see docs/herd.md).
