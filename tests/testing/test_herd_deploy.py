@@ -52,6 +52,7 @@ def test_every_client_gets_every_event_exactly_once(
 ) -> None:
     result = rolling[balancer]
     assert result.events_published > 50  # the ticker ran the whole time
+    assert result.events_replayed > 0  # some client resumed on another node with events to catch up
     assert (result.lost, result.duplicated, result.app_duplicated) == (0, 0, 0)
     assert (result.gaps, result.snapshots) == (0, 0)
     assert result.not_ready == 0
@@ -238,3 +239,12 @@ def test_targets_and_table_of_a_result(rolling: dict[str, RollingResult]) -> Non
     table = format_rolling_table([result])
     assert all(f"\n{name} " in table for name in ("node0", "node1", "node2"))
     assert "lost 0, duplicated 0" in table
+
+
+def test_plot_rolling(tmp_path: Any, rolling: dict[str, RollingResult]) -> None:
+    pytest.importorskip("matplotlib")
+    from trio_reconnect.testing._herd_deploy import plot_rolling
+
+    path = tmp_path / "rolling.png"
+    plot_rolling(list(rolling.values()), str(path))
+    assert path.read_bytes().startswith(b"\x89PNG")

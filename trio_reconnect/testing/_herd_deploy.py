@@ -123,6 +123,8 @@ class RollingResult:
     gaps: int
     snapshots: int
     events_published: int
+    #: Events replayed in resume handshakes after ``t0`` (every node process).
+    events_replayed: int
     #: When every client was ready again after the last replacement (``None``: not all).
     all_ready_s: float | None
     #: One entry per drain: which node, when, how many clients, the window, the survivors.
@@ -398,6 +400,7 @@ async def _simulate(config: HerdConfig, recorder: _Recorder, out: dict[str, Any]
         gc.collect()
         recorder.everyone_open = trio.Event()
         refused_before = sum(s.statistics().refused for s in generations)
+        replayed_before = sum(s.statistics().events_replayed for s in generations)
         t0 = recorder.t0 = trio.current_time()
         drains: list[dict[str, Any]] = []
         with trio.move_on_after(config.effective_horizon) as waited:
@@ -431,6 +434,7 @@ async def _simulate(config: HerdConfig, recorder: _Recorder, out: dict[str, Any]
         out["all_ready_s"] = None if waited.cancelled_caught else trio.current_time() - t0
         out["drains"] = drains
         out["refused"] = sum(s.statistics().refused for s in generations) - refused_before
+        out["replayed"] = sum(s.statistics().events_replayed for s in generations) - replayed_before
         out["final_clients"] = {name: len(servers[name].clients) for name in names}
         # Stop the ticker and let the last events arrive before the count.
         ticking.cancel()
@@ -489,6 +493,7 @@ def run_rolling_deploy(config: HerdConfig) -> RollingResult:
         gaps=gaps,
         snapshots=snapshots,
         events_published=newest,
+        events_replayed=out["replayed"],
         all_ready_s=None if all_ready is None else round(all_ready, 3),
         drains=tuple(out["drains"]),
         refused_handshakes=out["refused"],
@@ -547,7 +552,8 @@ def format_rolling_table(results: Sequence[RollingResult]) -> str:
             f" peak_ratio {r.peak_ratio:.2f}",
             f"all ready {ready}; {r.attempts} attempts, {r.refused_handshakes} refused,"
             f" {r.reconnects} reconnects (median {r.median_reconnect_s} s)",
-            f"{r.events_published} events published: lost {r.lost}, duplicated {r.duplicated}"
+            f"{r.events_published} events published ({r.events_replayed} replayed after"
+            f" a move): lost {r.lost}, duplicated {r.duplicated}"
             f" (on the wire; {r.app_duplicated} in the application), {r.gaps} gaps,"
             f" {r.snapshots} snapshots; wall {r.wall_s:.1f} s",
         ]
