@@ -89,11 +89,6 @@ def _strategy(instance: object, attribute: attrs.Attribute[Any], value: str) -> 
     strategy_options(value)  # raises ValueError for an unknown name
 
 
-def _nodes(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"nodes must be a positive integer, got {value!r}")
-
-
 def _one_of(choices: Sequence[str]) -> Any:
     def check(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
         if value not in choices:
@@ -139,7 +134,7 @@ class HerdConfig:
     accept_rate: float | None = attrs.field(default=None, validator=optional_positive_number)
     horizon: float | None = attrs.field(default=None, validator=optional_positive_number)
     seed: int = 0
-    nodes: int = attrs.field(default=1, kw_only=True, validator=_nodes)
+    nodes: int = attrs.field(default=1, kw_only=True, validator=positive_int)
     deploy: str = attrs.field(default="restart", kw_only=True, validator=_one_of(DEPLOYS))
     balancer: str = attrs.field(default="round-robin", kw_only=True, validator=_one_of(BALANCERS))
     event_interval: float = attrs.field(
