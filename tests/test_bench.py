@@ -316,3 +316,37 @@ def test_fanout_server_needs_a_redis_url(capsys: pytest.CaptureFixture[str]) -> 
         _bench_fanout.main(["--kind", "redis"])
     assert info.value.code == 2
     assert "--redis" in capsys.readouterr().err
+
+
+def test_a_failed_fanout_is_one_line_and_status_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def failing(**options: object) -> None:
+        raise _bench_fanout.FanoutError("a memory client failed: closed by the server: 1013")
+
+    monkeypatch.setattr(_bench, "run_fanout", failing)
+    status = main(["bench", "--no-websockets", "--timeout", "60", *TINY])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out == ""
+    assert captured.err == "bench: a memory client failed: closed by the server: 1013\n"
+
+
+async def test_a_fanout_client_closed_by_its_server_fails_the_run_bare() -> None:
+    # A server whose queues hold less than a burst closes its clients as too
+    # slow (1013): the run fails with that close, bare (no exception group).
+    with trio.fail_after(60):
+        async with _bench_fanout._server("memory", ["--queue-size", "1"]) as server:
+            crowd = _bench_fanout._Crowd("memory")
+            try:
+                async with trio.open_nursery() as nursery:
+                    await _bench_fanout._connect_all(crowd, server.port, 2, nursery)
+                    crowd.expect(50)
+                    await server.publish(50)
+                    with pytest.raises(
+                        _bench_fanout.FanoutError, match="closed by the server: 1013"
+                    ):
+                        await crowd.wait("a burst")
+                    nursery.cancel_scope.cancel()
+            finally:
+                await crowd.aclose()

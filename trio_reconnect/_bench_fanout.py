@@ -398,6 +398,11 @@ class _Crowd:
         if self.pending == 0:
             self.done.set()
 
+    async def aclose(self) -> None:
+        """Close every client's connection."""
+        for client in self.clients:
+            await trio.aclose_forcefully(client.stream)
+
     def fail(self, message: str) -> None:
         if self.error is None:
             self.error = message
@@ -419,6 +424,16 @@ class _Crowd:
 
 async def _connect(crowd: _Crowd, port: int, nursery: trio.Nursery) -> None:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        await _upgrade(crowd, port, stream, nursery)
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+
+
+async def _upgrade(
+    crowd: _Crowd, port: int, stream: trio.SocketStream, nursery: trio.Nursery
+) -> None:
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
         f"GET /bench HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
@@ -600,8 +615,10 @@ async def _run_fanout(
                     assert redis_server is not None
                     argv += ["--redis", redis_server.url]
                 servers[kind] = await stack.enter_async_context(_server(kind, argv))
-            nursery = await stack.enter_async_context(trio.open_nursery())
             crowds = {kind: _Crowd(kind) for kind in kinds}
+            for crowd in crowds.values():
+                stack.push_async_callback(crowd.aclose)
+            nursery = await stack.enter_async_context(trio.open_nursery())
             for kind in kinds:
                 await _connect_all(crowds[kind], servers[kind].port, clients, nursery)
             for number in range(rounds + 1):  # round 0 is the warm-up
@@ -629,9 +646,6 @@ async def _run_fanout(
                         arrivals = await crowd.wait("a latency sample")
                         if number:
                             latencies[kind] += [arrival - stamp for arrival in arrivals]
-            for crowd in crowds.values():
-                for client in crowd.clients:
-                    await client.stream.aclose()
             nursery.cancel_scope.cancel()
     finally:
         if redis_server is not None:
