@@ -167,9 +167,19 @@ async def _serve_plain(host: str, payload: str) -> None:
         listener = await nursery.start(
             functools.partial(trio_websocket.serve_websocket, handler, host, 0, None)
         )
-        print(f"{READY_PREFIX}{listener.port}", flush=True)
-        await _commands(publish)
+        await _announce_and_serve(listener.port, publish)
         nursery.cancel_scope.cancel()
+
+
+async def _announce_and_serve(port: int, publish: Callable[[], Awaitable[object]]) -> None:
+    try:
+        print(f"{READY_PREFIX}{port}", flush=True)
+    except BrokenPipeError:
+        # The bench gave up before this server was ready: nobody to serve.
+        # Point stdout at /dev/null so that the exit's flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    await _commands(publish)
 
 
 async def _serve_reconnect(host: str, payload: str, queue_size: int, redis_url: str | None) -> None:
@@ -190,8 +200,7 @@ async def _serve_reconnect(host: str, payload: str, queue_size: int, redis_url: 
 
         async with trio.open_nursery() as nursery:
             listener = await nursery.start(functools.partial(server.serve, host, 0))
-            print(f"{READY_PREFIX}{listener.port}", flush=True)
-            await _commands(publish)
+            await _announce_and_serve(listener.port, publish)
             nursery.cancel_scope.cancel()
 
 

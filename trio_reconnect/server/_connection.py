@@ -224,20 +224,6 @@ class _Outbox:
         await trio.lowlevel.cancel_shielded_checkpoint()
         return True
 
-    def get_nowait(self) -> _Frame | None:
-        """The oldest frame if there is one, else ``None``; no checkpoint.
-
-        Raises:
-            trio.EndOfChannel: once the queue is closed.
-        """
-        if self._closed:
-            raise trio.EndOfChannel
-        if not self._items:
-            return None
-        frame = self._items.popleft()
-        self._writable.unpark()
-        return frame
-
     async def get(self) -> _Frame:
         """The oldest frame, waiting for one.
 
@@ -245,18 +231,15 @@ class _Outbox:
             trio.EndOfChannel: once the queue is closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        parked = False
         while not self._items:
             if self._closed:
                 raise trio.EndOfChannel
             await self._readable.park()
-            parked = True
         if self._closed:
             raise trio.EndOfChannel
         frame = self._items.popleft()
         self._writable.unpark()
-        if not parked:  # a park was a checkpoint already: no second pass of the scheduler
-            await trio.lowlevel.cancel_shielded_checkpoint()
+        await trio.lowlevel.cancel_shielded_checkpoint()
         return frame
 
     def close(self) -> None:
@@ -499,13 +482,8 @@ class ConnectedClient:
         outbox = self._outbox
         try:
             while True:
-                # The fast path takes a queued frame without a checkpoint: the
-                # send below checkpoints anyway, and one pass of the scheduler
-                # per frame is the fan-out's largest cost per client
-                # (docs/benchmarks.md, the fan-out figure).
                 try:
-                    frame = outbox.get_nowait()
-                    seq, message = frame if frame is not None else await outbox.get()
+                    seq, message = await outbox.get()
                 except trio.EndOfChannel:
                     return
                 if seq is not None:
