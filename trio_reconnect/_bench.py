@@ -54,6 +54,15 @@ import attrs
 import trio
 import trio_websocket
 
+from ._bench_fanout import (
+    DEFAULT_FANOUT_CLIENTS,
+    DEFAULT_FANOUT_EVENTS,
+    DEFAULT_FANOUT_ROUNDS,
+    DEFAULT_LATENCY_EVENTS,
+    FanoutError,
+    FanoutFigures,
+    run_fanout,
+)
 from ._bench_server import DROP, DROP_CODE, READY_PREFIX
 from ._cli_policy import positive_int, positive_number
 from ._client import ReconnectingWebSocket, open_reconnecting_websocket
@@ -66,6 +75,8 @@ __all__ = [
     "DEFAULT_ROUNDS",
     "DEFAULT_TIMEOUT",
     "MESSAGE_SIZE",
+    "TARGET_FANOUT_MEMORY",
+    "TARGET_FANOUT_REDIS",
     "TARGET_PIPE",
     "TARGET_RECONNECT",
     "TARGET_SEQ",
@@ -96,6 +107,10 @@ TARGET_SEQ: Final = 0.95
 TARGET_PIPE: Final = 0.95
 #: ours drop-to-ready / raw connect-to-first-echo must be at most this.
 TARGET_RECONNECT: Final = 1.25
+#: ReconnectServer on the memory log / a plain broadcast, events delivered per second.
+TARGET_FANOUT_MEMORY: Final = 0.9
+#: ReconnectServer on the Redis log / a plain broadcast, events delivered per second.
+TARGET_FANOUT_REDIS: Final = 0.85
 
 #: Seconds the server process has to announce its port.
 _SERVER_START_TIMEOUT: Final = 30.0
@@ -162,6 +177,7 @@ class BenchResult:
     websockets: str | None
     platform: str
     cpus: int | None
+    fanout: FanoutFigures
 
     @property
     def seq_pass(self) -> bool:
@@ -175,16 +191,37 @@ class BenchResult:
     def reconnect_pass(self) -> bool:
         return self.reconnect_ratio <= TARGET_RECONNECT
 
+    @property
+    def fanout_memory_pass(self) -> bool:
+        return self.fanout.memory_ratio >= TARGET_FANOUT_MEMORY
+
+    @property
+    def fanout_redis_pass(self) -> bool | None:
+        """``None`` when there was no redis-server to measure."""
+        ratio = self.fanout.redis_ratio
+        return None if ratio is None else ratio >= TARGET_FANOUT_REDIS
+
     def as_dict(self) -> dict[str, Any]:
-        """Every field, plus the targets and PASS/MISS as booleans."""
-        data = attrs.asdict(self)
+        """Every field (the fan-out's prefixed ``fanout_``), the targets, PASS/MISS as booleans."""
+        data = attrs.asdict(self, recurse=False)
         data["seq_ratios"] = list(self.seq_ratios)
         data["pipe_ratios"] = list(self.pipe_ratios)
-        data["targets"] = {"seq": TARGET_SEQ, "pipe": TARGET_PIPE, "reconnect": TARGET_RECONNECT}
+        del data["fanout"]
+        for key, value in attrs.asdict(self.fanout).items():
+            data[f"fanout_{key}"] = list(value) if isinstance(value, tuple) else value
+        data["targets"] = {
+            "seq": TARGET_SEQ,
+            "pipe": TARGET_PIPE,
+            "reconnect": TARGET_RECONNECT,
+            "fanout_memory": TARGET_FANOUT_MEMORY,
+            "fanout_redis": TARGET_FANOUT_REDIS,
+        }
         data["pass"] = {
             "seq": self.seq_pass,
             "pipe": self.pipe_pass,
             "reconnect": self.reconnect_pass,
+            "fanout_memory": self.fanout_memory_pass,
+            "fanout_redis": self.fanout_redis_pass,
         }
         return data
 
@@ -297,7 +334,84 @@ class BenchResult:
                 f"  WARNING: {self.reconnects_not_immediate} reconnects did not follow the "
                 "server's retryAfter of 0"
             )
+        lines += ["", *self._fanout_table()]
         return "\n".join(lines)
+
+    def _fanout_table(self) -> list[str]:
+        f = self.fanout
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:.2f}"
+
+        def us(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f}"
+
+        lines = [
+            f"fan-out: {f.events}-event bursts to {f.clients} clients per server (each server "
+            "in a process of its own, the clients in this one)",
+            f"{f.rounds} rounds (+1 warm-up), {f.latency_events} latency samples per server "
+            "per round",
+            "",
+        ]
+        header = ("", "plain broadcast", "memory log", "Redis log")
+        rows = [
+            (
+                "events delivered/s",
+                f"{f.plain_eps:,.0f}",
+                f"{f.memory_eps:,.0f}",
+                "-" if f.redis_eps is None else f"{f.redis_eps:,.0f}",
+            ),
+            (
+                "publish->delivery median, ms",
+                ms(f.plain_latency_median_ms),
+                ms(f.memory_latency_median_ms),
+                ms(f.redis_latency_median_ms),
+            ),
+            (
+                "publish->delivery p99, ms",
+                ms(f.plain_latency_p99_ms),
+                ms(f.memory_latency_p99_ms),
+                ms(f.redis_latency_p99_ms),
+            ),
+            (
+                "server CPU us per delivery",
+                us(f.plain_server_cpu_us),
+                us(f.memory_server_cpu_us),
+                us(f.redis_server_cpu_us),
+            ),
+            (
+                "clients' CPU us per delivery",
+                us(f.plain_client_cpu_us),
+                us(f.memory_client_cpu_us),
+                us(f.redis_client_cpu_us),
+            ),
+        ]
+        lines += _align([header, *rows], right_from=1)
+        lines.append("")
+        redis_pass = self.fanout_redis_pass
+        ratio_rows = [
+            ("ratio (ReconnectServer / plain broadcast)", "value", "target", "result"),
+            (
+                "memory log, events delivered/s",
+                f"{f.memory_ratio:.3f}",
+                f">= {TARGET_FANOUT_MEMORY}",
+                "PASS" if self.fanout_memory_pass else "MISS",
+            ),
+            (
+                "Redis log, events delivered/s",
+                "-" if f.redis_ratio is None else f"{f.redis_ratio:.3f}",
+                f">= {TARGET_FANOUT_REDIS}",
+                "-" if redis_pass is None else ("PASS" if redis_pass else "MISS"),
+            ),
+        ]
+        lines += _align(ratio_rows, right_from=1)
+        if f.redis_note:
+            lines.append(f"  Redis: {f.redis_note}")
+        elif f.redis_version:
+            lines.append(
+                f"  Redis: redis-server {f.redis_version} on loopback, started by the bench"
+            )
+        return lines
 
 
 def _align(rows: Sequence[tuple[str, ...]], *, right_from: int) -> list[str]:
@@ -581,8 +695,13 @@ async def run_bench(
     reconnects: int = DEFAULT_RECONNECTS,
     size: int = MESSAGE_SIZE,
     websockets: bool = True,
+    fanout_clients: int = DEFAULT_FANOUT_CLIENTS,
+    fanout_events: int = DEFAULT_FANOUT_EVENTS,
+    fanout_rounds: int = DEFAULT_FANOUT_ROUNDS,
+    latency_events: int = DEFAULT_LATENCY_EVENTS,
+    redis: bool = True,
 ) -> BenchResult:
-    """Start the echo server process, measure, stop it; return the figures.
+    """Start the echo server process, measure, stop it; then the fan-out; return the figures.
 
     Args:
         messages: Sequential round trips per client per round.
@@ -591,16 +710,26 @@ async def run_bench(
         reconnects: Drop-and-reconnect repetitions (and as many raw connects).
         size: Message size in bytes (at least 16).
         websockets: Include the ``websockets`` comparison row if installed.
+        fanout_clients: Clients of each fan-out server.
+        fanout_events: Events in one fan-out burst.
+        fanout_rounds: Timed fan-out rounds (after one warm-up round).
+        latency_events: Latency samples per fan-out server per round.
+        redis: Measure the Redis fan-out too (when a redis-server is found).
 
     Raises:
         ValueError: for a count below 1 or a size below 16.
-        BenchError: the server did not start, or an echo was wrong.
+        BenchError: a server did not start, an echo was wrong, or a fan-out
+            client lost its connection.
     """
     for name, value in (
         ("messages", messages),
         ("pipeline", pipeline),
         ("rounds", rounds),
         ("reconnects", reconnects),
+        ("fanout_clients", fanout_clients),
+        ("fanout_events", fanout_events),
+        ("fanout_rounds", fanout_rounds),
+        ("latency_events", latency_events),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -625,6 +754,16 @@ async def run_bench(
         ours_rc, ours_from_drop, raw_rc, not_immediate = await _reconnects(
             url, repetitions=reconnects, size=size
         )
+    try:
+        fanout = await run_fanout(
+            clients=fanout_clients,
+            events=fanout_events,
+            rounds=fanout_rounds,
+            latency_events=latency_events,
+            redis=redis,
+        )
+    except FanoutError as exc:
+        raise BenchError(str(exc)) from exc
     duration = trio.current_time() - started
 
     def paired(name: str, kind: str) -> list[float]:
@@ -672,6 +811,7 @@ async def run_bench(
         websockets=_version("websockets") if websockets_connect is not None else None,
         platform=platform.platform(terse=True),
         cpus=os.cpu_count(),
+        fanout=fanout,
     )
 
 
@@ -726,6 +866,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-websockets", action="store_true", help="skip the websockets comparison row"
     )
+    parser.add_argument(
+        "--fanout-clients",
+        type=positive_int,
+        default=DEFAULT_FANOUT_CLIENTS,
+        help=f"clients of each fan-out server (default {DEFAULT_FANOUT_CLIENTS})",
+    )
+    parser.add_argument(
+        "--fanout-events",
+        type=positive_int,
+        default=DEFAULT_FANOUT_EVENTS,
+        help=f"events per fan-out burst (default {DEFAULT_FANOUT_EVENTS})",
+    )
+    parser.add_argument(
+        "--fanout-rounds",
+        type=positive_int,
+        default=DEFAULT_FANOUT_ROUNDS,
+        help=f"timed fan-out rounds, after one warm-up round (default {DEFAULT_FANOUT_ROUNDS})",
+    )
+    parser.add_argument(
+        "--latency-events",
+        type=positive_int,
+        default=DEFAULT_LATENCY_EVENTS,
+        help=f"latency samples per fan-out server per round (default {DEFAULT_LATENCY_EVENTS})",
+    )
+    parser.add_argument(
+        "--no-redis", action="store_true", help="skip the Redis fan-out (its figures are null)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -733,6 +900,8 @@ def run_command(args: argparse.Namespace) -> int:
     """Run ``bench`` with parsed ``args``; print the table or the JSON; return 0.
 
     The ratios are informational: a MISS does not change the exit status.
+    When no redis-server is found, one line on stderr says so and the Redis
+    figures are null. A run that fails prints one line on stderr and returns 1.
 
     Raises:
         trio.TooSlowError: the run took longer than ``--timeout``.
@@ -747,8 +916,19 @@ def run_command(args: argparse.Namespace) -> int:
                 reconnects=args.reconnects,
                 size=args.size,
                 websockets=not args.no_websockets,
+                fanout_clients=args.fanout_clients,
+                fanout_events=args.fanout_events,
+                fanout_rounds=args.fanout_rounds,
+                latency_events=args.latency_events,
+                redis=not args.no_redis,
             )
 
-    result = trio.run(bench)
+    try:
+        result = trio.run(bench)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr, flush=True)
+        return 1
+    if result.fanout.redis_note is not None and not args.no_redis:
+        print(f"bench: Redis fan-out not measured: {result.fanout.redis_note}", file=sys.stderr)
     print(result.json() if args.json else result.table(), flush=True)
     return 0

@@ -14,6 +14,15 @@ This module wires the roles together; each rule lives in its own module:
 ``_registry``             :class:`MemoryRegistry`
 ========================  ===================================================
 
+Exactly once, on any node: a handshake registers the client's queue with the
+node's one fan-out first (at the fan-out's position ``X``), reads the log
+second (up to its newest ``N >= X``), sends everything through some ``C >=
+N``, and its connection then drops every queued event at or below ``C`` for
+as long as it lives. Reading first would lose the events appended between
+the read and the registration; purging the queue once at ``ready`` would
+send twice what a lagging fan-out queues afterwards. The argument in full
+opens :mod:`trio_reconnect.server._resume`.
+
 Close codes
 -----------
 
