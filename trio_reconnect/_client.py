@@ -73,7 +73,14 @@ from ._exceptions import (
     ResumeProtocolError,
     ResumeTimeout,
 )
-from ._hints import RetryAdvice, Verdict, classify_close, classify_rejection
+from ._hints import (
+    ABNORMAL_CLOSURE,
+    NORMAL_CLOSURE,
+    RetryAdvice,
+    Verdict,
+    classify_close,
+    classify_rejection,
+)
 from ._inbox import Inbox
 from ._metrics import MetricsRecorder, ReconnectStatistics
 from ._protocol import (
@@ -86,18 +93,17 @@ from ._protocol import (
     Snapshot,
     parse_live,
 )
+from ._settings import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from ._state import Attempt, ConnectionState, DelaySource, Transition
 from ._transport import OpenStream, Target, open_tcp_stream, parse_url
 from ._validators import check_positive
 
 __all__ = [
-    "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DEDUPE_WINDOW",
     "DEFAULT_MAX_ATTEMPTS",
-    "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_QUEUE",
-    "DEFAULT_MAX_REPLAY",
+    "DEFAULT_MAX_REPLAY_RECEIVED",
     "DEFAULT_MAX_SERVER_DELAY",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
@@ -119,8 +125,6 @@ DEFAULT_STABLE_AFTER: Final = 10.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 #: Seconds from the websocket opening to the server's ``ready``.
 DEFAULT_RESUME_TIMEOUT: Final = 10.0
-#: Seconds the closing handshake may take when the application leaves.
-DEFAULT_CLOSE_TIMEOUT: Final = 5.0
 #: Seconds between pings on an open connection (``None``: no pings).
 DEFAULT_PING_INTERVAL: Final = 20.0
 #: Seconds to wait for a pong before the connection is declared dead.
@@ -129,13 +133,14 @@ DEFAULT_PING_TIMEOUT: Final = 20.0
 DEFAULT_MAX_SERVER_DELAY: Final = 300.0
 #: Items buffered for the application before the reader waits for it.
 DEFAULT_MAX_QUEUE: Final = 64
-#: Largest message accepted, in bytes or characters (larger: close 1009).
-DEFAULT_MAX_MESSAGE_SIZE: Final = 2**20
 #: How many recent event ids are remembered to drop duplicates.
 DEFAULT_DEDUPE_WINDOW: Final = 1024
-#: Most events one handshake may replay before the attempt fails (the events
-#: already received are kept, so the next attempt resumes after them).
-DEFAULT_MAX_REPLAY: Final = 10_000
+#: Most events the client accepts in one handshake's replay before the
+#: attempt fails (the events already received are kept, so the next attempt
+#: resumes after them). A guard against a runaway server, ten times the
+#: server's own default replay limit (``trio_reconnect.server.DEFAULT_MAX_REPLAY``,
+#: a policy: how much to replay before a snapshot), hence the other name.
+DEFAULT_MAX_REPLAY_RECEIVED: Final = 10_000
 
 #: Most attempts kept in the history of a failure streak (the oldest are
 #: dropped), so that ``max_attempts=None`` against a server that refuses
@@ -210,6 +215,7 @@ class _ReaderSpawner:
         self._nursery = nursery
         self._scope = handshake_scope
         self.reader_ended = False
+        self.ended = trio.Event()
 
     def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
         async def watched() -> None:
@@ -217,9 +223,42 @@ class _ReaderSpawner:
                 await fn()
             finally:
                 self.reader_ended = True
+                self.ended.set()
                 self._scope.cancel()
 
         self._nursery.start_soon(watched)
+
+
+class _DirectSink:
+    """trio-websocket's message channel, replaced: its reader delivers to our inbox."""
+
+    def __init__(
+        self,
+        client: ReconnectingWebSocket,
+        ws: trio_websocket.WebSocketConnection,
+        done: trio.Event,
+    ) -> None:
+        self._client = client
+        self._recent = client._recent
+        self._inbox = client._inbox
+        self._resume = client._resume
+        self.done = done
+
+    async def send(self, message: str | bytes) -> None:
+        if self.done.is_set():
+            raise trio.BrokenResourceError
+        item = parse_live(message) if self._resume else message
+        if isinstance(item, ServerEvent):
+            if not self._recent.add(item.id):
+                return
+            self._client._last_event_id = item.id
+        await self._inbox.put(item)
+
+    async def receive(self) -> str | bytes:
+        raise trio.EndOfChannel
+
+    async def aclose(self) -> None:
+        self.done.set()
 
 
 async def _resolve(value: Factory[T]) -> T:
@@ -300,7 +339,7 @@ class ReconnectingWebSocket:
         max_server_delay: float = DEFAULT_MAX_SERVER_DELAY,
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_replay: int = DEFAULT_MAX_REPLAY,
+        max_replay: int = DEFAULT_MAX_REPLAY_RECEIVED,
         dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
         headers: Factory[HeaderPairs] = None,
         ssl_context: Factory[ssl.SSLContext | None] = None,
@@ -554,7 +593,7 @@ class ReconnectingWebSocket:
             self._end(ConnectionState.CLOSED, ClientClosedError("the client was closed"))
             if ws is not None:
                 with trio.move_on_after(self._close_timeout):
-                    await ws.aclose(1000)
+                    await ws.aclose(NORMAL_CLOSURE)
         if self._supervisor_scope is not None:
             self._supervisor_scope.cancel()
         if self._nursery is not None:
@@ -803,7 +842,7 @@ class ReconnectingWebSocket:
             )
         if ws is None:
             if spawner.reader_ended:  # closed by the server before it answered
-                outcome.close_code = 1006
+                outcome.close_code = ABNORMAL_CLOSURE
                 raise ConnectionError(
                     f"{target.display} closed the connection during the opening handshake"
                 )
@@ -819,7 +858,7 @@ class ReconnectingWebSocket:
             self._ready(ws, result, outcome)
             if self._ping_interval is not None:
                 nursery.start_soon(self._pinger, ws, nursery.cancel_scope, outcome)
-            await self._read_loop(ws)
+            await self._read_loop(ws, spawner.ended)
         except trio_websocket.ConnectionClosed as exc:
             if self._closing:
                 # We are closing: trio-websocket's reader must live on to read
@@ -894,18 +933,26 @@ class ReconnectingWebSocket:
         self._set_state(ConnectionState.OPEN)
         self._gate.set()
 
-    async def _read_loop(self, ws: trio_websocket.WebSocketConnection) -> None:
-        recent = self._recent
-        inbox = self._inbox
-        resume = self._resume
+    async def _read_loop(
+        self, ws: trio_websocket.WebSocketConnection, reader_ended: trio.Event
+    ) -> None:
+        sink = _DirectSink(self, ws, reader_ended)
+        channel = getattr(ws, "_recv_channel", None)
+        if not isinstance(channel, trio.MemoryReceiveChannel):
+            while True:
+                await sink.send(await ws.get_message())
         while True:
-            message = await ws.get_message()
-            item = parse_live(message) if resume else message
-            if isinstance(item, ServerEvent):
-                if not recent.add(item.id):
-                    continue
-                self._last_event_id = item.id
-            await inbox.put(item)
+            try:
+                message = channel.receive_nowait()
+            except trio.WouldBlock:
+                break
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                raise trio_websocket.ConnectionClosed(ws.closed) from None
+            await sink.send(message)
+        ws._send_channel = sink  # type: ignore[assignment]
+        ws._recv_channel = sink  # type: ignore[assignment]
+        await sink.done.wait()
+        raise trio_websocket.ConnectionClosed(ws.closed)
 
     async def _pinger(
         self,
@@ -931,7 +978,7 @@ class ReconnectingWebSocket:
                 # a slow application, not a dead server.
                 continue
             outcome.error = PingTimeout(f"no pong within {self._ping_timeout} s")
-            outcome.close_code = 1006
+            outcome.close_code = ABNORMAL_CLOSURE
             connection_scope.cancel()
             return
 

@@ -2,6 +2,8 @@
 
 Numbers of seconds and rates must be finite and positive (``bool`` is not a
 number here, though Python says it is an ``int``); counts must be whole.
+Some settings may be zero (a window, a base delay) and one must be at least 1
+(a burst of handshakes); :func:`check_number` states those bounds once.
 Each check has an attrs-validator form, for ``attrs.field(validator=...)``.
 """
 
@@ -13,8 +15,11 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "check_number",
     "check_positive",
     "non_negative_int",
+    "non_negative_number",
+    "optional_number_at_least_one",
     "optional_positive_number",
     "positive_int",
     "positive_number",
@@ -30,6 +35,20 @@ def check_positive(name: str, value: object) -> None:
         or value <= 0
     ):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def check_number(name: str, value: object, minimum: float, *, strict: bool) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number above (``strict``)
+    or at least ``minimum``."""
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and (value > minimum if strict else value >= minimum)
+    )
+    if not ok:
+        bound = f"greater than {minimum}" if strict else f"at least {minimum}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -49,6 +68,19 @@ def optional_positive_number(
     """attrs validator: ``None``, or a finite number above zero."""
     if value is not None:
         check_positive(attribute.name, value)
+
+
+def non_negative_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a finite number, zero or more."""
+    check_number(attribute.name, value, 0.0, strict=False)
+
+
+def optional_number_at_least_one(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    """attrs validator: ``None``, or a finite number of at least 1."""
+    if value is not None:
+        check_number(attribute.name, value, 1.0, strict=False)
 
 
 def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
