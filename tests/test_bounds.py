@@ -634,28 +634,6 @@ def refusing(n: int) -> OSError:
     return OSError(111, "connection refused")
 
 
-async def test_history_is_bounded_when_retrying_forever(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
-) -> None:
-    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
-        raise AssertionError("never reached")
-
-    server = FakeServer(nursery, handler, refuse=refusing)
-    attempts = 3 * tr.MAX_HISTORY
-    with trio.fail_after(10**7):
-        async with tr.open_reconnecting_websocket(
-            URL, open_stream=server.open_stream, max_attempts=None, random=random.Random(SEED)
-        ) as ws:
-            while len(server.connects) < attempts:
-                await trio.sleep(60)
-                assert len(ws._history) <= tr.MAX_HISTORY
-            history = list(ws._history)
-    # The newest attempts are the ones kept.
-    assert len(history) == tr.MAX_HISTORY
-    made = len(server.connects)
-    assert [a.number for a in history] == list(range(made - tr.MAX_HISTORY + 1, made + 1))
-
-
 async def test_give_up_error_carries_the_bounded_history(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

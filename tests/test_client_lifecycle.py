@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import random
@@ -412,3 +413,24 @@ async def test_random_default_and_repr(
 ) -> None:
     ws = tr.ReconnectingWebSocket("wss://example.test:8443/x?k=v", random=random.Random(1))
     assert repr(ws) == "<ReconnectingWebSocket wss://example.test:8443/x connecting>"
+
+
+def test_the_entry_point_has_the_class_options_typed_and_keyword_only() -> None:
+    """open_reconnecting_websocket spells out every option (mypy and IDEs see
+    them) and takes exactly the class's, with the same defaults."""
+    entry = inspect.signature(tr.open_reconnecting_websocket)
+    cls = inspect.signature(tr.ReconnectingWebSocket)
+    assert list(entry.parameters) == list(cls.parameters)
+    for name, parameter in entry.parameters.items():
+        theirs = cls.parameters[name]
+        assert (parameter.kind, parameter.default, parameter.annotation) == (
+            theirs.kind,
+            theirs.default,
+            theirs.annotation,
+        ), name
+        if name != "url":
+            assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
+            assert parameter.annotation not in ("Any", inspect.Parameter.empty), name
+    assert len(entry.parameters) == 24  # url and 23 options
+    documented = tr.open_reconnecting_websocket.__doc__ or ""
+    assert all(f"{name}:" in documented for name in entry.parameters), "every option documented"

@@ -29,8 +29,6 @@ from ._client import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
 from ._client import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._client import DEFAULT_RESUME_TIMEOUT as DEFAULT_RESUME_TIMEOUT
 from ._client import DEFAULT_STABLE_AFTER as DEFAULT_STABLE_AFTER
-from ._client import MAX_HISTORY as MAX_HISTORY
-from ._client import Disconnect as Disconnect
 from ._client import ReconnectingWebSocket as ReconnectingWebSocket
 from ._client import open_reconnecting_websocket as open_reconnecting_websocket
 from ._exceptions import AttemptError as AttemptError
@@ -55,6 +53,8 @@ from ._protocol import HandshakeOutcome as HandshakeOutcome
 from ._protocol import Item as Item
 from ._protocol import ServerEvent as ServerEvent
 from ._protocol import Snapshot as Snapshot
+from ._retry import MAX_HISTORY as MAX_HISTORY
+from ._retry import Disconnect as Disconnect
 from ._settings import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from ._settings import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from ._state import Attempt as Attempt

@@ -1,15 +1,18 @@
-"""The reconnecting client: one supervisor task that owns the connection.
+"""The reconnecting client's driver: the one client module that does I/O.
 
-The supervisor is the only place that imports trio-websocket on the client
-side. It runs in a nursery that :func:`open_reconnecting_websocket` opens
-around the application's ``async with`` block, and loops::
+:func:`open_reconnecting_websocket` opens a nursery around the application's
+``async with`` block and runs the supervisor in it. The supervisor's loop
+(:meth:`ReconnectingWebSocket._supervise_loop`) is a screenful::
 
     CONNECTING -> (RESUMING) -> OPEN -> connection lost -> BACKING_OFF -> CONNECTING ...
 
-Everything that decides is elsewhere and pure: the wait before each attempt
-(:mod:`._backoff`), what a close or a refusal means (:mod:`._hints`), the
-handshake frames (:mod:`._protocol`), the metrics (:mod:`._metrics`). This
-module only does the I/O and the timing, with cancel scopes.
+Everything that decides is elsewhere and pure: what to do after an attempt,
+wait (how long, why) or give up (:mod:`._retry`, with the pacer of
+:mod:`._backoff` and the verdicts of :mod:`._hints`), which state changes are
+legal (:data:`._state.TRANSITIONS`), the handshake frames (:mod:`._protocol`),
+the metrics (:mod:`._metrics`). This module only does the I/O and the timing,
+with cancel scopes. Each attempt keeps its own state in one :class:`_Run`
+(its websocket, cancel scopes, phase, gate, lost event and outcome).
 
 Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
 
@@ -21,10 +24,15 @@ Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
 * A server that accepts TCP and closes before answering the handshake would
   leave ``wrap_client_stream`` waiting until that deadline; a small wrapper
   notices the reader task ending and fails the attempt at once.
-* The supervisor reads the connection all the time in its own task and hands
-  items to a buffer of ``max_queue``; trio-websocket stops answering pongs
-  while its own queue is full, so a ping that times out while the buffer was
-  full at any point counts as a slow consumer, not a dead server.
+* Messages are read all the time, whether or not the application reads:
+  trio-websocket stops answering pongs while its own queue is full, so its
+  queue must not be the application's buffer. Once a connection is ready,
+  trio-websocket's reader task delivers every message straight into the
+  client's bounded inbox (:class:`_DirectSink` takes the place of its
+  internal message channel), so that a message crosses one task switch, not
+  two: trio-websocket's reader, then the application. A ping that times out
+  while the inbox was full at any point counts as a slow consumer, not a
+  dead server.
 * Ping payloads are unique per connection (a timed-out ping stays in flight).
 * Errors from trio-websocket come out of the connection's nursery as
   exception groups; the supervisor takes the error apart there and never lets
@@ -46,8 +54,8 @@ Delivery of application messages (client -> server):
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import enum
 import inspect
 import logging
 import math
@@ -55,7 +63,7 @@ import random as _random
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, TypeAlias, TypeVar, cast
+from typing import Any, Final, NoReturn, TypeAlias, TypeVar, cast
 
 import attrs
 import trio
@@ -66,21 +74,12 @@ from ._exceptions import (
     AttemptError,
     ClientClosedError,
     ConnectTimeout,
-    FatalCloseError,
-    HandshakeRejectedError,
     PingTimeout,
     ReconnectFailed,
     ResumeProtocolError,
     ResumeTimeout,
 )
-from ._hints import (
-    ABNORMAL_CLOSURE,
-    NORMAL_CLOSURE,
-    RetryAdvice,
-    Verdict,
-    classify_close,
-    classify_rejection,
-)
+from ._hints import ABNORMAL_CLOSURE, NORMAL_CLOSURE
 from ._inbox import Inbox
 from ._metrics import MetricsRecorder, ReconnectStatistics
 from ._protocol import (
@@ -93,8 +92,9 @@ from ._protocol import (
     Snapshot,
     parse_live,
 )
+from ._retry import Disconnect, GiveUp, Outcome, RetryState, Wait
 from ._settings import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
-from ._state import Attempt, ConnectionState, DelaySource, Transition
+from ._state import ConnectionState, DelaySource, Transition, check_transition
 from ._transport import OpenStream, Target, open_tcp_stream, parse_url
 from ._validators import check_positive
 
@@ -109,8 +109,6 @@ __all__ = [
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_RESUME_TIMEOUT",
     "DEFAULT_STABLE_AFTER",
-    "MAX_HISTORY",
-    "Disconnect",
     "ReconnectingWebSocket",
     "open_reconnecting_websocket",
 ]
@@ -138,20 +136,22 @@ DEFAULT_DEDUPE_WINDOW: Final = 1024
 #: Most events the client accepts in one handshake's replay before the
 #: attempt fails (the events already received are kept, so the next attempt
 #: resumes after them). A guard against a runaway server, ten times the
-#: server's own default replay limit (``trio_reconnect.server.DEFAULT_MAX_REPLAY``,
+#: server's default replay limit (``trio_reconnect.server.DEFAULT_MAX_REPLAY``,
 #: a policy: how much to replay before a snapshot), hence the other name.
 DEFAULT_MAX_REPLAY_RECEIVED: Final = 10_000
-
-#: Most attempts kept in the history of a failure streak (the oldest are
-#: dropped), so that ``max_attempts=None`` against a server that refuses
-#: forever does not grow memory.
-MAX_HISTORY: Final = 100
 
 # Wall-clock seconds since the epoch, for HTTP-date Retry-After hints (tests patch it).
 _wall_clock = time.time
 
-# trio-websocket's own queue between its reader and ours; ours is the real buffer.
+# trio-websocket's own queue between its reader and the resume handshake;
+# once ready, the inbox is the only buffer.
 _WS_QUEUE_SIZE: Final = 16
+
+# Whether a ready connection's messages are delivered by trio-websocket's
+# reader straight into the inbox (see _DirectSink). Off (tests), or on a
+# trio-websocket without those internals, the supervisor reads with get_message()
+# and puts into the inbox itself: one more task switch per message.
+_DIRECT_DELIVERY = True
 
 T = TypeVar("T")
 #: A value, or a sync or async callable returning one, called before every attempt.
@@ -159,62 +159,87 @@ Factory: TypeAlias = T | Callable[[], T | Awaitable[T]]
 HeaderPairs: TypeAlias = Mapping[str, str] | Sequence[tuple[str | bytes, str | bytes]] | None
 
 
-@attrs.frozen
-class Disconnect:
-    """What ``should_reconnect`` is asked about: a close or a refused handshake.
+class _Phase(enum.Enum):
+    """Which deadline an attempt is under."""
 
-    Attributes:
-        close_code: The close code, for a closed connection.
-        close_reason: The close reason, for a closed connection.
-        status_code: The HTTP status, for a refused handshake.
-        headers: The refusal's response headers.
-        default: What the default rule (docs/protocol.md, section 1) says:
-            ``True`` to reconnect.
-    """
-
-    close_code: int | None
-    close_reason: str | None
-    status_code: int | None
-    headers: tuple[tuple[bytes, bytes], ...]
-    default: bool
+    #: TCP, TLS and the websocket handshake: ``connect_timeout``.
+    CONNECT = "connect"
+    #: The resume handshake, up to ``ready``: ``resume_timeout``.
+    RESUME = "resume"
+    #: Ready: no deadline.
+    OPEN = "open"
 
 
 @attrs.define(eq=False)
-class _Outcome:
-    """What one attempt came to (filled in as it goes)."""
+class _Run:
+    """One attempt, from the wait before it to the loss of its connection.
 
-    started_at: float
-    ready_at: float | None = None
-    close_code: int | None = None
-    close_reason: str | None = None
-    status_code: int | None = None
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    body: bytes | None = None
-    error: BaseException | None = None
-    #: Whether the close code is the server's (it sent the close frame).
-    server_closed: bool = False
+    The client's current run is the attempt in progress, or, while the client
+    waits, the next one: senders and ``wait_ready`` wait on its gate. A run
+    is used once. A Trio event cannot be cleared, so a gate that was set (a
+    connection got ready) is never used again; a gate that was not is handed
+    on to the next run, with its waiters.
+    """
+
+    #: Set at ``ready`` (sends flow), or when the client ends (waiters wake and raise).
+    gate: trio.Event = attrs.Factory(trio.Event)
+    #: Set when the attempt is over and its connection, if any, is gone.
+    lost: trio.Event = attrs.Factory(trio.Event)
+    #: The wait before the attempt; ``reconnect_now()`` cuts it short.
+    backoff: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    #: The whole attempt; ``reconnect_now()`` cancels it.
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    #: The deadline of the current phase (inside the connection's nursery).
+    deadline: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    phase: _Phase = _Phase.CONNECT
+    #: What the attempt came to; ``None`` until it starts.
+    outcome: Outcome | None = None
+    #: The websocket, once open (resuming or ready).
+    ws: trio_websocket.WebSocketConnection | None = None
+
+    @property
+    def ready_ws(self) -> trio_websocket.WebSocketConnection | None:
+        """The websocket while this attempt's connection is ready, else ``None``."""
+        return self.ws if self.gate.is_set() and not self.lost.is_set() else None
+
+    def reconnect(self) -> None:
+        """``reconnect_now()``: cut the wait short, or drop the attempt (no failure)."""
+        if self.outcome is None:
+            self.backoff.cancel()
+        else:
+            self.outcome.requested = True
+            self.scope.cancel()
 
 
 @attrs.frozen
-class _Open:
-    """The ready connection, and an event set once it is gone."""
+class _Options:
+    """The options an attempt reads (validated by ``ReconnectingWebSocket``)."""
 
-    ws: trio_websocket.WebSocketConnection
-    lost: trio.Event
+    resume: bool
+    resume_timeout: float
+    connect_timeout: float
+    close_timeout: float
+    ping_interval: float | None
+    ping_timeout: float
+    max_message_size: int
+    max_replay: int
+    headers: Factory[HeaderPairs]
+    ssl_context: Factory[ssl.SSLContext | None]
+    open_stream: OpenStream
 
 
 class _ReaderSpawner:
     """Stands in for the nursery given to ``wrap_client_stream``.
 
-    It starts trio-websocket's reader task in the real nursery, and cancels
-    ``handshake_scope`` if that task ends before the handshake is over (the
-    server closed the TCP connection without answering).
+    It starts trio-websocket's reader task in the real nursery, sets
+    ``ended`` when that task ends, and cancels ``handshake_scope`` if it ends
+    before the handshake is over (the server closed the TCP connection
+    without answering).
     """
 
     def __init__(self, nursery: trio.Nursery, handshake_scope: trio.CancelScope) -> None:
         self._nursery = nursery
         self._scope = handshake_scope
-        self.reader_ended = False
         self.ended = trio.Event()
 
     def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
@@ -222,7 +247,6 @@ class _ReaderSpawner:
             try:
                 await fn()
             finally:
-                self.reader_ended = True
                 self.ended.set()
                 self._scope.cancel()
 
@@ -230,35 +254,54 @@ class _ReaderSpawner:
 
 
 class _DirectSink:
-    """trio-websocket's message channel, replaced: its reader delivers to our inbox."""
+    """Takes the place of trio-websocket's message channel on a ready connection.
+
+    trio-websocket's reader task hands each complete message to
+    ``self._send_channel.send()`` and closes it with ``aclose()`` when the
+    websocket closes; ``get_message()`` reads ``self._recv_channel``, and
+    ``aclose()`` and a message over ``max_message_size`` close it. Put in as
+    both, this object turns the reader's ``send`` into ``accept`` and a put
+    into the inbox, in the reader's own task. The inbox's backpressure and
+    its stall count are unchanged: a full inbox makes the reader wait, as a
+    full channel did. Once ``done`` is set (the websocket closed, or the
+    reader ended), ``send`` refuses as a closed channel does, so that nothing
+    arrives after the close, as before.
+
+    This relies on two private attributes of trio-websocket 0.12
+    (:func:`_can_deliver_directly` checks them, and the client falls back to
+    reading with ``get_message()`` without them).
+    """
 
     def __init__(
         self,
-        client: ReconnectingWebSocket,
-        ws: trio_websocket.WebSocketConnection,
+        accept: Callable[[str | bytes], Item | None],
+        inbox: Inbox[Item],
         done: trio.Event,
     ) -> None:
-        self._client = client
-        self._recent = client._recent
-        self._inbox = client._inbox
-        self._resume = client._resume
+        self._accept = accept
+        self._inbox = inbox
         self.done = done
 
     async def send(self, message: str | bytes) -> None:
         if self.done.is_set():
-            raise trio.BrokenResourceError
-        item = parse_live(message) if self._resume else message
-        if isinstance(item, ServerEvent):
-            if not self._recent.add(item.id):
-                return
-            self._client._last_event_id = item.id
-        await self._inbox.put(item)
+            raise trio.BrokenResourceError("the websocket is closed")
+        item = self._accept(message)
+        if item is not None:
+            await self._inbox.put(item)
 
     async def receive(self) -> str | bytes:
-        raise trio.EndOfChannel
+        raise trio.EndOfChannel  # get_message() turns it into ConnectionClosed
 
     async def aclose(self) -> None:
         self.done.set()
+
+
+def _can_deliver_directly(ws: trio_websocket.WebSocketConnection) -> bool:
+    return (
+        _DIRECT_DELIVERY
+        and isinstance(getattr(ws, "_send_channel", None), trio.MemorySendChannel)
+        and isinstance(getattr(ws, "_recv_channel", None), trio.MemoryReceiveChannel)
+    )
 
 
 async def _resolve(value: Factory[T]) -> T:
@@ -317,7 +360,7 @@ class ReconnectingWebSocket:
     """A websocket that reconnects: what :func:`open_reconnecting_websocket` yields.
 
     Do not create one directly; use :func:`open_reconnecting_websocket`, which
-    documents the options.
+    documents the options (this class takes the same ones).
     """
 
     def __init__(
@@ -369,27 +412,33 @@ class ReconnectingWebSocket:
         if max_replay < 1:
             raise ValueError(f"max_replay must be at least 1, got {max_replay!r}")
         self._url = url
-        self._backoff: RetryPolicy = backoff if backoff is not None else Backoff()
-        self._server_hints = bool(server_hints)
-        self._max_attempts = max_attempts
-        self._give_up_after = give_up_after
-        self._stable_after = stable_after
-        self._resume = resume
-        self._resume_timeout = resume_timeout
-        self._connect_timeout = connect_timeout
-        self._close_timeout = close_timeout
-        self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout
-        self._max_message_size = max_message_size
-        self._max_replay = max_replay
-        self._headers = headers
-        self._ssl_context = ssl_context
-        self._should_reconnect = should_reconnect
-        self._open_stream: OpenStream = open_stream or open_tcp_stream
-        self._on_transition = on_transition
-        self._pacer = Pacer(
-            self._backoff, random or _random.Random(), max_server_delay=max_server_delay
+        self._options = _Options(
+            resume=resume,
+            resume_timeout=resume_timeout,
+            connect_timeout=connect_timeout,
+            close_timeout=close_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_message_size=max_message_size,
+            max_replay=max_replay,
+            headers=headers,
+            ssl_context=ssl_context,
+            open_stream=open_stream or open_tcp_stream,
         )
+        pacer = Pacer(
+            backoff if backoff is not None else Backoff(),
+            random or _random.Random(),
+            max_server_delay=max_server_delay,
+        )
+        self._retry = RetryState(
+            pacer,
+            max_attempts=max_attempts,
+            give_up_after=give_up_after,
+            stable_after=stable_after,
+            server_hints=bool(server_hints),
+            should_reconnect=should_reconnect,
+        )
+        self._on_transition = on_transition
         self._metrics = MetricsRecorder()
         self._recent = RecentIds(dedupe_window)
         self._inbox: Inbox[Item] = Inbox(max_queue)
@@ -397,23 +446,12 @@ class ReconnectingWebSocket:
         self._state = ConnectionState.CONNECTING
         # Safe to log: no query string (tokens live there), never the headers.
         self._display = Target(*parse_url(url)).display if isinstance(url, str) else "<url>"
-        # The gate: a fresh Event for every connection; set at its ``ready``
-        # (and, to wake the waiters, when the client ends).
-        self._gate = trio.Event()
-        self._open: _Open | None = None
+        self._run = _Run()  # the attempt in progress, or the next one
+        self._lost_at: float | None = None
         self._send_lock = trio.StrictFIFOLock()
         self._error: ReconnectFailed | None = None
         self._closing = False
-        self._failures = 0
-        self._history: collections.deque[Attempt] = collections.deque(maxlen=MAX_HISTORY)
-        self._streak_started: float | None = None
-        self._lost_at: float | None = None
-        self._reconnect_requested = False
-        self._attempt_scope: trio.CancelScope | None = None
         self._supervisor_scope: trio.CancelScope | None = None
-        # The websocket of the current attempt once it is open (resuming or ready).
-        self._websocket: trio_websocket.WebSocketConnection | None = None
-        self._backoff_scope: trio.CancelScope | None = None
         self._body_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -453,7 +491,7 @@ class ReconnectingWebSocket:
             raise TypeError(f"message must be str or bytes, got {type(message).__name__}")
         lock = self._send_lock
         try:
-            if self._open is None:
+            if self._run.ready_ws is None:
                 raise trio.WouldBlock  # not ready: queue up in acquire()
             # Fast path: ready, and nobody holds or waits for the lock (a
             # waiter makes acquire_nowait fail, so call order is kept). It
@@ -464,17 +502,18 @@ class ReconnectingWebSocket:
             await lock.acquire()
         try:
             while True:
-                opened = self._open
-                if opened is None:
+                run = self._run
+                ws = run.ready_ws
+                if ws is None:
                     self._raise_if_ended()
-                    await self._gate.wait()
+                    await run.gate.wait()
                     continue
                 try:
-                    await opened.ws.send_message(message)
+                    await ws.send_message(message)
                 except trio_websocket.ConnectionClosed:
                     # Not handed over in full: wait for the supervisor to
                     # notice the loss, then try the next connection.
-                    await opened.lost.wait()
+                    await run.lost.wait()
                 else:
                     return
         finally:
@@ -514,9 +553,9 @@ class ReconnectingWebSocket:
             ReconnectFailed: the client gave up.
             ClientClosedError: the client was closed.
         """
-        while self._open is None:
+        while (run := self._run).ready_ws is None:
             self._raise_if_ended()
-            await self._gate.wait()
+            await run.gate.wait()
         await trio.lowlevel.checkpoint()
 
     def reconnect_now(self) -> None:
@@ -530,13 +569,39 @@ class ReconnectingWebSocket:
             ClientClosedError: the client was closed.
         """
         self._raise_if_ended()
-        self._reconnect_requested = True
-        if self._backoff_scope is not None:
-            self._backoff_scope.cancel()
-        elif self._attempt_scope is not None:
-            self._attempt_scope.cancel()
+        self._run.reconnect()
 
-    # ----------------------------------------------------------------- helpers
+    # -------------------------------------------------------------- lifecycle
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[ReconnectingWebSocket]:
+        """The ``async with`` block of :func:`open_reconnecting_websocket`.
+
+        The supervisor runs in a nursery around the block. Leaving the block
+        (normally, with an error, or cancelled) runs :meth:`_shutdown`
+        shielded; an error of the block wins over the client's own.
+        """
+        body_error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._supervise)
+            try:
+                with trio.CancelScope() as self._body_scope:
+                    yield self
+            except BaseException as exc:
+                body_error = exc
+            finally:
+                self._body_scope = None
+                with trio.CancelScope(shield=True):
+                    await self._shutdown()
+        if body_error is not None:
+            raise body_error
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def _ended(self) -> bool:
+        return self._error is not None or self._closing
 
     def _raise_if_ended(self) -> None:
         if self._error is not None:
@@ -545,14 +610,15 @@ class ReconnectingWebSocket:
             raise ClientClosedError("the reconnecting websocket is closed")
 
     def _set_state(self, state: ConnectionState, **details: Any) -> None:
-        previous, self._state = self._state, state
-        if previous is state:  # the first attempt: CONNECTING is the initial state
-            return
+        previous = self._state
+        check_transition(previous, state)
+        self._state = state
+        retry = self._retry
         transition = Transition(
             state=state,
             previous=previous,
             time=trio.current_time(),
-            attempt=self._failures + 1 if state is ConnectionState.CONNECTING else self._failures,
+            attempt=retry.next_attempt if state is ConnectionState.CONNECTING else retry.failures,
             **details,
         )
         logger.debug("%s: %s -> %s %s", self._display, previous.value, state.value, details)
@@ -563,7 +629,7 @@ class ReconnectingWebSocket:
                 logger.exception("on_transition hook raised; ignored")
 
     def _fail(self, error: ReconnectFailed) -> None:
-        if self._error is not None or self._closing:
+        if self._ended:
             return
         self._error = error
         logger.error("%s: %s", self._display, error)
@@ -572,12 +638,11 @@ class ReconnectingWebSocket:
             self._body_scope.cancel()
 
     def _end(self, state: ConnectionState, error: Exception) -> None:
-        opened, self._open = self._open, None
+        run = self._run
         self._set_state(state, error=error)
         self._inbox.close(error)
-        self._gate.set()  # wake the waiters; they see the end and raise
-        if opened is not None:
-            opened.lost.set()
+        run.gate.set()  # wake the waiters; they see the end and raise
+        run.lost.set()
 
     async def _shutdown(self) -> None:
         """Leave: close the open websocket with 1000, stop the supervisor.
@@ -587,12 +652,12 @@ class ReconnectingWebSocket:
         running here and reads the server's close reply: a cancelled block
         takes one round trip to leave, not ``close_timeout``.
         """
-        if self._error is None and not self._closing:
+        if not self._ended:
             self._closing = True
-            ws = self._websocket  # open, ready or still resuming
+            ws = self._run.ws  # open, ready or still resuming
             self._end(ConnectionState.CLOSED, ClientClosedError("the client was closed"))
             if ws is not None:
-                with trio.move_on_after(self._close_timeout):
+                with trio.move_on_after(self._options.close_timeout):
                     await ws.aclose(NORMAL_CLOSURE)
         if self._supervisor_scope is not None:
             self._supervisor_scope.cancel()
@@ -609,170 +674,76 @@ class ReconnectingWebSocket:
         # and every close would wait close_timeout for a reply nobody reads.
         try:
             with trio.CancelScope(shield=True) as self._supervisor_scope:
-                if not self._closing and self._error is None:
+                if not self._ended:
                     await self._supervise_loop()
         except Exception as exc:  # a bug here must not take the application down
             logger.exception("reconnect supervisor crashed")
-            failure = ReconnectFailed("internal error in the reconnect supervisor", self._history)
+            failure = ReconnectFailed(
+                "internal error in the reconnect supervisor", self._retry.history
+            )
             failure.__cause__ = exc
             self._fail(failure)
 
     async def _supervise_loop(self) -> None:
+        """Attempt, decide (pure: :meth:`RetryState.decide`), wait; until the end."""
         while True:
-            outcome = await self._attempt()
-            if self._closing or self._error is not None:
+            run = self._run
+            outcome = await self._attempt(run)
+            if self._ended:
                 return
             now = trio.current_time()
-            was_open = outcome.ready_at is not None
-            if was_open:
+            if outcome.ready_at is not None:
                 self._lost_at = now
-            if self._reconnect_requested:
-                self._reconnect_requested = False
-                self._set_state(
-                    ConnectionState.BACKING_OFF, delay=0.0, delay_source=DelaySource.IMMEDIATE
-                )
-                continue
-            stable = was_open and now - cast(float, outcome.ready_at) >= self._stable_after
-            if stable:
-                self._pacer.reset()
-                self._failures = 0
-                self._history.clear()
-                self._streak_started = None
-            else:
-                self._failures += 1
+            decision = self._retry.decide(outcome, now, _wall_clock())
+            if decision.failed:
                 self._metrics.record_failure()
-                if self._streak_started is None:
-                    self._streak_started = outcome.started_at
-            advice = self._advise(outcome)
-            if advice.verdict is Verdict.FATAL:
-                self._history.append(self._record(outcome, now, None, None))
-                self._fail(self._fatal_error(outcome))
+            if isinstance(decision, GiveUp):
+                self._fail(decision.error)
                 return
-            hint = advice.hint if self._server_hints else None
-            delay, source = self._pacer.next_delay(failed=not stable, hint=hint)
-            if not stable:
-                self._history.append(self._record(outcome, now, delay, source))
-            if self._max_attempts is not None and self._failures >= self._max_attempts:
-                self._fail(
-                    ReconnectFailed(
-                        f"gave up after {self._failures} failed attempts", self._history
-                    )
-                )
-                return
-            if (
-                self._give_up_after is not None
-                and self._streak_started is not None
-                and now + delay - self._streak_started > self._give_up_after
-            ):
-                self._fail(
-                    ReconnectFailed(
-                        f"gave up: no stable connection within {self._give_up_after} s",
-                        self._history,
-                    )
-                )
-                return
-            self._log_failure(outcome, delay, source)
+            await self._back_off(outcome, decision)
+
+    async def _back_off(self, outcome: Outcome, wait: Wait) -> None:
+        if wait.source is DelaySource.IMMEDIATE:
+            self._set_state(ConnectionState.BACKING_OFF, delay=0.0, delay_source=wait.source)
+        else:
+            logger.info(
+                "%s: connection lost (%s); reconnecting in %.3f s (%s, failure %d)",
+                self._display,
+                outcome.describe(),
+                wait.delay,
+                wait.source.value,
+                self._retry.failures,
+            )
             self._set_state(
                 ConnectionState.BACKING_OFF,
-                delay=delay,
-                delay_source=source,
+                delay=wait.delay,
+                delay_source=wait.source,
                 close_code=outcome.close_code,
                 close_reason=outcome.close_reason,
                 status_code=outcome.status_code,
                 error=outcome.error,
             )
-            with trio.CancelScope(deadline=trio.current_time() + delay) as scope:
-                self._backoff_scope = scope
-                await trio.sleep_forever()
-            self._backoff_scope = None
-            self._reconnect_requested = False
-
-    def _record(
-        self, outcome: _Outcome, now: float, delay: float | None, source: DelaySource | None
-    ) -> Attempt:
-        return Attempt(
-            number=self._failures,
-            started_at=outcome.started_at,
-            ended_at=now,
-            reached_ready=outcome.ready_at is not None,
-            close_code=outcome.close_code,
-            close_reason=outcome.close_reason,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            delay=delay,
-            delay_source=source,
-        )
-
-    def _log_failure(self, outcome: _Outcome, delay: float, source: DelaySource) -> None:
-        if outcome.status_code is not None:
-            cause = f"handshake refused with HTTP {outcome.status_code}"
-        elif outcome.close_code is not None:
-            cause = f"closed with code {outcome.close_code}"
-        else:
-            cause = repr(outcome.error)
-        logger.info(
-            "%s: connection lost (%s); reconnecting in %.3f s (%s, failure %d)",
-            self._display,
-            cause,
-            delay,
-            source.value,
-            self._failures,
-        )
-
-    def _advise(self, outcome: _Outcome) -> RetryAdvice:
-        if outcome.status_code is not None:
-            advice = classify_rejection(outcome.status_code, outcome.headers, _wall_clock())
-        elif outcome.close_code is not None:
-            # Only a close the server sent is read for a verdict; one that the
-            # client's websocket layer made (see _closed_by_server) is retried
-            # with backoff, like a drop.
-            advice = (
-                classify_close(outcome.close_code, outcome.close_reason)
-                if outcome.server_closed
-                else RetryAdvice(Verdict.RETRY)
-            )
-        else:
-            return RetryAdvice(Verdict.RETRY)
-        if self._should_reconnect is None:
-            return advice
-        question = Disconnect(
-            close_code=outcome.close_code if outcome.status_code is None else None,
-            close_reason=outcome.close_reason if outcome.status_code is None else None,
-            status_code=outcome.status_code,
-            headers=outcome.headers,
-            default=advice.verdict is Verdict.RETRY,
-        )
-        try:
-            retry = bool(self._should_reconnect(question))
-        except Exception:
-            logger.exception("should_reconnect raised; the default rule applies")
-            return advice
-        if retry == (advice.verdict is Verdict.RETRY):
-            return advice
-        return RetryAdvice(Verdict.RETRY) if retry else RetryAdvice(Verdict.FATAL)
-
-    def _fatal_error(self, outcome: _Outcome) -> ReconnectFailed:
-        if outcome.status_code is not None:
-            return HandshakeRejectedError(
-                outcome.status_code, outcome.headers, outcome.body, self._history
-            )
-        return FatalCloseError(cast(int, outcome.close_code), outcome.close_reason, self._history)
+        backoff = self._run.backoff  # reconnect_now() cancels it
+        backoff.deadline = trio.current_time() + wait.delay
+        with backoff:
+            await trio.sleep_forever()
 
     # ----------------------------------------------------------------- attempt
 
-    async def _attempt(self) -> _Outcome:
-        outcome = _Outcome(started_at=trio.current_time())
-        self._reconnect_requested = False  # a request made just now is served by this attempt
-        self._set_state(ConnectionState.CONNECTING)
+    async def _attempt(self, run: _Run) -> Outcome:
+        """One attempt: connect, resume, deliver until the connection is lost."""
+        run.outcome = outcome = Outcome(self._retry.next_attempt, trio.current_time())
+        if self._state is not ConnectionState.CONNECTING:  # the first one starts there
+            self._set_state(ConnectionState.CONNECTING)
         try:
-            with trio.CancelScope() as self._attempt_scope:
+            with run.scope:
                 target = Target(
                     *parse_url(await _resolve(self._url)),
-                    ssl_context=await _resolve(self._ssl_context),
+                    ssl_context=await _resolve(self._options.ssl_context),
                 )
                 self._display = target.display
-                headers = _header_pairs(await _resolve(self._headers))
-                await self._connect_and_run(target, headers, outcome)
+                headers = _header_pairs(await _resolve(self._options.headers))
+                await self._connect(run, target, headers)
         except Exception as exc:
             cause = _main_cause(exc)
             if isinstance(cause, trio_websocket.ConnectionRejected):
@@ -782,51 +753,50 @@ class ReconnectingWebSocket:
             if outcome.error is None:
                 outcome.error = cause
         finally:
-            self._attempt_scope = None
-            self._connection_lost()
+            if not self._ended:
+                # The next attempt's run. Its gate is fresh if this one's was
+                # set (a set event cannot be cleared); otherwise the waiters
+                # on this gate wait on for the next ready connection.
+                self._run = _Run() if run.gate.is_set() else _Run(gate=run.gate)
+            run.lost.set()
         return outcome
 
-    def _connection_lost(self) -> None:
-        self._websocket = None
-        opened, self._open = self._open, None
-        if opened is not None:
-            self._gate = trio.Event()  # fresh for the next connection
-            opened.lost.set()
-
-    async def _connect_and_run(
-        self, target: Target, headers: list[tuple[bytes, bytes]], outcome: _Outcome
-    ) -> None:
-        deadline = trio.current_time() + self._connect_timeout
+    async def _connect(self, run: _Run, target: Target, headers: list[tuple[bytes, bytes]]) -> None:
+        options = self._options
+        run.deadline.deadline = trio.current_time() + options.connect_timeout
         stream: trio.abc.Stream | None = None
-        with trio.CancelScope(deadline=deadline):
-            stream = await self._open_stream(target)
+        with trio.CancelScope(deadline=run.deadline.deadline):
+            stream = await options.open_stream(target)
         if stream is None:
             raise ConnectTimeout(
-                f"no connection to {target.display} within {self._connect_timeout} s"
+                f"no connection to {target.display} within {options.connect_timeout} s"
             )
         try:
-            with trio.CancelScope(deadline=deadline) as phase:
+            with run.deadline:
                 async with trio.open_nursery() as nursery:
-                    await self._run_connection(nursery, phase, stream, target, headers, outcome)
+                    await self._serve(run, nursery, stream, target, headers)
                     nursery.cancel_scope.cancel()
-            if phase.cancelled_caught:
-                if self._state is ConnectionState.RESUMING:
-                    raise ResumeTimeout(f"no ready within {self._resume_timeout} s")
+            if run.deadline.cancelled_caught:
+                if run.phase is _Phase.RESUME:
+                    raise ResumeTimeout(f"no ready within {options.resume_timeout} s")
                 raise ConnectTimeout(
-                    f"websocket handshake with {target.display} took over {self._connect_timeout} s"
+                    f"websocket handshake with {target.display} took over "
+                    f"{options.connect_timeout} s"
                 )
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _run_connection(
+    async def _serve(
         self,
+        run: _Run,
         nursery: trio.Nursery,
-        phase: trio.CancelScope,
         stream: trio.abc.Stream,
         target: Target,
         headers: list[tuple[bytes, bytes]],
-        outcome: _Outcome,
     ) -> None:
+        """Open the websocket on ``stream``, resume, and deliver until it closes."""
+        options = self._options
+        outcome = cast(Outcome, run.outcome)
         handshake_scope = trio.CancelScope()
         spawner = _ReaderSpawner(nursery, handshake_scope)
         ws: trio_websocket.WebSocketConnection | None = None
@@ -838,27 +808,29 @@ class ReconnectingWebSocket:
                 target.resource,
                 extra_headers=headers,
                 message_queue_size=_WS_QUEUE_SIZE,
-                max_message_size=self._max_message_size,
+                max_message_size=options.max_message_size,
             )
         if ws is None:
-            if spawner.reader_ended:  # closed by the server before it answered
+            if spawner.ended.is_set():  # closed by the server before it answered
                 outcome.close_code = ABNORMAL_CLOSURE
                 raise ConnectionError(
                     f"{target.display} closed the connection during the opening handshake"
                 )
             return  # the phase deadline expired; the caller reports it
-        self._websocket = ws
+        run.ws = ws
         result: HandshakeResult | None = None
         try:
-            if self._resume:
+            if options.resume:
+                run.phase = _Phase.RESUME
                 self._set_state(ConnectionState.RESUMING)
-                phase.deadline = trio.current_time() + self._resume_timeout
-                result = await self._handshake(ws, phase)
-            phase.deadline = math.inf
-            self._ready(ws, result, outcome)
-            if self._ping_interval is not None:
-                nursery.start_soon(self._pinger, ws, nursery.cancel_scope, outcome)
-            await self._read_loop(ws, spawner.ended)
+                run.deadline.deadline = trio.current_time() + options.resume_timeout
+                result = await self._handshake(run, ws)
+            run.phase = _Phase.OPEN
+            run.deadline.deadline = math.inf
+            self._ready(run, result)
+            if options.ping_interval is not None:
+                nursery.start_soon(self._pinger, run, ws, nursery.cancel_scope)
+            await self._deliver(ws, spawner.ended)
         except trio_websocket.ConnectionClosed as exc:
             if self._closing:
                 # We are closing: trio-websocket's reader must live on to read
@@ -871,18 +843,19 @@ class ReconnectingWebSocket:
                 outcome.server_closed = _closed_by_server(ws)
 
     async def _handshake(
-        self, ws: trio_websocket.WebSocketConnection, phase: trio.CancelScope
+        self, run: _Run, ws: trio_websocket.WebSocketConnection
     ) -> HandshakeResult:
         handshake = ResumeHandshake(self._last_event_id)
         await ws.send_message(handshake.frame())
         received = 0
+        max_replay = self._options.max_replay
         while handshake.result is None:
             item = handshake.receive(await ws.get_message())
             if isinstance(item, ServerEvent):
                 received += 1
-                if received > self._max_replay:
+                if received > max_replay:
                     raise ResumeProtocolError(
-                        f"the server replayed more than max_replay={self._max_replay} events"
+                        f"the server replayed more than max_replay={max_replay} events"
                     )
                 if not self._recent.add(item.id):
                     continue  # a duplicate across the replay boundary
@@ -890,13 +863,13 @@ class ReconnectingWebSocket:
             elif isinstance(item, Snapshot):
                 self._last_event_id = item.id
             if item is not None:
-                await self._deliver_replayed(item, phase)
+                await self._deliver_replayed(run, item)
         result = handshake.result
         if result.ready_id is not None or result.outcome is HandshakeOutcome.LOST:
             self._last_event_id = result.ready_id
         return result
 
-    async def _deliver_replayed(self, item: Item, phase: trio.CancelScope) -> None:
+    async def _deliver_replayed(self, run: _Run, item: Item) -> None:
         """Buffer one handshake item; wait for the application if the buffer is full.
 
         The wait is the application's, not the server's, so ``resume_timeout``
@@ -908,65 +881,76 @@ class ReconnectingWebSocket:
         if len(self._inbox) + 1 < self._inbox.max_size:
             self._inbox.put_nowait(item)
             return
-        phase.deadline = math.inf
+        run.deadline.deadline = math.inf
         try:
             await self._inbox.put(item)
         finally:
-            phase.deadline = trio.current_time() + self._resume_timeout
+            run.deadline.deadline = trio.current_time() + self._options.resume_timeout
 
-    def _ready(
-        self,
-        ws: trio_websocket.WebSocketConnection,
-        result: HandshakeResult | None,
-        outcome: _Outcome,
-    ) -> None:
+    def _ready(self, run: _Run, result: HandshakeResult | None) -> None:
         now = trio.current_time()
-        outcome.ready_at = now
+        cast(Outcome, run.outcome).ready_at = now
         lost_for = None if self._lost_at is None else now - self._lost_at
         self._lost_at = None
         self._metrics.record_ready(lost_for, result)
-        self._open = _Open(ws, trio.Event())
         how = (
             "no resume" if result is None else f"{result.outcome.value}, {result.replayed} replayed"
         )
         logger.info("%s: ready (%s)", self._display, how)
         self._set_state(ConnectionState.OPEN)
-        self._gate.set()
+        run.gate.set()
 
-    async def _read_loop(
+    def _accept_live(self, message: str | bytes) -> Item | None:
+        """A message of a ready connection as an item, or ``None`` for a duplicate event."""
+        item = parse_live(message) if self._options.resume else message
+        if isinstance(item, ServerEvent):
+            if not self._recent.add(item.id):
+                return None
+            self._last_event_id = item.id
+        return item
+
+    async def _deliver(
         self, ws: trio_websocket.WebSocketConnection, reader_ended: trio.Event
-    ) -> None:
-        sink = _DirectSink(self, ws, reader_ended)
-        channel = getattr(ws, "_recv_channel", None)
-        if not isinstance(channel, trio.MemoryReceiveChannel):
+    ) -> NoReturn:
+        """Deliver the ready connection's messages to the inbox until it closes.
+
+        Raises:
+            trio_websocket.ConnectionClosed: when it has closed.
+        """
+        if not _can_deliver_directly(ws):
+            sink = _DirectSink(self._accept_live, self._inbox, trio.Event())
             while True:
                 await sink.send(await ws.get_message())
-        while True:
+        sink = _DirectSink(self._accept_live, self._inbox, reader_ended)
+        queued = ws._recv_channel
+        while True:  # what trio-websocket queued before ready goes first
             try:
-                message = channel.receive_nowait()
+                message = queued.receive_nowait()
             except trio.WouldBlock:
                 break
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 raise trio_websocket.ConnectionClosed(ws.closed) from None
             await sink.send(message)
-        ws._send_channel = sink  # type: ignore[assignment]
-        ws._recv_channel = sink  # type: ignore[assignment]
-        await sink.done.wait()
+        # No checkpoint since the queue was found empty: nothing can slip in
+        # between. From here on trio-websocket's reader delivers.
+        ws._send_channel = ws._recv_channel = sink  # type: ignore[assignment]
+        await reader_ended.wait()
         raise trio_websocket.ConnectionClosed(ws.closed)
 
     async def _pinger(
         self,
+        run: _Run,
         ws: trio_websocket.WebSocketConnection,
         connection_scope: trio.CancelScope,
-        outcome: _Outcome,
     ) -> None:
-        assert self._ping_interval is not None
+        interval = cast(float, self._options.ping_interval)
+        timeout = self._options.ping_timeout
         number = 0
         while True:
-            await trio.sleep(self._ping_interval)
+            await trio.sleep(interval)
             number += 1
             stalls = self._inbox.stalls
-            with trio.move_on_after(self._ping_timeout) as waited:
+            with trio.move_on_after(timeout) as waited:
                 try:
                     await ws.ping(number.to_bytes(8, "big"))
                 except trio_websocket.ConnectionClosed:
@@ -974,10 +958,11 @@ class ReconnectingWebSocket:
             if not waited.cancelled_caught:
                 continue
             if self._inbox.stalled or self._inbox.stalls != stalls:
-                # trio-websocket does not read pongs while its queue is full:
-                # a slow application, not a dead server.
+                # trio-websocket's reader, waiting for room in the inbox, does
+                # not read pongs: a slow application, not a dead server.
                 continue
-            outcome.error = PingTimeout(f"no pong within {self._ping_timeout} s")
+            outcome = cast(Outcome, run.outcome)
+            outcome.error = PingTimeout(f"no pong within {timeout} s")
             outcome.close_code = ABNORMAL_CLOSURE
             connection_scope.cancel()
             return
@@ -985,7 +970,31 @@ class ReconnectingWebSocket:
 
 @contextlib.asynccontextmanager
 async def open_reconnecting_websocket(
-    url: Factory[str], **options: Any
+    url: Factory[str],
+    *,
+    backoff: RetryPolicy | None = None,
+    server_hints: bool = True,
+    max_attempts: int | None = DEFAULT_MAX_ATTEMPTS,
+    give_up_after: float | None = None,
+    stable_after: float = DEFAULT_STABLE_AFTER,
+    resume: bool = True,
+    last_event_id: str | None = None,
+    resume_timeout: float = DEFAULT_RESUME_TIMEOUT,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float = DEFAULT_PING_TIMEOUT,
+    max_server_delay: float = DEFAULT_MAX_SERVER_DELAY,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_replay: int = DEFAULT_MAX_REPLAY_RECEIVED,
+    dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
+    headers: Factory[HeaderPairs] = None,
+    ssl_context: Factory[ssl.SSLContext | None] = None,
+    should_reconnect: Callable[[Disconnect], bool] | None = None,
+    random: _random.Random | None = None,
+    open_stream: OpenStream | None = None,
+    on_transition: Callable[[Transition], None] | None = None,
 ) -> AsyncIterator[ReconnectingWebSocket]:
     """Open a websocket that reconnects, for the duration of an ``async with`` block.
 
@@ -1012,16 +1021,26 @@ async def open_reconnecting_websocket(
             and every item is a raw message.
         last_event_id: The id to resume from on the first connection (for
             example persisted by a previous run).
-        resume_timeout: Seconds from the websocket opening to ``ready``.
-        connect_timeout: Seconds for TCP, TLS and the websocket handshake.
-        close_timeout: Seconds for the closing handshake when leaving.
-        ping_interval: Seconds between pings (``None``: no pings).
-        ping_timeout: Seconds to wait for a pong before the link counts as dead.
-        max_server_delay: The clamp for server retry hints, seconds.
-        max_queue: Items buffered for the application before reading pauses.
-        max_message_size: Largest message accepted (larger: close 1009).
-        max_replay: Most events one handshake may replay.
-        dedupe_window: How many recent event ids are kept to drop duplicates.
+        resume_timeout: Seconds from the websocket opening to ``ready``
+            (:data:`DEFAULT_RESUME_TIMEOUT`).
+        connect_timeout: Seconds for TCP, TLS and the websocket handshake
+            (:data:`DEFAULT_CONNECT_TIMEOUT`).
+        close_timeout: Seconds for the closing handshake when leaving
+            (:data:`DEFAULT_CLOSE_TIMEOUT`).
+        ping_interval: Seconds between pings (:data:`DEFAULT_PING_INTERVAL`;
+            ``None``: no pings).
+        ping_timeout: Seconds to wait for a pong before the link counts as dead
+            (:data:`DEFAULT_PING_TIMEOUT`).
+        max_server_delay: The clamp for server retry hints, seconds
+            (:data:`DEFAULT_MAX_SERVER_DELAY`).
+        max_queue: Items buffered for the application before reading pauses
+            (:data:`DEFAULT_MAX_QUEUE`).
+        max_message_size: Largest message accepted (larger: close 1009;
+            :data:`DEFAULT_MAX_MESSAGE_SIZE`).
+        max_replay: Most events one handshake may replay before the attempt
+            fails (:data:`DEFAULT_MAX_REPLAY_RECEIVED`).
+        dedupe_window: How many recent event ids are kept to drop duplicates
+            (:data:`DEFAULT_DEDUPE_WINDOW`).
         headers: Extra request headers (mapping or pairs), or a sync or async
             callable returning them, called before every attempt (token refresh).
         ssl_context: The TLS context for ``wss://``, or a callable returning
@@ -1038,21 +1057,31 @@ async def open_reconnecting_websocket(
             (the block is cancelled); subclasses for fatal closes and refusals.
         ValueError: for an invalid option.
     """
-    ws = ReconnectingWebSocket(url, **options)
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        ws._nursery = nursery
-        nursery.start_soon(ws._supervise)
-        try:
-            with trio.CancelScope() as ws._body_scope:
-                yield ws
-        except BaseException as exc:
-            body_error = exc
-        finally:
-            ws._body_scope = None
-            with trio.CancelScope(shield=True):
-                await ws._shutdown()
-    if body_error is not None:
-        raise body_error
-    if ws._error is not None:
-        raise ws._error
+    ws = ReconnectingWebSocket(
+        url,
+        backoff=backoff,
+        server_hints=server_hints,
+        max_attempts=max_attempts,
+        give_up_after=give_up_after,
+        stable_after=stable_after,
+        resume=resume,
+        last_event_id=last_event_id,
+        resume_timeout=resume_timeout,
+        connect_timeout=connect_timeout,
+        close_timeout=close_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        max_server_delay=max_server_delay,
+        max_queue=max_queue,
+        max_message_size=max_message_size,
+        max_replay=max_replay,
+        dedupe_window=dedupe_window,
+        headers=headers,
+        ssl_context=ssl_context,
+        should_reconnect=should_reconnect,
+        random=random,
+        open_stream=open_stream,
+        on_transition=on_transition,
+    )
+    async with ws._session():
+        yield ws
