@@ -92,9 +92,9 @@ DEFAULT_RECONNECTS: Final = 150
 DEFAULT_TIMEOUT: Final = 600.0
 
 #: ours / raw sequential round trips per second must be at least this.
-TARGET_SEQ: Final = 0.95
+TARGET_SEQ: Final = 0.97
 #: ours / raw pipelined messages per second must be at least this.
-TARGET_PIPE: Final = 0.95
+TARGET_PIPE: Final = 0.97
 #: ours drop-to-ready / raw connect-to-first-echo must be at most this.
 TARGET_RECONNECT: Final = 1.25
 
