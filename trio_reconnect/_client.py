@@ -196,11 +196,9 @@ class _Run:
     outcome: Outcome | None = None
     #: The websocket, once open (resuming or ready).
     ws: trio_websocket.WebSocketConnection | None = None
-
-    @property
-    def ready_ws(self) -> trio_websocket.WebSocketConnection | None:
-        """The websocket while this attempt's connection is ready, else ``None``."""
-        return self.ws if self.gate.is_set() and not self.lost.is_set() else None
+    #: The websocket while the connection is ready (from ``ready`` until it
+    #: is lost or the client ends); what sends go to.
+    ready_ws: trio_websocket.WebSocketConnection | None = None
 
     def reconnect(self) -> None:
         """``reconnect_now()``: cut the wait short, or drop the attempt (no failure)."""
@@ -487,7 +485,7 @@ class ReconnectingWebSocket:
             ClientClosedError: the client was closed.
             TypeError: ``message`` is neither ``str`` nor ``bytes``.
         """
-        if not isinstance(message, str | bytes):
+        if not isinstance(message, (str, bytes)):  # a tuple: no union object built per call
             raise TypeError(f"message must be str or bytes, got {type(message).__name__}")
         lock = self._send_lock
         try:
@@ -641,6 +639,7 @@ class ReconnectingWebSocket:
         run = self._run
         self._set_state(state, error=error)
         self._inbox.close(error)
+        run.ready_ws = None
         run.gate.set()  # wake the waiters; they see the end and raise
         run.lost.set()
 
@@ -758,6 +757,7 @@ class ReconnectingWebSocket:
                 # set (a set event cannot be cleared); otherwise the waiters
                 # on this gate wait on for the next ready connection.
                 self._run = _Run() if run.gate.is_set() else _Run(gate=run.gate)
+            run.ready_ws = None
             run.lost.set()
         return outcome
 
@@ -898,6 +898,7 @@ class ReconnectingWebSocket:
         )
         logger.info("%s: ready (%s)", self._display, how)
         self._set_state(ConnectionState.OPEN)
+        run.ready_ws = run.ws
         run.gate.set()
 
     def _accept_live(self, message: str | bytes) -> Item | None:
