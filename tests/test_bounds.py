@@ -373,7 +373,6 @@ async def test_dedupe_window_stays_at_its_bound(
         await trio.sleep_forever()
 
     server = FakeServer(nursery, handler)
-    sizes: list[int] = []
     with trio.fail_after(100):
         async with tr.open_reconnecting_websocket(
             URL, open_stream=server.open_stream, dedupe_window=window, ping_interval=None
@@ -381,15 +380,13 @@ async def test_dedupe_window_stays_at_its_bound(
             got: list[tr.Item] = []
             while tr.ServerEvent("end", None) not in got:
                 got.append(await ws.get_message())
-                sizes.append(len(ws._recent._members))
-                assert len(ws._recent) <= window
+    # "e0" came back after 1,000 others: only `window` ids are remembered (the
+    # memory bound itself is tested on the pure cursor, tests/test_cursor.py).
     assert got == [
         *(tr.ServerEvent(f"e{i}", i) for i in range(distinct)),
         tr.ServerEvent("e0", "again"),
         tr.ServerEvent("end", None),
     ]
-    assert max(sizes) == window
-    assert len(ws._recent) == len(ws._recent._members) == window
 
 
 @given(
@@ -425,7 +422,6 @@ def test_dedupe_matches_a_sliding_window(window: int, ids: list[str]) -> None:
                         item = await ws.get_message()
                         assert isinstance(item, tr.ServerEvent)
                         got.append(item.id)
-                        assert len(ws._recent) <= window
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

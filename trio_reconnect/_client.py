@@ -70,6 +70,7 @@ import trio
 import trio_websocket
 
 from ._backoff import Backoff, Pacer, RetryPolicy
+from ._cursor import Cursor
 from ._exceptions import (
     AttemptError,
     ClientClosedError,
@@ -82,16 +83,7 @@ from ._exceptions import (
 from ._hints import ABNORMAL_CLOSURE, NORMAL_CLOSURE
 from ._inbox import Inbox
 from ._metrics import MetricsRecorder, ReconnectStatistics
-from ._protocol import (
-    HandshakeOutcome,
-    HandshakeResult,
-    Item,
-    RecentIds,
-    ResumeHandshake,
-    ServerEvent,
-    Snapshot,
-    parse_live,
-)
+from ._protocol import HandshakeResult, Item, ResumeHandshake, ServerEvent, parse_live
 from ._retry import Disconnect, GiveUp, Outcome, RetryState, Wait
 from ._settings import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from ._state import ConnectionState, DelaySource, Transition, check_transition
@@ -438,9 +430,8 @@ class ReconnectingWebSocket:
         )
         self._on_transition = on_transition
         self._metrics = MetricsRecorder()
-        self._recent = RecentIds(dedupe_window)
+        self._cursor = Cursor(last_event_id, dedupe_window)
         self._inbox: Inbox[Item] = Inbox(max_queue)
-        self._last_event_id = last_event_id
         self._state = ConnectionState.CONNECTING
         # Safe to log: no query string (tokens live there), never the headers.
         self._display = Target(*parse_url(url)).display if isinstance(url, str) else "<url>"
@@ -466,7 +457,7 @@ class ReconnectingWebSocket:
     @property
     def last_event_id(self) -> str | None:
         """The id of the newest event received (what the next ``resume`` sends)."""
-        return self._last_event_id
+        return self._cursor.last_event_id
 
     def statistics(self) -> ReconnectStatistics:
         """A frozen snapshot of this client's reconnect metrics."""
@@ -845,7 +836,8 @@ class ReconnectingWebSocket:
     async def _handshake(
         self, run: _Run, ws: trio_websocket.WebSocketConnection
     ) -> HandshakeResult:
-        handshake = ResumeHandshake(self._last_event_id)
+        cursor = self._cursor
+        handshake = ResumeHandshake(cursor.last_event_id)
         await ws.send_message(handshake.frame())
         received = 0
         max_replay = self._options.max_replay
@@ -857,17 +849,10 @@ class ReconnectingWebSocket:
                     raise ResumeProtocolError(
                         f"the server replayed more than max_replay={max_replay} events"
                     )
-                if not self._recent.add(item.id):
-                    continue  # a duplicate across the replay boundary
-                self._last_event_id = item.id
-            elif isinstance(item, Snapshot):
-                self._last_event_id = item.id
-            if item is not None:
+            if item is not None and cursor.deliver(item):
                 await self._deliver_replayed(run, item)
-        result = handshake.result
-        if result.ready_id is not None or result.outcome is HandshakeOutcome.LOST:
-            self._last_event_id = result.ready_id
-        return result
+        cursor.ready(handshake.result)
+        return handshake.result
 
     async def _deliver_replayed(self, run: _Run, item: Item) -> None:
         """Buffer one handshake item; wait for the application if the buffer is full.
@@ -904,11 +889,7 @@ class ReconnectingWebSocket:
     def _accept_live(self, message: str | bytes) -> Item | None:
         """A message of a ready connection as an item, or ``None`` for a duplicate event."""
         item = parse_live(message) if self._options.resume else message
-        if isinstance(item, ServerEvent):
-            if not self._recent.add(item.id):
-                return None
-            self._last_event_id = item.id
-        return item
+        return item if self._cursor.deliver(item) else None
 
     async def _deliver(
         self, ws: trio_websocket.WebSocketConnection, reader_ended: trio.Event
