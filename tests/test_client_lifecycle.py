@@ -434,3 +434,34 @@ def test_the_entry_point_has_the_class_options_typed_and_keyword_only() -> None:
     assert len(entry.parameters) == 24  # url and 23 options
     documented = tr.open_reconnecting_websocket.__doc__ or ""
     assert all(f"{name}:" in documented for name in entry.parameters), "every option documented"
+
+
+async def test_reconnect_now_from_the_connecting_hook_drops_that_attempt(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """on_transition runs when the attempt has begun: a reconnect_now() there
+    drops that attempt (no failure), it is not lost."""
+    server = FakeServer(nursery, ready_forever)
+    transitions: list[tr.Transition] = []
+    asked = False
+
+    def hook(transition: tr.Transition) -> None:
+        nonlocal asked
+        transitions.append(transition)
+        if transition.state is tr.ConnectionState.CONNECTING and not asked:
+            asked = True
+            ws.reconnect_now()
+
+    with trio.fail_after(100):
+        async with tr.open_reconnecting_websocket(
+            "ws://example.test/", open_stream=server.open_stream, on_transition=hook
+        ) as ws:
+            await ws.wait_ready()
+            ws.reconnect_now()  # the CONNECTING after this one calls it again
+            await trio.sleep(1)
+            await ws.wait_ready()
+            states = [(t.state, t.delay_source) for t in transitions]
+    backing = [source for state, source in states if state is tr.ConnectionState.BACKING_OFF]
+    assert backing == [tr.DelaySource.IMMEDIATE, tr.DelaySource.IMMEDIATE]
+    assert ws.statistics().failed_attempts == 0
+    assert len(server.connects) == 3  # the dropped attempt got as far as opening its stream

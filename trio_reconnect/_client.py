@@ -1,4 +1,4 @@
-"""The reconnecting client's driver: the one client module that does I/O.
+"""The reconnecting client: the public class and its supervisor.
 
 :func:`open_reconnecting_websocket` opens a nursery around the application's
 ``async with`` block and runs the supervisor in it. The supervisor's loop
@@ -6,38 +6,19 @@
 
     CONNECTING -> (RESUMING) -> OPEN -> connection lost -> BACKING_OFF -> CONNECTING ...
 
-Everything that decides is elsewhere and pure: what to do after an attempt,
-wait (how long, why) or give up (:mod:`._retry`, with the pacer of
-:mod:`._backoff` and the verdicts of :mod:`._hints`), which state changes are
-legal (:data:`._state.TRANSITIONS`), the handshake frames (:mod:`._protocol`),
-the metrics (:mod:`._metrics`). This module only does the I/O and the timing,
-with cancel scopes. Each attempt keeps its own state in one :class:`_Run`
-(its websocket, cancel scopes, phase, gate, lost event and outcome).
+It decides nothing. What to do after an attempt, wait (how long, why) or
+give up, is :mod:`._retry` (with the pacer of :mod:`._backoff` and the
+verdicts of :mod:`._hints`); which state changes are legal is
+:data:`._state.TRANSITIONS`; the position in the event stream is
+:mod:`._cursor`; the handshake frames are :mod:`._protocol`; the metrics
+:mod:`._metrics`. The I/O of one attempt, with its cancel scopes and its
+trio-websocket workarounds, is :mod:`._attempt`: each attempt is one
+:class:`~._attempt.Run` (its websocket, cancel scopes, phase, gate, lost
+event and outcome). This module sequences the attempts, keeps the public
+state, and closes the connection when the application leaves.
 
-Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
-
-* ``connect_timeout`` covers opening the stream (TCP + TLS) and the websocket
-  handshake. trio-websocket's own timeout does not bound a stalled handshake
-  (its nursery waits on the reader task), so the deadline is a cancel scope
-  placed OUTSIDE the nursery that holds the reader task, and is replaced by
-  ``resume_timeout`` once the websocket is open, and lifted at ``ready``.
-* A server that accepts TCP and closes before answering the handshake would
-  leave ``wrap_client_stream`` waiting until that deadline; a small wrapper
-  notices the reader task ending and fails the attempt at once.
-* Messages are read all the time, whether or not the application reads:
-  trio-websocket stops answering pongs while its own queue is full, so its
-  queue must not be the application's buffer. Once a connection is ready,
-  trio-websocket's reader task delivers every message straight into the
-  client's bounded inbox (:class:`_DirectSink` takes the place of its
-  internal message channel), so that a message crosses one task switch, not
-  two: trio-websocket's reader, then the application. A ping that times out
-  while the inbox was full at any point counts as a slow consumer, not a
-  dead server.
-* Ping payloads are unique per connection (a timed-out ping stays in flight).
-* Errors from trio-websocket come out of the connection's nursery as
-  exception groups; the supervisor takes the error apart there and never lets
-  a group (or any error but ``ReconnectFailed`` and friends) reach the public
-  surface.
+Errors from an attempt are recorded in its outcome; no exception group (and
+no error but ``ReconnectFailed`` and friends) reaches the public surface.
 
 Delivery of application messages (client -> server):
 
@@ -55,35 +36,27 @@ Delivery of application messages (client -> server):
 from __future__ import annotations
 
 import contextlib
-import enum
-import inspect
 import logging
-import math
 import random as _random
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, NoReturn, TypeAlias, TypeVar, cast
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
 
-import attrs
 import trio
 import trio_websocket
 
+from ._attempt import AttemptContext, AttemptOptions, Factory, HeaderPairs, Run
 from ._backoff import Backoff, Pacer, RetryPolicy
 from ._cursor import Cursor
 from ._exceptions import (
-    AttemptError,
     ClientClosedError,
-    ConnectTimeout,
-    PingTimeout,
     ReconnectFailed,
-    ResumeProtocolError,
-    ResumeTimeout,
 )
-from ._hints import ABNORMAL_CLOSURE, NORMAL_CLOSURE
+from ._hints import NORMAL_CLOSURE
 from ._inbox import Inbox
 from ._metrics import MetricsRecorder, ReconnectStatistics
-from ._protocol import HandshakeResult, Item, ResumeHandshake, ServerEvent, parse_live
+from ._protocol import HandshakeResult, Item
 from ._retry import Disconnect, GiveUp, Outcome, RetryState, Wait
 from ._settings import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from ._state import ConnectionState, DelaySource, Transition, check_transition
@@ -134,216 +107,6 @@ DEFAULT_MAX_REPLAY_RECEIVED: Final = 10_000
 
 # Wall-clock seconds since the epoch, for HTTP-date Retry-After hints (tests patch it).
 _wall_clock = time.time
-
-# trio-websocket's own queue between its reader and the resume handshake;
-# once ready, the inbox is the only buffer.
-_WS_QUEUE_SIZE: Final = 16
-
-# Whether a ready connection's messages are delivered by trio-websocket's
-# reader straight into the inbox (see _DirectSink). Off (tests), or on a
-# trio-websocket without those internals, the supervisor reads with get_message()
-# and puts into the inbox itself: one more task switch per message.
-_DIRECT_DELIVERY = True
-
-T = TypeVar("T")
-#: A value, or a sync or async callable returning one, called before every attempt.
-Factory: TypeAlias = T | Callable[[], T | Awaitable[T]]
-HeaderPairs: TypeAlias = Mapping[str, str] | Sequence[tuple[str | bytes, str | bytes]] | None
-
-
-class _Phase(enum.Enum):
-    """Which deadline an attempt is under."""
-
-    #: TCP, TLS and the websocket handshake: ``connect_timeout``.
-    CONNECT = "connect"
-    #: The resume handshake, up to ``ready``: ``resume_timeout``.
-    RESUME = "resume"
-    #: Ready: no deadline.
-    OPEN = "open"
-
-
-@attrs.define(eq=False)
-class _Run:
-    """One attempt, from the wait before it to the loss of its connection.
-
-    The client's current run is the attempt in progress, or, while the client
-    waits, the next one: senders and ``wait_ready`` wait on its gate. A run
-    is used once. A Trio event cannot be cleared, so a gate that was set (a
-    connection got ready) is never used again; a gate that was not is handed
-    on to the next run, with its waiters.
-    """
-
-    #: Set at ``ready`` (sends flow), or when the client ends (waiters wake and raise).
-    gate: trio.Event = attrs.Factory(trio.Event)
-    #: Set when the attempt is over and its connection, if any, is gone.
-    lost: trio.Event = attrs.Factory(trio.Event)
-    #: The wait before the attempt; ``reconnect_now()`` cuts it short.
-    backoff: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    #: The whole attempt; ``reconnect_now()`` cancels it.
-    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    #: The deadline of the current phase (inside the connection's nursery).
-    deadline: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    phase: _Phase = _Phase.CONNECT
-    #: What the attempt came to; ``None`` until it starts.
-    outcome: Outcome | None = None
-    #: The websocket, once open (resuming or ready).
-    ws: trio_websocket.WebSocketConnection | None = None
-    #: The websocket while the connection is ready (from ``ready`` until it
-    #: is lost or the client ends); what sends go to.
-    ready_ws: trio_websocket.WebSocketConnection | None = None
-
-    def reconnect(self) -> None:
-        """``reconnect_now()``: cut the wait short, or drop the attempt (no failure)."""
-        if self.outcome is None:
-            self.backoff.cancel()
-        else:
-            self.outcome.requested = True
-            self.scope.cancel()
-
-
-@attrs.frozen
-class _Options:
-    """The options an attempt reads (validated by ``ReconnectingWebSocket``)."""
-
-    resume: bool
-    resume_timeout: float
-    connect_timeout: float
-    close_timeout: float
-    ping_interval: float | None
-    ping_timeout: float
-    max_message_size: int
-    max_replay: int
-    headers: Factory[HeaderPairs]
-    ssl_context: Factory[ssl.SSLContext | None]
-    open_stream: OpenStream
-
-
-class _ReaderSpawner:
-    """Stands in for the nursery given to ``wrap_client_stream``.
-
-    It starts trio-websocket's reader task in the real nursery, sets
-    ``ended`` when that task ends, and cancels ``handshake_scope`` if it ends
-    before the handshake is over (the server closed the TCP connection
-    without answering).
-    """
-
-    def __init__(self, nursery: trio.Nursery, handshake_scope: trio.CancelScope) -> None:
-        self._nursery = nursery
-        self._scope = handshake_scope
-        self.ended = trio.Event()
-
-    def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
-        async def watched() -> None:
-            try:
-                await fn()
-            finally:
-                self.ended.set()
-                self._scope.cancel()
-
-        self._nursery.start_soon(watched)
-
-
-class _DirectSink:
-    """Takes the place of trio-websocket's message channel on a ready connection.
-
-    trio-websocket's reader task hands each complete message to
-    ``self._send_channel.send()`` and closes it with ``aclose()`` when the
-    websocket closes; ``get_message()`` reads ``self._recv_channel``, and
-    ``aclose()`` and a message over ``max_message_size`` close it. Put in as
-    both, this object turns the reader's ``send`` into ``accept`` and a put
-    into the inbox, in the reader's own task. The inbox's backpressure and
-    its stall count are unchanged: a full inbox makes the reader wait, as a
-    full channel did. Once ``done`` is set (the websocket closed, or the
-    reader ended), ``send`` refuses as a closed channel does, so that nothing
-    arrives after the close, as before.
-
-    This relies on two private attributes of trio-websocket 0.12
-    (:func:`_can_deliver_directly` checks them, and the client falls back to
-    reading with ``get_message()`` without them).
-    """
-
-    def __init__(
-        self,
-        accept: Callable[[str | bytes], Item | None],
-        inbox: Inbox[Item],
-        done: trio.Event,
-    ) -> None:
-        self._accept = accept
-        self._inbox = inbox
-        self.done = done
-
-    async def send(self, message: str | bytes) -> None:
-        if self.done.is_set():
-            raise trio.BrokenResourceError("the websocket is closed")
-        item = self._accept(message)
-        if item is not None:
-            await self._inbox.put(item)
-
-    async def receive(self) -> str | bytes:
-        raise trio.EndOfChannel  # get_message() turns it into ConnectionClosed
-
-    async def aclose(self) -> None:
-        self.done.set()
-
-
-def _can_deliver_directly(ws: trio_websocket.WebSocketConnection) -> bool:
-    return (
-        _DIRECT_DELIVERY
-        and isinstance(getattr(ws, "_send_channel", None), trio.MemorySendChannel)
-        and isinstance(getattr(ws, "_recv_channel", None), trio.MemoryReceiveChannel)
-    )
-
-
-async def _resolve(value: Factory[T]) -> T:
-    if callable(value):
-        result = value()
-        if inspect.isawaitable(result):
-            return cast(T, await result)
-        return result
-    return value
-
-
-def _header_pairs(headers: HeaderPairs) -> list[tuple[bytes, bytes]]:
-    if headers is None:
-        return []
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return [
-        (
-            name.encode("latin-1") if isinstance(name, str) else name,
-            value.encode("latin-1") if isinstance(value, str) else value,
-        )
-        for name, value in pairs
-    ]
-
-
-def _closed_by_server(ws: trio_websocket.WebSocketConnection) -> bool:
-    """Whether the server sent the close frame that ended ``ws``.
-
-    trio-websocket reports the closes it makes itself just like the server's:
-    1009 for a message over ``max_message_size``, and (from wsproto) 1002 or
-    1007 for a frame that breaks RFC 6455, such as invalid UTF-8 or a close
-    code wsproto does not know (1014 among them). Such a code is not the
-    server's verdict. trio-websocket sets this event only when the peer
-    started the close.
-    """
-    peer_closed = getattr(ws, "_for_testing_peer_closed_connection", None)
-    return not isinstance(peer_closed, trio.Event) or peer_closed.is_set()
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
-def _main_cause(exc: BaseException) -> BaseException:
-    """The one error that explains a failed connection nursery."""
-    leaves = _leaves(exc)
-    for kind in (trio_websocket.ConnectionRejected, AttemptError, OSError):
-        for leaf in leaves:
-            if isinstance(leaf, kind):
-                return leaf
-    return leaves[0]
 
 
 class ReconnectingWebSocket:
@@ -401,12 +164,12 @@ class ReconnectingWebSocket:
                 check_positive(name, maybe)
         if max_replay < 1:
             raise ValueError(f"max_replay must be at least 1, got {max_replay!r}")
-        self._url = url
-        self._options = _Options(
+        self._close_timeout = close_timeout
+        options = AttemptOptions(
+            url=url,
             resume=resume,
             resume_timeout=resume_timeout,
             connect_timeout=connect_timeout,
-            close_timeout=close_timeout,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             max_message_size=max_message_size,
@@ -432,14 +195,23 @@ class ReconnectingWebSocket:
         self._metrics = MetricsRecorder()
         self._cursor = Cursor(last_event_id, dedupe_window)
         self._inbox: Inbox[Item] = Inbox(max_queue)
+        self._context = AttemptContext(
+            options,
+            self._inbox,
+            self._cursor,
+            targeted=self._targeted,
+            resuming=self._resuming,
+            ready=self._ready,
+            closing=lambda: self._closing,
+        )
         self._state = ConnectionState.CONNECTING
         # Safe to log: no query string (tokens live there), never the headers.
         self._display = Target(*parse_url(url)).display if isinstance(url, str) else "<url>"
-        self._run = _Run()  # the attempt in progress, or the next one
+        self._run = Run()  # the attempt in progress, or the next one
         self._lost_at: float | None = None
         self._send_lock = trio.StrictFIFOLock()
         self._error: ReconnectFailed | None = None
-        self._closing = False
+        self._closing: bool = False
         self._supervisor_scope: trio.CancelScope | None = None
         self._body_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -630,9 +402,8 @@ class ReconnectingWebSocket:
         run = self._run
         self._set_state(state, error=error)
         self._inbox.close(error)
-        run.ready_ws = None
         run.gate.set()  # wake the waiters; they see the end and raise
-        run.lost.set()
+        run.end()
 
     async def _shutdown(self) -> None:
         """Leave: close the open websocket with 1000, stop the supervisor.
@@ -647,7 +418,7 @@ class ReconnectingWebSocket:
             ws = self._run.ws  # open, ready or still resuming
             self._end(ConnectionState.CLOSED, ClientClosedError("the client was closed"))
             if ws is not None:
-                with trio.move_on_after(self._options.close_timeout):
+                with trio.move_on_after(self._close_timeout):
                     await ws.aclose(NORMAL_CLOSURE)
         if self._supervisor_scope is not None:
             self._supervisor_scope.cancel()
@@ -720,161 +491,27 @@ class ReconnectingWebSocket:
 
     # ----------------------------------------------------------------- attempt
 
-    async def _attempt(self, run: _Run) -> Outcome:
-        """One attempt: connect, resume, deliver until the connection is lost."""
-        run.outcome = outcome = Outcome(self._retry.next_attempt, trio.current_time())
+    async def _attempt(self, run: Run) -> Outcome:
+        """One attempt (:meth:`Run.attempt`); then the next attempt's run takes its place."""
+        # Started before the transition: reconnect_now() from on_transition cancels it.
+        run.start(Outcome(self._retry.next_attempt, trio.current_time()))
         if self._state is not ConnectionState.CONNECTING:  # the first one starts there
             self._set_state(ConnectionState.CONNECTING)
         try:
-            with run.scope:
-                target = Target(
-                    *parse_url(await _resolve(self._url)),
-                    ssl_context=await _resolve(self._options.ssl_context),
-                )
-                self._display = target.display
-                headers = _header_pairs(await _resolve(self._options.headers))
-                await self._connect(run, target, headers)
-        except Exception as exc:
-            cause = _main_cause(exc)
-            if isinstance(cause, trio_websocket.ConnectionRejected):
-                outcome.status_code = cause.status_code
-                outcome.headers = tuple(cause.headers or ())
-                outcome.body = cause.body
-            if outcome.error is None:
-                outcome.error = cause
+            return await run.attempt(self._context)
         finally:
             if not self._ended:
-                # The next attempt's run. Its gate is fresh if this one's was
-                # set (a set event cannot be cleared); otherwise the waiters
-                # on this gate wait on for the next ready connection.
-                self._run = _Run() if run.gate.is_set() else _Run(gate=run.gate)
-            run.ready_ws = None
-            run.lost.set()
-        return outcome
+                self._run = run.next()  # before run.end(): its waiters look for the next
+            run.end()
 
-    async def _connect(self, run: _Run, target: Target, headers: list[tuple[bytes, bytes]]) -> None:
-        options = self._options
-        run.deadline.deadline = trio.current_time() + options.connect_timeout
-        stream: trio.abc.Stream | None = None
-        with trio.CancelScope(deadline=run.deadline.deadline):
-            stream = await options.open_stream(target)
-        if stream is None:
-            raise ConnectTimeout(
-                f"no connection to {target.display} within {options.connect_timeout} s"
-            )
-        try:
-            with run.deadline:
-                async with trio.open_nursery() as nursery:
-                    await self._serve(run, nursery, stream, target, headers)
-                    nursery.cancel_scope.cancel()
-            if run.deadline.cancelled_caught:
-                if run.phase is _Phase.RESUME:
-                    raise ResumeTimeout(f"no ready within {options.resume_timeout} s")
-                raise ConnectTimeout(
-                    f"websocket handshake with {target.display} took over "
-                    f"{options.connect_timeout} s"
-                )
-        finally:
-            await trio.aclose_forcefully(stream)
+    def _targeted(self, target: Target) -> None:
+        self._display = target.display
 
-    async def _serve(
-        self,
-        run: _Run,
-        nursery: trio.Nursery,
-        stream: trio.abc.Stream,
-        target: Target,
-        headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        """Open the websocket on ``stream``, resume, and deliver until it closes."""
-        options = self._options
-        outcome = cast(Outcome, run.outcome)
-        handshake_scope = trio.CancelScope()
-        spawner = _ReaderSpawner(nursery, handshake_scope)
-        ws: trio_websocket.WebSocketConnection | None = None
-        with handshake_scope:
-            ws = await trio_websocket.wrap_client_stream(
-                cast(trio.Nursery, spawner),
-                cast(trio.SocketStream, stream),
-                target.host_header,
-                target.resource,
-                extra_headers=headers,
-                message_queue_size=_WS_QUEUE_SIZE,
-                max_message_size=options.max_message_size,
-            )
-        if ws is None:
-            if spawner.ended.is_set():  # closed by the server before it answered
-                outcome.close_code = ABNORMAL_CLOSURE
-                raise ConnectionError(
-                    f"{target.display} closed the connection during the opening handshake"
-                )
-            return  # the phase deadline expired; the caller reports it
-        run.ws = ws
-        result: HandshakeResult | None = None
-        try:
-            if options.resume:
-                run.phase = _Phase.RESUME
-                self._set_state(ConnectionState.RESUMING)
-                run.deadline.deadline = trio.current_time() + options.resume_timeout
-                result = await self._handshake(run, ws)
-            run.phase = _Phase.OPEN
-            run.deadline.deadline = math.inf
-            self._ready(run, result)
-            if options.ping_interval is not None:
-                nursery.start_soon(self._pinger, run, ws, nursery.cancel_scope)
-            await self._deliver(ws, spawner.ended)
-        except trio_websocket.ConnectionClosed as exc:
-            if self._closing:
-                # We are closing: trio-websocket's reader must live on to read
-                # the server's close reply. _shutdown cancels us when done.
-                await trio.sleep_forever()
-            reason = exc.reason
-            if reason is not None:
-                outcome.close_code = reason.code
-                outcome.close_reason = reason.reason
-                outcome.server_closed = _closed_by_server(ws)
+    def _resuming(self) -> None:
+        self._set_state(ConnectionState.RESUMING)
 
-    async def _handshake(
-        self, run: _Run, ws: trio_websocket.WebSocketConnection
-    ) -> HandshakeResult:
-        cursor = self._cursor
-        handshake = ResumeHandshake(cursor.last_event_id)
-        await ws.send_message(handshake.frame())
-        received = 0
-        max_replay = self._options.max_replay
-        while handshake.result is None:
-            item = handshake.receive(await ws.get_message())
-            if isinstance(item, ServerEvent):
-                received += 1
-                if received > max_replay:
-                    raise ResumeProtocolError(
-                        f"the server replayed more than max_replay={max_replay} events"
-                    )
-            if item is not None and cursor.deliver(item):
-                await self._deliver_replayed(run, item)
-        cursor.ready(handshake.result)
-        return handshake.result
-
-    async def _deliver_replayed(self, run: _Run, item: Item) -> None:
-        """Buffer one handshake item; wait for the application if the buffer is full.
-
-        The wait is the application's, not the server's, so ``resume_timeout``
-        is paused during it and starts again when there is room. This keeps
-        the buffer at ``max_queue`` (plus the item being added) even when
-        every attempt replays ``max_replay`` events to an application that is
-        not reading.
-        """
-        if len(self._inbox) + 1 < self._inbox.max_size:
-            self._inbox.put_nowait(item)
-            return
-        run.deadline.deadline = math.inf
-        try:
-            await self._inbox.put(item)
-        finally:
-            run.deadline.deadline = trio.current_time() + self._options.resume_timeout
-
-    def _ready(self, run: _Run, result: HandshakeResult | None) -> None:
+    def _ready(self, result: HandshakeResult | None) -> None:
         now = trio.current_time()
-        cast(Outcome, run.outcome).ready_at = now
         lost_for = None if self._lost_at is None else now - self._lost_at
         self._lost_at = None
         self._metrics.record_ready(lost_for, result)
@@ -883,71 +520,6 @@ class ReconnectingWebSocket:
         )
         logger.info("%s: ready (%s)", self._display, how)
         self._set_state(ConnectionState.OPEN)
-        run.ready_ws = run.ws
-        run.gate.set()
-
-    def _accept_live(self, message: str | bytes) -> Item | None:
-        """A message of a ready connection as an item, or ``None`` for a duplicate event."""
-        item = parse_live(message) if self._options.resume else message
-        return item if self._cursor.deliver(item) else None
-
-    async def _deliver(
-        self, ws: trio_websocket.WebSocketConnection, reader_ended: trio.Event
-    ) -> NoReturn:
-        """Deliver the ready connection's messages to the inbox until it closes.
-
-        Raises:
-            trio_websocket.ConnectionClosed: when it has closed.
-        """
-        if not _can_deliver_directly(ws):
-            sink = _DirectSink(self._accept_live, self._inbox, trio.Event())
-            while True:
-                await sink.send(await ws.get_message())
-        sink = _DirectSink(self._accept_live, self._inbox, reader_ended)
-        queued = ws._recv_channel
-        while True:  # what trio-websocket queued before ready goes first
-            try:
-                message = queued.receive_nowait()
-            except trio.WouldBlock:
-                break
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                raise trio_websocket.ConnectionClosed(ws.closed) from None
-            await sink.send(message)
-        # No checkpoint since the queue was found empty: nothing can slip in
-        # between. From here on trio-websocket's reader delivers.
-        ws._send_channel = ws._recv_channel = sink  # type: ignore[assignment]
-        await reader_ended.wait()
-        raise trio_websocket.ConnectionClosed(ws.closed)
-
-    async def _pinger(
-        self,
-        run: _Run,
-        ws: trio_websocket.WebSocketConnection,
-        connection_scope: trio.CancelScope,
-    ) -> None:
-        interval = cast(float, self._options.ping_interval)
-        timeout = self._options.ping_timeout
-        number = 0
-        while True:
-            await trio.sleep(interval)
-            number += 1
-            stalls = self._inbox.stalls
-            with trio.move_on_after(timeout) as waited:
-                try:
-                    await ws.ping(number.to_bytes(8, "big"))
-                except trio_websocket.ConnectionClosed:
-                    return  # the reader sees the close too
-            if not waited.cancelled_caught:
-                continue
-            if self._inbox.stalled or self._inbox.stalls != stalls:
-                # trio-websocket's reader, waiting for room in the inbox, does
-                # not read pongs: a slow application, not a dead server.
-                continue
-            outcome = cast(Outcome, run.outcome)
-            outcome.error = PingTimeout(f"no pong within {timeout} s")
-            outcome.close_code = ABNORMAL_CLOSURE
-            connection_scope.cancel()
-            return
 
 
 @contextlib.asynccontextmanager
