@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from trio_reconnect.server import LoggedEvent, ReplayLog
+from trio_reconnect.server import LoggedEvent, LogRead, ReplayLog
 
 
 class Recorder(Protocol):
@@ -21,30 +21,27 @@ class Recorder(Protocol):
 class RecordingLog:
     """A :class:`ReplayLog` that records every append in a :class:`Recorder`.
 
-    The record is made inside ``append``, before ``publish`` queues the event
-    or yields, so the snapshot provider and the checks see exactly the log.
+    The record is made inside ``append``, before ``publish`` returns or the
+    fan-out can read the event back, so the snapshot provider and the checks
+    see exactly the log.
     """
 
     inner: ReplayLog
     published: Recorder
 
-    def append(self, data: Any) -> str:
-        event_id = self.inner.append(data)
+    async def append(self, data: Any) -> str:
+        event_id = await self.inner.append(data)
         self.published.add(event_id, data)
         return event_id
 
-    def after(self, event_id: str | None) -> Sequence[LoggedEvent] | None:
-        return self.inner.after(event_id)
+    async def read_after(self, event_id: str | None, *, limit: int) -> LogRead:
+        return await self.inner.read_after(event_id, limit=limit)
 
-    def count_after(self, event_id: str | None) -> int | None:
-        return self.inner.count_after(event_id)
+    async def newest(self) -> str | None:
+        return await self.inner.newest()
 
-    def holds(self, event_id: str) -> bool:
-        return self.inner.holds(event_id)
-
-    @property
-    def newest(self) -> str | None:
-        return self.inner.newest
+    async def tail(self, after: str | None, *, limit: int, block: float) -> Sequence[LoggedEvent]:
+        return await self.inner.tail(after, limit=limit, block=block)
 
 
 def leaves(exc: BaseException) -> list[BaseException]:

@@ -19,6 +19,22 @@ def test_a_delivered_event_moves_the_cursor_and_a_duplicate_does_not() -> None:
     assert cursor.last_event_id == "9"
 
 
+def test_the_given_last_event_id_counts_as_delivered() -> None:
+    cursor = Cursor("7", window=4)
+    assert not cursor.deliver(ServerEvent("7", "replayed off by one"))
+    assert cursor.deliver(ServerEvent("8", None))
+
+
+@pytest.mark.parametrize("reset", [Snapshot("100", None), Gap("9", "100")])
+def test_a_snapshot_or_a_gap_empties_the_window(reset: Snapshot | Gap) -> None:
+    """The server's order starts again there: a reissued id is new."""
+    cursor = Cursor(None, window=4)
+    assert cursor.deliver(ServerEvent("3", "old"))
+    assert cursor.deliver(reset)
+    assert cursor.remembered == 0
+    assert cursor.deliver(ServerEvent("3", "new"))
+
+
 def test_a_snapshot_moves_the_cursor_to_its_id() -> None:
     cursor = Cursor(None, window=4)
     assert cursor.deliver(Snapshot("57", {"state": 1}))
@@ -29,8 +45,8 @@ def test_raw_messages_and_gaps_are_delivered_and_do_not_move_it() -> None:
     cursor = Cursor("3", window=4)
     assert cursor.deliver("hello")
     assert cursor.deliver(b"\x00")
-    assert cursor.deliver(Gap("3"))
-    assert cursor.last_event_id == "3"
+    assert cursor.deliver(Gap("3", "9"))
+    assert cursor.last_event_id == "3"  # until the handshake's ready moves it
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
 import trio_reconnect
 
 PUBLIC = {
@@ -58,6 +65,69 @@ PUBLIC = {
 }
 
 
+SERVER_PUBLIC = {
+    "AdmissionControl",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_TRY_AGAIN_LATER",
+    "CLOSE_UNSUPPORTED_DATA",
+    "ClientState",
+    "ClientStatistics",
+    "ClusterDrainPlan",
+    "ClusterRegistry",
+    "ConnectedClient",
+    "DEFAULT_ANNOUNCE_INTERVAL",
+    "DEFAULT_ANNOUNCE_TTL",
+    "DEFAULT_BASE",
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_INCOMING_QUEUE_SIZE",
+    "DEFAULT_MAX_EVENTS",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_REPLAY",
+    "DEFAULT_MIN_WINDOW",
+    "DEFAULT_OUTAGE_LIMIT",
+    "DEFAULT_OUTAGE_RETRY_AFTER",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_QUEUE_SIZE",
+    "DEFAULT_RATE",
+    "DEFAULT_STOP_SIGNALS",
+    "DrainSummary",
+    "EventLog",
+    "EventLogError",
+    "LogDiscontinuityError",
+    "LogRead",
+    "LogUnavailableError",
+    "LoggedEvent",
+    "MemoryRegistry",
+    "MessageHandler",
+    "NodeStatus",
+    "ReconnectServer",
+    "ReplayLog",
+    "ServerStatistics",
+    "SnapshotProvider",
+    "SpreadPolicy",
+    "clock_start_id",
+    "distinct_milliseconds",
+    "parse_event_id",
+    "plan_cluster_drain",
+    "plan_spread",
+}
+
+
+def test_server_names_pinned() -> None:
+    import trio_reconnect.server as server
+
+    assert set(server.__all__) == SERVER_PUBLIC
+    for name in SERVER_PUBLIC:
+        obj = getattr(server, name)
+        module = getattr(obj, "__module__", "trio_reconnect.server._")
+        if isinstance(obj, type):
+            assert module.startswith("trio_reconnect.server._"), name
+
+
 def test_public_names_pinned() -> None:
     assert set(trio_reconnect.__all__) == PUBLIC
     for name in PUBLIC:
@@ -91,3 +161,68 @@ def test_defaults_documented_values() -> None:
     assert (tr.DEFAULT_PING_INTERVAL, tr.DEFAULT_PING_TIMEOUT) == (20.0, 20.0)
     assert tr.MAX_CLOSE_REASON_BYTES == 123
     assert tr.Backoff().jitter is tr.Jitter.FULL
+
+
+REDIS_PUBLIC = {
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_LEN",
+    "DEFAULT_READ_BLOCK",
+    "DEFAULT_REGISTRY_PREFIX",
+    "DEFAULT_STREAM",
+    "DEFAULT_TIMEOUT",
+    "MAX_REDIS_ID",
+    "RedisRegistry",
+    "RedisStreamLog",
+}
+
+
+def test_redis_names_pinned() -> None:
+    import trio_reconnect.server.redis as redis_backends
+
+    assert set(redis_backends.__all__) == REDIS_PUBLIC
+    for name in REDIS_PUBLIC:
+        assert getattr(redis_backends, name) is not None
+    assert redis_backends.RedisStreamLog.__module__ == "trio_reconnect.server._redis"
+    assert (redis_backends.DEFAULT_MAX_LEN, redis_backends.DEFAULT_TIMEOUT) == (10_000, 2.0)
+    assert redis_backends.DEFAULT_READ_BLOCK == 0.1
+    assert redis_backends.MAX_REDIS_ID == 2**53 - 1
+
+
+def test_server_does_not_import_coredis() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, trio_reconnect.server; print('coredis' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"
+
+
+PUBLIC_PROMETHEUS = {
+    "DEFAULT_BUCKETS",
+    "DEFAULT_HOST",
+    "DEFAULT_NAMESPACE",
+    "MAX_REQUEST_HEAD",
+    "METRICS_PATH",
+    "REQUEST_TIMEOUT",
+    "ReconnectCollector",
+    "ServerCollector",
+    "StatisticsSource",
+    "serve_metrics",
+}
+
+
+def test_prometheus_names_pinned_and_imported_lazily() -> None:
+    prometheus = pytest.importorskip("trio_reconnect.prometheus")
+    assert set(prometheus.__all__) == PUBLIC_PROMETHEUS
+    # Nothing else imports the optional extra, not even the command line.
+    code = (
+        "import sys, trio_reconnect, trio_reconnect.server, trio_reconnect.testing, "
+        "trio_reconnect._cli; "
+        "assert 'prometheus_client' not in sys.modules; "
+        "assert 'trio_reconnect.prometheus' not in sys.modules"
+    )
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)

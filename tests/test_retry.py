@@ -88,6 +88,72 @@ def test_a_connection_dropped_before_it_was_stable_is_a_failure() -> None:
     assert [a.reached_ready for a in retry.history] == [True, True, True]
 
 
+def test_a_planned_server_close_after_ready_is_no_failure_and_ends_the_streak() -> None:
+    retry = state()
+    retry.decide(attempt(retry, 0.0, error=OSError()), 0.1, 0.0)
+    retry.decide(attempt(retry, 1.1, error=OSError()), 1.2, 0.0)
+    assert retry.next_attempt == 3
+    # Ready at 4, closed 2 s later with 1012 and a hint: a restart, not a failure.
+    planned = attempt(
+        retry, 3.2, ready_at=4.0, close_code=1012, close_reason=HINT_5S, server_closed=True
+    )
+    assert planned.number == 3
+    decision = retry.decide(planned, 6.0, 0.0)
+    assert decision == Wait(5.0, DelaySource.SERVER, failed=False, server_directed=True)
+    assert retry.failures == 0
+    assert retry.history == ()
+    assert retry.streak_started is None
+    assert retry.next_attempt == 1
+    # The pacer went on (no stable connection): its fourth wait, 8 s.
+    after = retry.decide(attempt(retry, 11.0, error=OSError()), 11.1, 0.0)
+    assert after == Wait(8.0, DelaySource.BACKOFF, failed=True)
+    assert after.failed
+    assert retry.next_attempt == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"close_code": 1012, "close_reason": HINT_5S, "server_closed": True}, "never ready"),
+        ({"close_code": 1012, "close_reason": "", "server_closed": True}, "no hint"),
+        ({"close_code": 1011, "close_reason": HINT_5S, "server_closed": True}, "an error"),
+        ({"close_code": 1012, "close_reason": HINT_5S, "server_closed": False}, "not the server's"),
+    ],
+)
+def test_what_is_not_a_server_directed_close(fields: dict[str, object], why: str) -> None:
+    retry = state()
+    ready_at = None if why == "never ready" else 0.5
+    decision = retry.decide(attempt(retry, 0.0, ready_at=ready_at, **fields), 1.0, 0.0)
+    assert isinstance(decision, Wait)
+    assert decision.failed, why
+    assert not decision.server_directed
+    assert retry.failures == 1
+
+
+def test_planned_closes_of_short_connections_still_meet_the_anti_hammer_rule() -> None:
+    retry = state()
+    sources = []
+    for n in range(SHORT_HINT_LIMIT + 1):
+        planned = attempt(
+            retry, n, ready_at=n + 0.1, close_code=1013, close_reason=HINT_0, server_closed=True
+        )
+        decision = retry.decide(planned, n + 0.2, 0.0)
+        assert isinstance(decision, Wait)
+        assert decision.server_directed
+        sources.append(decision.source)
+    assert sources[-2:] == [DelaySource.SERVER_FLOORED] * 2
+    assert retry.failures == 0
+
+
+def test_a_stable_connection_closed_with_a_fatal_code_gives_up_without_a_failure() -> None:
+    retry = state()
+    fatal = attempt(retry, 0.0, ready_at=0.0, close_code=4001, server_closed=True)
+    decision = retry.decide(fatal, 60.0, 0.0)
+    assert isinstance(decision, GiveUp)
+    assert not decision.failed
+    assert isinstance(decision.error, tr.FatalCloseError)
+
+
 def test_max_attempts_gives_up_with_the_history() -> None:
     retry = state(max_attempts=3)
     for n in range(2):
@@ -253,8 +319,8 @@ def test_the_history_keeps_the_newest_max_history_attempts() -> None:
 
 def test_outcome_describe_names_the_cause_and_nothing_else() -> None:
     assert Outcome(1, 0.0, status_code=503).describe() == "handshake refused with HTTP 503"
-    assert Outcome(1, 0.0, close_code=1012).describe() == "closed with code 1012"
-    assert Outcome(1, 0.0, error=OSError("x")).describe() == "OSError('x')"
+    assert Outcome(1, 0.0, close_code=1012).describe() == "connection closed with code 1012"
+    assert Outcome(1, 0.0, error=OSError("x")).describe() == "attempt failed: OSError('x')"
 
 
 # ------------------------------------------------------------------ the state table

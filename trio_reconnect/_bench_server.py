@@ -10,8 +10,8 @@ status 0 when its standard input reaches end of file (the benchmark closes
 the pipe when it is done). It ignores SIGINT: a Ctrl-C in the terminal reaches
 the whole process group, and the benchmark (its parent) ends it.
 
-The server never pings (trio-websocket's server does not), so no keepalive
-traffic disturbs the throughput figures.
+The server sends no pings (``ping_interval=None``), so no keepalive traffic
+disturbs the throughput figures.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ async def _stdin_closed() -> None:
 
 async def serve_echo(host: str, port: int) -> None:
     """Serve the echo protocol server until standard input is closed."""
-    server = ReconnectServer(ReplayLog(max_events=16), on_message=_echo)
+    server = ReconnectServer(ReplayLog(max_events=16), on_message=_echo, ping_interval=None)
     async with trio.open_nursery() as nursery:
         listener = await nursery.start(functools.partial(server.serve, host, port))
         print(f"{READY_PREFIX}{listener.port}", flush=True)

@@ -3,8 +3,9 @@
 * ``python -m trio_reconnect demo``: the embedded server and a crowd of real
   clients through several spread restarts; exits 1 if any event was lost or
   duplicated.
-* ``python -m trio_reconnect serve [--port N]``: a standalone protocol server
-  publishing a ticker, for trying clients in other languages against it.
+* ``python -m trio_reconnect serve [--port N] [--metrics-port M]``: a standalone
+  protocol server publishing a ticker, for trying clients in other languages
+  against it (and its Prometheus metrics on ``/metrics``).
 * ``python -m trio_reconnect connect URL``: a wscat-like client that prints
   every item and every state transition with its reason and delay.
 * ``python -m trio_reconnect herd --clients N --capacity R --strategy S``:
@@ -52,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--restart-every", type=float, default=None, help="restart (1012 + spread) every N s"
     )
+    serve.add_argument(
+        "--metrics-port",
+        type=_metrics_port,
+        default=None,
+        help="serve Prometheus metrics on http://HOST:N/metrics (needs the prometheus extra)",
+    )
     connect = commands.add_parser("connect", help="print items and transitions from a server")
     connect.add_argument("url")
     connect.add_argument("--no-resume", action="store_true", help="plain websocket server")
@@ -67,6 +74,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _metrics_port(text: str) -> int:
+    """``--metrics-port``: 0-65535 (0: a free port), with prometheus-client installed."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {port}")
+    try:
+        import prometheus_client  # noqa: F401  (only when the option is given)
+    except ImportError:
+        raise argparse.ArgumentTypeError(
+            "needs prometheus-client: pip install 'trio-reconnect[prometheus]'"
+        ) from None
+    return port
+
+
 def _show_transition(t: Transition) -> None:
     parts = [f"[{t.time:10.3f}] {t.previous.value} -> {t.state.value}"]
     if t.delay is not None:
@@ -80,6 +104,14 @@ def _show_transition(t: Transition) -> None:
     print("  ".join(parts), file=sys.stderr, flush=True)
 
 
+def _describe_gap(gap: Gap) -> str:
+    """What a Gap says is lost: the events after ``last_id`` up to ``ready_id``."""
+    after = "" if gap.last_id is None else f" after {gap.last_id}"
+    if gap.ready_id is None:
+        return f"gap: the events{after} were lost (the server holds none since)"
+    return f"gap: the events{after} up to and including {gap.ready_id} were lost"
+
+
 async def _connect(url: str, resume: bool, count: int | None) -> None:
     async with open_reconnecting_websocket(
         url, resume=resume, on_transition=_show_transition, max_attempts=None
@@ -91,7 +123,7 @@ async def _connect(url: str, resume: bool, count: int | None) -> None:
             elif isinstance(item, Snapshot):
                 print(f"snapshot {item.id}: {json.dumps(item.data)}", flush=True)
             elif isinstance(item, Gap):
-                print(f"gap: events after {item.last_id} were lost", flush=True)
+                print(_describe_gap(item), flush=True)
             else:
                 print(f"message: {item!r}", flush=True)
             seen += 1
@@ -99,13 +131,24 @@ async def _connect(url: str, resume: bool, count: int | None) -> None:
                 return
 
 
-async def _serve(host: str, port: int, interval: float, restart_every: float | None) -> None:
+async def _serve(
+    host: str,
+    port: int,
+    interval: float,
+    restart_every: float | None,
+    metrics_port: int | None = None,
+) -> None:
     from .server import ReconnectServer, ReplayLog
 
     server = ReconnectServer(ReplayLog(max_events=10_000))
     async with trio.open_nursery() as nursery:
         listener = await nursery.start(functools.partial(server.serve, host, port))
         print(f"serving the reconnect protocol on ws://{host}:{listener.port}/", flush=True)
+        if metrics_port is not None:
+            from .prometheus._http import serve_server_metrics
+
+            bound = await nursery.start(serve_server_metrics, server, host, metrics_port)
+            print(f"serving Prometheus metrics on http://{host}:{bound}/metrics", flush=True)
         tick = 0
         last_restart = trio.current_time()
         while True:
@@ -145,7 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_bench_command(args)
         if args.command == "serve":
-            trio.run(_serve, args.host, args.port, args.interval, args.restart_every)
+            trio.run(
+                _serve, args.host, args.port, args.interval, args.restart_every, args.metrics_port
+            )
         else:
             trio.run(_connect, args.url, not args.no_resume, args.count)
     except KeyboardInterrupt:

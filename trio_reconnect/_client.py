@@ -79,6 +79,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trio_reconnect")
+# A library's loggers get a NullHandler only (the logging HOWTO): an
+# application that configures no logging then sees no stderr lines from
+# Python's last-resort handler; one line of logging.basicConfig shows them.
+logger.addHandler(logging.NullHandler())
 
 #: Consecutive failed attempts before the client gives up (``None``: never).
 DEFAULT_MAX_ATTEMPTS: Final = 20
@@ -104,6 +108,10 @@ DEFAULT_DEDUPE_WINDOW: Final = 1024
 #: server's default replay limit (``trio_reconnect.server.DEFAULT_MAX_REPLAY``,
 #: a policy: how much to replay before a snapshot), hence the other name.
 DEFAULT_MAX_REPLAY_RECEIVED: Final = 10_000
+
+#: The WARNING logged for a failed attempt or a lost connection that is retried
+#: (the application sees no exception for it); test harnesses match on it.
+RETRIED_FAILURE_MESSAGE: Final = "%s: %s; attempt %d in %.3f s (%s)"
 
 # Wall-clock seconds since the epoch, for HTTP-date Retry-After hints (tests patch it).
 _wall_clock = time.time
@@ -208,6 +216,10 @@ class ReconnectingWebSocket:
         # Safe to log: no query string (tokens live there), never the headers.
         self._display = Target(*parse_url(url)).display if isinstance(url, str) else "<url>"
         self._run = Run()  # the attempt in progress, or the next one
+        # The number of the attempt being made, or waited for in BACKING_OFF
+        # (see _retry): the one number every transition, history record and
+        # log line uses.
+        self._number = 1
         self._lost_at: float | None = None
         self._send_lock = trio.StrictFIFOLock()
         self._error: ReconnectFailed | None = None
@@ -232,7 +244,15 @@ class ReconnectingWebSocket:
         return self._cursor.last_event_id
 
     def statistics(self) -> ReconnectStatistics:
-        """A frozen snapshot of this client's reconnect metrics."""
+        """A frozen snapshot of this client's reconnect metrics.
+
+        A reconnect (and its handshake outcome and replayed events) is
+        counted when the connection's ``ready`` arrives. The events a
+        handshake replays are delivered before that ``ready``, so a snapshot
+        taken while the application handles them still shows the previous
+        connection; after :meth:`wait_ready` returns it shows the new one. A
+        server-directed close is counted when the close arrives.
+        """
         return self._metrics.statistics()
 
     async def send_message(self, message: str | bytes) -> None:
@@ -374,12 +394,11 @@ class ReconnectingWebSocket:
         previous = self._state
         check_transition(previous, state)
         self._state = state
-        retry = self._retry
         transition = Transition(
             state=state,
             previous=previous,
             time=trio.current_time(),
-            attempt=retry.next_attempt if state is ConnectionState.CONNECTING else retry.failures,
+            attempt=self._number,
             **details,
         )
         logger.debug("%s: %s -> %s %s", self._display, previous.value, state.value, details)
@@ -393,7 +412,9 @@ class ReconnectingWebSocket:
         if self._ended:
             return
         self._error = error
-        logger.error("%s: %s", self._display, error)
+        # Raised to the application (out of the block and every call), so
+        # not logged above DEBUG: a library does not both raise and log.
+        logger.debug("%s: %s", self._display, error)
         self._end(ConnectionState.FAILED, error)
         if self._body_scope is not None:
             self._body_scope.cancel()
@@ -461,20 +482,16 @@ class ReconnectingWebSocket:
             if isinstance(decision, GiveUp):
                 self._fail(decision.error)
                 return
+            if decision.server_directed:
+                self._metrics.record_server_directed()
+            self._number = self._retry.next_attempt  # the attempt this wait is for
             await self._back_off(outcome, decision)
 
     async def _back_off(self, outcome: Outcome, wait: Wait) -> None:
         if wait.source is DelaySource.IMMEDIATE:
             self._set_state(ConnectionState.BACKING_OFF, delay=0.0, delay_source=wait.source)
         else:
-            logger.info(
-                "%s: connection lost (%s); reconnecting in %.3f s (%s, failure %d)",
-                self._display,
-                outcome.describe(),
-                wait.delay,
-                wait.source.value,
-                self._retry.failures,
-            )
+            self._log_reconnect(outcome, wait)
             self._set_state(
                 ConnectionState.BACKING_OFF,
                 delay=wait.delay,
@@ -489,12 +506,39 @@ class ReconnectingWebSocket:
         with backoff:
             await trio.sleep_forever()
 
+    def _log_reconnect(self, outcome: Outcome, wait: Wait) -> None:
+        """One line per reconnect; the application sees none of them as an exception.
+
+        A server-directed reconnect is routine (INFO); a failed attempt or a
+        lost connection is something the application cannot otherwise see
+        without a hook (WARNING).
+        """
+        if wait.server_directed:
+            logger.info(
+                "%s: the server closed with %d (a planned reconnect); attempt %d in %.3f s (%s)",
+                self._display,
+                outcome.close_code,
+                self._number,
+                wait.delay,
+                wait.source.value,
+            )
+            return
+        logger.warning(
+            RETRIED_FAILURE_MESSAGE,
+            self._display,
+            outcome.describe(),
+            self._number,
+            wait.delay,
+            wait.source.value,
+        )
+
     # ----------------------------------------------------------------- attempt
 
     async def _attempt(self, run: Run) -> Outcome:
         """One attempt (:meth:`Run.attempt`); then the next attempt's run takes its place."""
+        self._number = self._retry.next_attempt
         # Started before the transition: reconnect_now() from on_transition cancels it.
-        run.start(Outcome(self._retry.next_attempt, trio.current_time()))
+        run.start(Outcome(self._number, trio.current_time()))
         if self._state is not ConnectionState.CONNECTING:  # the first one starts there
             self._set_state(ConnectionState.CONNECTING)
         try:

@@ -8,7 +8,13 @@ stated once:
 
 * an event whose id is among the last ``window`` delivered ids is a
   duplicate: it is not delivered and does not move the cursor;
+* the ``last_event_id`` the application passes in counts as delivered: a
+  server that replays from it (off by one) does not deliver it again;
 * a delivered event moves the cursor to its id; a snapshot to its id;
+* a :class:`~trio_reconnect.Snapshot` or a :class:`~trio_reconnect.Gap`
+  empties the window: the server's order starts again from that ``ready``
+  id, so an id seen before (perhaps reissued by a server that lost its log)
+  is not a duplicate any more (docs/protocol.md, section 2);
 * when a handshake ends, the cursor moves to ``ready``'s id if it has one,
   and to ``None`` when events were lost (``lost: true`` with a null id), so
   that a gap is reported once and not again on every reconnect;
@@ -19,7 +25,15 @@ from __future__ import annotations
 
 import attrs
 
-from ._protocol import HandshakeOutcome, HandshakeResult, Item, RecentIds, ServerEvent, Snapshot
+from ._protocol import (
+    Gap,
+    HandshakeOutcome,
+    HandshakeResult,
+    Item,
+    RecentIds,
+    ServerEvent,
+    Snapshot,
+)
 
 __all__ = ["Cursor"]
 
@@ -39,6 +53,8 @@ class Cursor:
 
     def __attrs_post_init__(self) -> None:
         self._recent = RecentIds(self.window)
+        if self.last_event_id is not None:
+            self._recent.add(self.last_event_id)
 
     def deliver(self, item: Item) -> bool:
         """Whether to deliver ``item`` (``False``: a duplicate event); moves the cursor."""
@@ -48,6 +64,9 @@ class Cursor:
             self.last_event_id = item.id
         elif isinstance(item, Snapshot):
             self.last_event_id = item.id
+            self._recent.clear()
+        elif isinstance(item, Gap):
+            self._recent.clear()
         return True
 
     def ready(self, result: HandshakeResult) -> None:

@@ -6,13 +6,20 @@ gets back a :class:`Wait` or a :class:`GiveUp` and does what it says. Every
 rule about retrying lives here, stated once (no trio, no clock: the times
 come in as arguments, so a test states exact numbers):
 
-* **Attempt numbers.** Attempts are numbered within a failure streak:
-  :attr:`RetryState.next_attempt` is 1 after a stable connection and grows
-  by one with each failed attempt.
+* **Attempt numbers.** An attempt's number is 1 + the failed attempts before
+  it in the current failure streak (:attr:`RetryState.next_attempt`): 1
+  after a stable connection or a server-directed close, then 2, 3 ...
 * **Stability.** An attempt that reached ``ready`` and stayed up for
   ``stable_after`` seconds ends the streak: the pacer, the failure count and
   the history start again. Every other attempt is a failure (a connection
-  closed before it was stable included; docs/design.md says why).
+  closed before it was stable included; docs/design.md says why), except:
+* **Server-directed closes.** A connection that reached ``ready`` and that
+  the server closed on purpose, with a planned code and a hint
+  (:func:`~trio_reconnect._hints.is_planned_close`: a restart, a drain), is
+  no failure either: it ends the failure streak (count and history), and
+  is counted apart. The pacer goes on (it resets only after a stable
+  connection), and the short-lived ones still count toward the anti-hammer
+  rule of docs/protocol.md.
 * **Retry or fatal.** :mod:`trio_reconnect._hints` reads the close or the
   refusal; only a close the server sent is read for a verdict (one that the
   client's own websocket layer made is retried with backoff, like a drop).
@@ -36,7 +43,7 @@ import attrs
 
 from ._backoff import Pacer
 from ._exceptions import FatalCloseError, HandshakeRejectedError, ReconnectFailed
-from ._hints import RetryAdvice, Verdict, classify_close, classify_rejection
+from ._hints import RetryAdvice, Verdict, classify_close, classify_rejection, is_planned_close
 from ._state import Attempt, DelaySource
 
 __all__ = ["MAX_HISTORY", "Decision", "Disconnect", "GiveUp", "Outcome", "RetryState", "Wait"]
@@ -93,8 +100,8 @@ class Outcome:
         if self.status_code is not None:
             return f"handshake refused with HTTP {self.status_code}"
         if self.close_code is not None:
-            return f"closed with code {self.close_code}"
-        return repr(self.error)
+            return f"connection closed with code {self.close_code}"
+        return f"attempt failed: {self.error!r}"
 
 
 @attrs.frozen
@@ -105,11 +112,13 @@ class Wait:
         delay: Seconds, finite and at least 0.
         source: Where the delay came from.
         failed: Whether the attempt that ended counts as a failure.
+        server_directed: Whether it ended in a server-directed close (no failure).
     """
 
     delay: float
     source: DelaySource
     failed: bool
+    server_directed: bool = False
 
 
 @attrs.frozen
@@ -118,11 +127,12 @@ class GiveUp:
 
     Attributes:
         error: What the application gets (a fatal close, a refusal, or the limits).
-        failed: Whether the attempt that ended counts as a failure (always).
+        failed: Whether the attempt that ended counts as a failure (not if
+            it was a stable connection that then closed with a fatal code).
     """
 
     error: ReconnectFailed
-    failed: bool = True
+    failed: bool
 
 
 Decision: TypeAlias = Wait | GiveUp
@@ -178,27 +188,38 @@ class RetryState:
         """
         if outcome.requested:
             return Wait(0.0, DelaySource.IMMEDIATE, failed=False)
-        stable = outcome.ready_at is not None and now - outcome.ready_at >= self.stable_after
+        was_open = outcome.ready_at is not None
+        stable = was_open and now - cast(float, outcome.ready_at) >= self.stable_after
+        advice = self.advise(outcome, wall_now)
+        server_directed = (
+            was_open
+            and outcome.server_closed
+            and is_planned_close(outcome.close_code, outcome.close_reason)
+            and advice.verdict is Verdict.RETRY
+        )
+        failed = not (stable or server_directed)
         if stable:
             self.pacer.reset()
-            self.failures = 0
-            self._history.clear()
-            self.streak_started = None
-        else:
+        if failed:
             self.failures += 1
             if self.streak_started is None:
                 self.streak_started = outcome.started_at
-        advice = self.advise(outcome, wall_now)
+        else:
+            self.failures = 0
+            self._history.clear()
+            self.streak_started = None
         if advice.verdict is Verdict.FATAL:
             self._history.append(self._record(outcome, now, None, None))
-            return GiveUp(self._fatal_error(outcome))
+            return GiveUp(self._fatal_error(outcome), failed=failed)
         hint = advice.hint if self.server_hints else None
+        # Short-lived connections count toward the anti-hammer rule, planned or not.
         delay, source = self.pacer.next_delay(failed=not stable, hint=hint)
-        if not stable:
+        if failed:
             self._history.append(self._record(outcome, now, delay, source))
         if self.max_attempts is not None and self.failures >= self.max_attempts:
             return GiveUp(
-                ReconnectFailed(f"gave up after {self.failures} failed attempts", self._history)
+                ReconnectFailed(f"gave up after {self.failures} failed attempts", self._history),
+                failed=True,
             )
         if (
             self.give_up_after is not None
@@ -208,9 +229,10 @@ class RetryState:
             return GiveUp(
                 ReconnectFailed(
                     f"gave up: no stable connection within {self.give_up_after} s", self._history
-                )
+                ),
+                failed=True,
             )
-        return Wait(delay, source, failed=not stable)
+        return Wait(delay, source, failed=failed, server_directed=server_directed)
 
     def advise(self, outcome: Outcome, wall_now: float) -> RetryAdvice:
         """Retry or fatal, and the server's hint: the default rule, then ``should_reconnect``."""

@@ -91,3 +91,8 @@ def positive_int(instance: object, attribute: attrs.Attribute[Any], value: objec
 def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a whole number, at least 0."""
     _check_int(attribute.name, value, 0)
+
+
+def check_int(name: str, value: object, *, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is a whole number (no bool), at least ``minimum``."""
+    _check_int(name, value, minimum)

@@ -67,9 +67,9 @@ FUZZ = settings(
 
 
 def make_server(**kwargs: Any) -> ReconnectServer:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     for i in range(LOG_EVENTS):
-        log.append({"n": i + 1})
+        log.append_nowait({"n": i + 1})
     options: dict[str, Any] = {
         "rng": random.Random(3),
         "max_message_size": MAX_MESSAGE_SIZE,

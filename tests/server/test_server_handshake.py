@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from trio.testing import MockClock
+from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trio_reconnect._protocol import HandshakeOutcome, ResumeHandshake, encode_resume
 from trio_reconnect.server import ClientState, ReconnectServer, ReplayLog
@@ -21,9 +21,9 @@ def make_server(log: ReplayLog, **kwargs: Any) -> ReconnectServer:
 
 
 def filled(n: int, *, max_events: int = 100) -> ReplayLog:
-    log = ReplayLog(max_events=max_events)
+    log = ReplayLog(max_events=max_events, start=1)
     for i in range(n):
-        log.append({"n": i + 1})
+        log.append_nowait({"n": i + 1})
     return log
 
 
@@ -37,7 +37,7 @@ def client_outcome(last_event_id: str | None, frames: list[dict[str, Any]]) -> H
 
 
 async def test_fresh(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
-    server = make_server(ReplayLog())
+    server = make_server(ReplayLog(start=1))
     with trio.fail_after(5):
         _ws, frames = await resumed(nursery, server, None)
     assert frames == [{"type": "ready", "id": None, "lost": False}]
@@ -99,7 +99,7 @@ async def test_too_far_behind_gets_snapshot(
     log = filled(5)
 
     async def snapshot() -> tuple[str | None, Any]:
-        return log.newest, {"sum": 15}
+        return await log.newest(), {"sum": 15}
 
     server = make_server(log, snapshot=snapshot, max_replay=2)
     with trio.fail_after(5):
@@ -120,7 +120,7 @@ async def test_snapshot_for_null_unknown_or_too_old(
     log = filled(10, max_events=5)  # holds 6..10
 
     async def snapshot() -> tuple[str | None, Any]:
-        return log.newest, "state"
+        return await log.newest(), "state"
 
     server = make_server(log, snapshot=snapshot)
     with trio.fail_after(5):
@@ -137,7 +137,7 @@ async def test_snapshot_preferred_for_null_even_if_replayable(
     log = filled(2)
 
     async def snapshot() -> tuple[str | None, Any]:
-        return log.newest, "state"
+        return await log.newest(), "state"
 
     server = make_server(log, snapshot=snapshot)
     with trio.fail_after(5):
@@ -149,7 +149,7 @@ async def test_snapshot_on_empty_log(autojump_clock: MockClock, nursery: trio.Nu
     async def snapshot() -> tuple[str | None, Any]:
         return None, {"initial": True}
 
-    server = make_server(ReplayLog(), snapshot=snapshot)
+    server = make_server(ReplayLog(start=1), snapshot=snapshot)
     with trio.fail_after(5):
         _, frames = await resumed(nursery, server, None)
     assert frames == [
@@ -183,7 +183,7 @@ async def test_unknown_id_on_empty_log_is_lost(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:
     # A client that saw "57" before the server lost its in-memory log.
-    server = make_server(ReplayLog())
+    server = make_server(ReplayLog(start=1))
     with trio.fail_after(5):
         _, frames = await resumed(nursery, server, "57")
     assert frames == [{"type": "ready", "id": None, "lost": True}]
@@ -216,7 +216,7 @@ async def test_malformed_snapshot_reports_lost(
 
 
 async def test_live_events_after_ready(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
-    server = make_server(ReplayLog())
+    server = make_server(ReplayLog(start=1))
     with trio.fail_after(5):
         ws, _ = await resumed(nursery, server, None)
         assert await server.publish({"price": 42}) == "1"
@@ -230,7 +230,7 @@ async def test_live_events_after_ready(autojump_clock: MockClock, nursery: trio.
 
 
 async def test_publish_rejects_non_json_before_logging(autojump_clock: MockClock) -> None:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     server = make_server(log)
     with pytest.raises(TypeError):
         await server.publish({1, 2, 3})
@@ -243,7 +243,7 @@ async def test_publish_rejects_non_json_before_logging(autojump_clock: MockClock
 async def test_reconnect_resumes_where_it_left_off(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:
-    server = make_server(ReplayLog())
+    server = make_server(ReplayLog(start=1))
     with trio.fail_after(5):
         ws, _ = await resumed(nursery, server, None)
         await server.publish("a")
@@ -294,7 +294,8 @@ async def test_snapshot_covering_queued_events_drops_them(
     async def snapshot() -> tuple[str | None, Any]:
         started.set()
         await gate.wait()
-        return log.newest, {"upto": log.newest}
+        newest = await log.newest()
+        return newest, {"upto": newest}
 
     server = make_server(log, snapshot=snapshot)
     with trio.fail_after(5):
@@ -303,6 +304,7 @@ async def test_snapshot_covering_queued_events_drops_them(
         await started.wait()
         for i in range(3):  # queued for the client: 4, 5, 6
             await server.publish(i)
+        await wait_all_tasks_blocked()  # the fan-out has read them from the log
         assert server.clients[0].statistics().queued == 3
         gate.set()  # the snapshot is taken after all three: it covers them
         frames = await until_ready(ws)
@@ -334,6 +336,7 @@ async def test_snapshot_in_the_middle_of_queued_events(
         await server.publish("four")
         taken_at.append(await server.publish("five"))
         await server.publish("six")
+        await wait_all_tasks_blocked()  # the fan-out has queued 4, 5 and 6
         (client,) = server.clients
         await client.send("app message queued between events")  # kept, in order
         await server.publish("seven")
@@ -403,7 +406,7 @@ async def test_many_clients_resuming_while_publishing(
 
     async def snapshot() -> tuple[str | None, Any]:
         await trio.sleep(0.01)
-        return log.newest, "state"
+        return await log.newest(), "state"
 
     server = make_server(log, snapshot=snapshot, max_replay=20)
     total = 150

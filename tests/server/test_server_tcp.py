@@ -21,7 +21,7 @@ from ._server_helpers import handshake, receive_json
 
 
 async def test_resume_publish_restart_over_tcp() -> None:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     server = ReconnectServer(log, rng=random.Random(0))
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -62,7 +62,7 @@ async def test_resume_publish_restart_over_tcp() -> None:
 
 
 async def test_admission_503_over_tcp() -> None:
-    server = ReconnectServer(ReplayLog(), admission_rate=0.5, admission_burst=1)
+    server = ReconnectServer(ReplayLog(start=1), admission_rate=0.5, admission_burst=1)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             listener = await nursery.start(server.serve, "127.0.0.1", 0)
@@ -111,7 +111,7 @@ class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
 
 
 async def test_serve_listeners_in_memory(autojump_clock: trio.testing.MockClock) -> None:
-    server = ReconnectServer(ReplayLog())
+    server = ReconnectServer(ReplayLog(start=1))
     listener = MemoryListener()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:

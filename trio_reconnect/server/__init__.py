@@ -13,27 +13,47 @@ control, and :class:`ReconnectServer`, the trio driver::
 
 from __future__ import annotations
 
+from ._cluster import ClusterDrainPlan as ClusterDrainPlan
+from ._cluster import ClusterRegistry as ClusterRegistry
+from ._cluster import NodeStatus as NodeStatus
+from ._cluster import plan_cluster_drain as plan_cluster_drain
+from ._connection import CLOSE_INTERNAL_ERROR as CLOSE_INTERNAL_ERROR
+from ._connection import CLOSE_PROTOCOL_ERROR as CLOSE_PROTOCOL_ERROR
+from ._connection import CLOSE_TRY_AGAIN_LATER as CLOSE_TRY_AGAIN_LATER
+from ._connection import CLOSE_UNSUPPORTED_DATA as CLOSE_UNSUPPORTED_DATA
+from ._connection import ClientState as ClientState
+from ._connection import ClientStatistics as ClientStatistics
+from ._connection import ConnectedClient as ConnectedClient
 from ._log import DEFAULT_MAX_EVENTS as DEFAULT_MAX_EVENTS
-from ._log import EventLog as EventLog
-from ._log import LoggedEvent as LoggedEvent
 from ._log import ReplayLog as ReplayLog
-from ._server import CLOSE_INTERNAL_ERROR as CLOSE_INTERNAL_ERROR
-from ._server import CLOSE_PROTOCOL_ERROR as CLOSE_PROTOCOL_ERROR
-from ._server import CLOSE_TRY_AGAIN_LATER as CLOSE_TRY_AGAIN_LATER
-from ._server import CLOSE_UNSUPPORTED_DATA as CLOSE_UNSUPPORTED_DATA
+from ._logbase import EventLog as EventLog
+from ._logbase import EventLogError as EventLogError
+from ._logbase import LogDiscontinuityError as LogDiscontinuityError
+from ._logbase import LoggedEvent as LoggedEvent
+from ._logbase import LogRead as LogRead
+from ._logbase import LogUnavailableError as LogUnavailableError
+from ._logbase import clock_start_id as clock_start_id
+from ._logbase import parse_event_id as parse_event_id
+from ._registry import MemoryRegistry as MemoryRegistry
+from ._resume import SnapshotProvider as SnapshotProvider
+from ._server import DEFAULT_ANNOUNCE_INTERVAL as DEFAULT_ANNOUNCE_INTERVAL
+from ._server import DEFAULT_ANNOUNCE_TTL as DEFAULT_ANNOUNCE_TTL
 from ._server import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
+from ._server import DEFAULT_DRAIN_TIMEOUT as DEFAULT_DRAIN_TIMEOUT
 from ._server import DEFAULT_HANDSHAKE_TIMEOUT as DEFAULT_HANDSHAKE_TIMEOUT
 from ._server import DEFAULT_INCOMING_QUEUE_SIZE as DEFAULT_INCOMING_QUEUE_SIZE
 from ._server import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from ._server import DEFAULT_MAX_REPLAY as DEFAULT_MAX_REPLAY
+from ._server import DEFAULT_OUTAGE_LIMIT as DEFAULT_OUTAGE_LIMIT
+from ._server import DEFAULT_OUTAGE_RETRY_AFTER as DEFAULT_OUTAGE_RETRY_AFTER
+from ._server import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
+from ._server import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._server import DEFAULT_QUEUE_SIZE as DEFAULT_QUEUE_SIZE
-from ._server import ClientState as ClientState
-from ._server import ClientStatistics as ClientStatistics
-from ._server import ConnectedClient as ConnectedClient
+from ._server import DEFAULT_STOP_SIGNALS as DEFAULT_STOP_SIGNALS
+from ._server import DrainSummary as DrainSummary
 from ._server import MessageHandler as MessageHandler
 from ._server import ReconnectServer as ReconnectServer
 from ._server import ServerStatistics as ServerStatistics
-from ._server import SnapshotProvider as SnapshotProvider
 from ._spread import DEFAULT_BASE as DEFAULT_BASE
 from ._spread import DEFAULT_MIN_WINDOW as DEFAULT_MIN_WINDOW
 from ._spread import DEFAULT_RATE as DEFAULT_RATE
@@ -47,28 +67,48 @@ __all__ = [
     "CLOSE_PROTOCOL_ERROR",
     "CLOSE_TRY_AGAIN_LATER",
     "CLOSE_UNSUPPORTED_DATA",
+    "DEFAULT_ANNOUNCE_INTERVAL",
+    "DEFAULT_ANNOUNCE_TTL",
     "DEFAULT_BASE",
     "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_INCOMING_QUEUE_SIZE",
     "DEFAULT_MAX_EVENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_REPLAY",
     "DEFAULT_MIN_WINDOW",
+    "DEFAULT_OUTAGE_LIMIT",
+    "DEFAULT_OUTAGE_RETRY_AFTER",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
     "DEFAULT_QUEUE_SIZE",
     "DEFAULT_RATE",
+    "DEFAULT_STOP_SIGNALS",
     "AdmissionControl",
     "ClientState",
     "ClientStatistics",
+    "ClusterDrainPlan",
+    "ClusterRegistry",
     "ConnectedClient",
+    "DrainSummary",
     "EventLog",
+    "EventLogError",
+    "LogDiscontinuityError",
+    "LogRead",
+    "LogUnavailableError",
     "LoggedEvent",
+    "MemoryRegistry",
     "MessageHandler",
+    "NodeStatus",
     "ReconnectServer",
     "ReplayLog",
     "ServerStatistics",
     "SnapshotProvider",
     "SpreadPolicy",
+    "clock_start_id",
     "distinct_milliseconds",
+    "parse_event_id",
+    "plan_cluster_drain",
     "plan_spread",
 ]

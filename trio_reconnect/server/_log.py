@@ -1,131 +1,77 @@
-"""The server's replay log: a bounded, in-memory sequence of events. Pure.
+"""The in-memory event log: :class:`ReplayLog`, a bounded ring buffer.
 
-No trio, no clock. The server reads the log only through the small
-:class:`EventLog` protocol, so that a backend on a shared store (Redis
-streams, a database table ...) can replace :class:`ReplayLog` later without
-touching the server.
+It implements the async :class:`~trio_reconnect.server.EventLog` protocol of
+:mod:`trio_reconnect.server._logbase` for one process: every method is
+synchronous between its checkpoints, so a read sees one instant of the log.
+The id rules live in ``_logbase``; the ones specific to this log:
 
-Rules, stated once:
-
-* Ids are decimal strings of consecutive integers: ``"1"``, ``"2"``, ... (or
-  from ``start``). The n-th event appended gets ``str(start + n - 1)``.
+* The n-th event appended gets ``str(start + n - 1)``. ``start`` defaults to
+  :func:`~trio_reconnect.server._logbase.clock_start_id` (microseconds since
+  the epoch), so that a new process never reissues an id an earlier one
+  issued (PROTOCOL.md section 2); tests pass ``start=1`` for small ids.
 * At most ``max_events`` events are held; appending one more drops the oldest.
-* ``after(id)`` is every event appended after ``id``, oldest first, or ``None``
-  when that gap is not fully held: ``id`` was never issued by this log, or
-  events after it have been dropped. The id itself need not be held any more:
-  the event just before the oldest held one still has a complete gap.
-  ``after(None)`` is the whole history, if nothing has been dropped yet.
-* A client may send any string as its ``lastEventId``. Anything that is not
-  the canonical decimal form of an issued id (``"-1"``, ``"abc"``, ``"1e9"``,
-  ``"01"``, non-ASCII digits such as ``"\\u0663"``, a thousand-digit number) is
-  simply unknown. Parsing is bounded in length, so a hostile id costs O(1).
+* ``read_after(id)`` holds every event appended after ``id``, oldest first, or
+  ``None`` when that gap is not fully held: ``id`` was never issued by this
+  log, or events after it have been dropped. The id itself need not be held
+  any more: the event just before the oldest held one still has a complete
+  gap. ``read_after(None)`` is the whole history, if nothing has been dropped.
+* ``tail(after)`` waits (up to ``block`` seconds) on a parking lot that every
+  append wakes; a reader whose position fell out of the ring gets
+  :class:`~trio_reconnect.server.LogDiscontinuityError`.
 
-Because ids are sequence numbers, the position of an id in the ring buffer is
-arithmetic: ``append``, ``holds`` and ``count_after`` are O(1) and ``after`` is
-O(k) in the number of events it returns.
+Because ids are sequence numbers, the position of an id in the ring is
+arithmetic: ``append`` and the "is the gap held, how long is it" test are
+O(1), and a read is O(k) in the number of events it returns.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import attrs
+import trio
 
 from .._validators import non_negative_int, positive_int
+from ._logbase import LogDiscontinuityError, LoggedEvent, LogRead, clock_start_id, parse_event_id
 
-__all__ = [
-    "DEFAULT_MAX_EVENTS",
-    "EventLog",
-    "LoggedEvent",
-    "ReplayLog",
-]
+__all__ = ["DEFAULT_MAX_EVENTS", "ReplayLog"]
 
 #: How many events a :class:`ReplayLog` holds by default.
 DEFAULT_MAX_EVENTS: Final = 10_000
-#: Longest id string that is parsed at all (ids up to 10**40 - 1); anything
-#: longer is unknown without being converted to an integer.
-_MAX_ID_DIGITS: Final = 40
 
 
-@attrs.frozen
-class LoggedEvent:
-    """One event held in the log.
-
-    Attributes:
-        id: The event's id, a decimal string.
-        data: The event's JSON-serialisable payload.
-    """
-
-    id: str
-    data: Any
-
-
-class EventLog(Protocol):
-    """What the server needs from an event log.
-
-    Implement this to back the server with another store. Every method is
-    synchronous: the server reads the log and registers a client for live
-    events in one step, with no checkpoint in between (see
-    :class:`~trio_reconnect.server.ReconnectServer`).
-    """
-
-    def append(self, data: Any) -> str:
-        """Store one event and return its new id."""
-        ...
-
-    def after(self, event_id: str | None) -> Sequence[LoggedEvent] | None:
-        """Every event after ``event_id``, oldest first; ``None`` if the gap is not all held."""
-        ...
-
-    def count_after(self, event_id: str | None) -> int | None:
-        """``len(after(event_id))`` without building the list, or ``None``."""
-        ...
-
-    def holds(self, event_id: str) -> bool:
-        """Whether the event ``event_id`` is in the log."""
-        ...
-
-    @property
-    def newest(self) -> str | None:
-        """The id of the newest event, or ``None`` when no event was ever appended."""
-        ...
-
-
-def parse_event_id(event_id: object) -> int | None:
-    """The sequence number of a canonical decimal id, or ``None``.
-
-    Only ASCII digits without a sign, without leading zeros and at most
-    ``_MAX_ID_DIGITS`` long are accepted.
-    """
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= _MAX_ID_DIGITS:
-        return None
-    if not (event_id.isascii() and event_id.isdigit()):
-        return None
-    if event_id[0] == "0" and len(event_id) > 1:
-        return None
-    return int(event_id)
+def _check_count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return value
 
 
 @attrs.define(eq=False)
 class ReplayLog:
-    """A bounded in-memory event log with sequence-number ids.
+    """A bounded in-memory event log with sequence-number ids (an :class:`EventLog`).
 
     Args:
         max_events: How many events to hold; the oldest is dropped beyond it.
-        start: The sequence number of the first id. A server that keeps no log
-            across restarts can start from a number it has never used (a
-            timestamp, say), so that a client's ``lastEventId`` from before
-            the restart is unknown rather than mistaken for a new event.
+        start: The sequence number of the first id. Defaults to microseconds
+            since the epoch, so that ids are never reused by a later process;
+            pass a small number (``start=1``) for readable ids in tests.
     """
 
     max_events: int = attrs.field(default=DEFAULT_MAX_EVENTS, validator=positive_int)
-    start: int = attrs.field(default=1, kw_only=True, validator=non_negative_int)
+    start: int = attrs.field(
+        factory=lambda: clock_start_id(), kw_only=True, validator=non_negative_int
+    )
     _ring: list[LoggedEvent | None] = attrs.field(init=False, repr=False)
     #: Sequence number the next append gets.
     _next: int = attrs.field(init=False)
     #: Sequence number of the oldest event held (== _next when empty).
     _first: int = attrs.field(init=False)
+    #: Where tail() readers wait for the next append.
+    _appended: trio.lowlevel.ParkingLot = attrs.field(
+        init=False, factory=trio.lowlevel.ParkingLot, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         self._ring = [None] * self.max_events
@@ -133,23 +79,27 @@ class ReplayLog:
         self._first = self.start
 
     def __len__(self) -> int:
+        """How many events are held now."""
         return self._next - self._first
 
-    @property
-    def newest(self) -> str | None:
-        """The id of the newest event, or ``None`` when the log is empty."""
-        return str(self._next - 1) if self._next > self.start else None
+    # -- the EventLog protocol ----------------------------------------------
 
-    @property
-    def oldest(self) -> str | None:
-        """The id of the oldest event held, or ``None`` when the log is empty."""
-        return str(self._first) if self._next > self._first else None
-
-    def append(self, data: Any) -> str:
+    async def append(self, data: Any) -> str:
         """Store one event; drop the oldest if the log is full.
 
         Returns:
             The new event's id.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        event_id = self.append_nowait(data)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return event_id
+
+    def append_nowait(self, data: Any) -> str:
+        """:meth:`append` from synchronous code (filling a log before serving, say).
+
+        Not part of the :class:`~trio_reconnect.server.EventLog` protocol: a
+        log on a store cannot append without waiting.
         """
         seq = self._next
         event_id = str(seq)
@@ -157,12 +107,55 @@ class ReplayLog:
         self._next = seq + 1
         if self._next - self._first > self.max_events:
             self._first += 1
+        self._appended.unpark_all()
         return event_id
 
-    def holds(self, event_id: str) -> bool:
-        """Whether the event ``event_id`` is still in the log."""
-        seq = parse_event_id(event_id)
-        return seq is not None and self._first <= seq < self._next
+    async def read_after(self, event_id: str | None, *, limit: int) -> LogRead:
+        """Every event after ``event_id`` (``None`` for them: not all held, or over ``limit``)."""
+        _check_count("limit", limit, 0)
+        await trio.lowlevel.checkpoint()
+        newest = self._newest()
+        first = self._gap_start(event_id)
+        if first is None or self._next - first > limit:
+            return LogRead(newest, None)
+        return LogRead(newest, self._slice(first, self._next))
+
+    async def newest(self) -> str | None:
+        """The id of the newest event, or ``None`` when no event was ever appended."""
+        await trio.lowlevel.checkpoint()
+        return self._newest()
+
+    async def tail(self, after: str | None, *, limit: int, block: float) -> Sequence[LoggedEvent]:
+        """The events after ``after``, at most ``limit``, waiting up to ``block`` s for one.
+
+        Raises:
+            LogDiscontinuityError: if the events right after ``after`` are
+                no longer held (or ``after`` was never issued by this log).
+        """
+        _check_count("limit", limit, 1)
+        if isinstance(block, bool) or not (isinstance(block, int | float) and block >= 0):
+            raise ValueError(f"block must be a non-negative number of seconds, got {block!r}")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        deadline = trio.current_time() + block if math.isfinite(block) else math.inf
+        while True:
+            first = self._tail_start(after)
+            if first < self._next:
+                events = self._slice(first, min(self._next, first + limit))
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return events
+            if trio.current_time() >= deadline:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return []
+            with trio.move_on_at(deadline):
+                await self._appended.park()
+
+    # -- arithmetic on sequence numbers -------------------------------------
+
+    def _newest(self) -> str | None:
+        return str(self._next - 1) if self._next > self.start else None
+
+    def _oldest(self) -> str | None:
+        return str(self._first) if self._next > self._first else None
 
     def _gap_start(self, event_id: str | None) -> int | None:
         """The sequence number of the first event after ``event_id``, if the gap is held."""
@@ -173,29 +166,17 @@ class ReplayLog:
             return None
         return seq + 1
 
-    def count_after(self, event_id: str | None) -> int | None:
-        """How many events :meth:`after` would return, or ``None``."""
-        first = self._gap_start(event_id)
-        return None if first is None else self._next - first
-
-    def after(self, event_id: str | None) -> list[LoggedEvent] | None:
-        """Every event after ``event_id``, oldest first.
-
-        Args:
-            event_id: A client's ``lastEventId``; ``None`` asks for the whole
-                history.
-
-        Returns:
-            The events, or ``None`` when ``event_id`` is unknown or events
-            after it are no longer held.
-        """
-        first = self._gap_start(event_id)
+    def _tail_start(self, after: str | None) -> int:
+        first = self._gap_start(after)
         if first is None:
-            return None
+            raise LogDiscontinuityError(after, self._oldest(), self._newest())
+        return first
+
+    def _slice(self, first: int, end: int) -> list[LoggedEvent]:
         size = self.max_events
         ring = self._ring
         events: list[LoggedEvent] = []
-        for seq in range(first, self._next):
+        for seq in range(first, end):
             event = ring[seq % size]
             assert event is not None
             events.append(event)

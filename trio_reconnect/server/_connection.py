@@ -1,0 +1,552 @@
+"""One client connection on the server: its queue, its loops, its close protocol.
+
+A :class:`ConnectedClient` knows nothing of the server. What it needs from
+the node it gets through a small :class:`ConnectionHooks` interface: where a
+message goes, how a retry hint reads, and what to do when it is too slow,
+gone silent or closing. The handshake (:mod:`trio_reconnect.server._resume`)
+drives it through :meth:`ConnectedClient.first_frame`,
+:meth:`ConnectedClient.send_frame` and :meth:`ConnectedClient.set_ready`.
+
+The close protocol
+------------------
+
+A close is requested synchronously (:meth:`ConnectedClient.close`) from
+anywhere: the server's drain, the fan-out finding the queue full, a failed
+handler, the ping loop. It closes the queue, tells the hooks (the fan-out
+stops feeding it) and cancels the connection's scope, so that every loop of
+the connection ends; the close frame is then sent once, on the way out.
+Cancelling a send midway would leave half a frame on the wire, and the close
+frame after it would be garbage to the client, so a close requested during
+a send lets that send finish (within ``close_timeout``). A client found
+half-open is aborted instead: no close frame, since nobody would read it.
+
+The persistent filter
+---------------------
+
+The fan-out feeds every event after the node's tail position into the
+queue, from the moment the handshake registered the client. The handshake
+then gives the client everything through some id (``covered``, see
+:mod:`trio_reconnect.server._planner`); the write loop drops every queued
+event at or below ``covered``, for as long as the connection lives. Why a
+one-time purge would not do is argued in :mod:`trio_reconnect.server._resume`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import enum
+import logging
+import math
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+import attrs
+import trio
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
+
+from .._hints import MAX_CLOSE_REASON_BYTES
+from .._protocol import HandshakeOutcome
+
+__all__ = [
+    "CLOSE_ABNORMAL",
+    "CLOSE_GOING_AWAY",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_NORMAL",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_SERVICE_RESTART",
+    "CLOSE_TRY_AGAIN_LATER",
+    "CLOSE_UNSUPPORTED_DATA",
+    "ClientState",
+    "ClientStatistics",
+    "ConnectedClient",
+    "ConnectionHooks",
+    "ConnectionSettings",
+]
+
+logger = logging.getLogger("trio_reconnect.server")
+
+#: A normal close (the client's or ours, with nothing to say).
+CLOSE_NORMAL: Final = 1000
+#: :meth:`~trio_reconnect.server.ReconnectServer.drain`'s default code.
+CLOSE_GOING_AWAY: Final = 1001
+#: The first frame was text, but not a resume frame.
+CLOSE_PROTOCOL_ERROR: Final = 1002
+#: The first frame was binary.
+CLOSE_UNSUPPORTED_DATA: Final = 1003
+#: The application's ``on_message`` raised (or the connection failed inside).
+CLOSE_INTERNAL_ERROR: Final = 1011
+#: A restart, a graceful stop, or a discontinuity in the log.
+CLOSE_SERVICE_RESTART: Final = 1012
+#: Too slow to keep up with the live events, no resume frame in time, or the log is down.
+CLOSE_TRY_AGAIN_LATER: Final = 1013
+#: What a connection aborted without a close frame is recorded with (RFC 6455: never sent).
+CLOSE_ABNORMAL: Final = 1006
+
+#: A queued frame: ``(sequence number, text)`` for an event, ``(None, message)`` otherwise.
+_Frame = tuple[int | None, str | bytes]
+
+
+class ClientState(enum.Enum):
+    """Where a connected client is in its lifetime."""
+
+    #: Accepted; waiting for or answering its resume frame.
+    HANDSHAKING = "handshaking"
+    #: ``ready`` was sent; live events and messages flow.
+    READY = "ready"
+    #: The server or the client started closing the connection.
+    CLOSING = "closing"
+    #: Gone.
+    CLOSED = "closed"
+
+
+@attrs.frozen
+class ClientStatistics:
+    """A snapshot of one client's connection.
+
+    Attributes:
+        id: The server-assigned client number (1, 2, ...).
+        remote: The peer's address, as trio-websocket reports it.
+        path: The requested resource path.
+        state: Where the client is in its lifetime.
+        connected_at: ``trio.current_time()`` when it was accepted.
+        last_event_id: The ``lastEventId`` of its resume frame.
+        outcome: How its handshake ended (``None`` until ``ready``).
+        replayed: Events sent to it from the log during the handshake.
+        queued: Frames waiting in its outgoing queue.
+        events_sent: Live events sent to it after ``ready``.
+        messages_sent: Application messages sent to it after ``ready``.
+        messages_received: Messages it sent after ``ready``.
+        close_code: The code the connection was closed with, if known.
+        close_reason: The reason it was closed with, if any.
+    """
+
+    id: int
+    remote: str
+    path: str
+    state: ClientState
+    connected_at: float
+    last_event_id: str | None
+    outcome: HandshakeOutcome | None
+    replayed: int
+    queued: int
+    events_sent: int
+    messages_sent: int
+    messages_received: int
+    close_code: int | None
+    close_reason: str | None
+
+
+@attrs.frozen
+class ConnectionSettings:
+    """The per-connection settings a server hands each of its clients.
+
+    Attributes:
+        queue_size: Frames queued per client.
+        close_timeout: Seconds to wait for a client to answer a close frame
+            (and for a send in progress to finish).
+        handshake_timeout: Seconds the client has for its resume frame.
+        ping_interval: Seconds between pings of a ready client (``None``: no pings).
+        ping_timeout: Seconds a pong may take before the client counts as gone
+            (unless the application held the client's read loop up meanwhile).
+    """
+
+    queue_size: int
+    close_timeout: float
+    handshake_timeout: float
+    ping_interval: float | None
+    ping_timeout: float
+
+
+class ConnectionHooks(Protocol):
+    """What a connection needs from its node."""
+
+    def hint_reason(self, reason: str) -> str:
+        """A close reason carrying a one-client retry hint."""
+        ...
+
+    async def received(self, client: ConnectedClient, message: str | bytes) -> None:
+        """Hand over a message the ready client sent (may close ``client``)."""
+        ...
+
+    def too_slow(self, client: ConnectedClient) -> None:
+        """The client's queue is full; it is closed after this returns."""
+        ...
+
+    def half_open(self, client: ConnectedClient) -> None:
+        """The client did not answer a ping in time; it is aborted after this returns."""
+        ...
+
+    def leaving(self, client: ConnectedClient) -> None:
+        """The client started closing: feed it no more events."""
+        ...
+
+    def gone(self, client: ConnectedClient) -> None:
+        """The connection is over."""
+        ...
+
+
+class _Outbox:
+    """A client's bounded outgoing queue (a deque, woken through parking lots)."""
+
+    __slots__ = ("_closed", "_items", "_readable", "_size", "_writable")
+
+    def __init__(self, size: int) -> None:
+        self._items: collections.deque[_Frame] = collections.deque()
+        self._size = size
+        self._closed = False
+        self._readable = trio.lowlevel.ParkingLot()
+        self._writable = trio.lowlevel.ParkingLot()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_many_nowait(self, frames: Sequence[_Frame]) -> bool:
+        """Queue ``frames``; ``False`` if they do not all fit. Closed: dropped."""
+        if self._closed:
+            return True
+        if len(self._items) + len(frames) > self._size:
+            return False
+        self._items.extend(frames)
+        self._readable.unpark()
+        return True
+
+    async def put(self, frame: _Frame) -> bool:
+        """Queue ``frame``, waiting for room; ``False`` if the queue is closed."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while len(self._items) >= self._size and not self._closed:
+            await self._writable.park()
+        if self._closed:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return False
+        self._items.append(frame)
+        self._readable.unpark()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return True
+
+    async def get(self) -> _Frame:
+        """The oldest frame, waiting for one.
+
+        Raises:
+            trio.EndOfChannel: once the queue is closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._items:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._readable.park()
+        if self._closed:
+            raise trio.EndOfChannel
+        frame = self._items.popleft()
+        self._writable.unpark()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return frame
+
+    def close(self) -> None:
+        """Drop everything queued and wake every waiter."""
+        self._closed = True
+        self._items.clear()
+        self._readable.unpark_all()
+        self._writable.unpark_all()
+
+
+@attrs.define(eq=False)
+class ConnectedClient:
+    """One client connection on a :class:`~trio_reconnect.server.ReconnectServer`.
+
+    Created by the server; compare clients by identity. Read
+    :meth:`statistics` for a consistent snapshot of its counters.
+
+    Attributes:
+        id: The server-assigned client number (1, 2, ...).
+        remote: The peer's address, as trio-websocket reports it.
+        path: The requested resource path.
+        connected_at: ``trio.current_time()`` when it was accepted.
+        state: Where the client is in its lifetime.
+        last_event_id: The ``lastEventId`` of its resume frame.
+        outcome: How its handshake ended (``None`` until ``ready``).
+    """
+
+    id: int
+    remote: str
+    path: str
+    connected_at: float
+    _ws: WebSocketConnection = attrs.field(repr=False)
+    _settings: ConnectionSettings = attrs.field(repr=False)
+    _hooks: ConnectionHooks = attrs.field(repr=False)
+    state: ClientState = ClientState.HANDSHAKING
+    last_event_id: str | None = None
+    outcome: HandshakeOutcome | None = None
+    _outbox: _Outbox = attrs.field(init=False, repr=False)
+    #: The persistent filter: queued events at or below it are never sent.
+    _covered: int | None = attrs.field(init=False, default=None, repr=False)
+    _replayed: int = attrs.field(init=False, default=0, repr=False)
+    _events_sent: int = attrs.field(init=False, default=0, repr=False)
+    _messages_sent: int = attrs.field(init=False, default=0, repr=False)
+    _messages_received: int = attrs.field(init=False, default=0, repr=False)
+    _close_code: int | None = attrs.field(init=False, default=None, repr=False)
+    _close_reason: str | None = attrs.field(init=False, default=None, repr=False)
+    _close_requested: bool = attrs.field(init=False, default=False, repr=False)
+    _sending: bool = attrs.field(init=False, default=False, repr=False)
+    #: No close frame on the way out: half a frame may be on the wire, or the peer is gone.
+    _interrupted: bool = attrs.field(init=False, default=False, repr=False)
+    #: Whether the read loop waits on the application now, and since when it does not.
+    _in_handler: bool = attrs.field(init=False, default=False, repr=False)
+    _handler_left_at: float = attrs.field(init=False, default=-math.inf, repr=False)
+    _scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope, repr=False)
+    _done: trio.Event = attrs.field(init=False, factory=trio.Event, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._outbox = _Outbox(self._settings.queue_size)
+
+    # -- the application's side ---------------------------------------------
+
+    async def send(self, message: str | bytes) -> None:
+        """Send an application message to this client.
+
+        The message is queued behind the live events already queued, and goes
+        out after ``ready``. Waits while the client's queue is full (unlike
+        :meth:`~trio_reconnect.server.ReconnectServer.publish`, which never
+        waits for one client).
+
+        Raises:
+            trio_websocket.ConnectionClosed: if the client is closing or closed.
+            TypeError: if ``message`` is neither ``str`` nor ``bytes``.
+        """
+        if not isinstance(message, str | bytes):
+            raise TypeError(f"message must be str or bytes, got {type(message).__name__}")
+        if not await self._outbox.put((None, message)):
+            raise ConnectionClosed(self._closed_reason())
+
+    async def aclose(self, code: int = CLOSE_NORMAL, reason: str | None = None) -> None:
+        """Close the connection and wait until it is closed.
+
+        Args:
+            code: The close code.
+            reason: The close reason, at most 123 bytes of UTF-8.
+
+        Raises:
+            ValueError: if ``reason`` is too long.
+        """
+        if reason is not None and len(reason.encode("utf-8")) > MAX_CLOSE_REASON_BYTES:
+            raise ValueError(f"close reason is over {MAX_CLOSE_REASON_BYTES} bytes")
+        self.close(code, reason)
+        await self._done.wait()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
+        await self._done.wait()
+
+    def statistics(self) -> ClientStatistics:
+        """A frozen snapshot of this client."""
+        return ClientStatistics(
+            id=self.id,
+            remote=self.remote,
+            path=self.path,
+            state=self.state,
+            connected_at=self.connected_at,
+            last_event_id=self.last_event_id,
+            outcome=self.outcome,
+            replayed=self._replayed,
+            queued=len(self._outbox),
+            events_sent=self._events_sent,
+            messages_sent=self._messages_sent,
+            messages_received=self._messages_received,
+            close_code=self._close_code,
+            close_reason=self._close_reason,
+        )
+
+    # -- for the node: feeding and closing ----------------------------------
+
+    @property
+    def closing(self) -> bool:
+        """Whether a close was requested (or the peer closed)."""
+        return self._close_requested
+
+    def feed(self, frames: Sequence[tuple[int, str]]) -> None:
+        """Queue live events (from the fan-out, in log order), without waiting.
+
+        A client whose queue cannot take them all is too slow: the hooks are
+        told, and it is closed.
+        """
+        if self._close_requested:
+            return
+        if not self._outbox.put_many_nowait(frames):
+            self._hooks.too_slow(self)
+
+    def close(self, code: int | None, reason: str | None) -> None:
+        """Start closing (synchronously). ``code=None``: already closed by the peer."""
+        if self._close_requested:
+            return
+        self._close_requested = True
+        self._close_code = code
+        self._close_reason = reason
+        if self.state is not ClientState.CLOSED:
+            self.state = ClientState.CLOSING
+        self._hooks.leaving(self)
+        self._outbox.close()
+        if self._sending:
+            # Let the send in progress finish (module comment), within close_timeout.
+            self._scope.deadline = min(
+                self._scope.deadline, trio.current_time() + self._settings.close_timeout
+            )
+        else:
+            self._scope.cancel()
+
+    def abort(self) -> None:
+        """Drop the connection without a close frame (the peer is not listening)."""
+        self.close(CLOSE_ABNORMAL, None)
+        self._interrupted = True
+        self._scope.cancel()
+
+    # -- for the handshake ---------------------------------------------------
+
+    async def first_frame(self) -> str | bytes | None:
+        """The client's first frame, or ``None`` if none came within the handshake timeout."""
+        with trio.move_on_after(self._settings.handshake_timeout):
+            return await self._ws.get_message()
+        return None
+
+    async def send_frame(self, message: str | bytes) -> None:
+        """Send one frame; a close requested meanwhile takes effect after it."""
+        if not self._close_requested:
+            self._sending = True
+            try:
+                await self._ws.send_message(message)
+            except trio.Cancelled:
+                self._interrupted = True  # half a frame may have gone out
+                raise
+            finally:
+                self._sending = False
+        if self._close_requested:
+            self._scope.cancel()
+            await trio.lowlevel.checkpoint()
+
+    async def send_replayed(self, frame: str) -> None:
+        """Send one event from the log during the handshake."""
+        await self.send_frame(frame)
+        self._replayed += 1
+
+    def set_ready(self, outcome: HandshakeOutcome, covered: int | None) -> None:
+        """``ready`` was sent: from now on, queued events at or below ``covered`` are dropped."""
+        self._covered = covered
+        self.outcome = outcome
+        if not self._close_requested:
+            self.state = ClientState.READY
+
+    # -- the connection's lifetime ------------------------------------------
+
+    async def run(self, handshake: _Handshake) -> None:
+        """Run the handshake, then the read, write and ping loops; close on the way out."""
+        ws = self._ws
+        try:
+            with self._scope:
+                if await handshake(self):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._write_loop)
+                        if self._settings.ping_interval is not None:
+                            nursery.start_soon(self._ping_loop, self._settings.ping_interval)
+                        await self._read_loop()
+                        nursery.cancel_scope.cancel()
+        except ConnectionClosed as exc:
+            self._peer_closed(exc)
+        except Exception:
+            logger.exception("client %d failed", self.id)
+            self.close(CLOSE_INTERNAL_ERROR, self._hooks.hint_reason("internal error"))
+        finally:
+            try:
+                if not self._close_requested:
+                    self.close(CLOSE_NORMAL, None)
+                if self._close_code is not None and not self._interrupted:
+                    with trio.move_on_after(self._settings.close_timeout):
+                        await ws.aclose(self._close_code, self._close_reason)
+            finally:
+                self.state = ClientState.CLOSED
+                self._hooks.gone(self)
+                self._done.set()
+
+    def _peer_closed(self, exc: ConnectionClosed) -> None:
+        if self._close_requested:
+            return
+        self.close(None, None)
+        if exc.reason is not None:
+            self._close_code = exc.reason.code
+            self._close_reason = exc.reason.reason
+
+    def _closed_reason(self) -> CloseReason | None:
+        if self._close_code is None:
+            return None
+        return CloseReason(self._close_code, self._close_reason)
+
+    async def _write_loop(self) -> None:
+        outbox = self._outbox
+        try:
+            while True:
+                try:
+                    seq, message = await outbox.get()
+                except trio.EndOfChannel:
+                    return
+                if seq is not None:
+                    covered = self._covered
+                    if covered is not None and seq <= covered:
+                        continue  # the persistent filter: the handshake sent it
+                    await self.send_frame(message)
+                    self._events_sent += 1
+                else:
+                    await self.send_frame(message)
+                    self._messages_sent += 1
+        except ConnectionClosed as exc:
+            self._peer_closed(exc)
+
+    async def _read_loop(self) -> None:
+        ws = self._ws
+        try:
+            while not self._close_requested:
+                message = await ws.get_message()
+                self._messages_received += 1
+                self._in_handler = True
+                try:
+                    await self._hooks.received(self, message)
+                finally:
+                    self._in_handler = False
+                    self._handler_left_at = trio.current_time()
+        except ConnectionClosed as exc:
+            self._peer_closed(exc)
+
+    async def _ping_loop(self, interval: float) -> None:
+        # One ping in flight at a time, in a task of its own: a ping's send is
+        # never cancelled midway (half a frame would garble the close frame),
+        # only the wait for its pong is bounded. Payloads are unique per
+        # connection anyway (a ping that never got its pong stays in flight).
+        timeout = self._settings.ping_timeout
+        number = 0
+        async with trio.open_nursery() as pings:
+            while True:
+                await trio.sleep(interval)
+                number += 1
+                answered = trio.Event()
+                pings.start_soon(self._ping, number.to_bytes(8, "big"), answered)
+                window_start = trio.current_time()
+                while not answered.is_set():
+                    with trio.move_on_after(timeout):
+                        await answered.wait()
+                    if answered.is_set():
+                        break
+                    # trio-websocket handles no frame (pongs included) while its
+                    # message queue is full, that is while the application holds
+                    # our read loop up: a pong missing then proves nothing.
+                    if self._in_handler or self._handler_left_at >= window_start:
+                        window_start = trio.current_time()
+                        continue
+                    self._hooks.half_open(self)
+                    self.abort()
+                    return
+
+    async def _ping(self, payload: bytes, answered: trio.Event) -> None:
+        with contextlib.suppress(ConnectionClosed):  # the read loop sees the close
+            await self._ws.ping(payload)
+            answered.set()
+
+
+class _Handshake(Protocol):
+    async def __call__(self, client: ConnectedClient, /) -> bool: ...

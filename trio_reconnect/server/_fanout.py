@@ -1,0 +1,218 @@
+"""The node's fan-out: ONE task reads the log's tail and feeds every client's queue.
+
+Every event reaches a node's clients through this one path, whichever node
+appended it: a local :meth:`~trio_reconnect.server.ReconnectServer.publish`
+only appends to the log, and the fan-out picks the event up from the tail
+like any other node's. So several nodes on one shared log deliver the same
+stream in the same order (PROTOCOL.md section 3.1).
+
+The fan-out stands at a *position*: the id of the last event it fed (``None``
+for an empty log). A client is registered at that position and from then on
+gets every event after it, in log order. Why the handshake registers first
+and reads the log second, and why its clients keep a persistent filter, is
+the subject of :mod:`trio_reconnect.server._resume`.
+
+The position is taken from the log's newest id when the fan-out first runs
+(a node does not replay the history to nobody). When the log raises
+:class:`~trio_reconnect.server.LogDiscontinuityError` (the position fell out
+of the log's retention, or the store lost its data), no client can be fed
+what it missed: the fan-out moves to the log's newest id and hands the
+clients registered so far to its hooks, in the same synchronous step, so
+that a client registered afterwards stands at the new position and every
+client registered before is closed (to resume, and be told what it missed).
+:class:`~trio_reconnect.server.LogUnavailableError` is reported to the hooks
+and the read is retried after ``retry_interval``: the position does not move,
+so nothing is skipped when the store comes back.
+
+:class:`SoleTask` runs the loop in whichever of its volunteers comes first
+and hands it to another when that one is cancelled, so a server used only
+through ``serve_stream`` (no long-lived task of its own) still has exactly
+one fan-out while it has connections. Handing over is lossless: the
+position only moves after a tail read returned, in the same step that feeds
+the queues, and cancelling a tail read is safe (the EventLog contract).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, Protocol
+
+import attrs
+import trio
+
+from .._protocol import encode_event
+from ._logbase import (
+    EventLog,
+    LogDiscontinuityError,
+    LoggedEvent,
+    LogUnavailableError,
+    parse_event_id,
+)
+
+__all__ = [
+    "DEFAULT_FANOUT_BATCH",
+    "DEFAULT_LOG_RETRY_INTERVAL",
+    "DEFAULT_TAIL_BLOCK",
+    "FanOut",
+    "FanOutHooks",
+    "SoleTask",
+    "Subscriber",
+]
+
+logger = logging.getLogger("trio_reconnect.server")
+
+#: Most events one tail read returns (and the fan-out feeds in one step).
+DEFAULT_FANOUT_BATCH: Final = 512
+#: Seconds one tail read blocks for new events before it is asked again.
+DEFAULT_TAIL_BLOCK: Final = 1.0
+#: Seconds between attempts to read the log while it is unavailable.
+DEFAULT_LOG_RETRY_INTERVAL: Final = 1.0
+
+
+class Subscriber(Protocol):
+    """What the fan-out feeds: a client's queue."""
+
+    def feed(self, frames: Sequence[tuple[int, str]]) -> None:
+        """Queue ``(sequence number, event frame)`` pairs, in log order, without waiting."""
+        ...
+
+
+class FanOutHooks(Protocol):
+    """What the fan-out tells its node."""
+
+    def log_unavailable(self, error: LogUnavailableError) -> None:
+        """A read failed because the store is unreachable (called on every failed read)."""
+        ...
+
+    def log_available(self) -> None:
+        """A read succeeded."""
+        ...
+
+    def discontinuity(self, clients: Sequence[Subscriber], error: LogDiscontinuityError) -> None:
+        """The log no longer holds what ``clients`` were to get; they must be closed."""
+        ...
+
+
+@attrs.define(eq=False)
+class FanOut:
+    """One node's reader of the log's tail, feeding every registered client.
+
+    Args:
+        log: The event log.
+        hooks: Where failures are reported.
+        batch: Most events read (and fed) at once.
+        block: Seconds one tail read blocks.
+        retry_interval: Seconds between reads while the log is unavailable.
+    """
+
+    log: EventLog
+    hooks: FanOutHooks
+    batch: int = attrs.field(default=DEFAULT_FANOUT_BATCH, kw_only=True)
+    block: float = attrs.field(default=DEFAULT_TAIL_BLOCK, kw_only=True)
+    retry_interval: float = attrs.field(default=DEFAULT_LOG_RETRY_INTERVAL, kw_only=True)
+    _position: str | None = attrs.field(init=False, default=None)
+    _positioned: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _subscribers: dict[Subscriber, None] = attrs.field(init=False, factory=dict)
+    _delivered: int = attrs.field(init=False, default=0)
+
+    @property
+    def position(self) -> str | None:
+        """The id of the last event fed (``None``: none, or not yet positioned)."""
+        return self._position
+
+    @property
+    def delivered(self) -> int:
+        """Events read from the tail so far."""
+        return self._delivered
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    async def register(self, subscriber: Subscriber) -> str | None:
+        """Register ``subscriber`` at the current position, and return it.
+
+        Waits until the fan-out has its first position. From the moment this
+        returns, the subscriber is fed every event after the returned id.
+        """
+        await self._positioned.wait()
+        # No checkpoint between here and the return: the position read is the
+        # position registered at.
+        self._subscribers[subscriber] = None
+        return self._position
+
+    def unregister(self, subscriber: Subscriber) -> None:
+        """Feed ``subscriber`` no more (idempotent)."""
+        self._subscribers.pop(subscriber, None)
+
+    async def run(self) -> None:
+        """Read the tail and feed the subscribers, until cancelled."""
+        while True:
+            try:
+                if not self._positioned.is_set():
+                    self._position = await self.log.newest()
+                    self._positioned.set()
+                events = await self.log.tail(self._position, limit=self.batch, block=self.block)
+                self._check_follows(events)
+            except LogUnavailableError as error:
+                self.hooks.log_unavailable(error)
+                await trio.sleep(self.retry_interval)
+                continue
+            except LogDiscontinuityError as error:
+                victims = list(self._subscribers)
+                self._subscribers.clear()
+                self._position = error.newest
+                logger.warning("%s; closing %d clients", error, len(victims))
+                self.hooks.log_available()
+                self.hooks.discontinuity(victims, error)
+                continue
+            self.hooks.log_available()
+            if events:
+                self._feed(events)
+
+    def _check_follows(self, events: Sequence[LoggedEvent]) -> None:
+        """A backend that skips ids has a discontinuity it did not report."""
+        expected = parse_event_id(self._position) if self._position is not None else None
+        for event in events:
+            seq = parse_event_id(event.id)
+            if seq is None or (expected is not None and seq != expected + 1):
+                raise LogDiscontinuityError(self._position, None, events[-1].id)
+            expected = seq
+
+    def _feed(self, events: Sequence[LoggedEvent]) -> None:
+        frames = [(int(event.id), encode_event(event.id, event.data)) for event in events]
+        self._position = events[-1].id
+        self._delivered += len(events)
+        for subscriber in list(self._subscribers):
+            subscriber.feed(frames)
+
+
+@attrs.define(eq=False)
+class SoleTask:
+    """Runs ``target`` in one of its volunteers at a time, handing it over on cancellation.
+
+    Every volunteer calls :meth:`volunteer`; the first runs ``target``, the
+    others wait. When the running one is cancelled, a waiting one takes over.
+    """
+
+    target: Callable[[], Awaitable[None]]
+    _running: bool = attrs.field(init=False, default=False)
+    _waiting: trio.lowlevel.ParkingLot = attrs.field(init=False, factory=trio.lowlevel.ParkingLot)
+
+    @property
+    def running(self) -> bool:
+        """Whether some volunteer runs ``target`` now."""
+        return self._running
+
+    async def volunteer(self) -> None:
+        """Run ``target`` whenever no one else does, until cancelled."""
+        while True:
+            if self._running:
+                await self._waiting.park()
+                continue
+            self._running = True
+            try:
+                await self.target()
+            finally:
+                self._running = False
+                self._waiting.unpark_all()

@@ -1,0 +1,251 @@
+"""The resume handshake on the server: register first, read second.
+
+Exactly once, across a handshake
+--------------------------------
+
+A client must see every event after its ``lastEventId`` ``L`` exactly once,
+in log order, also the events appended while its handshake runs, on whichever
+node it lands. Nothing here is synchronous with the log any more: every log
+call is a round trip to a store that other nodes write to at the same time.
+So the handshake does not try to read the log and start the live feed "in
+one step"; it orders the two and lets ids decide the rest:
+
+1. **Register.** The client's queue is registered with the node's fan-out,
+   which stands at some id ``X`` (the last event it fed). From that instant
+   the fan-out puts every event after ``X`` into the queue, in log order
+   (:mod:`trio_reconnect.server._fanout`).
+2. **Read.** The log is read after ``L``: the events ``(L, N]`` and the
+   newest id ``N``. The read comes after the registration and the log only
+   grows, and the fan-out could only stand at ``X`` because the log held
+   ``X``, so ``N >= X``.
+3. **Answer.** The handshake sends the client every event through some id
+   ``C`` ("covered", :mod:`trio_reconnect.server._planner`): the replay
+   ``(L, N]`` (``C = N``); or a snapshot at ``S`` with the events ``(S, N]``
+   read from the log after it (``C = N``); or a snapshot at ``S >= N`` that
+   includes them (``C = S``); or, when it can do neither, ``ready`` with
+   ``lost: true`` (``C = N``). Always ``C >= N >= X``.
+4. **Filter, for good.** The connection's write loop sends a queued event
+   only if its id is above ``C``, for as long as the connection lives.
+
+The queue holds every event after ``X``, the handshake sent every event
+through ``C``, and ``X <= C``: so every event after ``L`` goes out once,
+and in order, because ids are consecutive integers and both halves are in
+log order.
+
+Why the two classic shortcuts lose events or repeat them:
+
+* *Read first, register second.* A checkpoint between the two lets events
+  be appended (and fed by the fan-out) after the read saw ``N`` and before
+  the client is registered at ``X > N``: the events ``(N, X]`` are in
+  neither half. A gap.
+* *Purge once instead of filtering.* Dropping the queued events through
+  ``C`` when ``ready`` is sent is not enough, because the fan-out can still
+  be behind ``C`` then: it stands at ``X`` and reads ``(X, C]`` only later
+  (it runs at its own pace, on another round trip to the store). Those
+  events reach the queue after the purge and are sent a second time. A
+  duplicate. The persistent filter drops them whenever they come.
+
+tests/server/test_server_ordering.py drives both shortcuts' failure points
+with a log whose reads and tails wait where the test says.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from .._exceptions import ResumeProtocolError
+from .._protocol import HandshakeOutcome, encode_event, encode_ready, encode_snapshot, parse_resume
+from ._connection import (
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNSUPPORTED_DATA,
+    ConnectedClient,
+)
+from ._fanout import FanOut
+from ._logbase import EventLog, LoggedEvent, LogUnavailableError
+from ._planner import (
+    ResumeAction,
+    SnapshotFit,
+    plan_fill,
+    plan_resume,
+    plan_snapshot,
+    read_limit,
+    snapshot_issued,
+)
+
+__all__ = ["ResumeHooks", "Resumer", "SnapshotProvider"]
+
+logger = logging.getLogger("trio_reconnect.server")
+
+#: An application's snapshot: ``(id of the newest event it includes, data)``.
+SnapshotProvider = Callable[[], Awaitable[tuple[str | None, Any]]]
+
+
+class ResumeHooks(Protocol):
+    """What the handshake tells its node."""
+
+    def hint_reason(self, reason: str) -> str:
+        """A close reason carrying a one-client retry hint."""
+        ...
+
+    def protocol_error(self) -> None:
+        """A client sent a bad (or no) resume frame."""
+        ...
+
+    def log_unavailable(self, error: LogUnavailableError) -> None:
+        """A log call of the handshake failed because the store is unreachable."""
+        ...
+
+    def resumed(self, outcome: HandshakeOutcome, replayed: int) -> None:
+        """A handshake ended with ``ready``."""
+        ...
+
+
+@attrs.define(eq=False)
+class Resumer:
+    """Runs the resume handshake of each new connection (the module comment).
+
+    Args:
+        log: The event log.
+        fanout: The node's fan-out, to register each client with.
+        hooks: Where outcomes and failures are reported.
+        snapshot: The application's snapshot provider, or ``None``.
+        max_replay: Most events replayed in one handshake.
+        snapshot_timeout: Seconds the snapshot provider may take.
+    """
+
+    log: EventLog
+    fanout: FanOut
+    hooks: ResumeHooks
+    snapshot: SnapshotProvider | None
+    max_replay: int
+    snapshot_timeout: float
+
+    async def __call__(self, client: ConnectedClient) -> bool:
+        """Run the handshake; ``True`` once ``ready`` was sent."""
+        first = await client.first_frame()
+        if first is None:
+            return await self._refuse(
+                client, CLOSE_TRY_AGAIN_LATER, self.hooks.hint_reason("no resume frame")
+            )
+        if isinstance(first, bytes):
+            return await self._refuse(
+                client, CLOSE_UNSUPPORTED_DATA, "expected a text resume frame"
+            )
+        try:
+            last = parse_resume(first)
+        except ResumeProtocolError:
+            return await self._refuse(client, CLOSE_PROTOCOL_ERROR, "expected a resume frame")
+        client.last_event_id = last
+        try:
+            return await self._resume(client, last)
+        except LogUnavailableError as error:
+            self.hooks.log_unavailable(error)
+            logger.warning("client %d: %s; closing it", client.id, error)
+            client.close(CLOSE_TRY_AGAIN_LATER, self.hooks.hint_reason("log unavailable"))
+            await trio.lowlevel.checkpoint()
+            return False
+
+    async def _refuse(self, client: ConnectedClient, code: int, reason: str) -> bool:
+        self.hooks.protocol_error()
+        logger.info("client %d: %s; closing with %d", client.id, reason, code)
+        client.close(code, reason)
+        await trio.lowlevel.checkpoint()
+        return False
+
+    async def _resume(self, client: ConnectedClient, last: str | None) -> bool:
+        has_snapshot = self.snapshot is not None
+        # 1. Register (the fan-out feeds the queue every event after its position) ...
+        await self.fanout.register(client)
+        # 2. ... then read.
+        read = await self.log.read_after(
+            last, limit=read_limit(last, max_replay=self.max_replay, has_snapshot=has_snapshot)
+        )
+        plan = plan_resume(last, read, has_snapshot=has_snapshot)
+        replayed = 0
+        lost = plan.action is ResumeAction.LOST
+        ready_id, covered, outcome = plan.ready_id, plan.covered, plan.outcome
+        if plan.action is ResumeAction.REPLAY:
+            replayed = await self._send_events(client, plan.events)
+        elif plan.action is ResumeAction.SNAPSHOT:
+            taken = await self._take_snapshot(client)
+            placed = None if taken is None else await self._place(taken[0], read.newest)
+            if taken is None or placed is None:
+                outcome, lost = HandshakeOutcome.LOST, True
+            else:
+                # A snapshot the log cannot place is not sent: ``lost`` means
+                # neither a replay nor a snapshot (docs/protocol.md).
+                fill, covered = placed
+                outcome = HandshakeOutcome.SNAPSHOT
+                if fill is None:
+                    ready_id = taken[0]
+                await client.send_frame(taken[1])
+                replayed = await self._send_events(client, fill or ())
+        assert outcome is not None
+        await client.send_frame(encode_ready(ready_id, lost=lost))
+        # 4. The filter, for the connection's lifetime.
+        client.set_ready(outcome, covered)
+        self.hooks.resumed(outcome, replayed)
+        logger.debug(
+            "client %d ready: %s (lastEventId %r, ready id %r)",
+            client.id,
+            outcome.value,
+            last,
+            ready_id,
+        )
+        return True
+
+    async def _place(
+        self, snapshot_id: str | None, newest: str | None
+    ) -> tuple[list[LoggedEvent] | None, int | None] | None:
+        """Fit the snapshot to the read: ``(events to send after it, covered)``, or ``None`` (lost).
+
+        The events are ``None`` when the snapshot reaches past the read
+        (``ready`` then names the snapshot's id).
+        """
+        plan = plan_snapshot(snapshot_id, newest)
+        if plan.fit is SnapshotFit.EXACT:
+            return [], plan.covered
+        if plan.fit is SnapshotFit.AHEAD:
+            assert snapshot_id is not None
+            if snapshot_issued(snapshot_id, await self.log.newest()):
+                return None, plan.covered
+        elif plan.fit is SnapshotFit.BEHIND:
+            assert plan.covered is not None
+            fill = plan_fill(
+                await self.log.read_after(snapshot_id, limit=self.max_replay), plan.covered
+            )
+            if fill is not None:
+                return fill, plan.covered
+        logger.warning("snapshot id %r is unknown to the log; reporting lost events", snapshot_id)
+        return None
+
+    async def _send_events(self, client: ConnectedClient, events: Sequence[LoggedEvent]) -> int:
+        for event in events:
+            await client.send_replayed(encode_event(event.id, event.data))
+        return len(events)
+
+    async def _take_snapshot(self, client: ConnectedClient) -> tuple[str | None, str] | None:
+        """The application's snapshot as ``(id, frame)``, or ``None`` if it failed."""
+        assert self.snapshot is not None
+        try:
+            with trio.move_on_after(self.snapshot_timeout) as deadline:
+                snapshot_id, data = await self.snapshot()
+            if deadline.cancelled_caught:
+                logger.warning(
+                    "no snapshot for client %d within %s s; reporting lost events",
+                    client.id,
+                    self.snapshot_timeout,
+                )
+                return None
+            if snapshot_id is not None and not isinstance(snapshot_id, str):
+                raise TypeError(f"snapshot id must be a str or None, got {snapshot_id!r}")
+            return snapshot_id, encode_snapshot(snapshot_id, data)
+        except Exception:
+            logger.exception("snapshot for client %d failed; reporting lost events", client.id)
+            return None

@@ -1,0 +1,32 @@
+"""The Redis backends of the server: the shared event log and the cluster registry.
+
+Needs the ``redis`` extra (``pip install trio-reconnect[redis]``, which
+brings coredis). Kept out of :mod:`trio_reconnect.server` so that importing
+the server never imports coredis; import from here::
+
+    from trio_reconnect.server.redis import RedisRegistry, RedisStreamLog
+
+How to run a node on Redis: docs/howto/redis.md.
+"""
+
+from ._redis import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
+from ._redis import DEFAULT_MAX_LEN as DEFAULT_MAX_LEN
+from ._redis import DEFAULT_READ_BLOCK as DEFAULT_READ_BLOCK
+from ._redis import DEFAULT_REGISTRY_PREFIX as DEFAULT_REGISTRY_PREFIX
+from ._redis import DEFAULT_STREAM as DEFAULT_STREAM
+from ._redis import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+from ._redis import MAX_REDIS_ID as MAX_REDIS_ID
+from ._redis import RedisRegistry as RedisRegistry
+from ._redis import RedisStreamLog as RedisStreamLog
+
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_LEN",
+    "DEFAULT_READ_BLOCK",
+    "DEFAULT_REGISTRY_PREFIX",
+    "DEFAULT_STREAM",
+    "DEFAULT_TIMEOUT",
+    "MAX_REDIS_ID",
+    "RedisRegistry",
+    "RedisStreamLog",
+]
