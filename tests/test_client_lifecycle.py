@@ -77,6 +77,44 @@ async def test_sends_held_until_ready_released_in_call_order(
     assert min(done) >= 2.0
 
 
+async def test_a_cancelled_sender_gives_its_turn_to_the_next(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Cancelled while it holds the turn (at the gate) or while it waits for
+    it: its frame is not sent, and the others go out in call order."""
+    received: list[object] = []
+
+    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
+        ws, _ = await accept_and_resume(request)
+        await trio.sleep(2)
+        await send_ready(ws, None)
+        while True:
+            received.append(await ws.get_message())
+
+    server = FakeServer(nursery, handler)
+    with trio.fail_after(100):
+        async with tr.open_reconnecting_websocket(
+            "ws://example.test/", open_stream=server.open_stream
+        ) as ws:
+            scopes = {name: trio.CancelScope() for name in "abcde"}
+
+            async def send(name: str) -> None:
+                with scopes[name]:
+                    await ws.send_message(name)
+
+            async with trio.open_nursery() as senders:
+                for name in "abcde":
+                    senders.start_soon(send, name)
+                    await trio.sleep(0.01)
+                scopes["a"].cancel()  # holds the turn, waiting at the gate
+                scopes["c"].cancel()  # waits for the turn
+                await trio.sleep(0.5)
+                scopes["e"].cancel()  # waits for the turn, last
+            await ws.send_message("f")  # after them all, on the ready connection
+            await trio.sleep(1)
+    assert received == ["b", "d", "f"]
+
+
 async def test_send_during_outage_goes_out_on_next_connection(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -399,7 +399,11 @@ async def _deliver(
     cursor = context.cursor
 
     def accept(message: str | bytes) -> Item | None:
-        item = parse_live(message) if resume else message
+        if not resume:
+            return message
+        item = parse_live(message)
+        if item is message:  # not an event frame: nothing for the cursor
+            return item
         return item if cursor.deliver(item) else None
 
     if not _can_deliver_directly(ws):
@@ -476,9 +480,10 @@ class _DirectSink:
         self._accept = accept
         self._inbox = inbox
         self.done = done
+        self._closed = False
 
     async def send(self, message: str | bytes) -> None:
-        if self.done.is_set():
+        if self._closed:  # only trio-websocket's reader sends, so no send follows its end
             raise trio.BrokenResourceError("the websocket is closed")
         item = self._accept(message)
         if item is not None:
@@ -488,6 +493,7 @@ class _DirectSink:
         raise trio.EndOfChannel  # get_message() turns it into ConnectionClosed
 
     async def aclose(self) -> None:
+        self._closed = True
         self.done.set()
 
 
