@@ -1,60 +1,115 @@
 """Option checks shared by the client and the server: one place for each rule.
 
 Numbers of seconds and rates must be finite and positive (``bool`` is not a
-number here, though Python says it is an ``int``); counts must be whole.
-Some settings may be zero (a window, a base delay) and one must be at least 1
-(a burst of handshakes); :func:`check_number` states those bounds once.
-Each check has an attrs-validator form, for ``attrs.field(validator=...)``.
+number here, though Python says it is an ``int``); counts must be whole; a
+TCP port is a whole number up to :data:`MAX_PORT`; a few settings may be
+zero (a window, a base delay) and one must be at least 1 (a burst of
+handshakes).
+Each rule is stated once, as a ``*_problem`` function that returns what is
+wrong (``None``: nothing); the ``check_*`` functions raise it as a
+``ValueError`` naming the option, the attrs validators do the same for
+``attrs.field(validator=...)``, and the command line's argument types
+(:mod:`trio_reconnect._cli_policy`) use the same functions.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 __all__ = [
-    "check_number",
+    "MAX_PORT",
+    "at_least_one_problem",
+    "check_int",
+    "check_port",
     "check_positive",
+    "int_problem",
     "non_negative_int",
     "non_negative_number",
+    "non_negative_problem",
     "optional_number_at_least_one",
     "optional_positive_number",
+    "port_problem",
     "positive_int",
     "positive_number",
+    "positive_problem",
 ]
 
+#: The highest TCP port.
+MAX_PORT: Final = 65535
 
-def check_positive(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite number above zero."""
+
+def positive_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a finite number above zero (``None``: nothing)."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        return f"must be a positive finite number, got {value!r}"
+    return None
 
 
-def check_number(name: str, value: object, minimum: float, *, strict: bool) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite number above (``strict``)
-    or at least ``minimum``."""
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and (value > minimum if strict else value >= minimum)
-    )
-    if not ok:
-        bound = f"greater than {minimum}" if strict else f"at least {minimum}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+def non_negative_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a finite number of at least zero."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        return f"must be a non-negative finite number, got {value!r}"
+    return None
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
+def at_least_one_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a finite number of at least 1."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 1
+    ):
+        return f"must be a finite number of at least 1, got {value!r}"
+    return None
+
+
+def int_problem(value: object, minimum: int) -> str | None:
+    """What is wrong with ``value`` as a whole number of at least ``minimum`` (0 or 1)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "positive" if minimum > 0 else "non-negative"
-        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+        return f"must be a {kind} integer, got {value!r}"
+    return None
+
+
+def port_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a TCP port to listen on (0: any free port)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PORT:
+        return f"must be a port from 0 to {MAX_PORT}, got {value!r}"
+    return None
+
+
+def _raise(name: str, problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(f"{name} {problem}")
+
+
+def check_positive(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number above zero."""
+    _raise(name, positive_problem(value))
+
+
+def check_int(name: str, value: object, *, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is a whole number (no bool), at least ``minimum``."""
+    _raise(name, int_problem(value, minimum))
+
+
+def check_port(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a TCP port from 0 to :data:`MAX_PORT`."""
+    _raise(name, port_problem(value))
 
 
 def positive_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -71,8 +126,8 @@ def optional_positive_number(
 
 
 def non_negative_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """attrs validator: a finite number, zero or more."""
-    check_number(attribute.name, value, 0.0, strict=False)
+    """attrs validator: a finite number, at least zero."""
+    _raise(attribute.name, non_negative_problem(value))
 
 
 def optional_number_at_least_one(
@@ -80,19 +135,14 @@ def optional_number_at_least_one(
 ) -> None:
     """attrs validator: ``None``, or a finite number of at least 1."""
     if value is not None:
-        check_number(attribute.name, value, 1.0, strict=False)
+        _raise(attribute.name, at_least_one_problem(value))
 
 
 def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a whole number, at least 1."""
-    _check_int(attribute.name, value, 1)
+    check_int(attribute.name, value, minimum=1)
 
 
 def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a whole number, at least 0."""
-    _check_int(attribute.name, value, 0)
-
-
-def check_int(name: str, value: object, *, minimum: int) -> None:
-    """Raise ``ValueError`` unless ``value`` is a whole number (no bool), at least ``minimum``."""
-    _check_int(name, value, minimum)
+    check_int(attribute.name, value, minimum=0)
