@@ -134,6 +134,8 @@ import pytest
 
 status = pytest.main(sys.argv[1:])
 import trio_reconnect.testing as testing
+import trio_reconnect.testing._herd_cli  # the herd command and the rolling deploy
+import trio_reconnect.testing._herd_deploy
 from trio_reconnect.testing._herd import _peak_rss_kb
 
 assert "resource" not in sys.modules
