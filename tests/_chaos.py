@@ -633,7 +633,9 @@ def watching_logs() -> Iterator[LogTally]:
 
 
 def _is_client_task(name: str) -> bool:
-    return name.startswith("trio_reconnect._client.") or ".<locals>.watched" in name
+    return name.startswith(("trio_reconnect._client.", "trio_reconnect._attempt.")) or (
+        ".<locals>.watched" in name
+    )
 
 
 # -- one run -----------------------------------------------------------------------------

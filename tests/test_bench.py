@@ -134,11 +134,12 @@ async def test_run_bench_tiny() -> None:
         "sequential round trips/s",
         "pipelined messages/s",
         "reconnect",
-        ">= 0.95",
         "events delivered/s",
         "Redis log",
-        ">= 0.85",
     ):
+        assert text in table
+    for target in (_bench.TARGET_SEQ, _bench.TARGET_PIPE, _bench.TARGET_FANOUT_REDIS):
+        text = f">= {target}"
         assert text in table
     assert "PASS" in table or "MISS" in table
 

@@ -37,7 +37,11 @@ STATE_AT_CANCEL = {
 
 def _client_tasks() -> list[str]:
     """Names of the live tasks that belong to the client's code."""
-    return [name for name in live_tasks().values() if "trio_reconnect._client" in name]
+    return [
+        name
+        for name in live_tasks().values()
+        if "trio_reconnect._client" in name or "trio_reconnect._attempt" in name
+    ]
 
 
 async def _hold_forever(listener: MemoryListener) -> None:

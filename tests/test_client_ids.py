@@ -10,6 +10,7 @@ after losing its log does not get its new events swallowed.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import trio
 import trio.testing
@@ -21,7 +22,7 @@ from tests.helpers import FakeServer, accept_and_resume, send_event, send_ready
 URL = "ws://example.test/"
 
 
-async def collect(server: FakeServer, count: int, **options: object) -> list[tr.Item]:
+async def collect(server: FakeServer, count: int, **options: Any) -> list[tr.Item]:
     items: list[tr.Item] = []
     with trio.fail_after(60):
         async with tr.open_reconnecting_websocket(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import random
@@ -74,6 +75,44 @@ async def test_sends_held_until_ready_released_in_call_order(
     assert received[0] == {"type": "resume", "lastEventId": None}
     assert received[1:] == [f"m{i}" for i in range(20)]
     assert min(done) >= 2.0
+
+
+async def test_a_cancelled_sender_gives_its_turn_to_the_next(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Cancelled while it holds the turn (at the gate) or while it waits for
+    it: its frame is not sent, and the others go out in call order."""
+    received: list[object] = []
+
+    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
+        ws, _ = await accept_and_resume(request)
+        await trio.sleep(2)
+        await send_ready(ws, None)
+        while True:
+            received.append(await ws.get_message())
+
+    server = FakeServer(nursery, handler)
+    with trio.fail_after(100):
+        async with tr.open_reconnecting_websocket(
+            "ws://example.test/", open_stream=server.open_stream
+        ) as ws:
+            scopes = {name: trio.CancelScope() for name in "abcde"}
+
+            async def send(name: str) -> None:
+                with scopes[name]:
+                    await ws.send_message(name)
+
+            async with trio.open_nursery() as senders:
+                for name in "abcde":
+                    senders.start_soon(send, name)
+                    await trio.sleep(0.01)
+                scopes["a"].cancel()  # holds the turn, waiting at the gate
+                scopes["c"].cancel()  # waits for the turn
+                await trio.sleep(0.5)
+                scopes["e"].cancel()  # waits for the turn, last
+            await ws.send_message("f")  # after them all, on the ready connection
+            await trio.sleep(1)
+    assert received == ["b", "d", "f"]
 
 
 async def test_send_during_outage_goes_out_on_next_connection(
@@ -413,3 +452,55 @@ async def test_random_default_and_repr(
 ) -> None:
     ws = tr.ReconnectingWebSocket("wss://example.test:8443/x?k=v", random=random.Random(1))
     assert repr(ws) == "<ReconnectingWebSocket wss://example.test:8443/x connecting>"
+
+
+def test_the_entry_point_has_the_class_options_typed_and_keyword_only() -> None:
+    """open_reconnecting_websocket spells out every option (mypy and IDEs see
+    them) and takes exactly the class's, with the same defaults."""
+    entry = inspect.signature(tr.open_reconnecting_websocket)
+    cls = inspect.signature(tr.ReconnectingWebSocket)
+    assert list(entry.parameters) == list(cls.parameters)
+    for name, parameter in entry.parameters.items():
+        theirs = cls.parameters[name]
+        assert (parameter.kind, parameter.default, parameter.annotation) == (
+            theirs.kind,
+            theirs.default,
+            theirs.annotation,
+        ), name
+        if name != "url":
+            assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
+            assert parameter.annotation not in ("Any", inspect.Parameter.empty), name
+    assert len(entry.parameters) == 24  # url and 23 options
+    documented = tr.open_reconnecting_websocket.__doc__ or ""
+    assert all(f"{name}:" in documented for name in entry.parameters), "every option documented"
+
+
+async def test_reconnect_now_from_the_connecting_hook_drops_that_attempt(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """on_transition runs when the attempt has begun: a reconnect_now() there
+    drops that attempt (no failure), it is not lost."""
+    server = FakeServer(nursery, ready_forever)
+    transitions: list[tr.Transition] = []
+    asked = False
+
+    def hook(transition: tr.Transition) -> None:
+        nonlocal asked
+        transitions.append(transition)
+        if transition.state is tr.ConnectionState.CONNECTING and not asked:
+            asked = True
+            ws.reconnect_now()
+
+    with trio.fail_after(100):
+        async with tr.open_reconnecting_websocket(
+            "ws://example.test/", open_stream=server.open_stream, on_transition=hook
+        ) as ws:
+            await ws.wait_ready()
+            ws.reconnect_now()  # the CONNECTING after this one calls it again
+            await trio.sleep(1)
+            await ws.wait_ready()
+            states = [(t.state, t.delay_source) for t in transitions]
+    backing = [source for state, source in states if state is tr.ConnectionState.BACKING_OFF]
+    assert backing == [tr.DelaySource.IMMEDIATE, tr.DelaySource.IMMEDIATE]
+    assert ws.statistics().failed_attempts == 0
+    assert len(server.connects) == 3  # the dropped attempt got as far as opening its stream

@@ -19,20 +19,16 @@ from ._backoff import SHORT_HINT_LIMIT as SHORT_HINT_LIMIT
 from ._backoff import Backoff as Backoff
 from ._backoff import Jitter as Jitter
 from ._backoff import RetryPolicy as RetryPolicy
-from ._client import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from ._client import DEFAULT_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
 from ._client import DEFAULT_DEDUPE_WINDOW as DEFAULT_DEDUPE_WINDOW
 from ._client import DEFAULT_MAX_ATTEMPTS as DEFAULT_MAX_ATTEMPTS
-from ._client import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from ._client import DEFAULT_MAX_QUEUE as DEFAULT_MAX_QUEUE
-from ._client import DEFAULT_MAX_REPLAY as DEFAULT_MAX_REPLAY
+from ._client import DEFAULT_MAX_REPLAY_RECEIVED as DEFAULT_MAX_REPLAY_RECEIVED
 from ._client import DEFAULT_MAX_SERVER_DELAY as DEFAULT_MAX_SERVER_DELAY
 from ._client import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
 from ._client import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._client import DEFAULT_RESUME_TIMEOUT as DEFAULT_RESUME_TIMEOUT
 from ._client import DEFAULT_STABLE_AFTER as DEFAULT_STABLE_AFTER
-from ._client import MAX_HISTORY as MAX_HISTORY
-from ._client import Disconnect as Disconnect
 from ._client import ReconnectingWebSocket as ReconnectingWebSocket
 from ._client import open_reconnecting_websocket as open_reconnecting_websocket
 from ._exceptions import AttemptError as AttemptError
@@ -57,6 +53,10 @@ from ._protocol import HandshakeOutcome as HandshakeOutcome
 from ._protocol import Item as Item
 from ._protocol import ServerEvent as ServerEvent
 from ._protocol import Snapshot as Snapshot
+from ._retry import MAX_HISTORY as MAX_HISTORY
+from ._retry import Disconnect as Disconnect
+from ._settings import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
+from ._settings import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from ._state import Attempt as Attempt
 from ._state import ConnectionState as ConnectionState
 from ._state import DelaySource as DelaySource
@@ -75,7 +75,7 @@ __all__ = [
     "DEFAULT_MAX_DELAY",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_QUEUE",
-    "DEFAULT_MAX_REPLAY",
+    "DEFAULT_MAX_REPLAY_RECEIVED",
     "DEFAULT_MAX_SERVER_DELAY",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",

@@ -41,9 +41,11 @@ from typing import Any, Final
 import attrs
 
 __all__ = [
+    "ABNORMAL_CLOSURE",
     "FATAL_CLOSE_CODES",
     "HINTED_CLOSE_CODES",
     "MAX_CLOSE_REASON_BYTES",
+    "NORMAL_CLOSURE",
     "PLANNED_CLOSE_CODES",
     "RetryAdvice",
     "Verdict",
@@ -56,6 +58,10 @@ __all__ = [
     "parse_retry_after_reason",
 ]
 
+#: RFC 6455: the close code of a normal closure (the client's, when the application leaves).
+NORMAL_CLOSURE: Final = 1000
+#: RFC 6455: the code reported when a connection ended without a close frame.
+ABNORMAL_CLOSURE: Final = 1006
 #: RFC 6455: a close frame's reason is at most 123 bytes of UTF-8.
 MAX_CLOSE_REASON_BYTES: Final = 123
 #: Close codes a server uses to say "come back later"; their reason may carry a hint.

@@ -13,15 +13,30 @@ State diagram::
         +--> CONNECTING
 
 With ``resume=False`` the client goes from CONNECTING straight to OPEN.
+The diagram is :data:`TRANSITIONS`, a table the driver checks every change
+against (:func:`check_transition`), as h11 keeps its state machine in one
+place: a change that is not in the table is a bug in the driver. A
+``reconnect_now()`` during CONNECTING or RESUMING goes through BACKING_OFF
+with no wait, so that every new attempt starts from BACKING_OFF.
 """
 
 from __future__ import annotations
 
 import enum
+import types
+from collections.abc import Mapping
+from typing import Final
 
 import attrs
 
-__all__ = ["Attempt", "ConnectionState", "DelaySource", "Transition"]
+__all__ = [
+    "TRANSITIONS",
+    "Attempt",
+    "ConnectionState",
+    "DelaySource",
+    "Transition",
+    "check_transition",
+]
 
 
 class ConnectionState(enum.Enum):
@@ -39,6 +54,28 @@ class ConnectionState(enum.Enum):
     FAILED = "failed"
     #: The application closed the client. Terminal.
     CLOSED = "closed"
+
+
+_S = ConnectionState
+_TERMINAL: Final = frozenset({_S.FAILED, _S.CLOSED})
+
+#: The legal state changes: for each state, the states it may change to.
+TRANSITIONS: Final[Mapping[ConnectionState, frozenset[ConnectionState]]] = types.MappingProxyType(
+    {
+        _S.CONNECTING: frozenset({_S.RESUMING, _S.OPEN, _S.BACKING_OFF}) | _TERMINAL,
+        _S.RESUMING: frozenset({_S.OPEN, _S.BACKING_OFF}) | _TERMINAL,
+        _S.OPEN: frozenset({_S.BACKING_OFF}) | _TERMINAL,
+        _S.BACKING_OFF: frozenset({_S.CONNECTING}) | _TERMINAL,
+        _S.FAILED: frozenset(),
+        _S.CLOSED: frozenset(),
+    }
+)
+
+
+def check_transition(previous: ConnectionState, state: ConnectionState) -> None:
+    """Raise ``RuntimeError`` unless ``previous -> state`` is in :data:`TRANSITIONS`."""
+    if state not in TRANSITIONS[previous]:
+        raise RuntimeError(f"illegal state change {previous.value} -> {state.value}")
 
 
 class DelaySource(enum.Enum):

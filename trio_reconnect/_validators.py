@@ -2,7 +2,9 @@
 
 Numbers of seconds and rates must be finite and positive (``bool`` is not a
 number here, though Python says it is an ``int``); counts must be whole; a
-TCP port is a whole number up to :data:`MAX_PORT`.
+TCP port is a whole number up to :data:`MAX_PORT`; a few settings may be
+zero (a window, a base delay) and one must be at least 1 (a burst of
+handshakes).
 Each rule is stated once, as a ``*_problem`` function that returns what is
 wrong (``None``: nothing); the ``check_*`` functions raise it as a
 ``ValueError`` naming the option, the attrs validators do the same for
@@ -19,6 +21,7 @@ import attrs
 
 __all__ = [
     "MAX_PORT",
+    "at_least_one_problem",
     "check_int",
     "check_port",
     "check_positive",
@@ -26,6 +29,7 @@ __all__ = [
     "non_negative_int",
     "non_negative_number",
     "non_negative_problem",
+    "optional_number_at_least_one",
     "optional_positive_number",
     "port_problem",
     "positive_int",
@@ -58,6 +62,18 @@ def non_negative_problem(value: object) -> str | None:
         or value < 0
     ):
         return f"must be a non-negative finite number, got {value!r}"
+    return None
+
+
+def at_least_one_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a finite number of at least 1."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 1
+    ):
+        return f"must be a finite number of at least 1, got {value!r}"
     return None
 
 
@@ -112,6 +128,14 @@ def optional_positive_number(
 def non_negative_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a finite number, at least zero."""
     _raise(attribute.name, non_negative_problem(value))
+
+
+def optional_number_at_least_one(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    """attrs validator: ``None``, or a finite number of at least 1."""
+    if value is not None:
+        _raise(attribute.name, at_least_one_problem(value))
 
 
 def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

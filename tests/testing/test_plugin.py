@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +112,54 @@ async def test_clients_are_seeded_per_name(
                 await ws.wait_ready()
     assert waits["a"] != waits["b"]
     assert len(waits["a"]) == 2
+
+
+# A pytest run in a fresh interpreter where ``import resource`` fails, as it
+# does on Windows: the pytest11 entry point loads our plugin first thing.
+_WITHOUT_RESOURCE = """
+import importlib.abc
+import sys
+
+
+class HideResource(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "resource":
+            raise ModuleNotFoundError("No module named 'resource'", name=name)
+        return None
+
+
+sys.modules.pop("resource", None)
+sys.meta_path.insert(0, HideResource())
+import pytest
+
+status = pytest.main(sys.argv[1:])
+import trio_reconnect.testing as testing
+import trio_reconnect.testing._herd_cli  # the herd command and the rolling deploy
+import trio_reconnect.testing._herd_deploy
+from trio_reconnect.testing._herd import _peak_rss_kb
+
+assert "resource" not in sys.modules
+assert testing.run_herd is not None and _peak_rss_kb() is None
+sys.exit(status)
+"""
+
+_USES_THE_FIXTURES = """
+def test_fixture(memory_network):
+    assert memory_network.statistics().resets == 0
+"""
+
+
+def test_the_plugin_loads_where_resource_does_not_exist(tmp_path: Path) -> None:
+    (tmp_path / "test_user.py").write_text(_USES_THE_FIXTURES)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_RESOURCE, "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout

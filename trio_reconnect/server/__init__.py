@@ -13,6 +13,8 @@ control, and :class:`ReconnectServer`, the trio driver::
 
 from __future__ import annotations
 
+from .._settings import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
+from .._settings import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from ._cluster import ClusterDrainPlan as ClusterDrainPlan
 from ._cluster import ClusterRegistry as ClusterRegistry
 from ._cluster import NodeStatus as NodeStatus
@@ -38,11 +40,9 @@ from ._registry import MemoryRegistry as MemoryRegistry
 from ._resume import SnapshotProvider as SnapshotProvider
 from ._server import DEFAULT_ANNOUNCE_INTERVAL as DEFAULT_ANNOUNCE_INTERVAL
 from ._server import DEFAULT_ANNOUNCE_TTL as DEFAULT_ANNOUNCE_TTL
-from ._server import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from ._server import DEFAULT_DRAIN_TIMEOUT as DEFAULT_DRAIN_TIMEOUT
 from ._server import DEFAULT_HANDSHAKE_TIMEOUT as DEFAULT_HANDSHAKE_TIMEOUT
 from ._server import DEFAULT_INCOMING_QUEUE_SIZE as DEFAULT_INCOMING_QUEUE_SIZE
-from ._server import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from ._server import DEFAULT_MAX_REPLAY as DEFAULT_MAX_REPLAY
 from ._server import DEFAULT_OUTAGE_LIMIT as DEFAULT_OUTAGE_LIMIT
 from ._server import DEFAULT_OUTAGE_RETRY_AFTER as DEFAULT_OUTAGE_RETRY_AFTER

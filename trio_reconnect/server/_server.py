@@ -87,6 +87,7 @@ from wsproto.utilities import LocalProtocolError
 
 from .._hints import HINTED_CLOSE_CODES, format_close_reason
 from .._protocol import HandshakeOutcome
+from .._settings import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from .._validators import (
     non_negative_int,
     optional_positive_number,
@@ -111,11 +112,9 @@ from ._spread import AdmissionControl, SpreadPolicy, distinct_milliseconds, plan
 __all__ = [
     "DEFAULT_ANNOUNCE_INTERVAL",
     "DEFAULT_ANNOUNCE_TTL",
-    "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_INCOMING_QUEUE_SIZE",
-    "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_REPLAY",
     "DEFAULT_OUTAGE_LIMIT",
     "DEFAULT_OUTAGE_RETRY_AFTER",
@@ -135,13 +134,8 @@ logger = logging.getLogger("trio_reconnect.server")
 DEFAULT_MAX_REPLAY: Final = 1_000
 #: Seconds a client has for the HTTP upgrade, and again for its resume frame.
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
-#: Seconds the server waits for a client to answer its close frame.
-DEFAULT_CLOSE_TIMEOUT: Final = 5.0
 #: Frames (live events and :meth:`ConnectedClient.send` messages) queued per client.
 DEFAULT_QUEUE_SIZE: Final = 1_024
-#: Largest message accepted from a client, as measured by ``len()``
-#: (trio-websocket's default); a larger one is closed with 1009.
-DEFAULT_MAX_MESSAGE_SIZE: Final = 2**20
 #: ``(client, message)`` pairs buffered for :meth:`ReconnectServer.messages`.
 DEFAULT_INCOMING_QUEUE_SIZE: Final = 256
 #: Seconds between pings of each ready client (``None`` turns pings off).

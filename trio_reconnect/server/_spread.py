@@ -76,6 +76,13 @@ from typing import Final
 
 import attrs
 
+from .._validators import (
+    non_negative_number,
+    optional_number_at_least_one,
+    optional_positive_number,
+    positive_number,
+)
+
 __all__ = [
     "DEFAULT_BASE",
     "DEFAULT_MIN_WINDOW",
@@ -96,26 +103,6 @@ DEFAULT_BASE: Final = 0.25
 _EPSILON: Final = 1e-9
 
 
-def _check_number(name: str, value: object, minimum: float, *, strict: bool) -> None:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and (value > minimum if strict else value >= minimum)
-    )
-    if not ok:
-        bound = f"greater than {minimum}" if strict else f"at least {minimum}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    _check_number(attribute.name, value, 0.0, strict=False)
-
-
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    _check_number(attribute.name, value, 0.0, strict=True)
-
-
 @attrs.frozen
 class SpreadPolicy:
     """How a server spreads the clients it drops at once.
@@ -127,9 +114,9 @@ class SpreadPolicy:
         base: Seconds before the first client may return.
     """
 
-    min_window: float = attrs.field(default=DEFAULT_MIN_WINDOW, validator=_non_negative)
-    rate: float = attrs.field(default=DEFAULT_RATE, validator=_positive)
-    base: float = attrs.field(default=DEFAULT_BASE, validator=_non_negative)
+    min_window: float = attrs.field(default=DEFAULT_MIN_WINDOW, validator=non_negative_number)
+    rate: float = attrs.field(default=DEFAULT_RATE, validator=positive_number)
+    base: float = attrs.field(default=DEFAULT_BASE, validator=non_negative_number)
 
     def window(self, n: int) -> float:
         """The window N clients are spread over, seconds."""
@@ -171,20 +158,6 @@ def distinct_milliseconds(delays: Sequence[float]) -> list[float]:
     return result
 
 
-def _optional_positive(
-    instance: object, attribute: attrs.Attribute[float | None], value: float | None
-) -> None:
-    if value is not None:
-        _check_number(attribute.name, value, 0.0, strict=True)
-
-
-def _optional_burst(
-    instance: object, attribute: attrs.Attribute[float | None], value: float | None
-) -> None:
-    if value is not None:
-        _check_number(attribute.name, value, 1.0, strict=False)
-
-
 @attrs.define(eq=False)
 class AdmissionControl:
     """Admits handshakes at a bounded rate and spreads the refused ones.
@@ -199,9 +172,11 @@ class AdmissionControl:
             when ``rate`` is ``None`` (during a refusal window).
     """
 
-    rate: float | None = attrs.field(default=None, validator=_optional_positive)
-    burst: float | None = attrs.field(default=None, kw_only=True, validator=_optional_burst)
-    refusal_rate: float = attrs.field(default=DEFAULT_RATE, kw_only=True, validator=_positive)
+    rate: float | None = attrs.field(default=None, validator=optional_positive_number)
+    burst: float | None = attrs.field(
+        default=None, kw_only=True, validator=optional_number_at_least_one
+    )
+    refusal_rate: float = attrs.field(default=DEFAULT_RATE, kw_only=True, validator=positive_number)
     _tat: float = attrs.field(init=False, default=-math.inf)
     _promised: float = attrs.field(init=False, default=-math.inf)
 

@@ -12,12 +12,17 @@ milliseconds of wall time.
   automatically when trio_reconnect is installed.
 * :func:`run_herd` and :data:`STRATEGIES`: N clients through a server restart,
   for ``python -m trio_reconnect herd``.
+
+The pytest plugin imports this package in every test run of every project
+that has trio_reconnect installed, so the herd simulator (and everything it
+needs) is imported only when one of its names is first used.
 """
 
-from ._herd import BIN_SECONDS as BIN_SECONDS
-from ._herd import HerdConfig as HerdConfig
-from ._herd import HerdResult as HerdResult
-from ._herd import run_herd as run_herd
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._network import DEFAULT_WINDOW as DEFAULT_WINDOW
 from ._network import Link as Link
 from ._network import MemoryListener as MemoryListener
@@ -28,6 +33,14 @@ from ._strategies import NoBackoff as NoBackoff
 from ._strategies import SocketIOBackoff as SocketIOBackoff
 from ._strategies import WebsocketsBackoff as WebsocketsBackoff
 from ._strategies import strategy_options as strategy_options
+
+if TYPE_CHECKING:
+    from ._herd import BIN_SECONDS as BIN_SECONDS
+    from ._herd import HerdConfig as HerdConfig
+    from ._herd import HerdResult as HerdResult
+    from ._herd import run_herd as run_herd
+
+_LAZY = frozenset({"BIN_SECONDS", "HerdConfig", "HerdResult", "run_herd"})
 
 __all__ = [
     "BIN_SECONDS",
@@ -45,3 +58,11 @@ __all__ = [
     "run_herd",
     "strategy_options",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module("._herd", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

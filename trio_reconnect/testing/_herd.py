@@ -39,7 +39,6 @@ import gc
 import math
 import os
 import random
-import resource
 import statistics
 import time
 from collections.abc import Sequence
@@ -192,8 +191,9 @@ class HerdResult:
     #: Clients not ready again when the run stopped.
     not_ready: int
     wall_s: float
-    #: Peak resident memory of the process, MiB.
-    rss_mb: float
+    #: Peak resident memory of the process, MiB (``None`` where the
+    #: platform has no :mod:`resource` module, such as Windows).
+    rss_mb: float | None
     #: Memory per connected client (resident growth over the baseline), KiB.
     rss_per_client_kb: float
     latency: float
@@ -226,7 +226,21 @@ def _rss_kb() -> float:
                     return float(line.split()[1])
     except OSError:  # pragma: no cover - not Linux
         pass
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # pragma: no cover
+    return _peak_rss_kb() or 0.0  # pragma: no cover
+
+
+def _peak_rss_kb() -> float | None:
+    """Peak resident memory, KiB, or ``None`` without the POSIX :mod:`resource` module.
+
+    Imported here, not at the top: ``trio_reconnect.testing`` is loaded by the
+    pytest plugin in every test run of every project that has trio_reconnect,
+    Windows included, where ``resource`` does not exist.
+    """
+    try:
+        import resource
+    except ImportError:
+        return None
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 @attrs.define
@@ -342,6 +356,7 @@ def run_herd(config: HerdConfig) -> HerdResult:
         clock=trio.testing.MockClock(autojump_threshold=0),
     )
     wall = time.perf_counter() - started
+    peak_rss = _peak_rss_kb()
     t0 = recorder.t0
     assert t0 is not None
     durations = [
@@ -372,7 +387,7 @@ def run_herd(config: HerdConfig) -> HerdResult:
         max_reconnect_s=_round(max(durations, default=None)),
         not_ready=not_ready,
         wall_s=round(wall, 2),
-        rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        rss_mb=None if peak_rss is None else round(peak_rss / 1024, 1),
         rss_per_client_kb=round(max(0.0, connected - baseline) / config.clients, 1),
         latency=config.latency,
         accept_rate=config.effective_accept_rate,

@@ -48,7 +48,6 @@ import collections
 import gc
 import math
 import random
-import resource
 import statistics
 import time
 from collections.abc import Sequence
@@ -71,6 +70,7 @@ from ..server import (
 from ._herd import (
     BIN_SECONDS,
     HerdConfig,
+    _peak_rss_kb,
     _percentile,
     _round,
     _seed_trio_scheduler,
@@ -142,7 +142,8 @@ class RollingResult:
     #: Clients on each node at the end.
     final_clients: dict[str, int]
     wall_s: float
-    rss_mb: float
+    #: Peak resident memory of the process, MiB (``None`` without :mod:`resource`).
+    rss_mb: float | None
     latency: float
     accept_rate: float
     seed: int
@@ -460,6 +461,7 @@ def run_rolling_deploy(config: HerdConfig) -> RollingResult:
     _seed_trio_scheduler(config.seed)
     trio.run(_simulate, config, recorder, out, clock=trio.testing.MockClock(autojump_threshold=0))
     wall = time.perf_counter() - started
+    peak_rss = _peak_rss_kb()
     newest = out["newest"]
     lost = duplicated = app_duplicated = gaps = snapshots = 0
     for client in recorder.clients:
@@ -505,7 +507,7 @@ def run_rolling_deploy(config: HerdConfig) -> RollingResult:
         not_ready=out["not_ready"],
         final_clients=out["final_clients"],
         wall_s=round(wall, 2),
-        rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        rss_mb=None if peak_rss is None else round(peak_rss / 1024, 1),
         latency=config.latency,
         accept_rate=config.effective_accept_rate,
         seed=config.seed,

@@ -1,0 +1,557 @@
+"""One connection attempt: the I/O from opening the stream to losing the connection.
+
+A :class:`Run` is one attempt and holds all of its state: its cancel scopes
+(the wait before it, the attempt, the deadline of the current phase), its
+phase (which says which timeout fired), its websocket, its gate, its lost
+event and its :class:`~trio_reconnect._retry.Outcome`. The client
+(:mod:`trio_reconnect._client`) makes one per attempt and runs it with
+:meth:`Run.attempt`; what the attempt needs from the client is in an
+:class:`AttemptContext` (the options, the inbox, the cursor, and the three
+calls back into the client: the target, the resume handshake starting,
+``ready``).
+
+Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
+
+* ``connect_timeout`` covers opening the stream (TCP + TLS) and the websocket
+  handshake. trio-websocket's own timeout does not bound a stalled handshake
+  (its nursery waits on the reader task), so the deadline is a cancel scope
+  placed OUTSIDE the nursery that holds the reader task, and is replaced by
+  ``resume_timeout`` once the websocket is open, and lifted at ``ready``.
+* A server that accepts TCP and closes before answering the handshake would
+  leave ``wrap_client_stream`` waiting until that deadline; a small wrapper
+  (:class:`_ReaderSpawner`) notices the reader task ending and fails the
+  attempt at once.
+* Messages are read all the time, whether or not the application reads:
+  trio-websocket stops answering pongs while its own queue is full, so its
+  queue must not be the application's buffer. Once a connection is ready,
+  trio-websocket's reader task delivers every message straight into the
+  client's bounded inbox (:class:`_DirectSink` takes the place of its
+  internal message channel), so that a message crosses one task switch, not
+  two: trio-websocket's reader, then the application. A ping that times out
+  while the inbox was full at any point counts as a slow consumer, not a
+  dead server.
+* Ping payloads are unique per connection (a timed-out ping stays in flight).
+* Errors from trio-websocket come out of the connection's nursery as
+  exception groups; the attempt takes the error apart there and records the
+  one that explains the failure in its outcome.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import math
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final, NoReturn, TypeAlias, TypeVar, cast
+
+import attrs
+import trio
+import trio_websocket
+
+from ._cursor import Cursor
+from ._exceptions import (
+    AttemptError,
+    ConnectTimeout,
+    PingTimeout,
+    ResumeProtocolError,
+    ResumeTimeout,
+)
+from ._hints import ABNORMAL_CLOSURE
+from ._inbox import Inbox
+from ._protocol import HandshakeResult, Item, ResumeHandshake, ServerEvent, parse_live
+from ._retry import Outcome
+from ._transport import OpenStream, RecordingStream, Target, parse_url
+
+__all__ = ["AttemptContext", "AttemptOptions", "Factory", "HeaderPairs", "Phase", "Run"]
+
+# trio-websocket's own queue between its reader and the resume handshake;
+# once ready, the inbox is the only buffer.
+_WS_QUEUE_SIZE: Final = 16
+
+# Whether a ready connection's messages are delivered by trio-websocket's
+# reader straight into the inbox (see _DirectSink). Off (tests), or on a
+# trio-websocket without those internals, the attempt reads with
+# get_message() and puts into the inbox itself: one more task switch per
+# message.
+_DIRECT_DELIVERY = True
+
+T = TypeVar("T")
+#: A value, or a sync or async callable returning one, called before every attempt.
+Factory: TypeAlias = T | Callable[[], T | Awaitable[T]]
+HeaderPairs: TypeAlias = Mapping[str, str] | Sequence[tuple[str | bytes, str | bytes]] | None
+
+
+class Phase(enum.Enum):
+    """Which deadline an attempt is under."""
+
+    #: TCP, TLS and the websocket handshake: ``connect_timeout``.
+    CONNECT = "connect"
+    #: The resume handshake, up to ``ready``: ``resume_timeout``.
+    RESUME = "resume"
+    #: Ready: no deadline.
+    OPEN = "open"
+
+
+@attrs.frozen
+class AttemptOptions:
+    """The options an attempt reads (validated by ``ReconnectingWebSocket``)."""
+
+    url: Factory[str]
+    resume: bool
+    resume_timeout: float
+    connect_timeout: float
+    ping_interval: float | None
+    ping_timeout: float
+    max_message_size: int
+    max_replay: int
+    headers: Factory[HeaderPairs]
+    ssl_context: Factory[ssl.SSLContext | None]
+    open_stream: OpenStream
+
+
+@attrs.frozen
+class AttemptContext:
+    """What every attempt of one client shares, and its calls back into the client.
+
+    Attributes:
+        options: The attempt's options.
+        inbox: The application's receive buffer.
+        cursor: The position in the event stream (last id, dedupe window).
+        targeted: Called with the target once the URL is resolved.
+        resuming: Called when the websocket is open and the resume handshake starts.
+        ready: Called at ``ready`` with the handshake's result (``None``
+            without resume), before the gate opens.
+        closing: Whether the application is closing the client (a close is
+            then the application's, and the attempt waits to be cancelled).
+    """
+
+    options: AttemptOptions
+    inbox: Inbox[Item]
+    cursor: Cursor
+    targeted: Callable[[Target], None]
+    resuming: Callable[[], None]
+    ready: Callable[[HandshakeResult | None], None]
+    closing: Callable[[], bool]
+
+
+@attrs.define(eq=False)
+class Run:
+    """One attempt, from the wait before it to the loss of its connection.
+
+    The client's current run is the attempt in progress, or, while the client
+    waits, the next one: senders and ``wait_ready`` wait on its gate. A run
+    is used once. A Trio event cannot be cleared, so a gate that was set (a
+    connection got ready) is never used again; a gate that was not is handed
+    on to the next run, with its waiters.
+    """
+
+    #: Set at ``ready`` (sends flow), or when the client ends (waiters wake and raise).
+    gate: trio.Event = attrs.Factory(trio.Event)
+    #: Set when the attempt is over and its connection, if any, is gone.
+    lost: trio.Event = attrs.Factory(trio.Event)
+    #: The wait before the attempt; ``reconnect_now()`` cuts it short.
+    backoff: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    #: The whole attempt; ``reconnect_now()`` cancels it.
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    #: The deadline of the current phase (inside the connection's nursery).
+    deadline: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    phase: Phase = Phase.CONNECT
+    #: What the attempt came to; ``None`` until it starts.
+    outcome: Outcome | None = None
+    #: The websocket, once open (resuming or ready).
+    ws: trio_websocket.WebSocketConnection | None = None
+    #: The websocket while the connection is ready (from ``ready`` until it
+    #: is lost or the client ends); what sends go to.
+    ready_ws: trio_websocket.WebSocketConnection | None = None
+
+    def next(self) -> Run:
+        """The run of the next attempt: a fresh gate if this one's was set, else this one."""
+        return Run() if self.gate.is_set() else Run(gate=self.gate)
+
+    def reconnect(self) -> None:
+        """``reconnect_now()``: cut the wait short, or drop the attempt (no failure)."""
+        if self.outcome is None:
+            self.backoff.cancel()
+        else:
+            self.outcome.requested = True
+            self.scope.cancel()
+
+    def end(self) -> None:
+        """The attempt is over (or the client ended): sends stop, waiters wake."""
+        self.ready_ws = None
+        self.lost.set()
+
+    def start(self, outcome: Outcome) -> None:
+        """The wait is over: the attempt has begun (``reconnect_now()`` now drops it)."""
+        self.outcome = outcome
+
+    async def attempt(self, context: AttemptContext) -> Outcome:
+        """Connect, resume, deliver until the connection is lost; fill in the outcome.
+
+        Call :meth:`start` first. Never raises an error of the attempt: it is
+        recorded in the outcome.
+        """
+        outcome = cast(Outcome, self.outcome)
+        options = context.options
+        try:
+            with self.scope:
+                target = Target(
+                    *parse_url(await _resolve(options.url)),
+                    ssl_context=await _resolve(options.ssl_context),
+                )
+                context.targeted(target)
+                headers = _header_pairs(await _resolve(options.headers))
+                await self._connect(context, target, headers)
+        except Exception as exc:
+            cause = _main_cause(exc)
+            if isinstance(cause, trio_websocket.ConnectionRejected):
+                outcome.status_code = cause.status_code
+                outcome.headers = tuple(cause.headers or ())
+                outcome.body = cause.body
+            if outcome.error is None:
+                outcome.error = cause
+        return outcome
+
+    async def _connect(
+        self, context: AttemptContext, target: Target, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        options = context.options
+        self.deadline.deadline = trio.current_time() + options.connect_timeout
+        stream: trio.abc.Stream | None = None
+        with trio.CancelScope(deadline=self.deadline.deadline):
+            stream = await options.open_stream(target)
+        if stream is None:
+            raise ConnectTimeout(
+                f"no connection to {target.display} within {options.connect_timeout} s"
+            )
+        try:
+            with self.deadline:
+                async with trio.open_nursery() as nursery:
+                    await self._serve(context, nursery, stream, target, headers)
+                    nursery.cancel_scope.cancel()
+            if self.deadline.cancelled_caught:
+                if self.phase is Phase.RESUME:
+                    raise ResumeTimeout(f"no ready within {options.resume_timeout} s")
+                raise ConnectTimeout(
+                    f"websocket handshake with {target.display} took over "
+                    f"{options.connect_timeout} s"
+                )
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _serve(
+        self,
+        context: AttemptContext,
+        nursery: trio.Nursery,
+        stream: trio.abc.Stream,
+        target: Target,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Open the websocket on ``stream``, resume, and deliver until it closes."""
+        options = context.options
+        outcome = cast(Outcome, self.outcome)
+        handshake_scope = trio.CancelScope()
+        spawner = _ReaderSpawner(nursery, handshake_scope)
+        ws: trio_websocket.WebSocketConnection | None = None
+        recording = RecordingStream(stream)  # for refusals that end at close
+        with handshake_scope:
+            ws = await trio_websocket.wrap_client_stream(
+                cast(trio.Nursery, spawner),
+                cast(trio.SocketStream, recording),
+                target.host_header,
+                target.resource,
+                extra_headers=headers,
+                message_queue_size=_WS_QUEUE_SIZE,
+                max_message_size=options.max_message_size,
+            )
+        if ws is None:
+            refusal = recording.refusal() if spawner.ended.is_set() else None
+            if refusal is not None:
+                # A refusal whose body ended at close: trio-websocket's reader
+                # missed its end (see _transport); the same verdict as the others.
+                raise trio_websocket.ConnectionRejected(
+                    refusal.status_code, refusal.headers, refusal.body
+                )
+            if spawner.ended.is_set():  # closed by the server before it answered
+                outcome.close_code = ABNORMAL_CLOSURE
+                raise ConnectionError(
+                    f"{target.display} closed the connection during the opening handshake"
+                )
+            return  # the phase deadline expired; the caller reports it
+        recording.stop()
+        if getattr(ws, "_stream", None) is recording:
+            # The recording is for the opening handshake only: from here on
+            # trio-websocket reads and writes the stream itself, one call and
+            # one copy fewer per read (a private attribute of trio-websocket
+            # 0.12, like those _DirectSink takes the place of).
+            ws._stream = stream
+        self.ws = ws
+        result: HandshakeResult | None = None
+        try:
+            if options.resume:
+                self.phase = Phase.RESUME
+                context.resuming()
+                self.deadline.deadline = trio.current_time() + options.resume_timeout
+                result = await self._handshake(context, ws)
+            self.phase = Phase.OPEN
+            self.deadline.deadline = math.inf
+            outcome.ready_at = trio.current_time()
+            context.ready(result)
+            self.ready_ws = ws
+            self.gate.set()
+            if options.ping_interval is not None:
+                nursery.start_soon(self._pinger, context, ws, nursery.cancel_scope)
+            await _deliver(context, ws, spawner.ended)
+        except trio_websocket.ConnectionClosed as exc:
+            if context.closing():
+                # The application is closing: trio-websocket's reader must
+                # live on to read the server's close reply. The client
+                # cancels us when that is done.
+                await trio.sleep_forever()
+            reason = exc.reason
+            if reason is not None:
+                outcome.close_code = reason.code
+                outcome.close_reason = reason.reason
+                outcome.server_closed = _closed_by_server(ws)
+
+    async def _handshake(
+        self, context: AttemptContext, ws: trio_websocket.WebSocketConnection
+    ) -> HandshakeResult:
+        cursor = context.cursor
+        handshake = ResumeHandshake(cursor.last_event_id)
+        await ws.send_message(handshake.frame())
+        received = 0
+        max_replay = context.options.max_replay
+        while handshake.result is None:
+            item = handshake.receive(await ws.get_message())
+            if isinstance(item, ServerEvent):
+                received += 1
+                if received > max_replay:
+                    raise ResumeProtocolError(
+                        f"the server replayed more than max_replay={max_replay} events"
+                    )
+            if item is not None and cursor.deliver(item):
+                await self._deliver_replayed(context, item)
+        cursor.ready(handshake.result)
+        return handshake.result
+
+    async def _deliver_replayed(self, context: AttemptContext, item: Item) -> None:
+        """Buffer one handshake item; wait for the application if the buffer is full.
+
+        The wait is the application's, not the server's, so ``resume_timeout``
+        is paused during it and starts again when there is room. This keeps
+        the buffer at ``max_queue`` (plus the item being added) even when
+        every attempt replays ``max_replay`` events to an application that is
+        not reading.
+        """
+        inbox = context.inbox
+        if len(inbox) + 1 < inbox.max_size:
+            inbox.put_nowait(item)
+            return
+        self.deadline.deadline = math.inf
+        try:
+            await inbox.put(item)
+        finally:
+            self.deadline.deadline = trio.current_time() + context.options.resume_timeout
+
+    async def _pinger(
+        self,
+        context: AttemptContext,
+        ws: trio_websocket.WebSocketConnection,
+        connection_scope: trio.CancelScope,
+    ) -> None:
+        interval = cast(float, context.options.ping_interval)
+        timeout = context.options.ping_timeout
+        inbox = context.inbox
+        number = 0
+        while True:
+            await trio.sleep(interval)
+            number += 1
+            stalls = inbox.stalls
+            with trio.move_on_after(timeout) as waited:
+                try:
+                    await ws.ping(number.to_bytes(8, "big"))
+                except trio_websocket.ConnectionClosed:
+                    return  # the reader sees the close too
+            if not waited.cancelled_caught:
+                continue
+            if inbox.stalled or inbox.stalls != stalls:
+                # trio-websocket's reader, waiting for room in the inbox, does
+                # not read pongs: a slow application, not a dead server.
+                continue
+            outcome = cast(Outcome, self.outcome)
+            outcome.error = PingTimeout(f"no pong within {timeout} s")
+            outcome.close_code = ABNORMAL_CLOSURE
+            connection_scope.cancel()
+            return
+
+
+async def _deliver(
+    context: AttemptContext, ws: trio_websocket.WebSocketConnection, reader_ended: trio.Event
+) -> NoReturn:
+    """Deliver the ready connection's messages to the inbox until it closes.
+
+    Raises:
+        trio_websocket.ConnectionClosed: when it has closed.
+    """
+    resume = context.options.resume
+    cursor = context.cursor
+
+    def accept(message: str | bytes) -> Item | None:
+        if not resume:
+            return message
+        item = parse_live(message)
+        if item is message:  # not an event frame: nothing for the cursor
+            return item
+        return item if cursor.deliver(item) else None
+
+    if not _can_deliver_directly(ws):
+        sink = _DirectSink(accept, context.inbox, trio.Event())
+        while True:
+            await sink.send(await ws.get_message())
+    sink = _DirectSink(accept, context.inbox, reader_ended)
+    queued = ws._recv_channel
+    while True:  # what trio-websocket queued before ready goes first
+        try:
+            message = queued.receive_nowait()
+        except trio.WouldBlock:
+            break
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise trio_websocket.ConnectionClosed(ws.closed) from None
+        await sink.send(message)
+    # No checkpoint since the queue was found empty: nothing can slip in
+    # between. From here on trio-websocket's reader delivers.
+    ws._send_channel = ws._recv_channel = sink  # type: ignore[assignment]
+    await reader_ended.wait()
+    raise trio_websocket.ConnectionClosed(ws.closed)
+
+
+class _ReaderSpawner:
+    """Stands in for the nursery given to ``wrap_client_stream``.
+
+    It starts trio-websocket's reader task in the real nursery, sets
+    ``ended`` when that task ends, and cancels ``handshake_scope`` if it ends
+    before the handshake is over (the server closed the TCP connection
+    without answering).
+    """
+
+    def __init__(self, nursery: trio.Nursery, handshake_scope: trio.CancelScope) -> None:
+        self._nursery = nursery
+        self._scope = handshake_scope
+        self.ended = trio.Event()
+
+    def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
+        async def watched() -> None:
+            try:
+                await fn()
+            finally:
+                self.ended.set()
+                self._scope.cancel()
+
+        self._nursery.start_soon(watched)
+
+
+class _DirectSink:
+    """Takes the place of trio-websocket's message channel on a ready connection.
+
+    trio-websocket's reader task hands each complete message to
+    ``self._send_channel.send()`` and closes it with ``aclose()`` when the
+    websocket closes; ``get_message()`` reads ``self._recv_channel``, and
+    ``aclose()`` and a message over ``max_message_size`` close it. Put in as
+    both, this object turns the reader's ``send`` into ``accept`` and a put
+    into the inbox, in the reader's own task. The inbox's backpressure and
+    its stall count are unchanged: a full inbox makes the reader wait, as a
+    full channel did. Once ``done`` is set (the websocket closed, or the
+    reader ended), ``send`` refuses as a closed channel does, so that nothing
+    arrives after the close, as before.
+
+    This relies on two private attributes of trio-websocket 0.12
+    (:func:`_can_deliver_directly` checks them, and the attempt falls back to
+    reading with ``get_message()`` without them).
+    """
+
+    def __init__(
+        self,
+        accept: Callable[[str | bytes], Item | None],
+        inbox: Inbox[Item],
+        done: trio.Event,
+    ) -> None:
+        self._accept = accept
+        self._inbox = inbox
+        self.done = done
+        self._closed = False
+
+    async def send(self, message: str | bytes) -> None:
+        if self._closed:  # only trio-websocket's reader sends, so no send follows its end
+            raise trio.BrokenResourceError("the websocket is closed")
+        item = self._accept(message)
+        if item is not None:
+            await self._inbox.put(item)
+
+    async def receive(self) -> str | bytes:
+        raise trio.EndOfChannel  # get_message() turns it into ConnectionClosed
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self.done.set()
+
+
+def _can_deliver_directly(ws: trio_websocket.WebSocketConnection) -> bool:
+    return (
+        _DIRECT_DELIVERY
+        and isinstance(getattr(ws, "_send_channel", None), trio.MemorySendChannel)
+        and isinstance(getattr(ws, "_recv_channel", None), trio.MemoryReceiveChannel)
+    )
+
+
+async def _resolve(value: Factory[T]) -> T:
+    if callable(value):
+        result = value()
+        if inspect.isawaitable(result):
+            return cast(T, await result)
+        return result
+    return value
+
+
+def _header_pairs(headers: HeaderPairs) -> list[tuple[bytes, bytes]]:
+    if headers is None:
+        return []
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [
+        (
+            name.encode("latin-1") if isinstance(name, str) else name,
+            value.encode("latin-1") if isinstance(value, str) else value,
+        )
+        for name, value in pairs
+    ]
+
+
+def _closed_by_server(ws: trio_websocket.WebSocketConnection) -> bool:
+    """Whether the server sent the close frame that ended ``ws``.
+
+    trio-websocket reports the closes it makes itself just like the server's:
+    1009 for a message over ``max_message_size``, and (from wsproto) 1002 or
+    1007 for a frame that breaks RFC 6455, such as invalid UTF-8 or a close
+    code wsproto does not know (1014 among them). Such a code is not the
+    server's verdict. trio-websocket sets this event only when the peer
+    started the close.
+    """
+    peer_closed = getattr(ws, "_for_testing_peer_closed_connection", None)
+    return not isinstance(peer_closed, trio.Event) or peer_closed.is_set()
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _main_cause(exc: BaseException) -> BaseException:
+    """The one error that explains a failed connection nursery."""
+    leaves = _leaves(exc)
+    for kind in (trio_websocket.ConnectionRejected, AttemptError, OSError):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return leaves[0]
