@@ -3,8 +3,9 @@
 * ``python -m trio_reconnect demo``: the embedded server and a crowd of real
   clients through several spread restarts; exits 1 if any event was lost or
   duplicated.
-* ``python -m trio_reconnect serve [--port N]``: a standalone protocol server
-  publishing a ticker, for trying clients in other languages against it.
+* ``python -m trio_reconnect serve [--port N] [--redis URL]``: a protocol node
+  publishing a ticker, alone or one of a cluster sharing a Redis stream;
+  SIGTERM drains it (see :mod:`trio_reconnect._serve`).
 * ``python -m trio_reconnect connect URL``: a wscat-like client that prints
   every item and every state transition with its reason and delay.
 * ``python -m trio_reconnect herd --clients N --capacity R --strategy S``:
@@ -20,7 +21,6 @@ import argparse
 import functools
 import json
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--restart-every", type=float, default=None, help="restart (1012 + spread) every N s"
     )
+    from ._serve import add_arguments as add_serve_arguments
+
+    add_serve_arguments(serve)
     connect = commands.add_parser("connect", help="print items and transitions from a server")
     connect.add_argument("url")
     connect.add_argument("--no-resume", action="store_true", help="plain websocket server")
@@ -99,25 +102,6 @@ async def _connect(url: str, resume: bool, count: int | None) -> None:
                 return
 
 
-async def _serve(host: str, port: int, interval: float, restart_every: float | None) -> None:
-    from .server import ReconnectServer, ReplayLog
-
-    server = ReconnectServer(ReplayLog(max_events=10_000))
-    async with trio.open_nursery() as nursery:
-        listener = await nursery.start(functools.partial(server.serve, host, port))
-        print(f"serving the reconnect protocol on ws://{host}:{listener.port}/", flush=True)
-        tick = 0
-        last_restart = trio.current_time()
-        while True:
-            tick += 1
-            await server.publish({"tick": tick, "time": time.time()})
-            if restart_every is not None and trio.current_time() - last_restart >= restart_every:
-                last_restart = trio.current_time()
-                print(f"restarting: {server.statistics().clients} clients dropped", flush=True)
-                nursery.start_soon(server.restart)
-            await trio.sleep(interval)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args: Any = _parser().parse_args(argv)
@@ -145,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_bench_command(args)
         if args.command == "serve":
-            trio.run(_serve, args.host, args.port, args.interval, args.restart_every)
+            from ._serve import run_command as run_serve_command
+
+            return run_serve_command(args)
         else:
             trio.run(_connect, args.url, not args.no_resume, args.count)
     except KeyboardInterrupt:
