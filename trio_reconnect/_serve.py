@@ -235,10 +235,9 @@ async def _serve(args: Any) -> int:
 
             listener = await nursery.start(until_signal)
             print(
-                f"serving the reconnect protocol on ws://{args.host}:{listener.port}/ "
-                f"(node {name}, {where}, a tick every {args.interval:g} s)",
-                flush=True,
+                f"serving the reconnect protocol on ws://{args.host}:{listener.port}/", flush=True
             )
+            print(f"node {name}: {where}, a tick every {args.interval:g} s", flush=True)
             nursery.start_soon(_ticker, server, name, args, nursery)
     print(summaries[0].describe(), flush=True)
     return 0

@@ -1,0 +1,37 @@
+"""``serve --redis``: what a new user sees when Redis is not there, or the URL is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from trio_reconnect.testing._node_process import child_environment
+from trio_reconnect.testing._redis_server import _free_port
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trio_reconnect", "serve", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+
+
+def test_redis_unreachable_at_start_is_one_line_and_exit_1() -> None:
+    port = _free_port()  # nothing listens there
+    result = _serve("--redis", f"redis://127.0.0.1:{port}/0")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("serve: cannot start without the log: ")
+    assert f"127.0.0.1:{port}" in line
+
+
+def test_a_url_that_is_not_redis_is_a_usage_error() -> None:
+    result = _serve("--redis", "http://127.0.0.1:6379/0")
+    assert result.returncode == 2
+    assert "is not a Redis URL" in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr
