@@ -2,7 +2,8 @@
 
 * ``python -m trio_reconnect demo``: the embedded server and a crowd of real
   clients through several spread restarts; exits 1 if any event was lost or
-  duplicated.
+  duplicated. With ``--nodes N``: a rolling deploy of N real node processes
+  sharing a redis-server (:mod:`trio_reconnect._demo_cluster`).
 * ``python -m trio_reconnect serve [--port N] [--redis URL]``: a protocol node
   publishing a ticker, alone or one of a cluster sharing a Redis stream;
   SIGTERM drains it (see :mod:`trio_reconnect._serve`).
@@ -45,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--restarts", type=int, default=3, help="server restarts (default 3)")
     demo.add_argument("--rate", type=float, default=5.0, help="events/s (default 5)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from ._demo_cluster import node_count
+
+    demo.add_argument(
+        "--nodes",
+        type=node_count,
+        default=None,
+        help="a rolling deploy of N real node processes on a redis-server (at least 2)",
+    )
     serve = commands.add_parser("serve", help="a standalone protocol server with a ticker")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
@@ -106,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args: Any = _parser().parse_args(argv)
     try:
+        if args.command == "demo" and args.nodes is not None:
+            from ._demo_cluster import run_command as run_cluster_demo_command
+
+            return run_cluster_demo_command(args)
         if args.command == "demo":
             from ._demo import run_demo, summary_json
 
