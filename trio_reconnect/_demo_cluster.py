@@ -42,8 +42,9 @@ import trio
 
 from ._client import open_reconnecting_websocket
 from ._protocol import Gap, ServerEvent, Snapshot
+from ._serve import REDIS_EXTRA_HINT, redis_extra_missing
 from ._state import ConnectionState, Transition
-from .testing._node_process import NodeProcess
+from .testing._node_process import NodeProcess, NodeStartError
 from .testing._redis_server import RedisServer, RedisServerNotFound, _free_port, find_redis_server
 
 __all__ = ["ClusterDemoSummary", "node_count", "run_cluster_demo", "run_command"]
@@ -408,29 +409,51 @@ def _deploy(
     )
 
 
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [repr(error)])[0]
+
+
 def run_command(args: Any) -> int:
     """``demo --nodes N``: start Redis, run the deploy, print the summary; the exit status."""
+    if redis_extra_missing():
+        print(f"demo: --nodes {REDIS_EXTRA_HINT}", file=sys.stderr, flush=True)
+        return 1
     try:
         binary = find_redis_server()
     except RedisServerNotFound as exc:
         print(f"demo: {exc}", file=sys.stderr, flush=True)
         return 1
     wall = time.monotonic()
-    with (
-        tempfile.TemporaryDirectory(prefix="trio-reconnect-demo-") as tmp,
-        RedisServer(binary) as redis,
-    ):
-        print(
-            f"demo: redis-server on 127.0.0.1:{redis.port} ({binary}); "
-            f"{args.nodes} nodes, {args.clients} clients, a rolling deploy",
-            file=sys.stderr,
-            flush=True,
-        )
-        summary = trio.run(
-            lambda: run_cluster_demo(
-                redis.url, Path(tmp), nodes=args.nodes, clients=args.clients, rate=args.rate
+    problem: str | None = None
+    summary: ClusterDemoSummary | None = None
+    with tempfile.TemporaryDirectory(prefix="trio-reconnect-demo-") as tmp:
+        redis = RedisServer(binary)
+        try:
+            redis.start()
+        except RuntimeError as exc:
+            print(f"demo: {_first_line(exc)}", file=sys.stderr, flush=True)
+            return 1
+        try:
+            print(
+                f"demo: redis-server on 127.0.0.1:{redis.port} ({binary}); "
+                f"{args.nodes} nodes, {args.clients} clients, a rolling deploy",
+                file=sys.stderr,
+                flush=True,
             )
-        )
+            summary = trio.run(
+                lambda: run_cluster_demo(
+                    redis.url, Path(tmp), nodes=args.nodes, clients=args.clients, rate=args.rate
+                )
+            )
+        except* NodeStartError as group:
+            problem = _first_line(group.exceptions[0])
+        except* trio.TooSlowError:
+            problem = f"the deploy did not finish within {DEMO_TIMEOUT:g} s"
+        finally:
+            redis.close()
+    if summary is None:
+        print(f"demo: {problem}", file=sys.stderr, flush=True)
+        return 1
     print(summary.as_json() if args.json else summary.table(), flush=True)
     if not args.json:
         print(f"  (wall time {time.monotonic() - wall:.1f} s)", file=sys.stderr, flush=True)

