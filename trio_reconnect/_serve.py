@@ -40,6 +40,7 @@ from .server import (
     DEFAULT_OUTAGE_RETRY_AFTER,
     DrainSummary,
     EventLog,
+    EventLogError,
     LogUnavailableError,
     ReconnectServer,
     ReplayLog,
@@ -173,10 +174,27 @@ def redis_extra_missing() -> bool:
     return importlib.util.find_spec("coredis") is None
 
 
+class _OneLineFormatter(logging.Formatter):
+    """A store failure logged with its traceback becomes one line: the message and the error.
+
+    Redis being away is an expected condition of a node (PROTOCOL.md 3.4), so
+    its :class:`~trio_reconnect.server.EventLogError` needs no traceback;
+    any other exception keeps its traceback (that is a bug to report).
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, EventLogError):
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+            record.msg = f"{record.getMessage()}: {error}"
+            record.args = None
+        return super().format(record)
+
+
 def _configure_logging() -> None:
     """Warnings of the node on stderr, one line each, wall-clock stamped."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(_OneLineFormatter("%(asctime)s %(message)s", "%H:%M:%S"))
     root = logging.getLogger("trio_reconnect")
     root.addHandler(handler)
     root.setLevel(logging.WARNING)

@@ -20,7 +20,7 @@ from trio_reconnect.testing._redis_server import _free_port
 
 #: Every node's ``serve`` options: fast ticks, short spreads, a short drain.
 NODE_ARGS = (
-    "--interval", "0.1",
+    "--interval", "0.02",
     "--min-window", "0.5",
     "--spread-base", "0.05",
     "--drain-timeout", "2",
@@ -81,6 +81,8 @@ class Recorder:
             max_attempts=None,
             backoff=Backoff(initial=0.05, max_delay=0.5),
             max_server_delay=2.0,
+            # The client's own duplicate filter would hide the server's duplicates.
+            dedupe_window=1,
             **options,
         ) as ws:
             async for item in ws:

@@ -77,7 +77,6 @@ async def test_redis_restarted_empty_under_nodes_and_clients(
                 # Nothing was closed: the open connections are kept.
                 assert [r.opened for r in recorders] == opened
                 assert all(r.ready for r in recorders)
-                during = [len(r.items) for r in recorders]
 
                 redis_server.start()  # empty, on the same port
                 timings["redis started"] = time.monotonic() - started
@@ -101,9 +100,6 @@ async def test_redis_restarted_empty_under_nodes_and_clients(
     assert int(new_history[0]) > int(old_history[-1])  # ids restarted above every old one
     for i, recorder in enumerate(recorders):
         items = recorder.items
-        # Nothing arrived while Redis was down and nothing was lost silently:
-        # the first item after the outage is the gap.
-        assert items[during[i]][0] == "gap", (i, items[during[i] - 1 : during[i] + 2])
         assert all(kind != "snapshot" for kind, _ in items)
         gaps = [n for n, (kind, _) in enumerate(items) if kind == "gap"]
         assert gaps, f"client {i} was never told"
@@ -111,6 +107,7 @@ async def test_redis_restarted_empty_under_nodes_and_clients(
         first = [id_ for _, id_ in items[: gaps[0]]]
         assert first[: len(old_history)] == old_history[: len(first)]
         assert consecutive(first)  # type: ignore[arg-type]
+        assert int(first[-1]) >= before  # type: ignore[arg-type]
         # Each gap names the last event the client had, exactly.
         for n in gaps:
             before_gap = [id_ for kind, id_ in items[:n] if kind == "event"]

@@ -35,3 +35,27 @@ def test_a_url_that_is_not_redis_is_a_usage_error() -> None:
     assert result.returncode == 2
     assert "is not a Redis URL" in result.stderr.splitlines()[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_a_store_failure_is_logged_on_one_line_and_a_bug_with_its_traceback() -> None:
+    import logging
+    import sys as _sys
+
+    from trio_reconnect._serve import _OneLineFormatter
+    from trio_reconnect.server import LogUnavailableError
+
+    formatter = _OneLineFormatter("%(message)s")
+
+    def record(error: BaseException) -> logging.LogRecord:
+        try:
+            raise error
+        except BaseException:
+            info = _sys.exc_info()
+        return logging.LogRecord(
+            "x", logging.WARNING, __file__, 1, "could not %s", ("announce",), info
+        )
+
+    line = formatter.format(record(LogUnavailableError("Redis at h:1/0: announce: refused")))
+    assert line == "could not announce: Redis at h:1/0: announce: refused"
+    bug = formatter.format(record(ZeroDivisionError("division by zero")))
+    assert bug.startswith("could not announce\nTraceback")
