@@ -57,6 +57,8 @@ DEFAULT_INTERVAL: Final = 1.0
 DEFAULT_LOG_SIZE: Final = 10_000
 #: Exit status when the node could not start (Redis unreachable).
 EXIT_UNAVAILABLE: Final = 1
+#: Exit status of options that do not go together (argparse's own).
+EXIT_USAGE: Final = 2
 
 _log = logging.getLogger("trio_reconnect.serve")
 
@@ -288,11 +290,34 @@ async def _ticker(server: ReconnectServer, name: str, args: Any, nursery: trio.N
         await trio.sleep(args.interval)
 
 
+def _check_options(args: Any) -> tuple[int, str] | None:
+    """What is wrong with ``args`` before anything starts: (exit status, one line), or ``None``."""
+    if args.redis is None:
+        given = [f"--{name}" for name in ("stream", "node") if getattr(args, name)]
+        if given:
+            return (
+                EXIT_USAGE,
+                f"{' and '.join(given)} need --redis (a node on its own has no cluster)",
+            )
+        return None
+    if redis_extra_missing():
+        return EXIT_UNAVAILABLE, f"--redis {REDIS_EXTRA_HINT}"
+    from .server.redis import RedisStreamLog
+
+    try:
+        RedisStreamLog(args.redis)  # checks the URL; connects only when entered
+    except ValueError as exc:
+        return EXIT_USAGE, f"--redis: {exc}"
+    return None
+
+
 def run_command(args: Any) -> int:
     """Run ``serve`` with parsed ``args``; return the exit status."""
-    if args.redis is not None and redis_extra_missing():
-        print(f"serve: --redis {REDIS_EXTRA_HINT}", file=sys.stderr, flush=True)
-        return EXIT_UNAVAILABLE
+    problem = _check_options(args)
+    if problem is not None:
+        status, line = problem
+        print(f"serve: {line}", file=sys.stderr, flush=True)
+        return status
     _configure_logging()
     status: int = trio.run(_serve, args)
     return status

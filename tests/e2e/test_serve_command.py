@@ -59,3 +59,15 @@ def test_a_store_failure_is_logged_on_one_line_and_a_bug_with_its_traceback() ->
     assert line == "could not announce: Redis at h:1/0: announce: refused"
     bug = formatter.format(record(ZeroDivisionError("division by zero")))
     assert bug.startswith("could not announce\nTraceback")
+
+
+def test_cluster_options_without_redis_are_a_usage_error() -> None:
+    result = _serve("--node", "a")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "serve: --node needs --redis (a node alone has no cluster)\n",
+    )
+    result = _serve("--stream", "s", "--node", "a")
+    assert (
+        result.stderr == "serve: --stream and --node need --redis (a node alone has no cluster)\n"
+    )
