@@ -295,10 +295,8 @@ def _check_options(args: Any) -> tuple[int, str] | None:
     if args.redis is None:
         given = [f"--{name}" for name in ("stream", "node") if getattr(args, name)]
         if given:
-            return (
-                EXIT_USAGE,
-                f"{' and '.join(given)} need --redis (a node on its own has no cluster)",
-            )
+            verb = "needs" if len(given) == 1 else "need"
+            return EXIT_USAGE, f"{' and '.join(given)} {verb} --redis (a node alone has no cluster)"
         return None
     if redis_extra_missing():
         return EXIT_UNAVAILABLE, f"--redis {REDIS_EXTRA_HINT}"
@@ -315,9 +313,8 @@ def run_command(args: Any) -> int:
     """Run ``serve`` with parsed ``args``; return the exit status."""
     problem = _check_options(args)
     if problem is not None:
-        status, line = problem
-        print(f"serve: {line}", file=sys.stderr, flush=True)
-        return status
+        print(f"serve: {problem[1]}", file=sys.stderr, flush=True)
+        return problem[0]
     _configure_logging()
     status: int = trio.run(_serve, args)
     return status
