@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
-# Document the checkout being built, whether or not it is installed.
+# Document the checkout being built, whether or not it is installed; the
+# local extensions live in _ext/.
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("_ext"))
 
 project = "trio_reconnect"
 author = "trio_reconnect developers"
@@ -34,6 +36,17 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinxcontrib_trio",
     "myst_parser",
+    # Every name of each package's __all__, under its public path (_ext/public_api.py).
+    "public_api",
+]
+
+public_api_packages = [
+    "trio_reconnect",
+    "trio_reconnect.server",
+    "trio_reconnect.testing",
+    "trio_reconnect.testing.pytest_plugin",
+    "trio_reconnect.prometheus",
+    "trio_reconnect.server.redis",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}

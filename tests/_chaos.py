@@ -71,6 +71,7 @@ from trio_reconnect import (
     Transition,
     open_reconnecting_websocket,
 )
+from trio_reconnect._client import RETRIED_FAILURE_MESSAGE
 from trio_reconnect.server import (
     AdmissionControl,
     ConnectedClient,
@@ -602,6 +603,8 @@ class LogTally(logging.Handler):
             self.expected["stale snapshot"] += 1
         elif message == "connection failed" and _is_pong_race(record.exc_info):
             self.expected["pong during close (trio-websocket#184)"] += 1
+        elif record.name == "trio_reconnect" and message == RETRIED_FAILURE_MESSAGE:
+            self.expected["client retried a failure"] += 1  # the chaos itself
         elif len(self.unexpected) < 20:
             text = f"{record.levelname} {record.name}: {record.getMessage()}"
             if exc is not None:
@@ -868,7 +871,7 @@ async def _main(profile: Profile, schedule: Schedule, report: RunReport) -> None
     names = [f"c{i:03d}" for i in range(profile.clients)]
     chaos: _Chaos
     server = ReconnectServer(
-        RecordingLog(ReplayLog(profile.log_size), published),
+        RecordingLog(ReplayLog(profile.log_size, start=1), published),
         snapshot=lambda: chaos.snapshot(),
         max_replay=profile.max_replay,
         close_timeout=SERVER_CLOSE_TIMEOUT,

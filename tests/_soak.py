@@ -68,6 +68,7 @@ from trio_reconnect import (
     Transition,
     open_reconnecting_websocket,
 )
+from trio_reconnect._client import RETRIED_FAILURE_MESSAGE
 from trio_reconnect._transport import open_tcp_stream
 from trio_reconnect.server import (
     ClientState,
@@ -510,6 +511,7 @@ class LogTally(logging.Handler):
         super().__init__(logging.WARNING)
         self.snapshot_failures = 0
         self.pong_races = 0
+        self.retried_failures = 0
         self.unexpected = 0
         self.messages: list[str] = []
 
@@ -523,6 +525,9 @@ class LogTally(logging.Handler):
             return
         if record.msg == CONNECTION_FAILED_MESSAGE and _is_pong_race(record.exc_info):
             self.pong_races += 1
+            return
+        if record.name == "trio_reconnect" and record.msg == RETRIED_FAILURE_MESSAGE:
+            self.retried_failures += 1  # the disruptions themselves
             return
         self.unexpected += 1
         if len(self.messages) < MAX_PROBLEMS:
@@ -683,7 +688,7 @@ async def _run_round(profile: SoakProfile, seed: int) -> RoundReport:
     rng = random.Random(seed)
     problems = _Problems()
     published = Published()
-    log = RecordingLog(ReplayLog(max_events=100_000), published)
+    log = RecordingLog(ReplayLog(max_events=100_000, start=1), published)
     failed_snapshots = 0
     snapshot_calls = 0
 

@@ -60,7 +60,7 @@ async def test_cancel_at_every_stage(
     listener = network.listen("server", 443 if stage == "tls" else 80)
     url = "wss://server/" if stage == "tls" else "ws://server/"
     server = ReconnectServer(
-        ReplayLog(),
+        ReplayLog(start=1),
         rng=random.Random(1),
         snapshot=_stuck_snapshot if stage in ("resuming", "sending") else None,
     )
@@ -122,7 +122,7 @@ async def test_cancel_while_closing_is_bounded_by_close_timeout(
     autojump_clock: trio.abc.Clock, nursery: trio.Nursery
 ) -> None:
     network = MemoryNetwork(random=random.Random(1))
-    server = ReconnectServer(ReplayLog())
+    server = ReconnectServer(ReplayLog(start=1))
     await nursery.start(server.serve_listeners, [network.listen()])
     with trio.move_on_after(CANCEL_AT):
         async with tr.open_reconnecting_websocket(
@@ -139,7 +139,7 @@ async def test_a_stuck_snapshot_is_bounded_by_the_handshake_timeout(
     autojump_clock: trio.abc.Clock, nursery: trio.Nursery
 ) -> None:
     network = MemoryNetwork(random=random.Random(1))
-    server = ReconnectServer(ReplayLog(), snapshot=_stuck_snapshot, handshake_timeout=3.0)
+    server = ReconnectServer(ReplayLog(start=1), snapshot=_stuck_snapshot, handshake_timeout=3.0)
     await nursery.start(server.serve_listeners, [network.listen()])
     await server.publish("missed")
     async with tr.open_reconnecting_websocket("ws://server/", open_stream=network.client()) as ws:

@@ -101,7 +101,7 @@ async def test_exact_backoff_schedule_and_give_up_with_history(
     assert isinstance(failure.last_error, OSError)
     assert transitions[-1].state is tr.ConnectionState.FAILED
     backing_off = [t for t in transitions if t.state is tr.ConnectionState.BACKING_OFF]
-    assert [t.attempt for t in backing_off] == list(range(1, 8))
+    assert [t.attempt for t in backing_off] == list(range(2, 9))  # the attempt waited for
     assert ws.state is tr.ConnectionState.FAILED
 
 
@@ -430,7 +430,7 @@ async def test_replay_snapshot_and_lost_delivered_in_place(
         tr.ServerEvent("4", "d"),
         tr.ServerEvent("5", "e"),
         tr.ServerEvent("6", "f"),
-        tr.Gap("6"),
+        tr.Gap("6", "99"),
         tr.ServerEvent("100", "z"),
     ]
     assert resumes == [None, "3", "6"]

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
 import trio_reconnect
 
 PUBLIC = {
@@ -190,3 +197,32 @@ def test_server_does_not_import_coredis() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "False"
+
+
+PUBLIC_PROMETHEUS = {
+    "DEFAULT_BUCKETS",
+    "DEFAULT_HOST",
+    "DEFAULT_NAMESPACE",
+    "MAX_REQUEST_HEAD",
+    "METRICS_PATH",
+    "REQUEST_TIMEOUT",
+    "ReconnectCollector",
+    "ServerCollector",
+    "StatisticsSource",
+    "serve_metrics",
+}
+
+
+def test_prometheus_names_pinned_and_imported_lazily() -> None:
+    prometheus = pytest.importorskip("trio_reconnect.prometheus")
+    assert set(prometheus.__all__) == PUBLIC_PROMETHEUS
+    # Nothing else imports the optional extra, not even the command line.
+    code = (
+        "import sys, trio_reconnect, trio_reconnect.server, trio_reconnect.testing, "
+        "trio_reconnect._cli; "
+        "assert 'prometheus_client' not in sys.modules; "
+        "assert 'trio_reconnect.prometheus' not in sys.modules"
+    )
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)

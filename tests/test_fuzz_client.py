@@ -797,6 +797,7 @@ def model(frames: list[Frame], ending: str, window: int = tr.DEFAULT_DEDUPE_WIND
             elif item is not None:
                 if isinstance(item, tr.Snapshot):
                     m.last = item.id
+                recent.clear()  # a snapshot or gap: the server's order starts again
                 m.items.append(item)
             if handshake.result is not None:
                 m.ready = True

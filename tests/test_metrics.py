@@ -148,9 +148,11 @@ def test_empty_recorder_statistics() -> None:
         connects=0,
         reconnects=0,
         failed_attempts=0,
+        server_directed=0,
         median_reconnect=None,
         p95_reconnect=None,
         max_reconnect=None,
+        recent_reconnects=(),
         health=HealthLevel.HEALTHY,
         fresh=0,
         replayed=0,
@@ -169,6 +171,7 @@ def test_recorder_counts_and_durations() -> None:
     metrics.record_ready(1.5, result(HandshakeOutcome.REPLAYED, 0))
     metrics.record_ready(2.5, result(HandshakeOutcome.SNAPSHOT, 2))
     metrics.record_failure()
+    metrics.record_server_directed()
     metrics.record_ready(12.5, result(HandshakeOutcome.LOST))
     metrics.record_ready(3.5, None)  # resume=False: no handshake result
     stats = metrics.statistics()
@@ -176,9 +179,11 @@ def test_recorder_counts_and_durations() -> None:
         connects=6,
         reconnects=5,
         failed_attempts=3,
+        server_directed=1,
         median_reconnect=2.5,
         p95_reconnect=percentile([0.5, 1.5, 2.5, 3.5, 12.5], 95),
         max_reconnect=12.5,
+        recent_reconnects=(0.5, 1.5, 2.5, 12.5, 3.5),
         health=HealthLevel.REGRESSION,
         fresh=1,
         replayed=2,
@@ -213,6 +218,7 @@ def test_window_bounds_the_durations_but_not_the_counts() -> None:
     # Only 0.1, 0.2, 0.3 remain: the slow ones fell out of the window.
     assert stats.median_reconnect == 0.2
     assert stats.max_reconnect == 0.3
+    assert stats.recent_reconnects == (0.1, 0.2, 0.3)
     assert stats.health is HealthLevel.HEALTHY
     assert stats.reconnects == 5
     assert stats.connects == 5

@@ -120,20 +120,20 @@ def test_events_after_a_snapshot_are_accepted() -> None:
 
 def test_lost_gives_a_gap_with_the_last_id() -> None:
     hs = ResumeHandshake("41")
-    assert hs.receive(encode_ready("90", lost=True)) == Gap("41")
+    assert hs.receive(encode_ready("90", lost=True)) == Gap("41", "90")
     assert hs.result == HandshakeResult(HandshakeOutcome.LOST, 0, "90")
 
 
 def test_lost_without_a_previous_id() -> None:
     hs = ResumeHandshake(None)
-    assert hs.receive(encode_ready("90", lost=True)) == Gap(None)
+    assert hs.receive(encode_ready("90", lost=True)) == Gap(None, "90")
     assert hs.result == HandshakeResult(HandshakeOutcome.LOST, 0, "90")
 
 
 def test_lost_wins_over_events_and_snapshot() -> None:
     hs = ResumeHandshake("1")
     finish(hs, encode_snapshot("50", None), encode_event("51", None))
-    assert hs.receive(encode_ready("51", lost=True)) == Gap("1")
+    assert hs.receive(encode_ready("51", lost=True)) == Gap("1", "51")
     assert hs.result == HandshakeResult(HandshakeOutcome.LOST, 1, "51")
 
 
@@ -481,7 +481,7 @@ def test_encoders_produce_the_spec_frames() -> None:
 def test_snapshot_and_ready_round_trip_through_the_handshake() -> None:
     hs = ResumeHandshake("9")
     assert hs.receive(encode_snapshot("57", {"k": ["v"]})) == Snapshot("57", {"k": ["v"]})
-    assert hs.receive(encode_ready("57", lost=True)) == Gap("9")
+    assert hs.receive(encode_ready("57", lost=True)) == Gap("9", "57")
     assert hs.result == HandshakeResult(HandshakeOutcome.LOST, 0, "57")
 
 

@@ -220,7 +220,7 @@ async def test_a_client_gone_right_after_the_upgrade_is_not_a_server_error(
         raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
 
     monkeypatch.setattr(trio_websocket.WebSocketConnection, "remote", property(gone))
-    server = ReconnectServer(ReplayLog())
+    server = ReconnectServer(ReplayLog(start=1))
     caplog.set_level(logging.DEBUG, logger="trio_reconnect.server")
     with trio.fail_after(5):
         ws = await connect(nursery, server)

@@ -4,9 +4,12 @@
   clients through several spread restarts; exits 1 if any event was lost or
   duplicated. With ``--nodes N``: a rolling deploy of N real node processes
   sharing a redis-server (:mod:`trio_reconnect._demo_cluster`).
-* ``python -m trio_reconnect serve [--port N] [--redis URL]``: a protocol node
-  publishing a ticker, alone or one of a cluster sharing a Redis stream;
-  SIGTERM drains it (see :mod:`trio_reconnect._serve`).
+* ``python -m trio_reconnect serve [--port N] [--redis URL] [--metrics-port M]``:
+  a protocol node publishing a ticker, alone or one of a cluster sharing a
+  Redis stream, for trying clients in other languages against it (and its
+  Prometheus metrics on ``/metrics``). On SIGTERM or Ctrl-C it drains (1012
+  and spread hints), prints one line saying what it drained, and exits 0
+  (see :mod:`trio_reconnect._serve`).
 * ``python -m trio_reconnect connect URL``: a wscat-like client that prints
   every item and every state transition with its reason and delay.
 * ``python -m trio_reconnect herd --clients N --capacity R --strategy S``:
@@ -61,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--restart-every", type=float, default=None, help="restart (1012 + spread) every N s"
     )
+    serve.add_argument(
+        "--metrics-port",
+        type=_metrics_port,
+        default=None,
+        help="serve Prometheus metrics on http://HOST:N/metrics (needs the prometheus extra)",
+    )
     from ._serve import add_arguments as add_serve_arguments
 
     add_serve_arguments(serve)
@@ -79,6 +88,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _metrics_port(text: str) -> int:
+    """``--metrics-port``: 0-65535 (0: a free port), with prometheus-client installed."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {port}")
+    try:
+        import prometheus_client  # noqa: F401  (only when the option is given)
+    except ImportError:
+        raise argparse.ArgumentTypeError(
+            "needs prometheus-client: pip install 'trio-reconnect[prometheus]'"
+        ) from None
+    return port
+
+
 def _show_transition(t: Transition) -> None:
     parts = [f"[{t.time:10.3f}] {t.previous.value} -> {t.state.value}"]
     if t.delay is not None:
@@ -92,6 +118,14 @@ def _show_transition(t: Transition) -> None:
     print("  ".join(parts), file=sys.stderr, flush=True)
 
 
+def _describe_gap(gap: Gap) -> str:
+    """What a Gap says is lost: the events after ``last_id`` up to ``ready_id``."""
+    after = "" if gap.last_id is None else f" after {gap.last_id}"
+    if gap.ready_id is None:
+        return f"gap: the events{after} were lost (the server holds none since)"
+    return f"gap: the events{after} up to and including {gap.ready_id} were lost"
+
+
 async def _connect(url: str, resume: bool, count: int | None) -> None:
     async with open_reconnecting_websocket(
         url, resume=resume, on_transition=_show_transition, max_attempts=None
@@ -103,7 +137,7 @@ async def _connect(url: str, resume: bool, count: int | None) -> None:
             elif isinstance(item, Snapshot):
                 print(f"snapshot {item.id}: {json.dumps(item.data)}", flush=True)
             elif isinstance(item, Gap):
-                print(f"gap: events after {item.last_id} were lost", flush=True)
+                print(_describe_gap(item), flush=True)
             else:
                 print(f"message: {item!r}", flush=True)
             seen += 1

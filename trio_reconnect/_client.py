@@ -73,10 +73,17 @@ from ._exceptions import (
     ResumeProtocolError,
     ResumeTimeout,
 )
-from ._hints import RetryAdvice, Verdict, classify_close, classify_rejection
+from ._hints import (
+    RetryAdvice,
+    Verdict,
+    classify_close,
+    classify_rejection,
+    is_planned_close,
+)
 from ._inbox import Inbox
 from ._metrics import MetricsRecorder, ReconnectStatistics
 from ._protocol import (
+    Gap,
     HandshakeOutcome,
     HandshakeResult,
     Item,
@@ -87,7 +94,7 @@ from ._protocol import (
     parse_live,
 )
 from ._state import Attempt, ConnectionState, DelaySource, Transition
-from ._transport import OpenStream, Target, open_tcp_stream, parse_url
+from ._transport import OpenStream, RecordingStream, Target, open_tcp_stream, parse_url
 from ._validators import check_positive
 
 __all__ = [
@@ -110,6 +117,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trio_reconnect")
+# A library's loggers get a NullHandler only (the logging HOWTO): an
+# application that configures no logging then sees no stderr lines from
+# Python's last-resort handler; one line of logging.basicConfig shows them.
+logger.addHandler(logging.NullHandler())
 
 #: Consecutive failed attempts before the client gives up (``None``: never).
 DEFAULT_MAX_ATTEMPTS: Final = 20
@@ -141,6 +152,10 @@ DEFAULT_MAX_REPLAY: Final = 10_000
 #: dropped), so that ``max_attempts=None`` against a server that refuses
 #: forever does not grow memory.
 MAX_HISTORY: Final = 100
+
+#: The WARNING logged for a failed attempt or a lost connection that is retried
+#: (the application sees no exception for it); test harnesses match on it.
+RETRIED_FAILURE_MESSAGE: Final = "%s: %s; attempt %d in %.3f s (%s)"
 
 # Wall-clock seconds since the epoch, for HTTP-date Retry-After hints (tests patch it).
 _wall_clock = time.time
@@ -353,6 +368,10 @@ class ReconnectingWebSocket:
         )
         self._metrics = MetricsRecorder()
         self._recent = RecentIds(dedupe_window)
+        if last_event_id is not None:
+            # The application's persisted id counts as delivered: a server
+            # that replays from it (off by one) must not deliver it again.
+            self._recent.add(last_event_id)
         self._inbox: Inbox[Item] = Inbox(max_queue)
         self._last_event_id = last_event_id
         self._state = ConnectionState.CONNECTING
@@ -366,6 +385,10 @@ class ReconnectingWebSocket:
         self._error: ReconnectFailed | None = None
         self._closing = False
         self._failures = 0
+        # The number of the attempt being made, or waited for in BACKING_OFF:
+        # 1 + the failed attempts before it in the current streak. The one
+        # number every transition, history record and log line uses.
+        self._number = 1
         self._history: collections.deque[Attempt] = collections.deque(maxlen=MAX_HISTORY)
         self._streak_started: float | None = None
         self._lost_at: float | None = None
@@ -394,7 +417,15 @@ class ReconnectingWebSocket:
         return self._last_event_id
 
     def statistics(self) -> ReconnectStatistics:
-        """A frozen snapshot of this client's reconnect metrics."""
+        """A frozen snapshot of this client's reconnect metrics.
+
+        A reconnect (and its handshake outcome and replayed events) is
+        counted when the connection's ``ready`` arrives. The events a
+        handshake replays are delivered before that ``ready``, so a snapshot
+        taken while the application handles them still shows the previous
+        connection; after :meth:`wait_ready` returns it shows the new one. A
+        server-directed close is counted when the close arrives.
+        """
         return self._metrics.statistics()
 
     async def send_message(self, message: str | bytes) -> None:
@@ -513,7 +544,7 @@ class ReconnectingWebSocket:
             state=state,
             previous=previous,
             time=trio.current_time(),
-            attempt=self._failures + 1 if state is ConnectionState.CONNECTING else self._failures,
+            attempt=self._number,
             **details,
         )
         logger.debug("%s: %s -> %s %s", self._display, previous.value, state.value, details)
@@ -527,7 +558,9 @@ class ReconnectingWebSocket:
         if self._error is not None or self._closing:
             return
         self._error = error
-        logger.error("%s: %s", self._display, error)
+        # Raised to the application (out of the block and every call), so
+        # not logged above DEBUG: a library does not both raise and log.
+        logger.debug("%s: %s", self._display, error)
         self._end(ConnectionState.FAILED, error)
         if self._body_scope is not None:
             self._body_scope.cancel()
@@ -589,13 +622,28 @@ class ReconnectingWebSocket:
                 self._lost_at = now
             if self._reconnect_requested:
                 self._reconnect_requested = False
+                self._number = self._failures + 1
                 self._set_state(
                     ConnectionState.BACKING_OFF, delay=0.0, delay_source=DelaySource.IMMEDIATE
                 )
                 continue
             stable = was_open and now - cast(float, outcome.ready_at) >= self._stable_after
+            advice = self._advise(outcome)
+            # A ready connection that the server closed on purpose, with a
+            # planned code and a hint (a restart, a drain): not a failure.
+            server_directed = (
+                was_open
+                and outcome.server_closed
+                and is_planned_close(outcome.close_code, outcome.close_reason)
+                and advice.verdict is Verdict.RETRY
+            )
+            if server_directed:
+                self._metrics.record_server_directed()
             if stable:
                 self._pacer.reset()
+            if stable or server_directed:
+                # The failure streak ends. The pacer (the backoff step and the
+                # anti-hammer count) resets only after a stable connection.
                 self._failures = 0
                 self._history.clear()
                 self._streak_started = None
@@ -604,14 +652,14 @@ class ReconnectingWebSocket:
                 self._metrics.record_failure()
                 if self._streak_started is None:
                     self._streak_started = outcome.started_at
-            advice = self._advise(outcome)
             if advice.verdict is Verdict.FATAL:
                 self._history.append(self._record(outcome, now, None, None))
                 self._fail(self._fatal_error(outcome))
                 return
             hint = advice.hint if self._server_hints else None
+            # Short-lived connections count toward the anti-hammer rule, planned or not.
             delay, source = self._pacer.next_delay(failed=not stable, hint=hint)
-            if not stable:
+            if not (stable or server_directed):
                 self._history.append(self._record(outcome, now, delay, source))
             if self._max_attempts is not None and self._failures >= self._max_attempts:
                 self._fail(
@@ -632,7 +680,8 @@ class ReconnectingWebSocket:
                     )
                 )
                 return
-            self._log_failure(outcome, delay, source)
+            self._number = self._failures + 1  # the attempt this wait is for
+            self._log_reconnect(outcome, delay, source, server_directed=server_directed)
             self._set_state(
                 ConnectionState.BACKING_OFF,
                 delay=delay,
@@ -652,7 +701,7 @@ class ReconnectingWebSocket:
         self, outcome: _Outcome, now: float, delay: float | None, source: DelaySource | None
     ) -> Attempt:
         return Attempt(
-            number=self._failures,
+            number=self._number,
             started_at=outcome.started_at,
             ended_at=now,
             reached_ready=outcome.ready_at is not None,
@@ -664,20 +713,38 @@ class ReconnectingWebSocket:
             delay_source=source,
         )
 
-    def _log_failure(self, outcome: _Outcome, delay: float, source: DelaySource) -> None:
+    def _log_reconnect(
+        self, outcome: _Outcome, delay: float, source: DelaySource, *, server_directed: bool
+    ) -> None:
+        """One line per reconnect; the application sees none of them as an exception.
+
+        A server-directed reconnect is routine (INFO); a failed attempt or a
+        lost connection is something the application cannot otherwise see
+        without a hook (WARNING).
+        """
+        if server_directed:
+            logger.info(
+                "%s: the server closed with %d (a planned reconnect); attempt %d in %.3f s (%s)",
+                self._display,
+                outcome.close_code,
+                self._number,
+                delay,
+                source.value,
+            )
+            return
         if outcome.status_code is not None:
             cause = f"handshake refused with HTTP {outcome.status_code}"
         elif outcome.close_code is not None:
-            cause = f"closed with code {outcome.close_code}"
+            cause = f"connection closed with code {outcome.close_code}"
         else:
-            cause = repr(outcome.error)
-        logger.info(
-            "%s: connection lost (%s); reconnecting in %.3f s (%s, failure %d)",
+            cause = f"attempt failed: {outcome.error!r}"
+        logger.warning(
+            RETRIED_FAILURE_MESSAGE,
             self._display,
             cause,
+            self._number,
             delay,
             source.value,
-            self._failures,
         )
 
     def _advise(self, outcome: _Outcome) -> RetryAdvice:
@@ -724,6 +791,7 @@ class ReconnectingWebSocket:
     async def _attempt(self) -> _Outcome:
         outcome = _Outcome(started_at=trio.current_time())
         self._reconnect_requested = False  # a request made just now is served by this attempt
+        self._number = self._failures + 1
         self._set_state(ConnectionState.CONNECTING)
         try:
             with trio.CancelScope() as self._attempt_scope:
@@ -791,10 +859,11 @@ class ReconnectingWebSocket:
         handshake_scope = trio.CancelScope()
         spawner = _ReaderSpawner(nursery, handshake_scope)
         ws: trio_websocket.WebSocketConnection | None = None
+        recording = RecordingStream(stream)  # for refusals that end at close
         with handshake_scope:
             ws = await trio_websocket.wrap_client_stream(
                 cast(trio.Nursery, spawner),
-                cast(trio.SocketStream, stream),
+                cast(trio.SocketStream, recording),
                 target.host_header,
                 target.resource,
                 extra_headers=headers,
@@ -802,12 +871,20 @@ class ReconnectingWebSocket:
                 max_message_size=self._max_message_size,
             )
         if ws is None:
+            refusal = recording.refusal() if spawner.reader_ended else None
+            if refusal is not None:
+                # A refusal whose body ended at close: trio-websocket's reader
+                # missed its end (see _transport); the same verdict as the others.
+                raise trio_websocket.ConnectionRejected(
+                    refusal.status_code, refusal.headers, refusal.body
+                )
             if spawner.reader_ended:  # closed by the server before it answered
                 outcome.close_code = 1006
                 raise ConnectionError(
                     f"{target.display} closed the connection during the opening handshake"
                 )
             return  # the phase deadline expired; the caller reports it
+        recording.stop()
         self._websocket = ws
         result: HandshakeResult | None = None
         try:
@@ -850,6 +927,9 @@ class ReconnectingWebSocket:
                 self._last_event_id = item.id
             elif isinstance(item, Snapshot):
                 self._last_event_id = item.id
+                self._recent.clear()  # the server's order starts again here
+            elif isinstance(item, Gap):
+                self._recent.clear()  # likewise
             if item is not None:
                 await self._deliver_replayed(item, phase)
         result = handshake.result

@@ -10,6 +10,10 @@ The rules, stated once:
 
 * Close codes 1001, 1011, 1012, 1013, 1014 (:data:`HINTED_CLOSE_CODES`) are
   retried, and their reason is read for ``{"retryAfter": <ms>}``.
+* A close with 1001, 1012 or 1013 (:data:`PLANNED_CLOSE_CODES`) whose reason
+  carries a valid hint is the server planning a reconnect
+  (:func:`is_planned_close`): after ``ready`` the client counts it as
+  server-directed, not as a failed attempt.
 * Close codes 1002, 1003, 1007, 1008, 1009, 1010 and 4000-4999
   (:func:`is_fatal_close_code`) are fatal.
 * Every other code, 1000 from the server and 1006 (no close frame) included,
@@ -40,12 +44,14 @@ __all__ = [
     "FATAL_CLOSE_CODES",
     "HINTED_CLOSE_CODES",
     "MAX_CLOSE_REASON_BYTES",
+    "PLANNED_CLOSE_CODES",
     "RetryAdvice",
     "Verdict",
     "classify_close",
     "classify_rejection",
     "format_close_reason",
     "is_fatal_close_code",
+    "is_planned_close",
     "parse_retry_after_header",
     "parse_retry_after_reason",
 ]
@@ -54,6 +60,9 @@ __all__ = [
 MAX_CLOSE_REASON_BYTES: Final = 123
 #: Close codes a server uses to say "come back later"; their reason may carry a hint.
 HINTED_CLOSE_CODES: Final = frozenset({1001, 1011, 1012, 1013, 1014})
+#: Hinted close codes of a planned reconnect (going away, restart, try again
+#: later); 1011 (an error) and 1014 (unreadable, see above) are not among them.
+PLANNED_CLOSE_CODES: Final = frozenset({1001, 1012, 1013})
 #: Close codes on which a retry cannot help (plus the 4000-4999 application range).
 FATAL_CLOSE_CODES: Final = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 #: HTTP statuses of a refused handshake whose ``Retry-After`` header is a hint.
@@ -146,6 +155,11 @@ def classify_close(code: int, reason: str | None) -> RetryAdvice:
         return RetryAdvice(Verdict.FATAL)
     hint = parse_retry_after_reason(reason) if code in HINTED_CLOSE_CODES else None
     return RetryAdvice(Verdict.RETRY, hint)
+
+
+def is_planned_close(code: int | None, reason: str | None) -> bool:
+    """Whether a close is the server planning a reconnect: a planned code and a valid hint."""
+    return code in PLANNED_CLOSE_CODES and parse_retry_after_reason(reason) is not None
 
 
 def classify_rejection(

@@ -93,10 +93,19 @@ class ReconnectStatistics:
     Attributes:
         connects: Connections that reached ``ready`` (the first one included).
         reconnects: Connections that reached ``ready`` after a lost one.
-        failed_attempts: Attempts that failed, over the client's lifetime.
+        failed_attempts: Attempts that failed, over the client's lifetime: a
+            connection that did not reach ``ready``, or was lost before it
+            had been up ``stable_after`` seconds, other than by a
+            server-directed close.
+        server_directed: Connections that reached ``ready`` and that the
+            server then closed on purpose, with a planned close code (1001,
+            1012, 1013) and a ``retryAfter`` hint: a restart or a drain, not
+            a failure.
         median_reconnect: Median reconnect duration over the window, seconds.
         p95_reconnect: 95th percentile over the window, seconds.
         max_reconnect: Longest reconnect in the window, seconds.
+        recent_reconnects: The durations in the window, oldest first, seconds
+            (what a histogram of the recent reconnects is drawn from).
         health: The level read off ``median_reconnect``.
         fresh: Handshakes with outcome fresh.
         replayed: Handshakes with outcome replayed.
@@ -108,9 +117,11 @@ class ReconnectStatistics:
     connects: int
     reconnects: int
     failed_attempts: int
+    server_directed: int
     median_reconnect: float | None
     p95_reconnect: float | None
     max_reconnect: float | None
+    recent_reconnects: tuple[float, ...]
     health: HealthLevel
     fresh: int
     replayed: int
@@ -131,6 +142,7 @@ class MetricsRecorder:
     connects: int = 0
     reconnects: int = 0
     failed_attempts: int = 0
+    server_directed: int = 0
     replayed_events: int = 0
     _durations: collections.deque[float] = attrs.field(init=False)
     _outcomes: collections.Counter[HandshakeOutcome] = attrs.field(
@@ -145,6 +157,10 @@ class MetricsRecorder:
     def record_failure(self) -> None:
         """An attempt failed."""
         self.failed_attempts += 1
+
+    def record_server_directed(self) -> None:
+        """The server closed a ready connection with a planned close and a hint."""
+        self.server_directed += 1
 
     def record_ready(self, lost_for: float | None, result: HandshakeResult | None) -> None:
         """A connection reached ``ready``.
@@ -170,9 +186,11 @@ class MetricsRecorder:
             connects=self.connects,
             reconnects=self.reconnects,
             failed_attempts=self.failed_attempts,
+            server_directed=self.server_directed,
             median_reconnect=median,
             p95_reconnect=percentile(durations, 95),
             max_reconnect=max(durations, default=None),
+            recent_reconnects=tuple(durations),
             health=health_level(median),
             fresh=self._outcomes[HandshakeOutcome.FRESH],
             replayed=self._outcomes[HandshakeOutcome.REPLAYED],

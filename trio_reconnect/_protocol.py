@@ -68,6 +68,10 @@ _QUOTE_LIMIT: Final = 80
 class ServerEvent:
     """One event from the server's log, delivered once and in order.
 
+    The events a handshake replays reach the application before that
+    handshake's ``ready``: ``statistics()`` counts the reconnect at ``ready``,
+    so it still shows the previous connection while they are handled.
+
     Attributes:
         id: The server's opaque event id (becomes ``last_event_id``).
         data: The event's JSON payload, decoded.
@@ -94,12 +98,21 @@ class Snapshot:
 class Gap:
     """Events were lost: the server could neither replay nor send a snapshot.
 
+    The events after ``last_id`` up to and including ``ready_id`` are gone;
+    the next item is newer than ``ready_id``. A :class:`Snapshot` delivered
+    later replaces the application's state as a whole, so state is complete
+    again from there (only the individual events of the gap stay unseen).
+
     Attributes:
         last_id: The last event id the client had before the gap (``None`` if
-            it had none). The events after it, up to the next item, are gone.
+            it had none).
+        ready_id: The id in the server's ``ready`` frame, the newest event
+            of the gap (``None``: the server's log is empty, for example a
+            new process; nothing after ``last_id`` can be had from it).
     """
 
     last_id: str | None
+    ready_id: str | None = None
 
 
 #: What :meth:`ReconnectingWebSocket.get_message` can return.
@@ -278,7 +291,7 @@ class ResumeHandshake:
         else:
             outcome = HandshakeOutcome.FRESH
         self.result = HandshakeResult(outcome, self._replayed, frame["id"])
-        return Gap(self.last_event_id) if lost else None
+        return Gap(self.last_event_id, frame["id"]) if lost else None
 
 
 @attrs.define(eq=False)
@@ -310,6 +323,17 @@ class RecentIds:
         if len(self._order) > self.size:
             self._members.discard(self._order.popleft())
         return True
+
+    def clear(self) -> None:
+        """Forget every id.
+
+        The client calls it when it delivers a :class:`Snapshot` or a
+        :class:`Gap`: the server's order starts again from that ``ready`` id,
+        so an id seen before (perhaps reissued by a server that lost its
+        log) is not a duplicate any more.
+        """
+        self._order.clear()
+        self._members.clear()
 
     def __len__(self) -> int:
         return len(self._order)

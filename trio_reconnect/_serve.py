@@ -267,9 +267,19 @@ async def _serve(args: Any) -> int:
             print(
                 f"serving the reconnect protocol on ws://{args.host}:{listener.port}/", flush=True
             )
-            print(f"node {name}: {where}, a tick every {args.interval:g} s", flush=True)
+            if registry is not None:  # a cluster node says which cluster
+                print(f"node {name}: {where}, a tick every {args.interval:g} s", flush=True)
+            metrics_port = getattr(args, "metrics_port", None)
+            if metrics_port is not None:
+                from .prometheus._http import serve_server_metrics
+
+                bound = await nursery.start(serve_server_metrics, server, args.host, metrics_port)
+                print(
+                    f"serving Prometheus metrics on http://{args.host}:{bound}/metrics", flush=True
+                )
             nursery.start_soon(_ticker, server, name, args, nursery)
-    print(summaries[0].describe(), flush=True)
+    # The one line a deploy's log shows for this node's exit.
+    print(f"serve: {summaries[0].describe()}", flush=True)
     return 0
 
 

@@ -59,8 +59,14 @@ class DelaySource(enum.Enum):
 class Attempt:
     """One connection attempt that did not end in a stable connection.
 
+    Attempt numbers, defined once: an attempt's number is 1 + the failed
+    attempts before it in the current failure streak. A stable connection
+    (up ``stable_after`` seconds) and a server-directed reconnect end the
+    streak, so the attempt after them is number 1 again.
+
     Attributes:
-        number: 1 for the first attempt of a failure streak, then 2, 3 ...
+        number: The attempt's number: 1 for the first attempt of a failure
+            streak, then 2, 3 ... (the same number its transitions carry).
         started_at: ``trio.current_time()`` when the attempt began.
         ended_at: When it failed or its connection was lost.
         reached_ready: Whether the connection got as far as ``OPEN``.
@@ -92,8 +98,11 @@ class Transition:
         state: The new state.
         previous: The state before.
         time: ``trio.current_time()`` of the change.
-        attempt: The attempt number within the current failure streak
-            (0 once a connection has been stable).
+        attempt: The number of the attempt this state belongs to (see
+            :class:`Attempt`): ``CONNECTING``, ``RESUMING`` and ``OPEN`` carry
+            the number of the attempt being made, ``BACKING_OFF`` the number
+            of the attempt it waits for, ``FAILED`` and ``CLOSED`` that of
+            the last attempt.
         delay: For ``BACKING_OFF``, how long the client will wait.
         delay_source: For ``BACKING_OFF``, why that long.
         close_code: The close code that ended the previous connection, if any.

@@ -5,6 +5,18 @@
 itself, before the websocket handshake, so that a certificate failure comes
 out as :class:`~trio_reconnect.TLSError` with the :mod:`ssl` error as its cause.
 (trio-websocket would report it as a timeout and lose the cause.)
+
+:class:`RecordingStream` and :func:`read_refusal` work around a bug of
+trio-websocket 0.12.2's reader (shared TRIO_NOTES): HTTP/1.1 lets a response
+body end when the server closes the connection (no ``Content-Length``, no
+chunking), and load balancers send their 503s and 401s that way. The reader
+stops on the empty read without telling h11 that the input ended, so the
+refusal never completes: the client would see "closed during the opening
+handshake" and lose the status and ``Retry-After``. The client therefore
+keeps a copy of the bytes received during the opening handshake; when the
+connection ends before the handshake did, :func:`read_refusal` reads them
+with h11, end of input included. Every framing (``Content-Length``, chunked,
+close-delimited, an empty body) then gives the same verdict.
 """
 
 from __future__ import annotations
@@ -12,13 +24,30 @@ from __future__ import annotations
 import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import attrs
+import h11
 import trio
 
 from ._exceptions import TLSError
 
-__all__ = ["OpenStream", "Target", "open_tcp_stream", "parse_url", "start_tls"]
+__all__ = [
+    "MAX_REFUSAL_BYTES",
+    "OpenStream",
+    "RecordingStream",
+    "Refusal",
+    "Target",
+    "open_tcp_stream",
+    "parse_url",
+    "read_refusal",
+    "start_tls",
+]
+
+#: Most bytes of the server's answer to the opening handshake kept to read a
+#: refusal whose body ends at connection close (the head and the start of the
+#: body; the body of the error is truncated beyond it).
+MAX_REFUSAL_BYTES: Final = 64 * 1024
 
 
 @attrs.frozen
@@ -111,3 +140,96 @@ async def start_tls(stream: trio.abc.Stream, target: Target) -> trio.abc.Stream:
         await trio.aclose_forcefully(tls)
         raise
     return tls
+
+
+@attrs.frozen
+class Refusal:
+    """A refused opening handshake, read from the bytes the server sent.
+
+    Attributes:
+        status_code: The HTTP status.
+        headers: The response headers, lower-cased ``(name, value)`` byte pairs
+            (as trio-websocket reports them).
+        body: The body that arrived before the connection closed.
+    """
+
+    status_code: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+
+def read_refusal(data: bytes) -> Refusal | None:
+    """The refusal in ``data``, everything a server sent before closing. Pure.
+
+    Returns:
+        The response, with its body up to where the input ended, or ``None``
+        when ``data`` holds no complete response head (nothing, garbage, or a
+        ``101`` that was cut short).
+    """
+    connection = h11.Connection(h11.CLIENT)
+    connection.send(h11.Request(method="GET", target="/", headers=[("Host", "refusal")]))
+    connection.send(h11.EndOfMessage())
+    response: h11.Response | None = None
+    body = bytearray()
+    try:
+        connection.receive_data(data)
+        connection.receive_data(b"")  # the end of input trio-websocket never reports
+        while True:
+            event = connection.next_event()
+            if isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif not isinstance(event, h11.InformationalResponse):
+                break  # EndOfMessage, ConnectionClosed, NEED_DATA or PAUSED
+    except h11.RemoteProtocolError:
+        pass  # malformed, or a body cut short: the head, if complete, still counts
+    if response is None:
+        return None
+    headers = tuple((bytes(name), bytes(value)) for name, value in response.headers)
+    return Refusal(response.status_code, headers, bytes(body))
+
+
+class RecordingStream(trio.abc.Stream):
+    """A stream that keeps a copy of the first bytes it receives, until :meth:`stop`.
+
+    The client wraps each attempt's stream in one for the opening handshake
+    (see the top of this module); at most ``limit`` bytes are kept.
+
+    Args:
+        stream: The stream to pass everything through to.
+        limit: How many received bytes to keep.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, limit: int = MAX_REFUSAL_BYTES) -> None:
+        self.transport_stream = stream
+        self._limit = limit
+        self._received: bytearray | None = bytearray()
+
+    def __repr__(self) -> str:
+        return repr(self.transport_stream)
+
+    def stop(self) -> None:
+        """Stop recording and drop the copy (the handshake is over)."""
+        self._received = None
+
+    def refusal(self) -> Refusal | None:
+        """The refusal in what was received so far, read as if the input ended there."""
+        received = self._received
+        return None if received is None else read_refusal(bytes(received))
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        data = bytes(await self.transport_stream.receive_some(max_bytes))
+        received = self._received
+        if received is not None and len(received) < self._limit:
+            received += data[: self._limit - len(received)]
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.transport_stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.transport_stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.transport_stream.aclose()

@@ -7,6 +7,7 @@ every wait is under ``fail_after``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -451,3 +452,102 @@ async def test_a_log_whose_stream_was_deleted_is_not_held(redis_server: RedisSer
             assert await log.tail(ids[-1], limit=10, block=0) == []
             new = await log.append("next")
             assert int(new) == int(ids[-1]) + 1
+
+
+async def test_a_tail_that_resumes_after_errors_sees_every_event_once(
+    redis_server: RedisServer,
+) -> None:
+    """Connections of both clients killed under a writer and a reader: nothing lost, nothing twice.
+
+    The reader does what a fan-out does: on LogUnavailableError it reads on
+    from the last id it got.
+    """
+    with trio.fail_after(60):
+        async with (
+            RedisStreamLog(redis_server.url, stream=STREAM, timeout=1.0, read_block=0.02) as log,
+            admin(redis_server) as client,
+        ):
+            start = await log.append("start")
+            seen: list[str] = []
+            written: list[str] = []
+            reader_errors = 0
+            writer_done = trio.Event()
+
+            async def writer() -> None:
+                for i in range(300):
+                    with contextlib.suppress(LogUnavailableError):
+                        written.append(await log.append(i))
+                    await trio.sleep(0.001)
+                writer_done.set()
+
+            async def reader() -> None:
+                nonlocal reader_errors
+                position = start
+                while True:
+                    try:
+                        events = await log.tail(position, limit=50, block=0.05)
+                    except LogUnavailableError:
+                        reader_errors += 1
+                        continue
+                    seen.extend(e.id for e in events)
+                    if events:
+                        position = events[-1].id
+                    elif writer_done.is_set():
+                        return
+
+            async def killer() -> None:
+                while not writer_done.is_set():
+                    for name in ("trio_reconnect:log", "trio_reconnect:log-tail"):
+                        for conn in await connections(client, name):
+                            await client.client_kill(identifier=conn)
+                    await trio.sleep(0.01)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                nursery.start_soon(reader)
+                nursery.start_soon(killer)
+            held = [str(seq) for seq, _ in await entries(redis_server)]
+            assert seen == held[1:]  # every stored event once, in order
+            assert set(written) <= set(seen)
+            assert reader_errors > 0
+            assert sum(log.client_generations) > 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "nonsense",
+        "http://127.0.0.1:6379/0",
+        "redis://",
+        "redis://127.0.0.1:99999/0",
+        "redis://127.0.0.1:0/0",
+        "redis://127.0.0.1:6379/abc",
+        "unix://",
+        None,
+    ],
+)
+def test_a_bad_url_is_refused_at_once(url: Any) -> None:
+    from trio_reconnect.server.redis import RedisRegistry
+
+    for backend in (RedisStreamLog, RedisRegistry):
+        with pytest.raises(ValueError, match="URL"):
+            backend(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379", "redis://:secret@h:1/2", "rediss://h/0", "unix:///tmp/r.sock"]
+)
+def test_good_urls_are_accepted(url: str) -> None:
+    assert RedisStreamLog(url).url == url
+
+
+async def test_errors_never_show_the_password(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    url = f"redis://:hunter2@127.0.0.1:{redis_server.port}/0"
+    with trio.fail_after(GUARD):
+        async with RedisStreamLog(url, timeout=0.5) as log:
+            with pytest.raises(LogUnavailableError) as caught:
+                await log.append(1)
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in repr(log)
+    assert str(redis_server.port) in str(caught.value)

@@ -28,7 +28,7 @@ from ._server_helpers import closed_with, connect, receive_json, resumed
 
 
 def make_server(**kwargs: Any) -> ReconnectServer:
-    return ReconnectServer(ReplayLog(), rng=random.Random(3), **kwargs)
+    return ReconnectServer(ReplayLog(start=1), rng=random.Random(3), **kwargs)
 
 
 async def still_served(server: ReconnectServer, ws: WebSocketConnection) -> None:
@@ -276,7 +276,7 @@ async def test_client_vanishing_mid_handshake(
         await trio.sleep(1)
         return None, "state"
 
-    server = ReconnectServer(ReplayLog(), snapshot=snapshot, rng=random.Random(0))
+    server = ReconnectServer(ReplayLog(start=1), snapshot=snapshot, rng=random.Random(0))
     client_stream, server_stream = trio.testing.memory_stream_pair()
     with trio.fail_after(5):
         nursery.start_soon(server.serve_stream, server_stream)
@@ -295,7 +295,7 @@ async def test_client_vanishing_mid_handshake(
 
 
 def test_server_option_validation() -> None:
-    log = ReplayLog()
+    log = ReplayLog(start=1)
     for kwargs in (
         {"max_replay": -1},
         {"queue_size": 0},
@@ -320,7 +320,9 @@ async def test_queue_overflow_during_handshake_gets_1013(
         await gate.wait()
         return None, "state"
 
-    server = ReconnectServer(ReplayLog(), snapshot=snapshot, queue_size=4, rng=random.Random(0))
+    server = ReconnectServer(
+        ReplayLog(start=1), snapshot=snapshot, queue_size=4, rng=random.Random(0)
+    )
     with trio.fail_after(5):
         ws = await connect(nursery, server)
         await ws.send_message(encode_resume(None))

@@ -26,7 +26,7 @@ from trio_reconnect import Backoff, Gap, ServerEvent, Snapshot, open_reconnectin
 from trio_reconnect.server import LoggedEvent, LogRead, ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryNetwork
 
-from ._server_helpers import connect, handshake, ids, receive_json
+from ._server_helpers import connect, handshake, ids, receive_json, resumed
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -325,3 +325,30 @@ async def test_clients_hopping_between_three_nodes_lose_and_repeat_nothing(
         assert others[n] == [], n  # no Gap, no Snapshot: the log held everything
         assert seen[n] == published, (n, len(seen[n]), len(published))
     assert not any(isinstance(x, Gap | Snapshot) for xs in others.values() for x in xs)
+
+
+async def test_the_fanout_passes_from_a_closing_connection_to_the_next(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    # Served only through serve_stream, the server has no task of its own:
+    # the first connection runs the fan-out, and when it ends another takes
+    # over from the same position, losing and repeating nothing.
+    server = ReconnectServer(ReplayLog(start=1), rng=random.Random(0))
+    with trio.fail_after(10):
+        first, _ = await resumed(nursery, server, None)
+        second, _ = await resumed(nursery, server, None)
+        await server.publish("one")
+        assert await live(first, 1) == [1]
+        assert await live(second, 1) == [1]
+        await first.aclose()
+        await server.publish("two")  # published while the fan-out changes hands
+        await wait_all_tasks_blocked()
+        assert [c.statistics().state.value for c in server.clients] == ["ready"]
+        await server.publish("three")
+        assert await live(second, 2) == [2, 3]
+        # A connection that arrives later is fed too.
+        third, frames = await resumed(nursery, server, "3")
+        assert frames == [{"type": "ready", "id": "3", "lost": False}]
+        await second.aclose()
+        await server.publish("four")
+        assert await live(third, 1) == [4]

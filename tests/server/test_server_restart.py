@@ -19,7 +19,7 @@ from ._server_helpers import attempt, closed_with, handshake, header, refused_wi
 
 
 def make_server(**kwargs: Any) -> ReconnectServer:
-    return ReconnectServer(ReplayLog(), rng=random.Random(1), **kwargs)
+    return ReconnectServer(ReplayLog(start=1), rng=random.Random(1), **kwargs)
 
 
 async def test_restart_spreads_returns_evenly(autojump_clock: MockClock) -> None:
@@ -150,7 +150,7 @@ async def test_restart_closes_handshaking_clients_too(
         await trio.sleep_forever()
         raise AssertionError
 
-    server = ReconnectServer(ReplayLog(), snapshot=slow_snapshot, rng=random.Random(2))
+    server = ReconnectServer(ReplayLog(start=1), snapshot=slow_snapshot, rng=random.Random(2))
     from trio_reconnect._protocol import encode_resume
 
     from ._server_helpers import connect

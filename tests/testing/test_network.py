@@ -266,7 +266,7 @@ async def test_client_reconnects_after_each_drop_and_loses_nothing(
     autojump_clock: trio.abc.Clock, fault: str, code: int
 ) -> None:
     network = MemoryNetwork(random=random.Random(3), latency=0.005)
-    server = ReconnectServer(ReplayLog(), rng=random.Random(4))
+    server = ReconnectServer(ReplayLog(start=1), rng=random.Random(4))
     transitions: list[Transition] = []
     received: list[object] = []
     async with trio.open_nursery() as nursery:
@@ -309,7 +309,7 @@ async def test_close_frame_is_not_injected_before_the_upgrade(
 
 async def test_a_half_open_link_is_found_by_the_ping(autojump_clock: trio.abc.Clock) -> None:
     network = MemoryNetwork(random=random.Random(3))
-    server = ReconnectServer(ReplayLog(), rng=random.Random(4))
+    server = ReconnectServer(ReplayLog(start=1), rng=random.Random(4))
     transitions: list[Transition] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve_listeners, [network.listen()])
@@ -342,7 +342,7 @@ async def test_wss_over_the_memory_network(autojump_clock: trio.abc.Clock) -> No
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
     network = MemoryNetwork(random=random.Random(1))
-    server = ReconnectServer(ReplayLog())
+    server = ReconnectServer(ReplayLog(start=1))
     async with trio.open_nursery() as nursery:
         await nursery.start(
             server.serve_listeners, [network.listen("server", 443, ssl_context=server_context)]

@@ -48,7 +48,7 @@ async def test_no_event_is_lost_across_a_reset(
 
 async def test_half_open_link_is_noticed(autojump_clock: trio.abc.Clock) -> None:
     network = MemoryNetwork(random=random.Random(1), latency=0.02)
-    server = ReconnectServer(ReplayLog())
+    server = ReconnectServer(ReplayLog(start=1))
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve_listeners, [network.listen("server", 80)])
         async with open_reconnecting_websocket(
@@ -72,7 +72,7 @@ async def test_half_open_link_is_noticed(autojump_clock: trio.abc.Clock) -> None
 class TestOverriddenOptions:
     @pytest.fixture
     def reconnect_server_options(self) -> dict[str, Any]:
-        return {"log": ReplayLog(max_events=100), "admission_rate": 50}
+        return {"log": ReplayLog(max_events=100, start=1), "admission_rate": 50}
 
     async def test_the_server_is_configured(
         self,

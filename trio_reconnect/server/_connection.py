@@ -294,6 +294,8 @@ class ConnectedClient:
     _in_handler: bool = attrs.field(init=False, default=False, repr=False)
     _handler_left_at: float = attrs.field(init=False, default=-math.inf, repr=False)
     _scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope, repr=False)
+    #: The wait for the peer's answer to our close frame (``abort`` ends it).
+    _closing: trio.CancelScope | None = attrs.field(init=False, default=None, repr=False)
     _done: trio.Event = attrs.field(init=False, factory=trio.Event, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -394,10 +396,12 @@ class ConnectedClient:
             self._scope.cancel()
 
     def abort(self) -> None:
-        """Drop the connection without a close frame (the peer is not listening)."""
+        """Drop the connection now: no close frame, or no more waiting for the answer to one."""
         self.close(CLOSE_ABNORMAL, None)
         self._interrupted = True
         self._scope.cancel()
+        if self._closing is not None:
+            self._closing.cancel()
 
     # -- for the handshake ---------------------------------------------------
 
@@ -458,7 +462,7 @@ class ConnectedClient:
                 if not self._close_requested:
                     self.close(CLOSE_NORMAL, None)
                 if self._close_code is not None and not self._interrupted:
-                    with trio.move_on_after(self._settings.close_timeout):
+                    with trio.move_on_after(self._settings.close_timeout) as self._closing:
                         await ws.aclose(self._close_code, self._close_reason)
             finally:
                 self.state = ClientState.CLOSED

@@ -22,7 +22,9 @@ that a client registered afterwards stands at the new position and every
 client registered before is closed (to resume, and be told what it missed).
 :class:`~trio_reconnect.server.LogUnavailableError` is reported to the hooks
 and the read is retried after ``retry_interval``: the position does not move,
-so nothing is skipped when the store comes back.
+so nothing is skipped when the store comes back. Any other exception from the
+log is logged with its traceback and handled the same way: a backend's bug
+must not stop the deliveries of a whole node.
 
 :class:`SoleTask` runs the loop in whichever of its volunteers comes first
 and hands it to another when that one is cancelled, so a server used only
@@ -147,28 +149,46 @@ class FanOut:
 
     async def run(self) -> None:
         """Read the tail and feed the subscribers, until cancelled."""
+        failing = False
         while True:
             try:
                 if not self._positioned.is_set():
                     self._position = await self.log.newest()
                     self._positioned.set()
-                events = await self.log.tail(self._position, limit=self.batch, block=self.block)
+                    self.hooks.log_available()
+                # While the log is failing, probe it without blocking, so that
+                # the node hears at once that it is back.
+                block = 0.0 if failing else self.block
+                events = await self.log.tail(self._position, limit=self.batch, block=block)
                 self._check_follows(events)
             except LogUnavailableError as error:
+                failing = True
                 self.hooks.log_unavailable(error)
                 await trio.sleep(self.retry_interval)
                 continue
             except LogDiscontinuityError as error:
-                victims = list(self._subscribers)
-                self._subscribers.clear()
-                self._position = error.newest
-                logger.warning("%s; closing %d clients", error, len(victims))
-                self.hooks.log_available()
-                self.hooks.discontinuity(victims, error)
+                self._discontinuity(error)
                 continue
+            except Exception as error:  # a backend's bug must not stop every delivery
+                failing = True
+                logger.exception("reading the log failed; treating the log as unavailable")
+                self.hooks.log_unavailable(LogUnavailableError(f"{type(error).__name__}: {error}"))
+                await trio.sleep(self.retry_interval)
+                continue
+            failing = False
             self.hooks.log_available()
             if events:
                 self._feed(events)
+
+    def _discontinuity(self, error: LogDiscontinuityError) -> None:
+        # One synchronous step: every client registered so far is handed
+        # over, and a client registered from now on stands at the new position.
+        victims = list(self._subscribers)
+        self._subscribers.clear()
+        self._position = error.newest
+        logger.warning("%s; closing %d clients", error, len(victims))
+        self.hooks.log_available()
+        self.hooks.discontinuity(victims, error)
 
     def _check_follows(self, events: Sequence[LoggedEvent]) -> None:
         """A backend that skips ids has a discontinuity it did not report."""

@@ -109,6 +109,7 @@ import json
 import logging
 import math
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Final, NoReturn, TypeVar, cast
@@ -369,11 +370,41 @@ class _ClientOwner:
             self._retired.set()
 
 
+def _check_url(url: object) -> None:
+    """Raise ``ValueError`` unless ``url`` is a Redis URL coredis can connect to.
+
+    coredis itself takes ``"nonsense"`` or ``"http://x"`` and fails only when
+    it connects; this says what is wrong at once.
+    """
+    if not isinstance(url, str):
+        raise ValueError(f"the Redis URL must be a string, got {url!r}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a Redis URL: {url!r} ({exc})") from None
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"a unix:// Redis URL needs a socket path: {url!r}")
+        return
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"a Redis URL starts with redis://, rediss:// or unix://, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"the Redis URL has no host: {url!r}")
+    if port == 0:
+        raise ValueError(f"the Redis URL has port 0: {url!r}")
+    db = parts.path.lstrip("/")
+    if db and not (db.isascii() and db.isdigit()):
+        raise ValueError(f"the Redis URL's database must be a number, got {db!r} in {url!r}")
+
+
 @attrs.define(eq=False)
 class _Store:
     """The shared machinery: client owners in a nursery, and the one way to run a command."""
 
-    url: str
+    url: str = attrs.field(
+        repr=False, validator=lambda _instance, _attribute, value: _check_url(value)
+    )
     timeout: float
     max_connections: int
     _stack: AsyncExitStack | None = attrs.field(default=None, init=False)
@@ -486,7 +517,7 @@ class RedisStreamLog:
         max_connections: Connections in each client's pool.
     """
 
-    url: str
+    url: str = attrs.field(repr=False)  # it may hold a password
     stream: str = attrs.field(default=DEFAULT_STREAM, kw_only=True)
     max_len: int = attrs.field(default=DEFAULT_MAX_LEN, kw_only=True, validator=positive_int)
     timeout: float = attrs.field(default=DEFAULT_TIMEOUT, kw_only=True, validator=positive_number)
@@ -496,9 +527,9 @@ class RedisStreamLog:
     max_connections: int = attrs.field(
         default=DEFAULT_MAX_CONNECTIONS, kw_only=True, validator=positive_int
     )
-    _store: _Store = attrs.field(init=False)
-    _main: _ClientOwner = attrs.field(init=False)
-    _tail: _ClientOwner = attrs.field(init=False)
+    _store: _Store = attrs.field(init=False, repr=False)
+    _main: _ClientOwner = attrs.field(init=False, repr=False)
+    _tail: _ClientOwner = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._store = _Store(self.url, self.timeout, self.max_connections)
@@ -696,11 +727,11 @@ class RedisRegistry:
             error, :class:`~trio_reconnect.server.LogUnavailableError`.
     """
 
-    url: str
+    url: str = attrs.field(repr=False)  # it may hold a password
     prefix: str = attrs.field(default=DEFAULT_REGISTRY_PREFIX, kw_only=True)
     timeout: float = attrs.field(default=DEFAULT_TIMEOUT, kw_only=True, validator=positive_number)
-    _store: _Store = attrs.field(init=False)
-    _owner: _ClientOwner = attrs.field(init=False)
+    _store: _Store = attrs.field(init=False, repr=False)
+    _owner: _ClientOwner = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._store = _Store(self.url, self.timeout, DEFAULT_MAX_CONNECTIONS)

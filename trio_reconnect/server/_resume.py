@@ -116,7 +116,8 @@ class Resumer:
         hooks: Where outcomes and failures are reported.
         snapshot: The application's snapshot provider, or ``None``.
         max_replay: Most events replayed in one handshake.
-        snapshot_timeout: Seconds the snapshot provider may take.
+        timeout: Seconds the snapshot provider may take, and the fan-out to
+            take its first position (the handshake timeout).
     """
 
     log: EventLog
@@ -124,7 +125,7 @@ class Resumer:
     hooks: ResumeHooks
     snapshot: SnapshotProvider | None
     max_replay: int
-    snapshot_timeout: float
+    timeout: float
 
     async def __call__(self, client: ConnectedClient) -> bool:
         """Run the handshake; ``True`` once ``ready`` was sent."""
@@ -161,7 +162,12 @@ class Resumer:
     async def _resume(self, client: ConnectedClient, last: str | None) -> bool:
         has_snapshot = self.snapshot is not None
         # 1. Register (the fan-out feeds the queue every event after its position) ...
-        await self.fanout.register(client)
+        registered = False
+        with trio.move_on_after(self.timeout):
+            await self.fanout.register(client)
+            registered = True
+        if not registered:  # the fan-out never reached the log
+            raise LogUnavailableError("the node's fan-out has not read the log yet")
         # 2. ... then read.
         read = await self.log.read_after(
             last, limit=read_limit(last, max_replay=self.max_replay, has_snapshot=has_snapshot)
@@ -234,13 +240,13 @@ class Resumer:
         """The application's snapshot as ``(id, frame)``, or ``None`` if it failed."""
         assert self.snapshot is not None
         try:
-            with trio.move_on_after(self.snapshot_timeout) as deadline:
+            with trio.move_on_after(self.timeout) as deadline:
                 snapshot_id, data = await self.snapshot()
             if deadline.cancelled_caught:
                 logger.warning(
                     "no snapshot for client %d within %s s; reporting lost events",
                     client.id,
-                    self.snapshot_timeout,
+                    self.timeout,
                 )
                 return None
             if snapshot_id is not None and not isinstance(snapshot_id, str):

@@ -152,6 +152,9 @@ DEFAULT_ANNOUNCE_TTL: Final = 5.0
 #: The signals :meth:`ReconnectServer.serve_until_signal` drains on.
 DEFAULT_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
+#: Settings that the node's parts copy when it is created: assigning one later raises.
+_FIXED: Final = attrs.setters.frozen
+
 #: An application's handler for each message a ready client sends.
 MessageHandler = Callable[[ConnectedClient, str | bytes], Awaitable[None]]
 
@@ -297,10 +300,10 @@ class ReconnectServer:
         rng: The randomness for the spread; seed it for reproducible plans.
     """
 
-    log: EventLog
-    snapshot: SnapshotProvider | None = attrs.field(default=None, kw_only=True)
+    log: EventLog = attrs.field(on_setattr=_FIXED)
+    snapshot: SnapshotProvider | None = attrs.field(on_setattr=_FIXED, default=None, kw_only=True)
     max_replay: int = attrs.field(
-        default=DEFAULT_MAX_REPLAY, kw_only=True, validator=non_negative_int
+        on_setattr=_FIXED, default=DEFAULT_MAX_REPLAY, kw_only=True, validator=non_negative_int
     )
     spread: SpreadPolicy = attrs.field(factory=SpreadPolicy, kw_only=True)
     admission_rate: float | None = attrs.field(
@@ -308,12 +311,17 @@ class ReconnectServer:
     )
     admission_burst: float | None = attrs.field(default=None, kw_only=True)
     handshake_timeout: float = attrs.field(
-        default=DEFAULT_HANDSHAKE_TIMEOUT, kw_only=True, validator=positive_number
+        on_setattr=_FIXED,
+        default=DEFAULT_HANDSHAKE_TIMEOUT,
+        kw_only=True,
+        validator=positive_number,
     )
     close_timeout: float = attrs.field(
-        default=DEFAULT_CLOSE_TIMEOUT, kw_only=True, validator=positive_number
+        on_setattr=_FIXED, default=DEFAULT_CLOSE_TIMEOUT, kw_only=True, validator=positive_number
     )
-    queue_size: int = attrs.field(default=DEFAULT_QUEUE_SIZE, kw_only=True, validator=positive_int)
+    queue_size: int = attrs.field(
+        on_setattr=_FIXED, default=DEFAULT_QUEUE_SIZE, kw_only=True, validator=positive_int
+    )
     max_message_size: int = attrs.field(
         default=DEFAULT_MAX_MESSAGE_SIZE, kw_only=True, validator=positive_int
     )
@@ -322,16 +330,22 @@ class ReconnectServer:
     )
     on_message: MessageHandler | None = attrs.field(default=None, kw_only=True)
     ping_interval: float | None = attrs.field(
-        default=DEFAULT_PING_INTERVAL, kw_only=True, validator=optional_positive_number
+        on_setattr=_FIXED,
+        default=DEFAULT_PING_INTERVAL,
+        kw_only=True,
+        validator=optional_positive_number,
     )
     ping_timeout: float = attrs.field(
-        default=DEFAULT_PING_TIMEOUT, kw_only=True, validator=positive_number
+        on_setattr=_FIXED, default=DEFAULT_PING_TIMEOUT, kw_only=True, validator=positive_number
     )
     outage_limit: float | None = attrs.field(
         default=DEFAULT_OUTAGE_LIMIT, kw_only=True, validator=optional_positive_number
     )
     outage_retry_after: float = attrs.field(
-        default=DEFAULT_OUTAGE_RETRY_AFTER, kw_only=True, validator=positive_number
+        on_setattr=_FIXED,
+        default=DEFAULT_OUTAGE_RETRY_AFTER,
+        kw_only=True,
+        validator=positive_number,
     )
     registry: ClusterRegistry | None = attrs.field(default=None, kw_only=True)
     node: str | None = attrs.field(default=None, kw_only=True)
@@ -351,11 +365,14 @@ class ReconnectServer:
     _resumer: Resumer = attrs.field(init=False, repr=False)
     _refuse_until: float = attrs.field(init=False, default=-math.inf, repr=False)
     _stopping: bool = attrs.field(init=False, default=False, repr=False)
+    _withdrawn: bool = attrs.field(init=False, default=False, repr=False)
     #: On the registry's clock: when the window of this node's last drain ends.
     _drain_ends: float | None = attrs.field(init=False, default=None, repr=False)
     #: ``trio.current_time()`` when the log went down (``None``: it is up).
     _log_down_since: float | None = attrs.field(init=False, default=None, repr=False)
     _outage_closed: bool = attrs.field(init=False, default=False, repr=False)
+    #: The waits of drains in progress (a second stop signal ends them).
+    _drain_waits: set[trio.CancelScope] = attrs.field(init=False, factory=set, repr=False)
     #: Every accepted client, in order of arrival.
     _clients: dict[ConnectedClient, None] = attrs.field(init=False, factory=dict, repr=False)
     _incoming_send: trio.MemorySendChannel[tuple[ConnectedClient, str | bytes]] = attrs.field(
@@ -546,18 +563,16 @@ class ReconnectServer:
                     first = signum
                     break
                 logger.info("%s: draining", signal.Signals(first).name if first else "signal")
-                with trio.CancelScope() as drain_scope:
-                    nursery.start_soon(self._cut_short, received, drain_scope)
-                    summary = await self.shutdown(drain_timeout=drain_timeout)
+                nursery.start_soon(self._cut_short, received)
+                summary = await self.shutdown(drain_timeout=drain_timeout)
                 nursery.cancel_scope.cancel()
         return attrs.evolve(summary, signal=first)
 
-    @staticmethod
-    async def _cut_short(received: Any, scope: trio.CancelScope) -> None:
+    async def _cut_short(self, received: Any) -> None:
         async for _ in received:
             logger.warning("second signal: not waiting for the drained clients")
-            scope.cancel()
-            return
+            for scope in self._drain_waits:
+                scope.cancel()
 
     # -- the application's side ---------------------------------------------
 
@@ -602,6 +617,7 @@ class ReconnectServer:
         except LogUnavailableError as error:
             self._log_unavailable(error)
             raise
+        self._log_available()  # an append that succeeded proves the store is back
         self._counts["events_published"] += 1
         return event_id
 
@@ -675,6 +691,7 @@ class ReconnectServer:
         summary = await self._drain(code, reason, refuse_for=0.0, wait=drain_timeout)
         if self.registry is not None:
             assert self.node is not None
+            self._withdrawn = True  # the announcements stop with it
             try:
                 await self.registry.withdraw(self.node)
             except Exception:
@@ -724,9 +741,13 @@ class ReconnectServer:
         targets = [c for c in self._clients if not c.closing]
         self._close_spread(targets, code, reason, policy, shift=refuse_for)
         aborted = 0
-        with trio.move_on_after(math.inf if wait is None else wait):
-            for client in targets:
-                await client.wait_closed()
+        with trio.move_on_after(math.inf if wait is None else wait) as waiting:
+            self._drain_waits.add(waiting)
+            try:
+                for client in targets:
+                    await client.wait_closed()
+            finally:
+                self._drain_waits.discard(waiting)
         for client in targets:
             if client.state is not ClientState.CLOSED:
                 aborted += 1
@@ -793,7 +814,8 @@ class ReconnectServer:
         started = False
         while True:
             try:
-                await self.registry.announce(self._status(), ttl=self.announce_ttl)
+                if not self._withdrawn:
+                    await self.registry.announce(self._status(), ttl=self.announce_ttl)
             except Exception:
                 logger.warning("could not announce node %s", self.node, exc_info=True)
             if not started:
@@ -841,8 +863,8 @@ class ReconnectServer:
         return format_close_reason(plan_spread(1, self.spread, self.rng)[0], reason)
 
     def _admission_decision(self, now: float) -> int | None:
-        if now < self._refuse_until:
-            return self._admission.refuse(now, self._refuse_until)
+        if self._stopping or now < self._refuse_until:
+            return self._admission.refuse(now, max(now, self._refuse_until))
         if self._log_down_since is not None:
             return self._admission.refuse(now, now + self.outage_retry_after)
         return self._admission.admit(now)

@@ -1,0 +1,565 @@
+"""The prometheus extra: collectors, the /metrics endpoint, and ``serve --metrics-port``.
+
+Every scrape is parsed with prometheus-client's own text parser, so what is
+checked is what a Prometheus server would read.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+prometheus_client = pytest.importorskip("prometheus_client")
+
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+import trio_reconnect as tr  # noqa: E402
+from trio_reconnect._metrics import DEFAULT_WINDOW, MetricsRecorder  # noqa: E402
+from trio_reconnect._protocol import HandshakeOutcome, HandshakeResult  # noqa: E402
+from trio_reconnect.prometheus import (  # noqa: E402
+    DEFAULT_BUCKETS,
+    MAX_REQUEST_HEAD,
+    REQUEST_TIMEOUT,
+    ReconnectCollector,
+    ServerCollector,
+    serve_metrics,
+)
+from trio_reconnect.prometheus._http import _answer  # noqa: E402
+from trio_reconnect.server import ReconnectServer, ReplayLog, ServerStatistics  # noqa: E402
+from trio_reconnect.testing import MemoryNetwork  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    """Every sample of an exposition, by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def scrape_registry(registry: CollectorRegistry) -> Samples:
+    return parse(generate_latest(registry).decode())
+
+
+def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    return name, frozenset(labels.items())
+
+
+def result(outcome: HandshakeOutcome, replayed: int = 0) -> HandshakeResult:
+    return HandshakeResult(outcome, replayed, None)
+
+
+@pytest.fixture
+def recorder() -> MetricsRecorder:
+    """Two connects, three reconnects (0.5 s, 1.5 s, 2.5 s: median 1.5 s) and two failures."""
+    metrics = MetricsRecorder()
+    metrics.record_ready(None, result(HandshakeOutcome.FRESH))
+    metrics.record_failure()
+    metrics.record_failure()
+    metrics.record_ready(0.5, result(HandshakeOutcome.REPLAYED, 3))
+    metrics.record_ready(1.5, result(HandshakeOutcome.SNAPSHOT))
+    metrics.record_ready(2.5, result(HandshakeOutcome.LOST))
+    return metrics
+
+
+def client_registry(**sources: Any) -> tuple[CollectorRegistry, ReconnectCollector]:
+    registry = CollectorRegistry()
+    collector = ReconnectCollector()
+    for name, source in sources.items():
+        collector.add(name, source)
+    registry.register(collector)
+    return registry, collector
+
+
+# --------------------------------------------------------------------------- the client collector
+
+
+def test_client_metrics_are_the_statistics(recorder: MetricsRecorder) -> None:
+    registry, _ = client_registry(feed=recorder)
+    samples = scrape_registry(registry)
+    stats = recorder.statistics()
+    p = "trio_reconnect_client_"
+    assert samples[key(p + "connects_total", client="feed")] == 4
+    assert samples[key(p + "reconnects_total", client="feed")] == 3
+    assert samples[key(p + "failed_attempts_total", client="feed")] == 2
+    assert samples[key(p + "replayed_events_total", client="feed")] == 3
+    for outcome, count in (("fresh", 1), ("replayed", 1), ("snapshot", 1), ("lost", 1)):
+        assert samples[key(p + "handshakes_total", client="feed", outcome=outcome)] == count
+    assert samples[key(p + "reconnect_median_seconds", client="feed")] == 1.5
+    assert samples[key(p + "reconnect_p95_seconds", client="feed")] == stats.p95_reconnect
+    assert samples[key(p + "reconnect_max_seconds", client="feed")] == 2.5
+    # The median is 1.5 s: WATCH, and only WATCH.
+    assert stats.health is tr.HealthLevel.WATCH
+    for level in tr.HealthLevel:
+        expected = 1.0 if level is tr.HealthLevel.WATCH else 0.0
+        assert samples[key(p + "health", client="feed", level=level.value)] == expected
+
+
+def test_client_histogram_counts_the_window(recorder: MetricsRecorder) -> None:
+    registry, _ = client_registry(feed=recorder)
+    samples = scrape_registry(registry)
+    bucket = "trio_reconnect_client_reconnect_seconds_bucket"
+    counts = {
+        le: v
+        for (name, labels), v in samples.items()
+        if name == bucket
+        for k, le in labels
+        if k == "le"
+    }
+    assert counts == {
+        **{
+            repr(bound): float(sum(d <= bound for d in (0.5, 1.5, 2.5)))
+            for bound in DEFAULT_BUCKETS
+        },
+        "+Inf": 3.0,
+    }
+    # The health thresholds are bucket bounds, so a quantile at them is exact.
+    assert counts[repr(tr.HEALTHY_BELOW)] == 1
+    assert counts[repr(tr.REGRESSION_ABOVE)] == 2
+    assert repr(tr.INCIDENT_ABOVE) in counts
+    assert samples[key("trio_reconnect_client_reconnect_seconds_gcount", client="feed")] == 3
+    assert samples[key("trio_reconnect_client_reconnect_seconds_gsum", client="feed")] == 4.5
+
+
+def test_no_reconnect_yet_leaves_the_durations_out() -> None:
+    metrics = MetricsRecorder()
+    metrics.record_ready(None, None)
+    registry, _ = client_registry(feed=metrics.statistics)  # a callable works too
+    samples = scrape_registry(registry)
+    names = {name for name, _ in samples}
+    assert "trio_reconnect_client_reconnect_median_seconds" not in names
+    assert "trio_reconnect_client_reconnect_p95_seconds" not in names
+    assert samples[key("trio_reconnect_client_reconnect_seconds_gcount", client="feed")] == 0
+    assert samples[key("trio_reconnect_client_health", client="feed", level="healthy")] == 1
+
+
+def test_server_directed_reconnects_need_the_statistics_field(recorder: MetricsRecorder) -> None:
+    # ReconnectStatistics gets its server_directed field on another branch; the
+    # collector leaves the series out without it and exports it with it.
+    name = "trio_reconnect_client_server_directed_reconnects_total"
+    registry, _ = client_registry(feed=recorder)
+    if not hasattr(recorder.statistics(), "server_directed"):
+        assert key(name, client="feed") not in scrape_registry(registry)
+
+    @attrs.frozen
+    class WithServerDirected:
+        base: tr.ReconnectStatistics
+        server_directed: int = 2
+
+        def __getattr__(self, attribute: str) -> Any:
+            return getattr(self.base, attribute)
+
+    registry, _ = client_registry(hinted=lambda: WithServerDirected(recorder.statistics()))
+    assert scrape_registry(registry)[key(name, client="hinted")] == 2
+
+
+def test_two_clients_and_removal(recorder: MetricsRecorder) -> None:
+    registry, collector = client_registry(feed=recorder, orders=MetricsRecorder())
+    samples = scrape_registry(registry)
+    assert samples[key("trio_reconnect_client_connects_total", client="feed")] == 4
+    assert samples[key("trio_reconnect_client_connects_total", client="orders")] == 0
+    collector.remove("orders")
+    names = {labels for name, labels in scrape_registry(registry)}
+    assert not any(("client", "orders") in labels for labels in names)
+    with pytest.raises(KeyError):
+        collector.remove("orders")
+
+
+@pytest.mark.parametrize("name", ["", None])
+def test_a_source_needs_a_name(name: Any) -> None:
+    with pytest.raises(ValueError, match="needs a non-empty name"):
+        ReconnectCollector().add(name, MetricsRecorder())
+
+
+def test_a_name_is_collected_once() -> None:
+    collector = ReconnectCollector()
+    collector.add("feed", MetricsRecorder())
+    with pytest.raises(ValueError, match="'feed' is already collected"):
+        collector.add("feed", MetricsRecorder())
+
+
+@pytest.mark.parametrize("buckets", [(), (2.0, 1.0), (1.0, 1.0), (0.0, 1.0), (-1.0,)])
+def test_bad_buckets(buckets: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="buckets must be positive and increasing"):
+        ReconnectCollector(buckets=buckets)
+
+
+def test_registering_two_collectors_of_the_same_kind_is_refused() -> None:
+    # The registry's duplicate check sees the names through describe(), even
+    # with no source added yet: one collector holds every client.
+    registry = CollectorRegistry()
+    registry.register(ReconnectCollector())
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(ReconnectCollector())
+    registry.register(ReconnectCollector(namespace="other"))
+
+
+async def test_a_live_client_through_a_reset(
+    autojump_clock: trio.abc.Clock,
+    memory_network: MemoryNetwork,
+    reconnect_server: ReconnectServer,
+    connect_client: Callable[..., AbstractAsyncContextManager[tr.ReconnectingWebSocket]],
+) -> None:
+    # The collector reads the client as it is at each scrape.
+    registry = CollectorRegistry()
+    collector = ReconnectCollector()
+    registry.register(collector)
+    with trio.fail_after(60):
+        async with connect_client("alice") as ws:
+            collector.add("alice", ws)
+            await ws.wait_ready()
+            before = scrape_registry(registry)
+            assert before[key("trio_reconnect_client_reconnects_total", client="alice")] == 0
+            memory_network.reset("alice")
+            while ws.statistics().reconnects == 0:
+                await trio.sleep(0.01)
+            await ws.wait_ready()
+            stats = ws.statistics()
+            after = scrape_registry(registry)
+    assert stats.median_reconnect is not None
+    assert stats.median_reconnect > 0
+    p = "trio_reconnect_client_"
+    assert after[key(p + "connects_total", client="alice")] == 2
+    assert after[key(p + "reconnects_total", client="alice")] == 1
+    assert after[key(p + "reconnect_median_seconds", client="alice")] == stats.median_reconnect
+    assert after[key(p + "reconnect_seconds_gcount", client="alice")] == 1
+    assert after[key(p + "reconnect_seconds_gsum", client="alice")] == stats.median_reconnect
+
+
+# --------------------------------------------------------------------------- the server collector
+
+
+def test_server_metrics_are_the_statistics() -> None:
+    stats = ServerStatistics(
+        clients=5,
+        ready_clients=4,
+        fresh=1,
+        replayed=2,
+        snapshots=3,
+        lost=4,
+        refused=6,
+        protocol_errors=7,
+        slow_clients=8,
+        handler_errors=9,
+        events_published=10,
+        events_replayed=11,
+        restarts=12,
+    )
+    registry = CollectorRegistry()
+    collector = ServerCollector()
+    collector.add("main", lambda: stats)
+    registry.register(collector)
+    samples = scrape_registry(registry)
+    p = "trio_reconnect_server_"
+    assert samples[key(p + "clients", server="main")] == 5
+    assert samples[key(p + "ready_clients", server="main")] == 4
+    for outcome, count in (("fresh", 1), ("replayed", 2), ("snapshot", 3), ("lost", 4)):
+        assert samples[key(p + "handshakes_total", server="main", outcome=outcome)] == count
+    for name, count in (
+        ("refused", 6),
+        ("protocol_errors", 7),
+        ("slow_clients", 8),
+        ("handler_errors", 9),
+        ("events_published", 10),
+        ("events_replayed", 11),
+        ("restarts", 12),
+    ):
+        assert samples[key(p + name + "_total", server="main")] == count
+    assert len(samples) == 2 + 4 + 7
+
+
+# ------------------------------------------------------------------ the endpoint, on loopback
+
+
+def http_get(url: str, method: str = "GET") -> tuple[int, dict[str, str], str]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+async def test_a_client_and_a_server_scraped_over_http() -> None:
+    with trio.fail_after(30):
+        server = ReconnectServer(ReplayLog())
+        registry = CollectorRegistry()
+        clients = ReconnectCollector()
+        servers = ServerCollector()
+        servers.add("main", server)
+        registry.register(clients)
+        registry.register(servers)
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(server.serve, "127.0.0.1", 0)
+            listeners = await nursery.start(functools.partial(serve_metrics, 0, registry=registry))
+            url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/metrics"
+            async with tr.open_reconnecting_websocket(f"ws://127.0.0.1:{listener.port}/") as ws:
+                clients.add("feed", ws)
+                await ws.wait_ready()
+                await server.publish({"n": 1})
+                assert isinstance(await ws.get_message(), tr.ServerEvent)
+                status, headers, text = await trio.to_thread.run_sync(http_get, url)
+            nursery.cancel_scope.cancel()
+        assert status == 200
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        samples = parse(text)
+        assert samples[key("trio_reconnect_client_connects_total", client="feed")] == 1
+        assert (
+            samples[key("trio_reconnect_client_handshakes_total", client="feed", outcome="fresh")]
+            == 1
+        )
+        assert samples[key("trio_reconnect_server_clients", server="main")] == 1
+        assert samples[key("trio_reconnect_server_ready_clients", server="main")] == 1
+        assert samples[key("trio_reconnect_server_events_published_total", server="main")] == 1
+
+
+async def test_the_endpoint_answers_only_get_and_head_on_its_path() -> None:
+    with trio.fail_after(30):
+        registry, _ = client_registry(feed=MetricsRecorder())
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(serve_metrics, 0, registry=registry))
+            base = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+            answers = [
+                await trio.to_thread.run_sync(http_get, base + path, method)
+                for path, method in [
+                    ("/metrics", "HEAD"),
+                    ("/metrics?x=1", "GET"),
+                    ("/", "GET"),
+                    ("/metrics", "POST"),
+                ]
+            ]
+            nursery.cancel_scope.cancel()
+    (head, query, other, post) = answers
+    assert (head[0], head[2]) == (200, "")
+    assert int(head[1]["Content-Length"]) == len(query[2]) > 0
+    assert query[0] == 200
+    assert "trio_reconnect_client_connects_total" in query[2]
+    assert other[0] == 404
+    assert "/metrics" in other[2]
+    assert (post[0], post[1]["Allow"]) == (405, "GET, HEAD")
+
+
+async def test_openmetrics_on_request() -> None:
+    with trio.fail_after(30):
+        registry, _ = client_registry(feed=MetricsRecorder())
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(serve_metrics, 0, registry=registry))
+            port = listeners[0].socket.getsockname()[1]
+            async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                await stream.send_all(
+                    b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                    b"Accept: application/openmetrics-text; version=1.0.0\r\n\r\n"
+                )
+                answer = await read_all(stream)
+            nursery.cancel_scope.cancel()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/openmetrics-text" in head.lower()
+    assert body.endswith(b"# EOF\n")
+
+
+# -------------------------------------------------------------- bad scrapers, in virtual time
+
+
+async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
+    data = b""
+    while chunk := await stream.receive_some():
+        data += chunk
+    return data
+
+
+async def exchange(request: bytes, *, close: bool = True) -> tuple[bytes, float]:
+    """Send ``request`` to the endpoint over a memory stream: its answer and when it came."""
+    client, server = trio.testing.memory_stream_pair()
+    registry, _ = client_registry(feed=MetricsRecorder())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_answer, server, registry)
+        if request:
+            await client.send_all(request)
+        if close:
+            await client.send_eof()
+        answer = await read_all(client)
+    return answer, trio.current_time()
+
+
+async def test_a_silent_scraper_is_dropped_after_the_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    with trio.fail_after(REQUEST_TIMEOUT + 1):
+        answer, when = await exchange(b"", close=False)
+    assert (answer, when) == (b"", REQUEST_TIMEOUT)
+
+
+async def test_a_closed_scraper_gets_nothing(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(1):
+        assert await exchange(b"") == (b"", 0.0)
+
+
+async def test_garbage_gets_400(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(1):
+        answer, _ = await exchange(b"garbage\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+async def test_an_oversized_request_head_gets_431(autojump_clock: trio.abc.Clock) -> None:
+    huge = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 2 * MAX_REQUEST_HEAD
+    with trio.fail_after(1):
+        answer, _ = await exchange(huge + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_failing_collector_gets_500_and_the_endpoint_stays_up(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> tr.ReconnectStatistics:
+        raise RuntimeError("boom")
+
+    client, server = trio.testing.memory_stream_pair()
+    registry, _ = client_registry(broken=broken)
+    with trio.fail_after(1):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_answer, server, registry)
+            await client.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await read_all(client)
+    assert answer.startswith(b"HTTP/1.1 500 ")
+    assert "a metrics collector failed" in caplog.text
+
+
+# --------------------------------------------------------------------------- serve --metrics-port
+
+
+@pytest.fixture
+def serve_process() -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+    """A real ``python -m trio_reconnect serve --port P --metrics-port 0``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with socket.socket() as sock:  # a free port for the websocket side
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = ["serve", "--port", str(port), "--metrics-port", "0", "--interval", "0.05"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_reconnect", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        ws_line = process.stdout.readline()
+        metrics_line = process.stdout.readline()
+        assert ws_line.strip() == f"serving the reconnect protocol on ws://127.0.0.1:{port}/"
+        assert metrics_line.startswith("serving Prometheus metrics on http://127.0.0.1:"), (
+            metrics_line
+        )
+        ws_port = port
+        metrics_port = int(metrics_line.rstrip().removesuffix("/metrics").rsplit(":", 1)[1])
+        yield process, ws_port, metrics_port
+    finally:
+        process.kill()
+        process.communicate(timeout=10)
+
+
+async def test_serve_metrics_port_is_scraped(
+    serve_process: tuple[subprocess.Popen[str], int, int],
+) -> None:
+    _, ws_port, metrics_port = serve_process
+    with trio.fail_after(30):
+        async with tr.open_reconnecting_websocket(f"ws://127.0.0.1:{ws_port}/") as ws:
+            await ws.wait_ready()
+            await ws.get_message()  # a tick
+            status, _, text = await trio.to_thread.run_sync(
+                http_get, f"http://127.0.0.1:{metrics_port}/metrics"
+            )
+    assert status == 200
+    samples = parse(text)
+    assert samples[key("trio_reconnect_server_clients", server="serve")] == 1
+    handshakes = [
+        v for (name, _), v in samples.items() if name == "trio_reconnect_server_handshakes_total"
+    ]
+    assert sum(handshakes) == 1
+    assert samples[key("trio_reconnect_server_events_published_total", server="serve")] >= 1
+    assert samples[key("process_open_fds")] > 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("99999", "a port is 0-65535, got 99999"), ("-1", "a port is 0-65535"), ("x", "not a port")],
+)
+def test_serve_rejects_a_bad_metrics_port(value: str, message: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "trio_reconnect", "serve", "--metrics-port", value],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------------------- the how-to page
+
+
+def test_the_howto_alert_rules_use_the_library_thresholds(recorder: MetricsRecorder) -> None:
+    page = (ROOT / "docs" / "howto" / "prometheus.md").read_text()
+    rules = page.split("```yaml\n", 1)[1].split("```", 1)[0]
+    alerts = re.findall(r"- alert: (\w+)\n\s+expr: (\w+) > ([\d.]+)\n\s+for: (\w+)", rules)
+    assert alerts == [
+        ("ReconnectRegression", "trio_reconnect_client_reconnect_median_seconds", "2", "5m"),
+        ("ReconnectIncident", "trio_reconnect_client_reconnect_median_seconds", "10", "5m"),
+    ]
+    assert float(alerts[0][2]) == tr.REGRESSION_ABOVE
+    assert float(alerts[1][2]) == tr.INCIDENT_ABOVE
+    for threshold in (alerts[0][2], alerts[1][2]):
+        assert f"over {threshold} s for 5 minutes" in rules
+    # The metric is one the collector exports.
+    registry, _ = client_registry(feed=recorder)
+    assert key(alerts[0][1], client="feed") in scrape_registry(registry)
+    assert f"the last {DEFAULT_WINDOW} reconnects" in page
+
+
+def test_serve_metrics_port_without_the_extra() -> None:
+    # As if prometheus-client were not installed: one line, exit 2.
+    code = (
+        "import sys\n"
+        "class Missing:\n"
+        "    @staticmethod\n"
+        "    def find_spec(name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'prometheus_client':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Missing)\n"
+        "from trio_reconnect._cli import main\n"
+        "sys.exit(main(['serve', '--metrics-port', '9100']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "needs prometheus-client: pip install 'trio-reconnect[prometheus]'" in done.stderr
+    assert "Traceback" not in done.stderr

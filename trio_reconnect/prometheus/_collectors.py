@@ -1,0 +1,303 @@
+"""Prometheus collectors for the client's and the server's statistics. Pure.
+
+A collector reads a frozen statistics snapshot (``ws.statistics()``,
+``server.statistics()``) each time it is scraped and turns it into metric
+families; it keeps no counts of its own, so what Prometheus sees is exactly
+what the snapshot says. Call :meth:`collect` from the thread the clients run
+in (the trio thread): :func:`~trio_reconnect.prometheus.serve_metrics` does.
+
+The reconnect durations are those of the statistics' window (the last
+:data:`~trio_reconnect._metrics.DEFAULT_WINDOW` reconnects, not the last N
+minutes), so their histogram is a *gauge* histogram: its buckets can shrink
+when slow reconnects leave the window. Its bucket bounds include the health
+thresholds (:data:`~trio_reconnect.HEALTHY_BELOW`,
+:data:`~trio_reconnect.REGRESSION_ABOVE`, :data:`~trio_reconnect.INCIDENT_ABOVE`),
+so ``histogram_quantile`` is exact at the levels that matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+
+import attrs
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+
+from .._metrics import (
+    HEALTHY_BELOW,
+    INCIDENT_ABOVE,
+    REGRESSION_ABOVE,
+    HealthLevel,
+    ReconnectStatistics,
+)
+from .._protocol import HandshakeOutcome
+
+if TYPE_CHECKING:
+    from ..server import ServerStatistics
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "DEFAULT_NAMESPACE",
+    "ReconnectCollector",
+    "ServerCollector",
+    "StatisticsSource",
+]
+
+#: Upper bounds (seconds) of the reconnect-duration histogram's buckets; the
+#: three health thresholds are among them.
+DEFAULT_BUCKETS: Final[tuple[float, ...]] = tuple(
+    sorted({0.05, 0.1, 0.25, 0.5, HEALTHY_BELOW, REGRESSION_ABOVE, 5.0, INCIDENT_ABOVE, 30.0, 60.0})
+)
+#: The prefix of every metric name.
+DEFAULT_NAMESPACE: Final = "trio_reconnect"
+
+#: The :class:`ReconnectStatistics` field counting each handshake outcome.
+_OUTCOME_FIELDS: Final = {
+    HandshakeOutcome.FRESH: "fresh",
+    HandshakeOutcome.REPLAYED: "replayed",
+    HandshakeOutcome.SNAPSHOT: "snapshots",
+    HandshakeOutcome.LOST: "lost",
+}
+
+S_co = TypeVar("S_co", covariant=True)
+S = TypeVar("S")
+
+
+class _HasStatistics(Protocol[S_co]):
+    def statistics(self) -> S_co: ...
+
+
+#: What a collector reads: an object with a ``statistics()`` method (a
+#: :class:`~trio_reconnect.ReconnectingWebSocket`, a
+#: :class:`~trio_reconnect.server.ReconnectServer`) or a callable returning
+#: the snapshot.
+StatisticsSource = _HasStatistics[S] | Callable[[], S]
+
+
+def _float_tuple(values: Iterable[float]) -> tuple[float, ...]:
+    return tuple(float(value) for value in values)
+
+
+def _snapshot(source: StatisticsSource[S]) -> S:
+    if callable(source):
+        return source()
+    return source.statistics()
+
+
+def _check_label(kind: str, name: str, sources: Mapping[str, object]) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a {kind} needs a non-empty name, got {name!r}")
+    if name in sources:
+        raise ValueError(f"a {kind} named {name!r} is already collected")
+
+
+@attrs.define(eq=False)
+class _Collector(Generic[S]):
+    """Named statistics sources, each exported with the label ``_label``."""
+
+    namespace: str = attrs.field(default=DEFAULT_NAMESPACE, kw_only=True)
+    _sources: dict[str, StatisticsSource[S]] = attrs.field(init=False, factory=dict)
+
+    _label = "name"
+
+    def add(self, name: str, source: StatisticsSource[S]) -> None:
+        """Collect ``source``'s statistics under the label ``name``.
+
+        Raises:
+            ValueError: ``name`` is empty or already collected.
+        """
+        _check_label(self._label, name, self._sources)
+        self._sources[name] = source
+
+    def remove(self, name: str) -> None:
+        """Stop collecting ``name`` (its series disappear from the next scrape).
+
+        Raises:
+            KeyError: ``name`` is not collected.
+        """
+        del self._sources[name]
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families for every source, read now."""
+        snapshots = [(name, _snapshot(source)) for name, source in self._sources.items()]
+        return self._families(snapshots)
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric families without samples (for the registry's name check)."""
+        return self._families([])
+
+    def _families(self, snapshots: list[tuple[str, S]]) -> Iterator[Metric]:
+        raise NotImplementedError
+
+
+@attrs.define(eq=False)
+class ReconnectCollector(_Collector[ReconnectStatistics]):
+    """Exports clients' :class:`~trio_reconnect.ReconnectStatistics` (label ``client``).
+
+    ::
+
+        collector = ReconnectCollector()
+        prometheus_client.REGISTRY.register(collector)
+        async with open_reconnecting_websocket(url) as ws:
+            collector.add("feed", ws)
+
+    Metrics (``trio_reconnect_client_`` ...): ``connects_total``,
+    ``reconnects_total``, ``failed_attempts_total``,
+    ``server_directed_reconnects_total``, ``handshakes_total{outcome}``,
+    ``replayed_events_total``, ``reconnect_median_seconds``,
+    ``reconnect_p95_seconds``, ``reconnect_max_seconds`` (absent before the
+    first reconnect), the gauge histogram ``reconnect_seconds`` of the window,
+    and ``health{level}`` (1 for the current level, 0 for the others).
+
+    Args:
+        namespace: The prefix of the metric names.
+        buckets: Upper bounds of the histogram's buckets, seconds.
+    """
+
+    buckets: tuple[float, ...] = attrs.field(
+        default=DEFAULT_BUCKETS, kw_only=True, converter=_float_tuple
+    )
+
+    _label = "client"
+
+    @buckets.validator
+    def _check_buckets(self, _: object, buckets: tuple[float, ...]) -> None:
+        if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] <= 0:
+            raise ValueError(f"buckets must be positive and increasing, got {buckets!r}")
+
+    def _families(self, snapshots: list[tuple[str, ReconnectStatistics]]) -> Iterator[Metric]:
+        prefix = f"{self.namespace}_client_"
+        labels = [self._label]
+
+        def counter(name: str, doc: str, field: str) -> CounterMetricFamily:
+            family = CounterMetricFamily(prefix + name, doc, labels=labels)
+            for client, stats in snapshots:
+                family.add_metric([client], getattr(stats, field))
+            return family
+
+        yield counter("connects", "Connections that reached ready.", "connects")
+        yield counter(
+            "reconnects", "Connections that reached ready after a lost one.", "reconnects"
+        )
+        yield counter("failed_attempts", "Connection attempts that failed.", "failed_attempts")
+        directed = CounterMetricFamily(
+            prefix + "server_directed_reconnects",
+            "Reconnects whose wait the server chose (a retry hint).",
+            labels=labels,
+        )
+        for client, stats in snapshots:
+            # ReconnectStatistics.server_directed is newer than this module's
+            # first version: without it, the series is left out, not faked.
+            count = getattr(stats, "server_directed", None)
+            if count is not None:
+                directed.add_metric([client], count)
+        yield directed
+        outcomes = CounterMetricFamily(
+            prefix + "handshakes",
+            "Resume handshakes, by outcome.",
+            labels=[*labels, "outcome"],
+        )
+        for client, stats in snapshots:
+            for outcome, field in _OUTCOME_FIELDS.items():
+                outcomes.add_metric([client, outcome.value], getattr(stats, field))
+        yield outcomes
+        yield counter("replayed_events", "Events received in replays.", "replayed_events")
+        for name, doc, field in (
+            ("median", "Median reconnect duration over the window.", "median_reconnect"),
+            ("p95", "95th percentile reconnect duration over the window.", "p95_reconnect"),
+            ("max", "Longest reconnect in the window.", "max_reconnect"),
+        ):
+            gauge = GaugeMetricFamily(
+                f"{prefix}reconnect_{name}_seconds", doc, labels=labels, unit="seconds"
+            )
+            for client, stats in snapshots:
+                value = getattr(stats, field)
+                if value is not None:
+                    gauge.add_metric([client], value)
+            yield gauge
+        histogram = GaugeHistogramMetricFamily(
+            prefix + "reconnect_seconds",
+            "Reconnect durations in the window (a gauge histogram: buckets can shrink).",
+            labels=labels,
+            unit="seconds",
+        )
+        for client, stats in snapshots:
+            durations = stats.recent_reconnects
+            histogram.add_metric(
+                [client],
+                [
+                    *((repr(bound), sum(d <= bound for d in durations)) for bound in self.buckets),
+                    ("+Inf", len(durations)),
+                ],
+                sum(durations),
+            )
+        yield histogram
+        health = GaugeMetricFamily(
+            prefix + "health",
+            "The health level read off the median (1: the current level).",
+            labels=[*labels, "level"],
+        )
+        for client, stats in snapshots:
+            for level in HealthLevel:
+                health.add_metric([client, level.value], float(level is stats.health))
+        yield health
+
+
+@attrs.define(eq=False)
+class ServerCollector(_Collector["ServerStatistics"]):
+    """Exports servers' :class:`~trio_reconnect.server.ServerStatistics` (label ``server``).
+
+    ::
+
+        collector = ServerCollector()
+        collector.add("main", server)
+        prometheus_client.REGISTRY.register(collector)
+
+    Metrics (``trio_reconnect_server_`` ...): the gauges ``clients`` and
+    ``ready_clients``; the counters ``handshakes_total{outcome}``,
+    ``refused_total``, ``protocol_errors_total``, ``slow_clients_total``,
+    ``handler_errors_total``, ``events_published_total``,
+    ``events_replayed_total`` and ``restarts_total``.
+
+    Args:
+        namespace: The prefix of the metric names.
+    """
+
+    _label = "server"
+
+    def _families(self, snapshots: list[tuple[str, ServerStatistics]]) -> Iterator[Metric]:
+        prefix = f"{self.namespace}_server_"
+        labels = [self._label]
+        for name, doc in (
+            ("clients", "Clients connected now (handshaking or ready)."),
+            ("ready_clients", "Connected clients past ready."),
+        ):
+            gauge = GaugeMetricFamily(prefix + name, doc, labels=labels)
+            for server, stats in snapshots:
+                gauge.add_metric([server], getattr(stats, name))
+            yield gauge
+        outcomes = CounterMetricFamily(
+            prefix + "handshakes", "Resume handshakes, by outcome.", labels=[*labels, "outcome"]
+        )
+        for server, stats in snapshots:
+            for outcome, field in _OUTCOME_FIELDS.items():
+                outcomes.add_metric([server, outcome.value], getattr(stats, field))
+        yield outcomes
+        for name, doc in (
+            ("refused", "Opening handshakes refused with HTTP 503."),
+            ("protocol_errors", "Clients closed for a bad or missing resume frame."),
+            ("slow_clients", "Clients closed because their queue was full."),
+            ("handler_errors", "Clients closed because on_message raised."),
+            ("events_published", "Events published."),
+            ("events_replayed", "Events sent from the log during handshakes."),
+            ("restarts", "Restarts and drains."),
+        ):
+            counter = CounterMetricFamily(prefix + name, doc, labels=labels)
+            for server, stats in snapshots:
+                counter.add_metric([server], getattr(stats, name))
+            yield counter
