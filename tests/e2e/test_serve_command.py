@@ -71,3 +71,11 @@ def test_cluster_options_without_redis_are_a_usage_error() -> None:
     assert (
         result.stderr == "serve: --stream and --node need --redis (a node alone has no cluster)\n"
     )
+
+
+def test_a_redis_url_the_backend_refuses_is_one_line_and_exit_2() -> None:
+    result = _serve("--redis", "redis://127.0.0.1:6379/x")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("serve: --redis: "), line
+    assert "database must be a number" in line
