@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         "--nodes",
         type=node_count,
         default=None,
-        help="a rolling deploy of N real node processes on a redis-server (at least 2)",
+        help="instead: a rolling deploy of N real node processes sharing a redis-server "
+        "(at least 2; each node restarts once, so --duration and --restarts do not apply)",
     )
     serve = commands.add_parser("serve", help="a standalone protocol server with a ticker")
     serve.add_argument("--host", default="127.0.0.1")

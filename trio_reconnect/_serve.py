@@ -112,7 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default: a log in memory",
     )
     parser.add_argument(
-        "--stream", default=None, metavar="KEY", help="the Redis stream key (with --redis)"
+        "--stream",
+        default=None,
+        metavar="KEY",
+        help="the Redis stream key (with --redis; default: RedisStreamLog's, trio_reconnect:events)",
     )
     parser.add_argument(
         "--node", default=None, help="this node's name in the cluster (default HOST:PORT)"
