@@ -115,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stream",
         default=None,
         metavar="KEY",
-        help="the Redis stream key (with --redis; default: RedisStreamLog's, trio_reconnect:events)",
+        help="the Redis stream key (with --redis; default trio_reconnect:events)",
     )
     parser.add_argument(
         "--node", default=None, help="this node's name in the cluster (default HOST:PORT)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from trio_reconnect.testing._node_process import child_environment
 from trio_reconnect.testing._redis_server import _free_port
 
@@ -79,3 +81,12 @@ def test_a_redis_url_the_backend_refuses_is_one_line_and_exit_2() -> None:
     (line,) = result.stderr.splitlines()
     assert line.startswith("serve: --redis: "), line
     assert "database must be a number" in line
+
+
+def test_the_help_names_the_backends_default_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    from trio_reconnect import _cli
+    from trio_reconnect.server.redis import DEFAULT_STREAM
+
+    with pytest.raises(SystemExit):
+        _cli.main(["serve", "--help"])
+    assert f"default {DEFAULT_STREAM})" in " ".join(capsys.readouterr().out.split())
