@@ -503,7 +503,11 @@ async def test_serve_metrics_port_is_scraped(
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("99999", "a port is 0-65535, got 99999"), ("-1", "a port is 0-65535"), ("x", "not a port")],
+    [
+        ("99999", "a port from 0 to 65535, got 99999"),
+        ("-1", "a port from 0 to 65535, got -1"),
+        ("x", "a port from 0 to 65535, got 'x'"),
+    ],
 )
 def test_serve_rejects_a_bad_metrics_port(value: str, message: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

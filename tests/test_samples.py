@@ -62,9 +62,15 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def serve_url() -> Iterator[str]:
-    """A real ``python -m trio_reconnect serve`` on a free port, ticking fast."""
+    """A real ``python -m trio_reconnect serve`` on a free port, ticking fast.
+
+    A fresh one for each sample: a fresh client is replayed the whole history
+    only while it is within the server's ``max_replay``, and a server shared
+    by every sample would pass that mark on a slow machine (the samples would
+    then start with a ``Gap``, which is right, but not what they show).
+    """
     port = free_port()
     command = ["serve", "--port", str(port), "--interval", "0.05"]
     process = subprocess.Popen(

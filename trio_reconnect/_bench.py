@@ -41,7 +41,6 @@ import contextlib
 import importlib
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import statistics
@@ -56,6 +55,7 @@ import trio
 import trio_websocket
 
 from ._bench_server import DROP, DROP_CODE, READY_PREFIX
+from ._cli_policy import positive_int, positive_number
 from ._client import ReconnectingWebSocket, open_reconnecting_websocket
 from ._state import ConnectionState, DelaySource, Transition
 
@@ -678,28 +678,8 @@ async def run_bench(
 # ------------------------------------------------------------ the command line
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def _message_size(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value < 16:
         raise argparse.ArgumentTypeError(f"must be at least 16, got {value}")
     return value
@@ -709,25 +689,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
     parser.add_argument(
         "--messages",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MESSAGES,
         help=f"sequential round trips per client per round (default {DEFAULT_MESSAGES})",
     )
     parser.add_argument(
         "--pipeline",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_PIPELINE,
         help=f"messages per pipelined burst per client per round (default {DEFAULT_PIPELINE})",
     )
     parser.add_argument(
         "--rounds",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_ROUNDS,
         help=f"timed rounds, after one warm-up round (default {DEFAULT_ROUNDS})",
     )
     parser.add_argument(
         "--reconnects",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_RECONNECTS,
         help=f"drop-and-reconnect repetitions (default {DEFAULT_RECONNECTS})",
     )
@@ -739,7 +719,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_number,
         default=DEFAULT_TIMEOUT,
         help=f"abandon the run after this many seconds (default {DEFAULT_TIMEOUT:g})",
     )

@@ -61,8 +61,15 @@ async def serve_echo(host: str, port: int) -> None:
     server = ReconnectServer(ReplayLog(max_events=16), on_message=_echo, ping_interval=None)
     async with trio.open_nursery() as nursery:
         listener = await nursery.start(functools.partial(server.serve, host, port))
-        print(f"{READY_PREFIX}{listener.port}", flush=True)
-        await _stdin_closed()
+        try:
+            print(f"{READY_PREFIX}{listener.port}", flush=True)
+        except BrokenPipeError:
+            # The bench gave up (its --timeout) before this server was ready:
+            # nobody to serve. Point stdout at /dev/null so that the exit's
+            # flush does not complain either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        else:
+            await _stdin_closed()
         nursery.cancel_scope.cancel()
 
 

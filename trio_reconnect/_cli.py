@@ -17,6 +17,14 @@
   server on the in-memory network under a mock clock, through one restart.
 * ``python -m trio_reconnect bench [--json]``: throughput and reconnect time
   against raw trio-websocket, as ratios (see :mod:`trio_reconnect._bench`).
+
+How every command fails is decided in :mod:`trio_reconnect._cli_policy`
+(pure): a usage error is one line and exit status 2 (argparse's
+:class:`~trio_reconnect._cli_policy.Parser`), a runtime error one line naming
+its cause and 1, Ctrl-C 130 and nothing more. :func:`main` applies that policy
+to whatever a command raises, so a command's body (``_serve``, ``_connect``)
+only does its work: a graceful stop of ``serve`` on SIGINT/SIGTERM belongs in
+``_serve``, and a command that handles the signal itself simply returns.
 """
 
 from __future__ import annotations
@@ -24,30 +32,73 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
 
 import trio
 
+from ._cli_policy import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Parser,
+    describe_error,
+    exit_status,
+    lower_first,
+    non_negative_int,
+    port,
+    positive_int,
+    positive_number,
+)
 from ._client import open_reconnecting_websocket
+from ._exceptions import ClientClosedError
 from ._protocol import Gap, ServerEvent, Snapshot
-from ._state import Transition
+from ._state import ConnectionState, Transition
+from ._transport import parse_url
 
-__all__ = ["main"]
+__all__ = ["SERVE_HOST", "SERVE_PORT", "main"]
+
+T = TypeVar("T")
+
+#: ``serve``'s default address.
+SERVE_HOST: Final = "127.0.0.1"
+#: ``serve``'s default port.
+SERVE_PORT: Final = 8765
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _websocket_url(text: str) -> str:
+    """argparse type: a URL that :func:`~trio_reconnect._transport.parse_url` accepts."""
+    try:
+        parse_url(text)
+    except ValueError as exc:
+        reason = lower_first(str(exc))
+        raise argparse.ArgumentTypeError(f"{text!r} is not a websocket URL: {reason}") from None
+    return text
+
+
+def _display_url(url: str) -> str:
+    """``url`` without its query string (queries carry tokens; never print a credential)."""
+    return url.split("?", 1)[0]
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and each subcommand's (to say whose an unknown argument is)."""
+    parser = Parser(
         prog="python -m trio_reconnect",
         description="A reconnecting WebSocket client for Trio, and its protocol server.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="a crowd of clients through server restarts")
-    demo.add_argument("--clients", type=int, default=300, help="clients (default 300)")
-    demo.add_argument("--duration", type=float, default=15.0, help="seconds (default 15)")
-    demo.add_argument("--restarts", type=int, default=3, help="server restarts (default 3)")
-    demo.add_argument("--rate", type=float, default=5.0, help="events/s (default 5)")
+    demo.add_argument("--clients", type=positive_int, default=300, help="clients (default 300)")
+    demo.add_argument(
+        "--duration", type=positive_number, default=15.0, help="seconds of events (default 15)"
+    )
+    demo.add_argument(
+        "--restarts", type=non_negative_int, default=3, help="server restarts (default 3)"
+    )
+    demo.add_argument("--rate", type=positive_number, default=5.0, help="events/s (default 5)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     from ._demo_cluster import node_count
 
@@ -59,11 +110,23 @@ def _parser() -> argparse.ArgumentParser:
         "(at least 2; each node restarts once, so --duration and --restarts do not apply)",
     )
     serve = commands.add_parser("serve", help="a standalone protocol server with a ticker")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
     serve.add_argument(
-        "--restart-every", type=float, default=None, help="restart (1012 + spread) every N s"
+        "--host", default=SERVE_HOST, help="address to listen on (default %(default)s)"
+    )
+    serve.add_argument(
+        "--port",
+        type=port,
+        default=SERVE_PORT,
+        help="TCP port to listen on, 0 for any free port (default %(default)s)",
+    )
+    serve.add_argument(
+        "--interval", type=positive_number, default=1.0, help="seconds between ticks (default 1)"
+    )
+    serve.add_argument(
+        "--restart-every",
+        type=positive_number,
+        default=None,
+        help="restart (1012 + spread) every N s (default: never)",
     )
     serve.add_argument(
         "--metrics-port",
@@ -75,9 +138,15 @@ def _parser() -> argparse.ArgumentParser:
 
     add_serve_arguments(serve)
     connect = commands.add_parser("connect", help="print items and transitions from a server")
-    connect.add_argument("url")
+    connect.add_argument(
+        "url",
+        type=_websocket_url,
+        help=f"the server's ws:// or wss:// URL, e.g. ws://{SERVE_HOST}:{SERVE_PORT}/ (serve's)",
+    )
     connect.add_argument("--no-resume", action="store_true", help="plain websocket server")
-    connect.add_argument("--count", type=int, default=None, help="stop after N items")
+    connect.add_argument(
+        "--count", type=positive_int, default=None, help="stop after N items (default: never)"
+    )
     from .testing._herd_cli import add_arguments as add_herd_arguments
 
     herd = commands.add_parser("herd", help="simulate a reconnect storm in virtual time")
@@ -86,37 +155,51 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="throughput and reconnect time vs trio-websocket")
     add_bench_arguments(bench)
-    return parser
+    return parser, {"demo": demo, "serve": serve, "connect": connect, "herd": herd, "bench": bench}
 
 
 def _metrics_port(text: str) -> int:
-    """``--metrics-port``: 0-65535 (0: a free port), with prometheus-client installed."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {port}")
+    """``--metrics-port``: a port (``_cli_policy.port``), with prometheus-client installed."""
+    value = port(text)
     try:
         import prometheus_client  # noqa: F401  (only when the option is given)
     except ImportError:
         raise argparse.ArgumentTypeError(
             "needs prometheus-client: pip install 'trio-reconnect[prometheus]'"
         ) from None
-    return port
+    return value
 
 
-def _show_transition(t: Transition) -> None:
-    parts = [f"[{t.time:10.3f}] {t.previous.value} -> {t.state.value}"]
-    if t.delay is not None:
-        parts.append(f"wait {t.delay:.3f}s ({t.delay_source.value if t.delay_source else '-'})")
-    if t.close_code is not None:
-        parts.append(f"close {t.close_code} {t.close_reason or ''}".rstrip())
-    if t.status_code is not None:
-        parts.append(f"HTTP {t.status_code}")
-    if t.error is not None:
-        parts.append(f"error {t.error!r}")
-    print("  ".join(parts), file=sys.stderr, flush=True)
+def _wall_clock(stamp: float) -> str:
+    """``HH:MM:SS.mmm``, local time."""
+    return time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp % 1 * 1000):03d}"
+
+
+def _transition_printer() -> Callable[[Transition], None]:
+    """An ``on_transition`` hook printing each transition on stderr, stamped with wall time.
+
+    Call it inside ``trio.run``: it maps trio's clock to the wall clock once.
+    The last transition of a failed client is not printed: :func:`main`
+    prints its cause as the command's one error line.
+    """
+    offset = time.time() - trio.current_time()
+
+    def show(t: Transition) -> None:
+        if t.state is ConnectionState.FAILED:
+            return
+        parts = [f"[{_wall_clock(offset + t.time)}] {t.previous.value} -> {t.state.value}"]
+        if t.delay is not None:
+            source = t.delay_source.value if t.delay_source else "-"
+            parts.append(f"wait {t.delay:.3f}s ({source})")
+        if t.close_code is not None:
+            parts.append(f"close {t.close_code} {t.close_reason or ''}".rstrip())
+        if t.status_code is not None:
+            parts.append(f"HTTP {t.status_code}")
+        elif t.error is not None and not isinstance(t.error, ClientClosedError):
+            parts.append(describe_error(t.error))
+        print("  ".join(parts), file=sys.stderr, flush=True)
+
+    return show
 
 
 def _describe_gap(gap: Gap) -> str:
@@ -129,7 +212,7 @@ def _describe_gap(gap: Gap) -> str:
 
 async def _connect(url: str, resume: bool, count: int | None) -> None:
     async with open_reconnecting_websocket(
-        url, resume=resume, on_transition=_show_transition, max_attempts=None
+        url, resume=resume, on_transition=_transition_printer(), max_attempts=None
     ) as ws:
         seen = 0
         async for item in ws:
@@ -147,41 +230,96 @@ async def _connect(url: str, resume: bool, count: int | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    args: Any = _parser().parse_args(argv)
+    """Run the command line; return the exit status (see :mod:`trio_reconnect._cli_policy`)."""
+    parser, commands = _parser()
+    args: Any
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        if args.command == "demo" and args.nodes is not None:
-            from ._demo_cluster import run_command as run_cluster_demo_command
+        return _run(args)
+    except BaseException as error:
+        outcome = exit_status(error)
+        if outcome is None:
+            raise  # a bug, not a user's mistake: keep its traceback
+        status, cause = outcome
+        if cause is not None:
+            print(f"{args.command}: {_context(args)}{cause}", file=sys.stderr, flush=True)
+        return status
 
-            return run_cluster_demo_command(args)
-        if args.command == "demo":
-            from ._demo import run_demo, summary_json
 
-            summary = trio.run(
-                functools.partial(
-                    run_demo,
-                    clients=args.clients,
-                    duration=args.duration,
-                    restarts=args.restarts,
-                    rate=args.rate,
-                )
-            )
-            print(summary_json(summary) if args.json else summary.table(), flush=True)
-            return 0 if summary.ok else 1
-        if args.command == "herd":
-            from .testing._herd_cli import run_command as run_herd_command
+def _context(args: Any) -> str:
+    """What a runtime error of the command is about, as the start of its line."""
+    if args.command == "serve":
+        return f"{args.host}:{args.port}: "
+    if args.command == "connect":
+        return f"{_display_url(args.url)}: "
+    return ""
 
-            return run_herd_command(args)
-        if args.command == "bench":
-            from ._bench import run_command as run_bench_command
 
+async def _interruptible(command: Callable[[], Awaitable[T]]) -> T:
+    """Run ``command`` until it returns or Ctrl-C; on Ctrl-C cancel it, raise KeyboardInterrupt.
+
+    trio's default raises KeyboardInterrupt wherever the program happens to be,
+    which can leave half-started work behind (a "coroutine was never awaited"
+    warning on stderr, say). A signal receiver turns Ctrl-C into an ordinary
+    cancellation, after which :func:`main` exits 130 as for any interrupt.
+    """
+    result: list[T] = []
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                result.append(await command())
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+    if not result:
+        raise KeyboardInterrupt
+    return result[0]
+
+
+def _run(args: Any) -> int:
+    if args.command == "demo" and args.nodes is not None:
+        from ._demo_cluster import run_command as run_cluster_demo_command
+
+        return run_cluster_demo_command(args)
+    if args.command == "demo":
+        from ._demo import run_demo, summary_json
+
+        summary = trio.run(
+            _interruptible,
+            functools.partial(
+                run_demo,
+                clients=args.clients,
+                duration=args.duration,
+                restarts=args.restarts,
+                rate=args.rate,
+            ),
+        )
+        print(summary_json(summary) if args.json else summary.table(), flush=True)
+        return EXIT_OK if summary.ok else EXIT_FAILED
+    if args.command == "herd":
+        from .testing._herd_cli import run_command as run_herd_command
+
+        return run_herd_command(args)
+    if args.command == "bench":
+        from ._bench import run_command as run_bench_command
+
+        try:
             return run_bench_command(args)
-        if args.command == "serve":
-            from ._serve import run_command as run_serve_command
+        except trio.TooSlowError:
+            # A runtime error like any other (TimeoutError is an OSError): one line.
+            raise TimeoutError(f"the run took longer than --timeout {args.timeout:g} s") from None
+    if args.command == "serve":
+        from ._serve import run_command as run_serve_command
 
-            return run_serve_command(args)
-        else:
-            trio.run(_connect, args.url, not args.no_resume, args.count)
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        return run_serve_command(args)
+    else:
+        trio.run(
+            _interruptible, functools.partial(_connect, args.url, not args.no_resume, args.count)
+        )
+    return EXIT_OK

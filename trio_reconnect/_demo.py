@@ -7,6 +7,10 @@ events and restarts a few times, each time dropping every client with 1012
 and a spread ``retryAfter``. The demo then checks, per client, that every
 event published arrived exactly once, and reports how evenly the clients
 came back (peak arrivals per 100 ms against the planned even rate).
+
+The summary explains its own terms (:meth:`DemoSummary.glossary`): a reader
+who has not read the docs should be able to tell from it whether the run went
+well.
 """
 
 from __future__ import annotations
@@ -15,23 +19,30 @@ import collections
 import json
 import math
 import random
+import re
 import sys
+import textwrap
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Final, TextIO
 
 import attrs
 import trio
 
 from ._client import open_reconnecting_websocket
-from ._metrics import health_level, percentile
+from ._metrics import HEALTHY_BELOW, INCIDENT_ABOVE, REGRESSION_ABOVE, health_level, percentile
 from ._protocol import Gap, ServerEvent, Snapshot
 from ._state import ConnectionState, Transition
+from ._validators import check_int, check_positive
 from .server import ReconnectServer, ReplayLog, SpreadPolicy
 
 __all__ = ["DemoSummary", "run_demo"]
 
 #: Arrivals are counted in bins of this many seconds.
-ARRIVAL_BIN: float = 0.1
+ARRIVAL_BIN: Final = 0.1
+#: Erase from the cursor to the end of the line (ANSI EL), after each redraw.
+_CLEAR_TO_END: Final = "\x1b[K"
+_WIDTH: Final = 79
+_UNIT: Final = re.compile(r"(\d) (s|ms|x)\b")
 
 
 @attrs.define(eq=False)
@@ -76,6 +87,11 @@ class DemoSummary:
     peak_arrivals_per_100ms: int
     planned_per_100ms: float
     refused_handshakes: int
+    #: Seconds of publishing asked for (``duration_s`` adds connecting and catching up).
+    publishing_s: float
+    #: The server's spread: the first return after ``base``, the last within ``window`` more.
+    spread_base_s: float
+    spread_window_s: float
 
     @property
     def ok(self) -> bool:
@@ -90,7 +106,11 @@ class DemoSummary:
 
         rows = [
             ("clients", str(self.clients)),
-            ("duration", f"{self.duration_s:.1f} s"),
+            (
+                "duration",
+                f"{self.duration_s:.1f} s ({self.publishing_s:g} s of events,"
+                " plus connecting and catching up)",
+            ),
             ("server restarts", str(self.restarts)),
             ("events published", str(self.events_published)),
             ("delivered per client", f"{self.delivered_min} .. {self.delivered_max}"),
@@ -100,14 +120,67 @@ class DemoSummary:
             ("median reconnect", f"{seconds(self.median_reconnect_s)} ({self.health})"),
             ("p95 reconnect", seconds(self.p95_reconnect_s)),
             (
-                "peak arrivals / 100 ms",
-                f"{self.peak_arrivals_per_100ms} (planned even rate {self.planned_per_100ms:.1f})",
+                "peak vs planned",
+                f"{self.peak_arrivals_per_100ms} vs {self.planned_per_100ms:.1f} arrivals"
+                f" per 100 ms ({self.peak_ratio:.1f} x the plan)",
             ),
             ("refused handshakes", str(self.refused_handshakes)),
             ("result", "OK: nothing lost, nothing duplicated" if self.ok else "FAILED"),
         ]
         width = max(len(name) for name, _ in rows)
-        return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+        table = "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+        return f"{table}\n\n{self.glossary()}"
+
+    @property
+    def peak_ratio(self) -> float:
+        """The peak arrivals per 100 ms over the planned even rate (1.0: perfectly even)."""
+        return self.peak_arrivals_per_100ms / self.planned_per_100ms
+
+    def glossary(self) -> str:
+        """What the table's terms mean, and how to read this run's figures."""
+        last = self.spread_base_s + self.spread_window_s
+        middle = self.spread_base_s + self.spread_window_s / 2
+        herd = self.clients / self.planned_per_100ms
+        reconnect = (
+            "reconnect: from a dropped connection to ready again, with the missed events replayed."
+        )
+        if self.reconnects < self.clients * self.restarts:
+            reconnect += (
+                f" {self.reconnects} is fewer than {self.clients} x {self.restarts} restarts:"
+                " a client that was not back yet when the next restart came returned once."
+            )
+        levels = (
+            f"{self.health}: the health level of the median reconnect: healthy under"
+            f" {HEALTHY_BELOW:g} s, watch from {HEALTHY_BELOW:g} s to {REGRESSION_ABOVE:g} s,"
+            f" regression over {REGRESSION_ABOVE:g} s, incident over {INCIDENT_ABOVE:g} s."
+        )
+        if not self.restarts:
+            entries = [reconnect, levels + " With no restart there was no reconnect to measure."]
+        else:
+            flatter = herd / self.peak_ratio if self.peak_ratio else math.inf
+            entries = [
+                reconnect,
+                levels + f" At each restart the server told every client when to come back,"
+                f" spread from {self.spread_base_s:g} s to {last:g} s after it, so a median"
+                f" near {middle:g} s is that plan at work, not slowness.",
+                f"peak vs planned: the most clients that came back within one 100 ms after a"
+                f" restart, against the plan: {self.clients} clients evenly over the"
+                f" {self.spread_window_s:g} s window. Without the spread all {self.clients}"
+                f" would come back within the same 100 ms, {herd:.0f} x the plan; this run's"
+                f" {self.peak_ratio:.1f} x is {flatter:.0f} times flatter. 1 x would be"
+                " perfectly even; the demo counts when each handshake finished, with every"
+                " client and the server sharing one process, so some clumping is expected.",
+            ]
+        # Wrap at spaces, but never between a number and its unit.
+        return "\n".join(
+            textwrap.fill(
+                _UNIT.sub("\\1\0\\2", entry),
+                _WIDTH,
+                initial_indent="  ",
+                subsequent_indent="    ",
+            ).replace("\0", " ")
+            for entry in entries
+        )
 
 
 def _peak_per_bin(times: Sequence[float], start: float) -> int:
@@ -139,6 +212,10 @@ async def run_demo(
 ) -> DemoSummary:
     """Run the demo and return its summary.
 
+    Raises:
+        ValueError: for an option out of range (the rules of
+            :mod:`trio_reconnect._validators`).
+
     Args:
         clients: How many clients connect.
         duration: Seconds of publishing (restarts are spread evenly inside).
@@ -148,8 +225,10 @@ async def run_demo(
         progress: One updating line (``True``), plain lines (``False``), or
             decided by whether ``out`` is a terminal (``None``).
     """
-    if clients < 1 or duration <= 0 or restarts < 0 or rate <= 0:
-        raise ValueError("clients >= 1, duration > 0, restarts >= 0 and rate > 0 are required")
+    check_int("clients", clients, minimum=1)
+    check_positive("duration", duration)
+    check_int("restarts", restarts, minimum=0)
+    check_positive("rate", rate)
     tty = out.isatty() if progress is None else progress
     spread = SpreadPolicy()
     server = ReconnectServer(ReplayLog(max_events=100_000), spread=spread, max_replay=10_000)
@@ -169,18 +248,25 @@ async def run_demo(
             f"{sum(len(r.ids) for r in records):>8}  restarts {len(restart_times)}/{restarts}"
         )
 
+    finished = False
+
     async def report() -> None:
-        while True:
-            if tty:
-                print("\r" + status(), end="", file=out, flush=True)
-                await trio.sleep(0.2)
-            else:
-                print(status(), file=out, flush=True)
-                await trio.sleep(5)
+        try:
+            while True:
+                if tty:
+                    print("\r" + status() + _CLEAR_TO_END, end="", file=out, flush=True)
+                    await trio.sleep(0.2)
+                else:
+                    print(status(), file=out, flush=True)
+                    await trio.sleep(5)
+        finally:
+            if tty and not finished:  # interrupted: end the live line before the prompt
+                print(file=out, flush=True)
 
     async with trio.open_nursery() as nursery:
         listener = await nursery.start(server.serve, "127.0.0.1", 0)
         url = f"ws://127.0.0.1:{listener.port}/demo"
+        print(_opening(clients, url, restarts, duration, rate), file=out, flush=True)
         nursery.start_soon(report)
         async with trio.open_nursery() as crowd:
             readies = [trio.Event() for _ in records]
@@ -205,9 +291,10 @@ async def run_demo(
                 ):
                     await trio.sleep(0.1)
             final = status()
+            finished = True
             crowd.cancel_scope.cancel()  # every client leaves, closing with 1000
         nursery.cancel_scope.cancel()
-    print(("\r" if tty else "") + final, file=out, flush=True)
+    print(("\r" if tty else "") + final + (_CLEAR_TO_END if tty else ""), file=out, flush=True)
 
     published = len(published_ids)
     expected = published_ids
@@ -235,6 +322,19 @@ async def run_demo(
         peak_arrivals_per_100ms=peak,
         planned_per_100ms=clients / spread.window(clients) * ARRIVAL_BIN,
         refused_handshakes=server.statistics().refused,
+        publishing_s=duration,
+        spread_base_s=spread.base,
+        spread_window_s=spread.window(clients),
+    )
+
+
+def _opening(clients: int, url: str, restarts: int, duration: float, rate: float) -> str:
+    """The line saying what the demo runs."""
+    plural = "" if restarts == 1 else "s"
+    return (
+        f"demo: {clients} clients on the embedded server at {url}; {restarts} restart{plural}"
+        f" (each drops every client with close code 1012 and a time to come back) during"
+        f" {duration:g} s of events at {rate:g}/s"
     )
 
 

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import importlib.util
 import logging
-import math
 import os
 import socket
 import sys
@@ -33,6 +32,13 @@ from typing import Any, Final
 import trio
 from trio_websocket import WebSocketServer
 
+from ._cli_policy import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    non_negative_number,
+    positive_int,
+    positive_number,
+)
 from .server import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_REPLAY,
@@ -55,42 +61,8 @@ __all__ = ["DEFAULT_INTERVAL", "DEFAULT_LOG_SIZE", "add_arguments", "run_command
 DEFAULT_INTERVAL: Final = 1.0
 #: Events ``serve`` keeps (in memory, or in the Redis stream).
 DEFAULT_LOG_SIZE: Final = 10_000
-#: Exit status when the node could not start (Redis unreachable).
-EXIT_UNAVAILABLE: Final = 1
-#: Exit status of options that do not go together (argparse's own).
-EXIT_USAGE: Final = 2
 
 _log = logging.getLogger("trio_reconnect.serve")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
 
 
 def _redis_url(text: str) -> str:
@@ -122,49 +94,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-len",
-        type=_count,
+        type=positive_int,
         default=DEFAULT_LOG_SIZE,
         help="events the log keeps (default %(default)s)",
     )
     parser.add_argument(
         "--max-replay",
-        type=_count,
+        type=positive_int,
         default=DEFAULT_MAX_REPLAY,
         help="most events replayed in one handshake (default %(default)s)",
     )
     parser.add_argument(
         "--min-window",
-        type=_non_negative,
+        type=non_negative_number,
         default=DEFAULT_MIN_WINDOW,
         help="shortest spread window of a drain, s (default %(default)s)",
     )
     parser.add_argument(
         "--spread-base",
-        type=_non_negative,
+        type=non_negative_number,
         default=DEFAULT_BASE,
         help="seconds before the first drained client may return (default %(default)s)",
     )
     parser.add_argument(
         "--spread-rate",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_RATE,
         help="returns per second this node absorbs (default %(default)s)",
     )
     parser.add_argument(
         "--drain-timeout",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_DRAIN_TIMEOUT,
         help="seconds a stop waits for the drained clients (default %(default)s)",
     )
     parser.add_argument(
         "--outage-limit",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_OUTAGE_LIMIT,
         help="seconds the log may be down before clients are closed (default %(default)s)",
     )
     parser.add_argument(
         "--outage-retry-after",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_OUTAGE_RETRY_AFTER,
         help="least Retry-After while the log is down, s (default %(default)s)",
     )
@@ -240,7 +212,7 @@ async def _serve(args: Any) -> int:
             await log.newest()
         except LogUnavailableError as exc:
             print(f"serve: cannot start without the log: {exc}", file=sys.stderr, flush=True)
-            return EXIT_UNAVAILABLE
+            return EXIT_FAILED
         server = ReconnectServer(
             log,
             max_replay=args.max_replay,
@@ -312,7 +284,7 @@ def _check_options(args: Any) -> tuple[int, str] | None:
             return EXIT_USAGE, f"{' and '.join(given)} {verb} --redis (a node alone has no cluster)"
         return None
     if redis_extra_missing():
-        return EXIT_UNAVAILABLE, f"--redis {REDIS_EXTRA_HINT}"
+        return EXIT_FAILED, f"--redis {REDIS_EXTRA_HINT}"
     from .server.redis import RedisStreamLog
 
     try:

@@ -1,41 +1,99 @@
 """Option checks shared by the client and the server: one place for each rule.
 
 Numbers of seconds and rates must be finite and positive (``bool`` is not a
-number here, though Python says it is an ``int``); counts must be whole.
-Each check has an attrs-validator form, for ``attrs.field(validator=...)``.
+number here, though Python says it is an ``int``); counts must be whole; a
+TCP port is a whole number up to :data:`MAX_PORT`.
+Each rule is stated once, as a ``*_problem`` function that returns what is
+wrong (``None``: nothing); the ``check_*`` functions raise it as a
+``ValueError`` naming the option, the attrs validators do the same for
+``attrs.field(validator=...)``, and the command line's argument types
+(:mod:`trio_reconnect._cli_policy`) use the same functions.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 __all__ = [
+    "MAX_PORT",
+    "check_int",
+    "check_port",
     "check_positive",
+    "int_problem",
     "non_negative_int",
+    "non_negative_number",
+    "non_negative_problem",
     "optional_positive_number",
+    "port_problem",
     "positive_int",
     "positive_number",
+    "positive_problem",
 ]
 
+#: The highest TCP port.
+MAX_PORT: Final = 65535
 
-def check_positive(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite number above zero."""
+
+def positive_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a finite number above zero (``None``: nothing)."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        return f"must be a positive finite number, got {value!r}"
+    return None
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
+def non_negative_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a finite number of at least zero."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        return f"must be a non-negative finite number, got {value!r}"
+    return None
+
+
+def int_problem(value: object, minimum: int) -> str | None:
+    """What is wrong with ``value`` as a whole number of at least ``minimum`` (0 or 1)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "positive" if minimum > 0 else "non-negative"
-        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+        return f"must be a {kind} integer, got {value!r}"
+    return None
+
+
+def port_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a TCP port to listen on (0: any free port)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PORT:
+        return f"must be a port from 0 to {MAX_PORT}, got {value!r}"
+    return None
+
+
+def _raise(name: str, problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(f"{name} {problem}")
+
+
+def check_positive(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number above zero."""
+    _raise(name, positive_problem(value))
+
+
+def check_int(name: str, value: object, *, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is a whole number (no bool), at least ``minimum``."""
+    _raise(name, int_problem(value, minimum))
+
+
+def check_port(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a TCP port from 0 to :data:`MAX_PORT`."""
+    _raise(name, port_problem(value))
 
 
 def positive_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -51,16 +109,16 @@ def optional_positive_number(
         check_positive(attribute.name, value)
 
 
+def non_negative_number(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a finite number, at least zero."""
+    _raise(attribute.name, non_negative_problem(value))
+
+
 def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a whole number, at least 1."""
-    _check_int(attribute.name, value, 1)
+    check_int(attribute.name, value, minimum=1)
 
 
 def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a whole number, at least 0."""
-    _check_int(attribute.name, value, 0)
-
-
-def check_int(name: str, value: object, *, minimum: int) -> None:
-    """Raise ``ValueError`` unless ``value`` is a whole number (no bool), at least ``minimum``."""
-    _check_int(name, value, minimum)
+    check_int(attribute.name, value, minimum=0)

@@ -7,8 +7,10 @@ import builtins
 import itertools
 import json
 import random
+import re
 from typing import Any
 
+import attrs
 import pytest
 
 from trio_reconnect._cli import main
@@ -198,10 +200,15 @@ def test_herd_command_all_strategies_in_processes(capsys: pytest.CaptureFixture[
 def test_herd_command_errors(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(["herd", "--clients", "0", "--capacity", "10"]) == 2
-    assert "clients must be a positive integer" in capsys.readouterr().err
-    assert main(["herd", "--clients", "5", "--capacity", "10", "--jobs", "0"]) == 2
-    assert "--jobs" in capsys.readouterr().err
+    for argv, line in [
+        (["--clients", "0"], "herd: --clients must be a positive integer, got 0"),
+        (["--clients", "5", "--jobs", "0"], "herd: --jobs must be a positive integer, got 0"),
+        (["--latency", "-1"], "herd: --latency must be a non-negative finite number, got -1"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main(["herd", "--capacity", "10", *argv])
+        assert info.value.code == 2
+        assert capsys.readouterr().err == line + "\n"
     real_import = builtins.__import__
 
     def no_matplotlib(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -223,3 +230,56 @@ def test_plot(tmp_path: Any, herd: dict[str, HerdResult]) -> None:
     path = tmp_path / "herd.png"
     plot(list(herd.values()), str(path))
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_table_explains_its_columns(herd: dict[str, HerdResult]) -> None:
+    table = format_table(list(herd.values()))
+    for name in ("peak/100ms", "ratio", "all ready", "N/R", "refused", "attempts", "KiB/cl"):
+        assert re.search(rf"^{re.escape(name)} +\w", table, re.MULTILINE), name
+    assert "ratio        peak/100ms over the server's capacity per 100 ms" in table
+
+
+def test_table_says_what_a_sooner_all_ready_costs(herd: dict[str, HerdResult]) -> None:
+    ours = herd["server-spread"]
+    assert ours.all_ready_s is not None
+    naive = attrs.evolve(
+        herd["naive"], all_ready_s=ours.all_ready_s - 1, attempts=85_312, refused_handshakes=75_312
+    )
+    later = attrs.evolve(herd["websockets"], all_ready_s=ours.all_ready_s + 1)
+    table = format_table([ours, naive, later])
+    assert (
+        f"naive is all ready sooner than server-spread ({naive.all_ready_s:.1f} s against"
+        f" {ours.all_ready_s:.1f} s), bought with 85,312 connection attempts (75,312 of them"
+        f" refused with 503), {85_312 / ours.attempts:.1f} x the {ours.attempts:,} of"
+        " server-spread." in table
+    )
+    assert "websockets is all ready sooner" not in table
+    assert "sooner" not in format_table([naive])  # nothing to compare with
+
+
+def test_plot_has_one_kind_of_axis_and_a_worded_legend_on_every_panel(
+    herd: dict[str, HerdResult],
+) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trio_reconnect.testing._herd_cli import ARRIVALS_LABEL, CAPACITY_LABEL, _figure
+
+    figure = _figure(plt, list(herd.values()))
+    try:
+        axes = figure.get_axes()
+        assert len(axes) == len(herd)
+        for ax in axes:
+            assert ax.get_yscale() == "log"
+            assert "log scale" in ax.get_ylabel()
+            legend = ax.get_legend()
+            assert legend is not None
+            texts = [t.get_text() for t in legend.get_texts()]
+            assert texts[0] == ARRIVALS_LABEL
+            assert texts[1].startswith(CAPACITY_LABEL)
+        assert len({ax.get_ylim() for ax in axes}) == 1  # the same range on every panel
+    finally:
+        plt.close(figure)

@@ -51,6 +51,12 @@ import trio.testing
 
 from .._client import open_reconnecting_websocket
 from .._state import ConnectionState, Transition
+from .._validators import (
+    non_negative_number,
+    optional_positive_number,
+    positive_int,
+    positive_number,
+)
 from ..server import ReconnectServer, ReplayLog, SpreadPolicy
 from ._network import MemoryNetwork
 from ._strategies import strategy_options
@@ -60,27 +66,6 @@ __all__ = ["BIN_SECONDS", "HerdConfig", "HerdResult", "run_herd"]
 #: The width of an arrival bin, seconds.
 BIN_SECONDS: Final = 0.1
 _URL: Final = "ws://server/"
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is None and attribute.default is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{attribute.name} must be a non-negative number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
-
-
-def _clients(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"clients must be a positive integer, got {value!r}")
 
 
 def _strategy(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -104,13 +89,13 @@ class HerdConfig:
         seed: Seeds every random draw of the run.
     """
 
-    clients: int = attrs.field(validator=_clients)
-    capacity: float = attrs.field(validator=_positive)
+    clients: int = attrs.field(validator=positive_int)
+    capacity: float = attrs.field(validator=positive_number)
     strategy: str = attrs.field(default="server-spread", validator=_strategy)
-    latency: float = attrs.field(default=0.025, validator=_non_negative)
-    jitter: float = attrs.field(default=0.010, validator=_non_negative)
-    accept_rate: float | None = attrs.field(default=None, validator=_positive)
-    horizon: float | None = attrs.field(default=None, validator=_positive)
+    latency: float = attrs.field(default=0.025, validator=non_negative_number)
+    jitter: float = attrs.field(default=0.010, validator=non_negative_number)
+    accept_rate: float | None = attrs.field(default=None, validator=optional_positive_number)
+    horizon: float | None = attrs.field(default=None, validator=optional_positive_number)
     seed: int = 0
 
     @property

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
+from .._cli_policy import non_negative_number, positive_int, positive_number
 from ._herd import BIN_SECONDS, HerdConfig, HerdResult, run_herd
 from ._strategies import STRATEGIES
 
@@ -30,9 +31,12 @@ REFUSED_SHARE_TARGET: Final = 0.01
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``herd`` options to ``parser``."""
-    parser.add_argument("--clients", type=int, default=1000, help="clients (default 1000)")
+    parser.add_argument("--clients", type=positive_int, default=1000, help="clients (default 1000)")
     parser.add_argument(
-        "--capacity", type=float, default=100.0, help="handshakes/s admitted (default 100)"
+        "--capacity",
+        type=positive_number,
+        default=100.0,
+        help="handshakes/s admitted (default 100)",
     )
     parser.add_argument(
         "--strategy",
@@ -43,24 +47,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per strategy")
     parser.add_argument("--plot", metavar="FILE.png", help="draw arrivals over time (matplotlib)")
     parser.add_argument(
-        "--latency", type=float, default=0.025, help="one-way latency, s (default 0.025)"
+        "--latency",
+        type=non_negative_number,
+        default=0.025,
+        help="one-way latency, s (default 0.025)",
     )
     parser.add_argument(
-        "--jitter", type=float, default=0.010, help="extra one-way latency, s (default 0.010)"
+        "--jitter",
+        type=non_negative_number,
+        default=0.010,
+        help="extra one-way latency, s (default 0.010)",
     )
     parser.add_argument(
         "--accept-rate",
-        type=float,
+        type=positive_number,
         default=None,
         help="connections/s the server accepts, 503s included (default 10 x capacity)",
     )
     parser.add_argument(
-        "--horizon", type=float, default=None, help="virtual seconds to wait for stragglers"
+        "--horizon",
+        type=positive_number,
+        default=None,
+        help="virtual seconds to wait for stragglers",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=None,
         help="strategies run in parallel with --strategy all (default: CPU count)",
     )
@@ -76,6 +89,20 @@ def check_targets(result: HerdResult) -> dict[str, bool]:
         f"refused <= {REFUSED_SHARE_TARGET:.0%} of N": result.refused_handshakes
         <= REFUSED_SHARE_TARGET * result.clients,
     }
+
+
+#: The table's columns, explained under it.
+COLUMNS: Final = (
+    ("peak/100ms", "most connection attempts reaching the server in one 100 ms bin"),
+    ("ratio", "peak/100ms over the server's capacity per 100 ms: 1.00 is perfectly paced"),
+    ("all ready", "seconds until the last client was ready again"),
+    ("N/R", "clients / capacity: the soonest every client can be back"),
+    ("refused", "handshakes refused with 503 by admission control"),
+    ("attempts", "connection attempts after the restart (N: each came back at its first try)"),
+    ("median, p95", "reconnect time per client, from the close to ready, seconds"),
+    ("wall s", "real seconds the simulation took"),
+    ("KiB/cl", "memory per simulated client (both ends and the server's state), KiB"),
+)
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -104,6 +131,10 @@ def format_table(results: Sequence[HerdResult]) -> str:
         )
         if r.not_ready:
             lines.append(f"{'':<19}{r.not_ready} clients not ready within the horizon")
+    lines.append("")
+    width = max(len(name) for name, _ in COLUMNS)
+    lines.extend(f"{name:<{width}}  {meaning}" for name, meaning in COLUMNS)
+    lines.extend(_sooner_but_costlier(results))
     for r in results:
         if r.strategy == "server-spread":
             lines.append("")
@@ -116,8 +147,36 @@ def format_table(results: Sequence[HerdResult]) -> str:
     return "\n".join(lines)
 
 
+#: The plot's legend, in words, on every panel.
+ARRIVALS_LABEL: Final = "connection attempts per 100 ms"
+CAPACITY_LABEL: Final = "server capacity per 100 ms"
+
+
+def _sooner_but_costlier(results: Sequence[HerdResult]) -> list[str]:
+    """A line for each strategy all ready before ``server-spread``: at what cost."""
+    ours = next((r for r in results if r.strategy == "server-spread"), None)
+    if ours is None or ours.all_ready_s is None:
+        return []
+    lines = []
+    for r in results:
+        if r is ours or r.all_ready_s is None or r.all_ready_s >= ours.all_ready_s:
+            continue
+        lines.append("")
+        lines.append(
+            f"{r.strategy} is all ready sooner than server-spread ({r.all_ready_s:.1f} s against"
+            f" {ours.all_ready_s:.1f} s), bought with {r.attempts:,} connection attempts"
+            f" ({r.refused_handshakes:,} of them refused with 503),"
+            f" {r.attempts / ours.attempts:.1f} x the {ours.attempts:,} of server-spread."
+        )
+    return lines
+
+
 def plot(results: Sequence[HerdResult], path: str) -> None:
     """Draw the arrivals per 100 ms after the restart, one panel per strategy.
+
+    Every panel has the same logarithmic y axis (a naive herd is a hundred
+    times the capacity, a paced return about one time), labelled as such, and
+    its own legend.
 
     Raises:
         RuntimeError: if matplotlib is not installed.
@@ -131,36 +190,52 @@ def plot(results: Sequence[HerdResult], path: str) -> None:
         raise RuntimeError(
             "--plot needs matplotlib: python3 -m pip install 'trio-reconnect[plot]'"
         ) from exc
+    figure = _figure(plt, results)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _figure(plt: Any, results: Sequence[HerdResult]) -> Any:
     figure, axes = plt.subplots(
-        len(results), 1, figsize=(9, 2.2 * len(results) + 0.6), sharex=True, squeeze=False
+        len(results),
+        1,
+        figsize=(9, 2.2 * len(results) + 0.6),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
     horizon = max(
         (r.all_ready_s if r.all_ready_s is not None else len(r.arrivals) * BIN_SECONDS)
         for r in results
     )
+    top = max(max(r.peak_per_100ms, r.ideal_per_100ms) for r in results)
     for ax, r in zip(axes[:, 0], results, strict=True):
         times = [i * BIN_SECONDS for i in range(len(r.arrivals))]
-        ax.step(times, r.arrivals, where="post", linewidth=0.9, label="arrivals per 100 ms")
+        ax.step(times, r.arrivals, where="post", linewidth=0.9, label=ARRIVALS_LABEL)
         ax.axhline(
-            r.ideal_per_100ms, color="grey", linestyle="--", linewidth=0.8, label="R x 0.1 s"
+            r.ideal_per_100ms,
+            color="grey",
+            linestyle="--",
+            linewidth=0.8,
+            label=f"{CAPACITY_LABEL} ({r.ideal_per_100ms:g})",
         )
         ax.set_title(
-            f"{r.strategy}: peak {r.peak_ratio:.2f} x ideal, all ready "
-            f"{_fmt(r.all_ready_s, '.1f')} s, {r.refused_handshakes} refused",
+            f"{r.strategy}: peak {r.peak_ratio:.2f} x capacity, all ready "
+            f"{_fmt(r.all_ready_s, '.1f')} s, {r.refused_handshakes:,} refused",
             fontsize=9,
         )
-        ax.set_ylabel("attempts")
-        if max(r.arrivals, default=0) > 20 * r.ideal_per_100ms:
-            ax.set_yscale("log")
+        # One kind of axis for every panel: empty bins sit on the bottom edge.
+        ax.set_yscale("log", nonpositive="clip")
+        ax.set_ylabel("attempts / 100 ms\n(log scale)", fontsize=8)
+        ax.legend(loc="upper right", fontsize=7)
+    axes[0, 0].set_ylim(0.8, top * 2)  # shared by every panel
     longest = max(len(r.arrivals) for r in results) * BIN_SECONDS
     axes[-1, 0].set_xlim(0, min(horizon * 1.05 + 1, longest + 1))  # shared by every panel
     axes[-1, 0].set_xlabel("seconds after the restart (virtual)")
-    axes[0, 0].legend(loc="upper right", fontsize=8)
     first = results[0]
     figure.suptitle(f"{first.clients} clients, capacity {first.capacity:g} handshakes/s")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure
 
 
 def _configs(args: Any) -> list[HerdConfig]:
@@ -197,10 +272,7 @@ def run_command(args: Any) -> int:
     except ValueError as exc:
         print(f"herd: {exc}", file=sys.stderr)
         return 2
-    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
-    if jobs < 1:
-        print("herd: --jobs must be at least 1", file=sys.stderr)
-        return 2
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)  # --jobs: at least 1
     if args.plot:
         try:
             import matplotlib  # noqa: F401
