@@ -453,10 +453,13 @@ def run_command(args: Any) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+            from ._cli import _interruptible  # Ctrl-C: a clean cancellation, then exit 130
+
             summary = trio.run(
+                _interruptible,
                 lambda: run_cluster_demo(
                     redis.url, Path(tmp), nodes=args.nodes, clients=args.clients, rate=args.rate
-                )
+                ),
             )
         except* NodeStartError as group:
             problem = _first_line(group.exceptions[0])
