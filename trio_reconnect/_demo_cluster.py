@@ -215,7 +215,8 @@ class ClusterDemoSummary:
                 (
                     "",
                     f"peak arrivals / 100 ms: {peaks or '-'} (plan {d.planned:.1f} each); "
-                    f"{d.arrived} arrived over {d.arrival_span:.2f} s",
+                    f"{d.arrived} of them came to a peer, over {d.arrival_span:.2f} s "
+                    f"(the others to {d.node} again)",
                 )
             )
         per_node = ", ".join(f"{n} {c}" for n, c in sorted(self.published_per_node.items()))
