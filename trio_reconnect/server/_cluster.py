@@ -19,6 +19,15 @@ draining node publishes ``drain_ends`` (the end of its window on the
 registry's clock), and a node that starts draining while another one's
 window is still open starts its own window at the latest such end.
 
+A window outlives the process that drained: its clients keep arriving at
+the survivors until it ends, whether the node exited or not. So a node that
+stops leaves its draining status in the registry until its window ends (the
+announcement's TTL), and a new process that takes over the node's name
+while that window is open (a rolling deploy restarting ``host:port``)
+carries the predecessor's ``drain_ends`` in its own, not draining,
+announcements until it has passed. The planner honours every other node's
+``drain_ends``, draining or not.
+
 When no other node is alive (a single node restarting), the clients come
 back to this node's successor: the node's own spread policy applies
 unchanged.
@@ -51,7 +60,9 @@ class NodeStatus:
             or its spread rate when admission is unlimited).
         draining: Whether it is draining (refusing new handshakes).
         drain_ends: On the registry's clock, when the spread window of its
-            drain ends; ``None`` when it is not draining.
+            drain ends; ``None`` when no window is open. A node that is not
+            draining carries the window of the process it replaced under the
+            same name while that window is open.
     """
 
     node: str
@@ -120,10 +131,7 @@ def plan_cluster_drain(
         sorted(n.node for n in nodes if n.node != me and not n.draining and n.admission_rate > 0)
     )
     rate = sum(n.admission_rate for n in nodes if n.node in survivors) or policy.rate
-    start = max(
-        [now]
-        + [n.drain_ends for n in nodes if n.node != me and n.draining and n.drain_ends is not None]
-    )
+    start = max([now] + [n.drain_ends for n in nodes if n.node != me and n.drain_ends is not None])
     spread = SpreadPolicy(min_window=policy.min_window, rate=rate, base=policy.base + start - now)
     return ClusterDrainPlan(
         spread=spread, ends=now + spread.base + spread.window(clients), survivors=survivors

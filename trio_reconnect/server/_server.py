@@ -365,9 +365,12 @@ class ReconnectServer:
     _resumer: Resumer = attrs.field(init=False, repr=False)
     _refuse_until: float = attrs.field(init=False, default=-math.inf, repr=False)
     _stopping: bool = attrs.field(init=False, default=False, repr=False)
-    _withdrawn: bool = attrs.field(init=False, default=False, repr=False)
     #: On the registry's clock: when the window of this node's last drain ends.
     _drain_ends: float | None = attrs.field(init=False, default=None, repr=False)
+    #: The open drain window of the process this one replaced under its name.
+    _inherited_ends: float | None = attrs.field(init=False, default=None, repr=False)
+    #: Whether a stop has left the registry (no more announcements).
+    _left: bool = attrs.field(init=False, default=False, repr=False)
     #: ``trio.current_time()`` when the log went down (``None``: it is up).
     _log_down_since: float | None = attrs.field(init=False, default=None, repr=False)
     _outage_closed: bool = attrs.field(init=False, default=False, repr=False)
@@ -679,7 +682,10 @@ class ReconnectServer:
         Every client is closed with ``code`` and a spread hint (over the
         cluster, with a ``registry``), and the node waits up to ``drain_timeout`` seconds
         for them to go; the ones still there are dropped. With a registry the
-        node then withdraws. The node keeps refusing until it is cancelled.
+        node then leaves it: it withdraws, or, while its drain's window is
+        still open, leaves its draining status until the window ends (its
+        clients are still arriving at the peers; a drain elsewhere must not
+        stack on them). The node keeps refusing until it is cancelled.
 
         Returns:
             What was drained.
@@ -690,12 +696,7 @@ class ReconnectServer:
         self._refuse_until = max(self._refuse_until, trio.current_time() + drain_timeout)
         summary = await self._drain(code, reason, refuse_for=0.0, wait=drain_timeout)
         if self.registry is not None:
-            assert self.node is not None
-            self._withdrawn = True  # the announcements stop with it
-            try:
-                await self.registry.withdraw(self.node)
-            except Exception:
-                logger.warning("could not withdraw node %s", self.node, exc_info=True)
+            await self._leave_registry(self.registry)
         return summary
 
     def statistics(self) -> ServerStatistics:
@@ -804,17 +805,48 @@ class ReconnectServer:
         now = self.registry.now() if self.registry is not None else 0.0
         ends = self._drain_ends
         draining = self._stopping or (ends is not None and now < ends)
+        if not draining:
+            inherited = self._inherited_ends
+            ends = inherited if inherited is not None and now < inherited else None
         rate = self.admission_rate if self.admission_rate is not None else self.spread.rate
-        return NodeStatus(self.node, rate, draining=draining, drain_ends=ends if draining else None)
+        return NodeStatus(self.node, rate, draining=draining, drain_ends=ends)
+
+    async def _inherit_window(self, registry: ClusterRegistry) -> None:
+        """Carry the open drain window of the process this one replaces (same name)."""
+        try:
+            nodes = await registry.nodes()
+        except Exception:
+            logger.warning("could not read the cluster registry", exc_info=True)
+            return
+        now = registry.now()
+        for status in nodes:
+            ends = status.drain_ends
+            if status.node == self.node and ends is not None and ends > now:
+                self._inherited_ends = ends
+
+    async def _leave_registry(self, registry: ClusterRegistry) -> None:
+        """Withdraw after a stop, or leave the draining status until the window ends."""
+        assert self.node is not None
+        self._left = True
+        try:
+            ends = self._drain_ends
+            remaining = ends - registry.now() if ends is not None else 0.0
+            if remaining > 0:
+                await registry.announce(self._status(), ttl=remaining)
+            else:
+                await registry.withdraw(self.node)
+        except Exception:
+            logger.warning("could not withdraw node %s", self.node, exc_info=True)
 
     async def _announce_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         assert self.registry is not None
+        await self._inherit_window(self.registry)
         started = False
         while True:
             try:
-                if not self._withdrawn:
+                if not self._left:
                     await self.registry.announce(self._status(), ttl=self.announce_ttl)
             except Exception:
                 logger.warning("could not announce node %s", self.node, exc_info=True)

@@ -61,15 +61,40 @@ from ..server import ReconnectServer, ReplayLog, SpreadPolicy
 from ._network import MemoryNetwork
 from ._strategies import strategy_options
 
-__all__ = ["BIN_SECONDS", "HerdConfig", "HerdResult", "run_herd"]
+__all__ = [
+    "BALANCERS",
+    "BIN_SECONDS",
+    "DEFAULT_EVENT_INTERVAL",
+    "DEFAULT_RESTART_DELAY",
+    "DEPLOYS",
+    "HerdConfig",
+    "HerdResult",
+    "run_herd",
+]
 
 #: The width of an arrival bin, seconds.
 BIN_SECONDS: Final = 0.1
 _URL: Final = "ws://server/"
+#: How the nodes are deployed: all at once (one node restarts) or one by one.
+DEPLOYS: Final = ("restart", "rolling")
+#: How a rolling deploy's load balancer spreads new connections over the nodes it sees up.
+BALANCERS: Final = ("round-robin", "random")
+#: Seconds between the events a rolling deploy's ticker publishes.
+DEFAULT_EVENT_INTERVAL: Final = 0.5
+#: Seconds between a node's exit and its replacement's start in a rolling deploy.
+DEFAULT_RESTART_DELAY: Final = 1.0
 
 
 def _strategy(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     strategy_options(value)  # raises ValueError for an unknown name
+
+
+def _one_of(choices: Sequence[str]) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"unknown {attribute.name} {value!r}; known: {', '.join(choices)}")
+
+    return check
 
 
 @attrs.frozen
@@ -87,6 +112,18 @@ class HerdConfig:
         horizon: Seconds of virtual time after the restart before the run
             stops waiting for stragglers (``None``: 600 s or 20 x N/R).
         seed: Seeds every random draw of the run.
+        nodes: How many server nodes share the log (more than one needs
+            ``deploy="rolling"``); ``capacity`` is per node.
+        deploy: ``"restart"`` (one node restarts, :func:`run_herd`) or
+            ``"rolling"`` (each node in turn drains and is replaced,
+            ``run_rolling_deploy`` in ``trio_reconnect.testing._herd_deploy``).
+        balancer: How the rolling deploy's load balancer picks a node for a
+            new connection among those it sees up: ``"round-robin"`` or
+            ``"random"`` (see docs/herd.md).
+        event_interval: Seconds between the events the rolling deploy's
+            ticker publishes.
+        restart_delay: Seconds between a node's exit and its replacement's
+            start in a rolling deploy.
     """
 
     clients: int = attrs.field(validator=positive_int)
@@ -97,6 +134,21 @@ class HerdConfig:
     accept_rate: float | None = attrs.field(default=None, validator=optional_positive_number)
     horizon: float | None = attrs.field(default=None, validator=optional_positive_number)
     seed: int = 0
+    nodes: int = attrs.field(default=1, kw_only=True, validator=positive_int)
+    deploy: str = attrs.field(default="restart", kw_only=True, validator=_one_of(DEPLOYS))
+    balancer: str = attrs.field(default="round-robin", kw_only=True, validator=_one_of(BALANCERS))
+    event_interval: float = attrs.field(
+        default=DEFAULT_EVENT_INTERVAL, kw_only=True, validator=positive_number
+    )
+    restart_delay: float = attrs.field(
+        default=DEFAULT_RESTART_DELAY, kw_only=True, validator=non_negative_number
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.deploy == "rolling" and self.nodes < 2:
+            raise ValueError("a rolling deploy needs at least 2 nodes")
+        if self.deploy == "restart" and self.nodes > 1:
+            raise ValueError("several nodes need deploy='rolling' (--deploy rolling)")
 
     @property
     def ideal_all_ready_s(self) -> float:
@@ -269,7 +321,13 @@ async def _simulate(config: HerdConfig, recorder: _Recorder, memory: list[float]
 
 
 def run_herd(config: HerdConfig) -> HerdResult:
-    """Run one herd simulation (blocking; it calls :func:`trio.run`)."""
+    """Run one herd simulation (blocking; it calls :func:`trio.run`).
+
+    Raises:
+        ValueError: for a rolling deploy (run it with ``run_rolling_deploy``).
+    """
+    if config.deploy != "restart":
+        raise ValueError("run_herd runs a restart; run a rolling deploy with run_rolling_deploy")
     gc.collect()
     baseline = _rss_kb()
     started = time.perf_counter()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .._cli_policy import non_negative_number, positive_int, positive_number
-from ._herd import BIN_SECONDS, HerdConfig, HerdResult, run_herd
+from ._herd import BALANCERS, BIN_SECONDS, DEPLOYS, HerdConfig, HerdResult, run_herd
 from ._strategies import STRATEGIES
 
 __all__ = ["add_arguments", "check_targets", "format_table", "plot", "run_command"]
@@ -76,6 +76,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         help="strategies run in parallel with --strategy all (default: CPU count)",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="server nodes sharing one log; more than 1 needs --deploy rolling (default 1)",
+    )
+    parser.add_argument(
+        "--deploy",
+        default="restart",
+        choices=DEPLOYS,
+        help="restart: the node restarts; rolling: each node drains and is replaced in turn",
+    )
+    parser.add_argument(
+        "--balancer",
+        default="round-robin",
+        choices=BALANCERS,
+        help="how a rolling deploy's load balancer picks a node (default round-robin)",
     )
 
 
@@ -250,19 +268,31 @@ def _configs(args: Any) -> list[HerdConfig]:
             accept_rate=args.accept_rate,
             horizon=args.horizon,
             seed=args.seed,
+            nodes=args.nodes,
+            deploy=args.deploy,
+            balancer=args.balancer,
         )
         for name in names
     ]
 
 
-def _run_all(configs: Sequence[HerdConfig], jobs: int) -> list[HerdResult]:
+def _run_one(config: HerdConfig) -> Any:
+    """A :class:`HerdResult`, or a ``RollingResult`` for a rolling deploy."""
+    if config.deploy == "rolling":
+        from ._herd_deploy import run_rolling_deploy
+
+        return run_rolling_deploy(config)
+    return run_herd(config)
+
+
+def _run_all(configs: Sequence[HerdConfig], jobs: int) -> list[Any]:
     if len(configs) == 1:
-        return [run_herd(configs[0])]
+        return [_run_one(configs[0])]
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=jobs, mp_context=context, max_tasks_per_child=1
     ) as pool:
-        return list(pool.map(run_herd, configs))
+        return list(pool.map(_run_one, configs))
 
 
 def run_command(args: Any) -> int:
@@ -283,12 +313,22 @@ def run_command(args: Any) -> int:
             )
             return 2
     results = _run_all(configs, jobs)
+    rolling = configs[0].deploy == "rolling"
     if args.json:
         for result in results:
             print(json.dumps(result.summary()), flush=True)
+    elif rolling:
+        from ._herd_deploy import format_rolling_table
+
+        print(format_rolling_table(results), flush=True)
     else:
         print(format_table(results), flush=True)
-    if args.plot:
+    if args.plot and rolling:
+        from ._herd_deploy import plot_rolling
+
+        plot_rolling(results, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    elif args.plot:
         plot(results, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0

@@ -1,0 +1,615 @@
+"""The herd simulator's rolling deploy: K nodes on one log, each drained and replaced in turn.
+
+:func:`run_rolling_deploy` runs ``nodes`` :class:`~trio_reconnect.server.ReconnectServer`
+nodes on one :class:`~trio_reconnect.testing.MemoryNetwork`. They share one
+:class:`~trio_reconnect.server.ReplayLog` and one
+:class:`~trio_reconnect.server.MemoryRegistry`; each admits ``capacity``
+handshakes per second. The clients are the same real clients as in
+:func:`~trio_reconnect.testing.run_herd`, and they reach the nodes through a
+model of a load balancer (:class:`_Balancer`): it picks a node for every new
+connection among the nodes its health check sees up (announced in the
+registry, alive, not draining) and that the deploy has not taken out of
+its rotation, round-robin or at random.
+
+The run:
+
+1. The nodes start, and a ticker publishes an event every
+   ``event_interval`` seconds (on the first node in rotation) for the whole
+   run.
+2. The clients connect (ramped at half the cluster's capacity) and stay
+   until every connection is stable.
+3. At ``t0`` the deploy starts. For each node in turn: the deploy takes it
+   out of the balancer's rotation, waits :data:`DEREGISTER_DELAY` (for
+   connections already on their way to it), and stops it gracefully
+   (:meth:`~trio_reconnect.server.ReconnectServer.shutdown`: a cluster-aware
+   drain over the live peers). The node's process exits; ``restart_delay``
+   seconds later a fresh node (a new process) starts on the same address,
+   under the same name, and the balancer sees it up once it has announced
+   itself. The deploy moves on to the next node at once, as a rolling update
+   that waits only for the new node to be ready does, so a drain may start
+   while the previous drain's window is still open.
+4. When every client is ready again after the last replacement, the ticker
+   stops, the last events are left to arrive, and every client's deliveries
+   are checked against the log.
+
+What is measured, from ``t0``: connection attempts per node and 100 ms bin
+(at the TCP connect), refused handshakes, and per client:
+
+* ``lost``: events of the log the client never got, except what a Gap or a
+  Snapshot told it about exactly;
+* ``duplicated``: event frames the client received a second time, counted on
+  the wire (the client's own de-duplication would hide them from the
+  application); ``app_duplicated`` counts what the application saw twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import math
+import random
+import resource
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+import trio
+import trio.testing
+
+from .._client import open_reconnecting_websocket
+from .._protocol import Gap, ServerEvent, Snapshot
+from .._state import ConnectionState, Transition
+from .._transport import Target
+from ..server import (
+    MemoryRegistry,
+    ReconnectServer,
+    ReplayLog,
+    SpreadPolicy,
+)
+from ._herd import (
+    BIN_SECONDS,
+    HerdConfig,
+    _percentile,
+    _round,
+    _seed_trio_scheduler,
+)
+from ._herd_cli import PEAK_RATIO_TARGET
+from ._network import MemoryNetwork
+from ._strategies import strategy_options
+
+__all__ = [
+    "DEREGISTER_DELAY",
+    "RollingResult",
+    "check_rolling_targets",
+    "format_rolling_table",
+    "plot_rolling",
+    "run_rolling_deploy",
+]
+
+#: Seconds between taking a node out of the balancer's rotation and stopping it:
+#: more than a connect's round trip, so no connection routed to it meets its 503s.
+DEREGISTER_DELAY: Final = 0.5
+#: Seconds the run waits after the ticker stops, for the last events to arrive.
+_SETTLE: Final = 2.0
+_URL: Final = "ws://cluster/"
+#: The start of every event frame the server encodes (``encode_event``).
+_EVENT_PREFIX: Final = b'{"type": "event", "id": "'
+
+
+@attrs.frozen
+class RollingResult:
+    """What one rolling deploy measured. Times are seconds of virtual time after ``t0``."""
+
+    strategy: str
+    clients: int
+    #: Handshakes per second each node admits.
+    capacity: float
+    nodes: int
+    balancer: str
+    #: The worst node's peak arrivals per 100 ms over ``capacity x 0.1 s``.
+    peak_ratio: float
+    #: Each node's most connection attempts in one 100 ms bin (any of its processes).
+    node_peaks: dict[str, int]
+    #: ``capacity / 10``: a node's share of a perfectly paced return.
+    ideal_per_100ms: float
+    #: Events of the log some client never got (nor was told about).
+    lost: int
+    #: Event frames a client received twice (on the wire, across its connections).
+    duplicated: int
+    #: Events the application of some client received twice.
+    app_duplicated: int
+    gaps: int
+    snapshots: int
+    events_published: int
+    #: Events replayed in resume handshakes after ``t0`` (every node process).
+    events_replayed: int
+    #: When every client was ready again after the last replacement (``None``: not all).
+    all_ready_s: float | None
+    #: One entry per drain: which node, when, how many clients, the window, the survivors.
+    drains: tuple[dict[str, Any], ...]
+    refused_handshakes: int
+    #: Connection attempts after ``t0``.
+    attempts: int
+    #: Client reconnects (a close followed by ``ready``) after ``t0``.
+    reconnects: int
+    median_reconnect_s: float | None
+    p95_reconnect_s: float | None
+    max_reconnect_s: float | None
+    #: Clients not ready when the run stopped.
+    not_ready: int
+    #: Clients on each node at the end.
+    final_clients: dict[str, int]
+    wall_s: float
+    rss_mb: float
+    latency: float
+    accept_rate: float
+    seed: int
+    #: Each node's arrivals per 100 ms bin from ``t0`` on (for plots).
+    arrivals: dict[str, tuple[int, ...]] = attrs.field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict, without the per-bin arrivals."""
+        data = attrs.asdict(self)
+        del data["arrivals"]
+        data["drains"] = list(self.drains)
+        return data
+
+
+@attrs.define(eq=False)
+class _Balancer:
+    """A load balancer: new connections go to the nodes it sees up.
+
+    A node is up when its health check passes (it is announced in the
+    registry, alive and not draining) and the deploy has not taken it out of
+    the rotation. ``round-robin`` deals the connections out in turn (as a
+    real balancer does with new connections); ``random`` picks uniformly.
+    """
+
+    names: Sequence[str]
+    registry: MemoryRegistry
+    mode: str
+    rng: random.Random
+    out: set[str] = attrs.field(factory=set)
+    _turn: int = 0
+
+    async def pick(self) -> str | None:
+        healthy = {n.node for n in await self.registry.nodes() if not n.draining}
+        up = [name for name in self.names if name in healthy and name not in self.out]
+        if not up:
+            return None
+        if self.mode == "random":
+            return self.rng.choice(up)
+        self._turn += 1
+        return up[self._turn % len(up)]
+
+
+class _FrameTap:
+    """Reads the event ids out of the server's frames on one connection (unmasked)."""
+
+    def __init__(self, seen: list[int]) -> None:
+        self._seen = seen
+        self._buffer = bytearray()
+        self._upgraded = False
+
+    def feed(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        if not self._upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            del buffer[: end + 4]
+            self._upgraded = True
+        while len(buffer) >= 2:
+            length = buffer[1] & 0x7F
+            start = 2
+            if length == 126:
+                if len(buffer) < 4:
+                    return
+                length, start = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    return
+                length, start = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < start + length:
+                return
+            if buffer[0] & 0x0F == 1 and buffer.startswith(_EVENT_PREFIX, start):
+                first = start + len(_EVENT_PREFIX)
+                self._seen.append(int(buffer[first : buffer.index(b'"', first)]))
+            del buffer[: start + length]
+
+
+class _TappedStream(trio.abc.Stream):
+    """A client's stream whose received bytes go through a :class:`_FrameTap` too."""
+
+    def __init__(self, stream: trio.abc.Stream, tap: _FrameTap) -> None:
+        self._stream = stream
+        self._tap = tap
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        data = await self._stream.receive_some(max_bytes)
+        self._tap.feed(bytes(data))
+        return bytes(data)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+@attrs.define
+class _Client:
+    state: ConnectionState | None = None
+    lost_at: float | None = None
+    durations: list[float] = attrs.field(factory=list)
+    #: Event ids received on the wire, every connection, in order.
+    wire: list[int] = attrs.field(factory=list)
+    #: What the application got, in order.
+    items: list[ServerEvent | Snapshot | Gap] = attrs.field(factory=list)
+
+
+@attrs.define
+class _Recorder:
+    clients: list[_Client]
+    t0: float | None = None
+    open: int = 0
+    deployed: bool = False
+    everyone_open: trio.Event = attrs.field(factory=trio.Event)
+    arrivals: dict[str, collections.Counter[int]] = attrs.field(
+        factory=lambda: collections.defaultdict(collections.Counter)
+    )
+
+    def transition(self, index: int, change: Transition) -> None:
+        client = self.clients[index]
+        was_open = client.state is ConnectionState.OPEN
+        client.state = change.state
+        is_open = change.state is ConnectionState.OPEN
+        self.open += int(is_open) - int(was_open)
+        if self.t0 is not None:
+            if change.state is ConnectionState.BACKING_OFF and client.lost_at is None:
+                client.lost_at = change.time
+            elif is_open and client.lost_at is not None:
+                client.durations.append(change.time - client.lost_at)
+                client.lost_at = None
+        if self.open == len(self.clients) and (self.t0 is None or self.deployed):
+            self.everyone_open.set()
+
+    def arrival(self, node: str) -> None:
+        if self.t0 is not None:
+            self.arrivals[node][math.floor((trio.current_time() - self.t0) / BIN_SECONDS)] += 1
+
+
+def _check_deliveries(client: _Client, newest: int) -> tuple[int, int, int, int]:
+    """``(lost, app_duplicated, gaps, snapshots)`` of one client's deliveries (ids 1..newest)."""
+    delivered: set[int] = set()
+    covered: set[int] = set()
+    app_duplicated = gaps = snapshots = 0
+    gap_after: int | None = None
+    for item in client.items:
+        upto: int | None
+        if isinstance(item, Gap):
+            gaps += 1
+            gap_after = int(item.last_id) if item.last_id is not None else 0
+            continue
+        if isinstance(item, Snapshot):
+            snapshots += 1
+            upto = int(item.id) if item.id is not None else 0
+            covered.update(range(1, upto + 1))
+        else:
+            upto = int(item.id) - 1
+            if int(item.id) in delivered:
+                app_duplicated += 1
+            delivered.add(int(item.id))
+        if gap_after is not None:
+            covered.update(range(gap_after + 1, upto + 1))
+            gap_after = None
+    if gap_after is not None:
+        covered.update(range(gap_after + 1, newest + 1))
+    lost = sum(1 for seq in range(1, newest + 1) if seq not in delivered and seq not in covered)
+    return lost, app_duplicated, gaps, snapshots
+
+
+async def _simulate(config: HerdConfig, recorder: _Recorder, out: dict[str, Any]) -> None:
+    seed = config.seed
+    network = MemoryNetwork(
+        random=random.Random(f"network-{seed}"), latency=config.latency, jitter=config.jitter
+    )
+    network.on_connect(lambda link: recorder.arrival(link.target.host))
+    log = ReplayLog(start=1)
+    registry = MemoryRegistry()
+    names = [f"node{i}" for i in range(config.nodes)]
+    balancer = _Balancer(names, registry, config.balancer, random.Random(f"balancer-{seed}"))
+    servers: dict[str, ReconnectServer] = {}
+    generations: list[ReconnectServer] = []
+    scopes: dict[str, trio.CancelScope] = {}
+    options = strategy_options(config.strategy)
+    options.update(max_attempts=None, ping_interval=None)
+
+    def new_server(name: str) -> ReconnectServer:
+        server = ReconnectServer(
+            log,
+            spread=SpreadPolicy(rate=config.capacity),
+            admission_rate=config.capacity,
+            registry=registry,
+            node=name,
+            rng=random.Random(f"server-{seed}-{name}-{len(generations)}"),
+        )
+        generations.append(server)
+        servers[name] = server
+        return server
+
+    async def run_node(
+        server: ReconnectServer,
+        name: str,
+        *,
+        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """One node process: serve until the scope is cancelled (the process exits)."""
+        listener = network.listen(name, 80, accept_rate=config.effective_accept_rate)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.serve_listeners, [listener])
+                task_status.started(scope)
+
+    ticking = trio.CancelScope()
+
+    async def ticker() -> None:
+        with ticking:
+            while True:
+                up = [name for name in names if name not in balancer.out]
+                if up:
+                    await servers[up[0]].publish({"tick": trio.current_time()})
+                await trio.sleep(config.event_interval)
+
+    async def open_stream(index: int, target: Target) -> trio.abc.Stream:
+        node = await balancer.pick()
+        if node is None:
+            raise ConnectionRefusedError("no node is up behind the load balancer")
+        link = await network.connect(attrs.evolve(target, host=node), client=f"c{index}")
+        return _TappedStream(link.client_stream, _FrameTap(recorder.clients[index].wire))
+
+    async def client(index: int) -> None:
+        await trio.sleep(index / ramp)
+        record = recorder.clients[index]
+        async with open_reconnecting_websocket(
+            _URL,
+            open_stream=lambda target: open_stream(index, target),
+            random=random.Random(f"client-{seed}-{index}"),
+            on_transition=lambda change: recorder.transition(index, change),
+            **options,
+        ) as ws:
+            async for item in ws:
+                if isinstance(item, ServerEvent | Snapshot | Gap):
+                    record.items.append(item)
+
+    ramp = 0.5 * config.capacity * config.nodes
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            scopes[name] = await nursery.start(run_node, new_server(name), name)
+        nursery.start_soon(ticker)
+        for index in range(config.clients):
+            nursery.start_soon(client, index)
+        await recorder.everyone_open.wait()
+        await trio.sleep(11.0)  # every connection stable, as in the restart herd
+        gc.collect()
+        recorder.everyone_open = trio.Event()
+        refused_before = sum(s.statistics().refused for s in generations)
+        replayed_before = sum(s.statistics().events_replayed for s in generations)
+        t0 = recorder.t0 = trio.current_time()
+        drains: list[dict[str, Any]] = []
+        with trio.move_on_after(config.effective_horizon) as waited:
+            for name in names:
+                balancer.out.add(name)
+                await trio.sleep(DEREGISTER_DELAY)
+                at = trio.current_time() - t0
+                summary = await servers[name].shutdown()
+                left = {n.node: n for n in await registry.nodes()}.get(name)
+                scopes[name].cancel()
+                await trio.sleep(config.restart_delay)
+                scopes[name] = await nursery.start(run_node, new_server(name), name)
+                balancer.out.discard(name)
+                ends = left.drain_ends if left is not None else None
+                drains.append(
+                    {
+                        "node": name,
+                        "at_s": round(at, 3),
+                        "drained": summary.drained,
+                        "aborted": summary.aborted,
+                        "window_s": round(summary.window, 3),
+                        "survivors": list(summary.survivors),
+                        "ends_s": None if ends is None else round(ends - t0, 3),
+                        "back_s": round(trio.current_time() - t0, 3),
+                    }
+                )
+            recorder.deployed = True
+            if recorder.open == len(recorder.clients):
+                recorder.everyone_open.set()
+            await recorder.everyone_open.wait()
+        out["all_ready_s"] = None if waited.cancelled_caught else trio.current_time() - t0
+        out["drains"] = drains
+        out["refused"] = sum(s.statistics().refused for s in generations) - refused_before
+        out["replayed"] = sum(s.statistics().events_replayed for s in generations) - replayed_before
+        out["final_clients"] = {name: len(servers[name].clients) for name in names}
+        # Stop the ticker and let the last events arrive before the count.
+        ticking.cancel()
+        await trio.sleep(_SETTLE)
+        newest = await log.newest()
+        out["newest"] = int(newest) if newest is not None else 0
+        out["not_ready"] = len(recorder.clients) - recorder.open
+        nursery.cancel_scope.cancel()
+
+
+def run_rolling_deploy(config: HerdConfig) -> RollingResult:
+    """Run one rolling deploy (blocking; it calls :func:`trio.run`).
+
+    Raises:
+        ValueError: if ``config`` is not a rolling deploy.
+    """
+    if config.deploy != "rolling":
+        raise ValueError("run_rolling_deploy needs deploy='rolling'")
+    gc.collect()
+    started = time.perf_counter()
+    recorder = _Recorder([_Client() for _ in range(config.clients)])
+    out: dict[str, Any] = {}
+    _seed_trio_scheduler(config.seed)
+    trio.run(_simulate, config, recorder, out, clock=trio.testing.MockClock(autojump_threshold=0))
+    wall = time.perf_counter() - started
+    newest = out["newest"]
+    lost = duplicated = app_duplicated = gaps = snapshots = 0
+    for client in recorder.clients:
+        counts = collections.Counter(client.wire)
+        duplicated += sum(n - 1 for n in counts.values() if n > 1)
+        client_lost, client_dups, client_gaps, client_snapshots = _check_deliveries(client, newest)
+        lost += client_lost
+        app_duplicated += client_dups
+        gaps += client_gaps
+        snapshots += client_snapshots
+    arrivals: dict[str, tuple[int, ...]] = {}
+    for name in (f"node{i}" for i in range(config.nodes)):
+        bins = recorder.arrivals.get(name, collections.Counter())
+        arrivals[name] = tuple(bins.get(i, 0) for i in range(max(bins, default=-1) + 1))
+    node_peaks = {name: max(bins, default=0) for name, bins in arrivals.items()}
+    ideal = config.capacity * BIN_SECONDS
+    durations = [d for c in recorder.clients for d in c.durations]
+    all_ready = out["all_ready_s"]
+    return RollingResult(
+        strategy=config.strategy,
+        clients=config.clients,
+        capacity=config.capacity,
+        nodes=config.nodes,
+        balancer=config.balancer,
+        peak_ratio=round(max(node_peaks.values()) / ideal, 3),
+        node_peaks=node_peaks,
+        ideal_per_100ms=ideal,
+        lost=lost,
+        duplicated=duplicated,
+        app_duplicated=app_duplicated,
+        gaps=gaps,
+        snapshots=snapshots,
+        events_published=newest,
+        events_replayed=out["replayed"],
+        all_ready_s=None if all_ready is None else round(all_ready, 3),
+        drains=tuple(out["drains"]),
+        refused_handshakes=out["refused"],
+        attempts=sum(sum(bins) for bins in arrivals.values()),
+        reconnects=len(durations),
+        median_reconnect_s=_round(statistics.median(durations) if durations else None),
+        p95_reconnect_s=_round(_percentile(durations, 0.95)),
+        max_reconnect_s=_round(max(durations, default=None)),
+        not_ready=out["not_ready"],
+        final_clients=out["final_clients"],
+        wall_s=round(wall, 2),
+        rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        latency=config.latency,
+        accept_rate=config.effective_accept_rate,
+        seed=config.seed,
+        arrivals=arrivals,
+    )
+
+
+# -- the command line's view -----------------------------------------------------
+
+
+def check_rolling_targets(result: RollingResult) -> dict[str, bool]:
+    """The rolling deploy's targets (issue 10), each ``True`` when met."""
+    return {
+        f"peak_ratio <= {PEAK_RATIO_TARGET}": result.peak_ratio <= PEAK_RATIO_TARGET,
+        "0 lost": result.lost == 0,
+        "0 duplicated": result.duplicated == 0 and result.app_duplicated == 0,
+        "every client ready again": result.all_ready_s is not None and result.not_ready == 0,
+    }
+
+
+def format_rolling_table(results: Sequence[RollingResult]) -> str:
+    """One block per result: the drains, each node's peak, the checks."""
+    lines: list[str] = []
+    for r in results:
+        lines += [
+            f"rolling deploy: {r.clients} clients, {r.nodes} nodes at {r.capacity:g}/s each,"
+            f" {r.balancer} balancer, strategy {r.strategy}, latency {r.latency * 1000:g} ms,"
+            f" seed {r.seed}; times in virtual seconds after the deploy started",
+            "",
+            f"{'node':<8}{'drained at':>11}{'clients':>9}{'window':>8}{'ends':>7}"
+            f"{'back':>7}  survivors",
+        ]
+        for d in r.drains:
+            ends = "-" if d["ends_s"] is None else f"{d['ends_s']:.2f}"
+            lines.append(
+                f"{d['node']:<8}{d['at_s']:>11.2f}{d['drained']:>9}{d['window_s']:>8.2f}"
+                f"{ends:>7}{d['back_s']:>7.2f}  {', '.join(d['survivors']) or '-'}"
+            )
+        peaks = ", ".join(f"{node} {peak}" for node, peak in r.node_peaks.items())
+        ready = "-" if r.all_ready_s is None else f"{r.all_ready_s:.2f} s"
+        lines += [
+            "",
+            f"peak arrivals per 100 ms: {peaks} (capacity {r.ideal_per_100ms:g});"
+            f" peak_ratio {r.peak_ratio:.2f}",
+            f"all ready {ready}; {r.attempts} attempts, {r.refused_handshakes} refused,"
+            f" {r.reconnects} reconnects (median {r.median_reconnect_s} s)",
+            f"{r.events_published} events published ({r.events_replayed} replayed after"
+            f" a move): lost {r.lost}, duplicated {r.duplicated}"
+            f" (on the wire; {r.app_duplicated} in the application), {r.gaps} gaps,"
+            f" {r.snapshots} snapshots; wall {r.wall_s:.1f} s",
+        ]
+        lines += [
+            f"target {name}: {'PASS' if met else 'MISS'}"
+            for name, met in check_rolling_targets(r).items()
+        ]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def plot_rolling(results: Sequence[RollingResult], path: str) -> None:
+    """Draw each node's arrivals per 100 ms during the deploy, one panel per result.
+
+    Raises:
+        RuntimeError: if matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RuntimeError(
+            "--plot needs matplotlib: python3 -m pip install 'trio-reconnect[plot]'"
+        ) from exc
+    figure, axes = plt.subplots(
+        len(results), 1, figsize=(9, 2.4 * len(results) + 0.6), sharex=True, squeeze=False
+    )
+    for ax, r in zip(axes[:, 0], results, strict=True):
+        for node, bins in r.arrivals.items():
+            times = [i * BIN_SECONDS for i in range(len(bins))]
+            ax.step(times, bins, where="post", linewidth=0.8, label=f"{node} attempts / 100 ms")
+        ax.axhline(
+            r.ideal_per_100ms,
+            color="grey",
+            linestyle="--",
+            linewidth=0.8,
+            label=f"a node's capacity per 100 ms ({r.ideal_per_100ms:g})",
+        )
+        for d in r.drains:
+            ax.axvline(d["at_s"], color="black", linewidth=0.5, linestyle=":")
+        ax.set_title(
+            f"{r.strategy}, {r.balancer} balancer: peak {r.peak_ratio:.2f} x a node's capacity,"
+            f" all ready {'-' if r.all_ready_s is None else format(r.all_ready_s, '.1f')} s,"
+            f" lost {r.lost}, duplicated {r.duplicated}",
+            fontsize=9,
+        )
+        ax.set_ylabel("attempts / 100 ms", fontsize=8)
+        ax.legend(loc="upper right", fontsize=7)
+    axes[-1, 0].set_xlabel("seconds after the deploy started (virtual); dotted: a drain starts")
+    first = results[0]
+    figure.suptitle(
+        f"rolling deploy: {first.clients} clients, {first.nodes} nodes at"
+        f" {first.capacity:g} handshakes/s each"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
