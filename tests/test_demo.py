@@ -140,14 +140,17 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 async def test_connect_and_serve_commands_talk_to_each_other(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from trio_reconnect import _cli
+    from trio_reconnect import _cli, _serve
 
     with trio.socket.socket() as sock:  # find a free port for the standalone server
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cli._serve, "127.0.0.1", port, 0.01, 0.3)
+            args = _cli._parser()[0].parse_args(
+                ["serve", "--port", str(port), "--interval", "0.01", "--restart-every", "0.3"]
+            )
+            nursery.start_soon(_serve._serve, args)
             await trio.sleep(0.1)  # let it bind (real clock)
             await _cli._connect(f"ws://127.0.0.1:{port}/", True, 80)
             nursery.cancel_scope.cancel()

@@ -2,12 +2,14 @@
 
 * ``python -m trio_reconnect demo``: the embedded server and a crowd of real
   clients through several spread restarts; exits 1 if any event was lost or
-  duplicated.
-* ``python -m trio_reconnect serve [--port N] [--metrics-port M]``: a standalone
-  protocol server publishing a ticker, for trying clients in other languages
-  against it (and its Prometheus metrics on ``/metrics``). On SIGTERM or
-  Ctrl-C it drains (1012 and spread hints), prints one line saying what it
-  drained, and exits 0.
+  duplicated. With ``--nodes N``: a rolling deploy of N real node processes
+  sharing a redis-server (:mod:`trio_reconnect._demo_cluster`).
+* ``python -m trio_reconnect serve [--port N] [--redis URL] [--metrics-port M]``:
+  a protocol node publishing a ticker, alone or one of a cluster sharing a
+  Redis stream, for trying clients in other languages against it (and its
+  Prometheus metrics on ``/metrics``). On SIGTERM or Ctrl-C it drains (1012
+  and spread hints), prints one line saying what it drained, and exits 0
+  (see :mod:`trio_reconnect._serve`).
 * ``python -m trio_reconnect connect URL``: a wscat-like client that prints
   every item and every state transition with its reason and delay.
 * ``python -m trio_reconnect herd --clients N --capacity R --strategy S``:
@@ -98,6 +100,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     demo.add_argument("--rate", type=positive_number, default=5.0, help="events/s (default 5)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from ._demo_cluster import node_count
+
+    demo.add_argument(
+        "--nodes",
+        type=node_count,
+        default=None,
+        help="instead: a rolling deploy of N real node processes sharing a redis-server "
+        "(at least 2; each node restarts once, so --duration and --restarts do not apply)",
+    )
     serve = commands.add_parser("serve", help="a standalone protocol server with a ticker")
     serve.add_argument(
         "--host", default=SERVE_HOST, help="address to listen on (default %(default)s)"
@@ -123,6 +134,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         default=None,
         help="serve Prometheus metrics on http://HOST:N/metrics (needs the prometheus extra)",
     )
+    from ._serve import add_arguments as add_serve_arguments
+
+    add_serve_arguments(serve)
     connect = commands.add_parser("connect", help="print items and transitions from a server")
     connect.add_argument(
         "url",
@@ -215,46 +229,6 @@ async def _connect(url: str, resume: bool, count: int | None) -> None:
                 return
 
 
-async def _serve(
-    host: str,
-    port: int,
-    interval: float,
-    restart_every: float | None,
-    metrics_port: int | None = None,
-) -> None:
-    from .server import ReconnectServer, ReplayLog
-
-    server = ReconnectServer(ReplayLog(max_events=10_000))
-
-    async def tick() -> None:
-        tick = 0
-        last_restart = trio.current_time()
-        while True:
-            tick += 1
-            await server.publish({"tick": tick, "time": time.time()})
-            if restart_every is not None and trio.current_time() - last_restart >= restart_every:
-                last_restart = trio.current_time()
-                print(f"restarting: {server.statistics().clients} clients dropped", flush=True)
-                nursery.start_soon(server.restart)
-            await trio.sleep(interval)
-
-    async def serve_until_signal(task_status: trio.TaskStatus[Any]) -> None:
-        summary = await server.serve_until_signal(host, port, task_status=task_status)
-        # The one line a deploy's log shows for this node's exit.
-        print(f"serve: {summary.describe()}", flush=True)
-        nursery.cancel_scope.cancel()
-
-    async with trio.open_nursery() as nursery:
-        listener = await nursery.start(serve_until_signal)
-        print(f"serving the reconnect protocol on ws://{host}:{listener.port}/", flush=True)
-        if metrics_port is not None:
-            from .prometheus._http import serve_server_metrics
-
-            bound = await nursery.start(serve_server_metrics, server, host, metrics_port)
-            print(f"serving Prometheus metrics on http://{host}:{bound}/metrics", flush=True)
-        await tick()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (see :mod:`trio_reconnect._cli_policy`)."""
     parser, commands = _parser()
@@ -309,6 +283,10 @@ async def _interruptible(command: Callable[[], Awaitable[T]]) -> T:
 
 
 def _run(args: Any) -> int:
+    if args.command == "demo" and args.nodes is not None:
+        from ._demo_cluster import run_command as run_cluster_demo_command
+
+        return run_cluster_demo_command(args)
     if args.command == "demo":
         from ._demo import run_demo, summary_json
 
@@ -337,7 +315,9 @@ def _run(args: Any) -> int:
             # A runtime error like any other (TimeoutError is an OSError): one line.
             raise TimeoutError(f"the run took longer than --timeout {args.timeout:g} s") from None
     if args.command == "serve":
-        trio.run(_serve, args.host, args.port, args.interval, args.restart_every, args.metrics_port)
+        from ._serve import run_command as run_serve_command
+
+        return run_serve_command(args)
     else:
         trio.run(
             _interruptible, functools.partial(_connect, args.url, not args.no_resume, args.count)
