@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import coredis
 import pytest
 import trio
@@ -551,3 +552,22 @@ async def test_errors_never_show_the_password(redis_server: RedisServer) -> None
     assert "hunter2" not in str(caught.value)
     assert "hunter2" not in repr(log)
     assert str(redis_server.port) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        anyio.ClosedResourceError(),
+        anyio.BrokenResourceError(),
+        anyio.EndOfStream(),
+        ExceptionGroup("pool", [ValueError("other"), anyio.ClosedResourceError()]),
+    ],
+)
+def test_a_stream_closed_under_a_command_is_the_store_unavailable(error: Exception) -> None:
+    # A command still in flight on a client that was replaced meanwhile sees its
+    # anyio stream closed: that is a lost connection (LogUnavailableError, the
+    # node's outage handling), not a bug of the log (EventLogError, a traceback).
+    from trio_reconnect.server._redis import _unavailable
+
+    assert _unavailable(error)
+    assert not _unavailable(ValueError("a reply this log did not expect"))

@@ -114,6 +114,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Final, NoReturn, TypeVar, cast
 
+import anyio
 import attrs
 import coredis
 import coredis.exceptions
@@ -288,11 +289,21 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+#: What a lost connection looks like from coredis: its own error, a timeout,
+#: the socket's error, or (a command still in flight on a client that was
+#: replaced meanwhile) the anyio stream it was reading being closed.
+_CONNECTION_LOST: Final = (
+    coredis.exceptions.ConnectionError,
+    TimeoutError,
+    OSError,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+)
+
+
 def _unavailable(exc: BaseException) -> bool:
-    return any(
-        isinstance(leaf, coredis.exceptions.ConnectionError | TimeoutError | OSError)
-        for leaf in _leaves(exc)
-    )
+    return any(isinstance(leaf, _CONNECTION_LOST) for leaf in _leaves(exc))
 
 
 def _safe_seq(event_id: str | None) -> int | None:
