@@ -225,11 +225,20 @@ class _ReaderSpawner:
         self._nursery = nursery
         self._scope = handshake_scope
         self.reader_ended = False
+        #: Set once the opening handshake succeeded (the websocket is open).
+        self.opened = False
+        #: What the reader raised before the websocket was open: kept here, not
+        #: raised into the nursery, so that the recorded refusal is read first.
+        self.error: Exception | None = None
 
     def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
         async def watched() -> None:
             try:
                 await fn()
+            except Exception as exc:
+                if self.opened:
+                    raise
+                self.error = exc
             finally:
                 self.reader_ended = True
                 self._scope.cancel()
@@ -871,6 +880,11 @@ class ReconnectingWebSocket:
                 max_message_size=self._max_message_size,
             )
         if ws is None:
+            if isinstance(spawner.error, trio_websocket.ConnectionRejected):
+                raise spawner.error  # a refusal trio-websocket read in full
+            # A refusal whose body ended at close, or one the reader choked on
+            # after its body (more bytes than Content-Length with
+            # ``Connection: close``): read it from the recorded bytes.
             refusal = recording.refusal() if spawner.reader_ended else None
             if refusal is not None:
                 # A refusal whose body ended at close: trio-websocket's reader
@@ -878,12 +892,17 @@ class ReconnectingWebSocket:
                 raise trio_websocket.ConnectionRejected(
                     refusal.status_code, refusal.headers, refusal.body
                 )
+            if spawner.error is not None:
+                raise spawner.error
             if spawner.reader_ended:  # closed by the server before it answered
                 outcome.close_code = 1006
                 raise ConnectionError(
                     f"{target.display} closed the connection during the opening handshake"
                 )
             return  # the phase deadline expired; the caller reports it
+        if spawner.error is not None:  # it failed right after the upgrade
+            raise spawner.error
+        spawner.opened = True
         recording.stop()
         self._websocket = ws
         result: HandshakeResult | None = None
