@@ -946,9 +946,13 @@ class ReconnectingWebSocket:
                 self._last_event_id = item.id
             elif isinstance(item, Snapshot):
                 self._last_event_id = item.id
-                self._recent.clear()  # the server's order starts again here
+                self._recent.clear()  # the server's order starts again here ...
+                if item.id is not None:
+                    self._recent.add(item.id)  # ... at an event the state includes
             elif isinstance(item, Gap):
-                self._recent.clear()  # likewise
+                self._recent.clear()  # likewise, after the last event of the gap
+                if item.ready_id is not None:
+                    self._recent.add(item.ready_id)
             if item is not None:
                 await self._deliver_replayed(item, phase)
         result = handshake.result
