@@ -284,3 +284,18 @@ async def test_close_delimited_503_with_an_http_date(
             await ws.wait_ready()
     assert accepted == [0.0, 42.0]
     assert [a.status_code for a in info.value.history] == [503, 401]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug, not fixed: wsproto reads any 1xx other than 101 as the refusal "
+    "(RFC 9110 15.2: a client MUST parse 1xx responses before the final one)",
+)
+@pytest.mark.parametrize("interim", [b"100 Continue", b"103 Early Hints"])
+async def test_an_interim_response_before_the_refusal(
+    nursery: trio.Nursery, interim: bytes
+) -> None:
+    data, _ = odd(503, "http/1.0 close-delimited")
+    port, _ = await raw_server(nursery, [b"HTTP/1.1 " + interim + b"\r\n\r\n" + data])
+    wait = await first_wait(port)  # today: HandshakeRejectedError with status 100 or 103
+    assert (wait.status_code, wait.delay) == (503, 2.0)
