@@ -125,16 +125,18 @@ def account(items: list[Item], start: int, last: str) -> tuple[list[str], int, i
 
 
 @pytest.mark.parametrize(
-    ("seed", "with_snapshot", "max_events"),
+    ("seed", "with_snapshot", "max_events", "max_lag"),
     [
-        (1, False, 100_000),  # the log holds everything: replays only
-        (2, True, 100_000),  # fresh clients get snapshots taken during publishes
-        (3, True, 150),  # clients fall out of a small log: snapshots, some stale
-        (4, False, 150),  # ... and without snapshots: exact gaps
+        (1, False, 100_000, 0.02),  # the log holds everything: replays (or lost past max_replay)
+        (2, True, 100_000, 0.02),  # fresh clients get snapshots taken during publishes
+        (3, True, 150, 0.02),  # clients fall out of a small log: snapshots, some stale
+        (4, False, 150, 0.02),  # ... and without snapshots: exact gaps
+        (5, True, 12, 0.06),  # fan-outs fall out of a tiny log: discontinuities
+        (6, False, 12, 0.06),
     ],
 )
 async def test_hopping_clients_on_a_shared_log_under_adversarial_scheduling(
-    autojump_clock: MockClock, seed: int, with_snapshot: bool, max_events: int
+    autojump_clock: MockClock, seed: int, with_snapshot: bool, max_events: int, max_lag: float
 ) -> None:
     rng = random.Random(seed)
     network = MemoryNetwork(random=random.Random(seed + 1), latency=0.002, jitter=0.002)
@@ -157,7 +159,7 @@ async def test_hopping_clients_on_a_shared_log_under_adversarial_scheduling(
 
     servers = [
         ReconnectServer(
-            YieldingView(shared, random.Random(seed * 10 + i), max_lag=0.02),
+            YieldingView(shared, random.Random(seed * 10 + i), max_lag=max_lag),
             snapshot=snapshot if with_snapshot else None,
             max_replay=80,
             rng=random.Random(seed * 100 + i),
@@ -238,6 +240,8 @@ async def test_hopping_clients_on_a_shared_log_under_adversarial_scheduling(
         assert total_snapshots >= clients
     if max_events < 1000 and not with_snapshot:
         assert total_gaps > 0  # the small log made some clients fall out
+    if max_events < 20:
+        assert sum(s.log_discontinuities for s in stats) > 0
 
 
 async def test_a_resumed_client_survives_a_fanout_far_behind_its_ready(
