@@ -272,3 +272,27 @@ async def test_a_resumed_client_survives_a_fanout_far_behind_its_ready(
         await server.publish("next")
         assert await receive_json(ws) == {"type": "event", "id": "193", "data": "next"}
         assert client.statistics().events_sent == 1
+
+
+async def test_an_event_is_what_its_data_was_when_published(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    # The fan-out encodes events after publish() returned; an application
+    # that reuses (mutates) its payload object must not change what the
+    # live clients, or a later replay, get.
+    server = ReconnectServer(ReplayLog(start=1), rng=random.Random(0), ping_interval=None)
+    with trio.fail_after(30):
+        ws = await connect(nursery, server)
+        await handshake(ws, None)
+        state: dict[str, Any] = {"n": 0, "seen": []}
+        for n in range(3):
+            state["n"] = n
+            state["seen"].append(n)
+            await server.publish(state)
+        state["n"] = "changed later"
+        live = [(await receive_json(ws))["data"] for _ in range(3)]
+        expected = [{"n": n, "seen": list(range(n + 1))} for n in range(3)]
+        assert live == expected
+        replay_ws = await connect(nursery, server)
+        frames = await handshake(replay_ws, None)
+        assert [f["data"] for f in frames if f["type"] == "event"] == expected
