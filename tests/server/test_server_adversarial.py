@@ -296,3 +296,31 @@ async def test_an_event_is_what_its_data_was_when_published(
         replay_ws = await connect(nursery, server)
         frames = await handshake(replay_ws, None)
         assert [f["data"] for f in frames if f["type"] == "event"] == expected
+
+
+async def test_an_event_that_is_not_json_does_not_crash_the_node(
+    autojump_clock: MockClock, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    # publish() refuses NaN, but another writer of a shared log need not:
+    # every node's fan-out (and every replay) reads the event. It arrives
+    # with null data, in order, and is logged; the node goes on.
+    log = ReplayLog(start=1)
+    server = ReconnectServer(log, rng=random.Random(0), ping_interval=None)
+    network = MemoryNetwork()
+    with trio.fail_after(30):
+        await nursery.start(server.serve_listeners, [network.listen("server", 80)])
+        ws = await connect(nursery, server)
+        await handshake(ws, None)
+        await log.append({"x": float("nan")})  # 1, behind publish()'s back
+        await log.append({1, 2})  # 2: a set, in an in-memory log
+        await server.publish("three")
+        live = [await receive_json(ws) for _ in range(3)]
+        assert [(f["id"], f["data"]) for f in live] == [("1", None), ("2", None), ("3", "three")]
+        frames = await handshake(await connect(nursery, server), None)  # the replay path
+        assert [(f.get("id"), f.get("data")) for f in frames] == [
+            ("1", None),
+            ("2", None),
+            ("3", "three"),
+            ("3", None),
+        ]
+    assert sum("not JSON" in r.getMessage() for r in caplog.records) == 4
