@@ -797,7 +797,10 @@ def model(frames: list[Frame], ending: str, window: int = tr.DEFAULT_DEDUPE_WIND
             elif item is not None:
                 if isinstance(item, tr.Snapshot):
                     m.last = item.id
-                recent.clear()  # a snapshot or gap: the server's order starts again
+                recent.clear()  # a snapshot or gap: the server's order starts again,
+                anchor = item.id if isinstance(item, tr.Snapshot) else item.ready_id
+                if anchor is not None:
+                    recent.append(anchor)  # at an id that counts as delivered
                 m.items.append(item)
             if handshake.result is not None:
                 m.ready = True

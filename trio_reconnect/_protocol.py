@@ -330,7 +330,9 @@ class RecentIds:
         The client calls it when it delivers a :class:`Snapshot` or a
         :class:`Gap`: the server's order starts again from that ``ready`` id,
         so an id seen before (perhaps reissued by a server that lost its
-        log) is not a duplicate any more.
+        log) is not a duplicate any more. The client then adds the id it starts
+        again from (the snapshot's, the gap's ``ready_id``), which counts
+        as delivered.
         """
         self._order.clear()
         self._members.clear()

@@ -29,6 +29,9 @@ then gives the client everything through some id (``covered``, see
 :mod:`trio_reconnect.server._planner`); the write loop drops every queued
 event at or below ``covered``, for as long as the connection lives. Why a
 one-time purge would not do is argued in :mod:`trio_reconnect.server._resume`.
+Such events also take no room in the queue: they are dropped when ``ready``
+is sent and when a lagging fan-out feeds them later, so a fan-out far behind
+the handshake does not make a resumed client look too slow.
 """
 
 from __future__ import annotations
@@ -242,6 +245,15 @@ class _Outbox:
         await trio.lowlevel.cancel_shielded_checkpoint()
         return frame
 
+    def drop_events_through(self, seq: int) -> None:
+        """Drop the queued events at or below ``seq`` (messages stay, in order)."""
+        items = self._items
+        if any(frame[0] is not None and frame[0] <= seq for frame in items):
+            kept = [frame for frame in items if frame[0] is None or frame[0] > seq]
+            items.clear()
+            items.extend(kept)
+            self._writable.unpark_all()
+
     def close(self) -> None:
         """Drop everything queued and wake every waiter."""
         self._closed = True
@@ -373,7 +385,11 @@ class ConnectedClient:
         """
         if self._close_requested:
             return
-        if not self._outbox.put_many_nowait(frames):
+        covered = self._covered
+        if covered is not None and frames and frames[0][0] <= covered:
+            # A fan-out behind the handshake: what it covered takes no room.
+            frames = [frame for frame in frames if frame[0] > covered]
+        if frames and not self._outbox.put_many_nowait(frames):
             self._hooks.too_slow(self)
 
     def close(self, code: int | None, reason: str | None) -> None:
@@ -434,6 +450,8 @@ class ConnectedClient:
     def set_ready(self, outcome: HandshakeOutcome, covered: int | None) -> None:
         """``ready`` was sent: from now on, queued events at or below ``covered`` are dropped."""
         self._covered = covered
+        if covered is not None:
+            self._outbox.drop_events_through(covered)
         self.outcome = outcome
         if not self._close_requested:
             self.state = ClientState.READY

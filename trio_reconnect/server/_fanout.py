@@ -60,6 +60,7 @@ __all__ = [
     "FanOutHooks",
     "SoleTask",
     "Subscriber",
+    "encode_logged_event",
 ]
 
 logger = logging.getLogger("trio_reconnect.server")
@@ -70,6 +71,24 @@ DEFAULT_FANOUT_BATCH: Final = 512
 DEFAULT_TAIL_BLOCK: Final = 1.0
 #: Seconds between attempts to read the log while it is unavailable.
 DEFAULT_LOG_RETRY_INTERVAL: Final = 1.0
+
+
+def encode_logged_event(event: LoggedEvent) -> str:
+    """The ``event`` frame of a logged event, also when its data is not JSON.
+
+    :meth:`~trio_reconnect.server.ReconnectServer.publish` refuses such
+    data, but anything else that appends to the log (another node, another
+    program writing the shared store, a direct ``log.append``) may not. Such
+    an event must not crash every node that reads it: it is sent with
+    ``data: null`` and logged as an error, so its id still arrives in order.
+    """
+    try:
+        return encode_event(event.id, event.data)
+    except (TypeError, ValueError) as error:
+        logger.error(
+            "event %s holds data that is not JSON (%s); sending it as null", event.id, error
+        )
+        return encode_event(event.id, None)
 
 
 class Subscriber(Protocol):
@@ -200,7 +219,7 @@ class FanOut:
             expected = seq
 
     def _feed(self, events: Sequence[LoggedEvent]) -> None:
-        frames = [(int(event.id), encode_event(event.id, event.data)) for event in events]
+        frames = [(int(event.id), encode_logged_event(event)) for event in events]
         self._position = events[-1].id
         self._delivered += len(events)
         for subscriber in list(self._subscribers):

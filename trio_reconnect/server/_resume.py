@@ -59,14 +59,14 @@ import attrs
 import trio
 
 from .._exceptions import ResumeProtocolError
-from .._protocol import HandshakeOutcome, encode_event, encode_ready, encode_snapshot, parse_resume
+from .._protocol import HandshakeOutcome, encode_ready, encode_snapshot, parse_resume
 from ._connection import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNSUPPORTED_DATA,
     ConnectedClient,
 )
-from ._fanout import FanOut
+from ._fanout import FanOut, encode_logged_event
 from ._logbase import EventLog, LoggedEvent, LogUnavailableError
 from ._planner import (
     ResumeAction,
@@ -233,7 +233,7 @@ class Resumer:
 
     async def _send_events(self, client: ConnectedClient, events: Sequence[LoggedEvent]) -> int:
         for event in events:
-            await client.send_replayed(encode_event(event.id, event.data))
+            await client.send_replayed(encode_logged_event(event))
         return len(events)
 
     async def _take_snapshot(self, client: ConnectedClient) -> tuple[str | None, str] | None:

@@ -605,6 +605,8 @@ class ReconnectServer:
 
         Args:
             data: The event's payload; anything :func:`json.dumps` accepts.
+                The event is what it encodes to now: changing ``data``
+                afterwards changes no event.
 
         Returns:
             The new event's id.
@@ -617,7 +619,10 @@ class ReconnectServer:
                 may or may not be stored; it is never appended twice.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        json.dumps(data, allow_nan=False)  # fail before the event enters the log
+        # Fail before the event enters the log; and store a copy, as a store
+        # would: the fan-out encodes the event later, so an in-memory log
+        # holding the caller's object would send what it was mutated into.
+        data = json.loads(json.dumps(data, allow_nan=False))
         try:
             event_id = await self.log.append(data)
         except LogUnavailableError as error:
