@@ -31,8 +31,9 @@ def test_a_snapshot_or_a_gap_empties_the_window(reset: Snapshot | Gap) -> None:
     cursor = Cursor(None, window=4)
     assert cursor.deliver(ServerEvent("3", "old"))
     assert cursor.deliver(reset)
-    assert cursor.remembered == 0
+    assert cursor.remembered == 1  # only where the order starts again: "100"
     assert cursor.deliver(ServerEvent("3", "new"))
+    assert not cursor.deliver(ServerEvent("100", "the event the reset stands at"))
 
 
 def test_a_snapshot_moves_the_cursor_to_its_id() -> None:

@@ -14,7 +14,10 @@ stated once:
 * a :class:`~trio_reconnect.Snapshot` or a :class:`~trio_reconnect.Gap`
   empties the window: the server's order starts again from that ``ready``
   id, so an id seen before (perhaps reissued by a server that lost its log)
-  is not a duplicate any more (docs/protocol.md, section 2);
+  is not a duplicate any more (docs/protocol.md, section 2); the id it
+  starts again from (the snapshot's id, the gap's ``ready_id``) then counts
+  as delivered, by the rule for the passed-in ``last_event_id``: a snapshot
+  at 6 includes event 6;
 * when a handshake ends, the cursor moves to ``ready``'s id if it has one,
   and to ``None`` when events were lost (``lost: true`` with a null id), so
   that a gap is reported once and not again on every reconnect;
@@ -64,10 +67,16 @@ class Cursor:
             self.last_event_id = item.id
         elif isinstance(item, Snapshot):
             self.last_event_id = item.id
-            self._recent.clear()
+            self._restart_window(item.id)
         elif isinstance(item, Gap):
-            self._recent.clear()
+            self._restart_window(item.ready_id)
         return True
+
+    def _restart_window(self, start: str | None) -> None:
+        """Empty the window, then count ``start`` (where the order starts again) as delivered."""
+        self._recent.clear()
+        if start is not None:
+            self._recent.add(start)
 
     def ready(self, result: HandshakeResult) -> None:
         """A handshake ended with ``result``."""
