@@ -266,19 +266,27 @@ class Run:
                 max_message_size=options.max_message_size,
             )
         if ws is None:
+            if isinstance(spawner.error, trio_websocket.ConnectionRejected):
+                raise spawner.error  # a refusal trio-websocket read in full
             refusal = recording.refusal() if spawner.ended.is_set() else None
             if refusal is not None:
-                # A refusal whose body ended at close: trio-websocket's reader
-                # missed its end (see _transport); the same verdict as the others.
+                # A refusal whose body ended at close, or one the reader choked
+                # on after its body: trio-websocket's reader missed its end or
+                # raised (see _transport); the same verdict as the others.
                 raise trio_websocket.ConnectionRejected(
                     refusal.status_code, refusal.headers, refusal.body
                 )
+            if spawner.error is not None:
+                raise spawner.error
             if spawner.ended.is_set():  # closed by the server before it answered
                 outcome.close_code = ABNORMAL_CLOSURE
                 raise ConnectionError(
                     f"{target.display} closed the connection during the opening handshake"
                 )
             return  # the phase deadline expired; the caller reports it
+        if spawner.error is not None:  # it failed right after the upgrade
+            raise spawner.error
+        spawner.opened = True
         recording.stop()
         if getattr(ws, "_stream", None) is recording:
             # The recording is for the opening handshake only: from here on
@@ -440,11 +448,21 @@ class _ReaderSpawner:
         self._nursery = nursery
         self._scope = handshake_scope
         self.ended = trio.Event()
+        #: Set once the opening handshake succeeded (the websocket is open).
+        self.opened = False
+        #: What the reader raised before the websocket was open: kept here, not
+        #: raised into the nursery, so that the recorded refusal is read first
+        #: (a refusal with more body than its Content-Length makes it raise).
+        self.error: Exception | None = None
 
     def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
         async def watched() -> None:
             try:
                 await fn()
+            except Exception as exc:
+                if self.opened:
+                    raise
+                self.error = exc
             finally:
                 self.ended.set()
                 self._scope.cancel()
