@@ -11,6 +11,7 @@ replay of ids seen before it, and the window's size boundary.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import trio
@@ -24,7 +25,7 @@ URL = "ws://example.test/"
 PLANNED = json.dumps({"retryAfter": 0})
 
 
-async def collect(server: FakeServer, count: int, **options: object) -> list[tr.Item]:
+async def collect(server: FakeServer, count: int, **options: Any) -> list[tr.Item]:
     items: list[tr.Item] = []
     with trio.fail_after(60):
         async with tr.open_reconnecting_websocket(
