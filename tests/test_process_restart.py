@@ -39,15 +39,21 @@ def free_port() -> int:
         return port
 
 
-async def start_serve(port: int) -> trio.Process:
-    """Start ``serve`` on ``port`` and return once it listens."""
+async def start_serve(port: int, processes: list[trio.Process]) -> trio.Process:
+    """Start ``serve`` on ``port`` and return once it listens.
+
+    The process goes into ``processes`` at once, so that the test's cleanup
+    kills it even if it never gets to listen.
+    """
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "trio_reconnect", "serve", "--port", str(port)]
     process = await trio.lowlevel.open_process(
         [*command, "--interval", str(INTERVAL)],
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         env=env,
     )
+    processes.append(process)
     assert process.stdout is not None
     seen = b""
     while b"serving" not in seen:
@@ -71,7 +77,7 @@ async def test_every_event_after_a_process_restart_is_delivered() -> None:
     processes: list[trio.Process] = []
     try:
         with trio.fail_after(20):
-            processes.append(await start_serve(port))
+            await start_serve(port, processes)
             async with tr.open_reconnecting_websocket(
                 f"ws://127.0.0.1:{port}/",
                 backoff=tr.Backoff(initial=0.02, max_delay=0.1),
@@ -86,7 +92,7 @@ async def test_every_event_after_a_process_restart_is_delivered() -> None:
                     first.append(item)
                 processes[0].send_signal(signal.SIGKILL)
                 await processes[0].wait()
-                processes.append(await start_serve(port))
+                await start_serve(port, processes)
 
                 # Everything until the new connection's ready: the old
                 # process's last events (already buffered), then one Gap.
