@@ -189,15 +189,11 @@ def _sooner_but_costlier(results: Sequence[HerdResult]) -> list[str]:
     return lines
 
 
-def plot(results: Sequence[HerdResult], path: str) -> None:
-    """Draw the arrivals per 100 ms after the restart, one panel per strategy.
-
-    Every panel has the same logarithmic y axis (a naive herd is a hundred
-    times the capacity, a paced return about one time), labelled as such, and
-    its own legend.
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files, no screen).
 
     Raises:
-        RuntimeError: if matplotlib is not installed.
+        RuntimeError: if matplotlib is not installed (the ``plot`` extra).
     """
     try:
         import matplotlib
@@ -208,6 +204,20 @@ def plot(results: Sequence[HerdResult], path: str) -> None:
         raise RuntimeError(
             "--plot needs matplotlib: python3 -m pip install 'trio-reconnect[plot]'"
         ) from exc
+    return plt
+
+
+def plot(results: Sequence[HerdResult], path: str) -> None:
+    """Draw the arrivals per 100 ms after the restart, one panel per strategy.
+
+    Every panel has the same logarithmic y axis (a naive herd is a hundred
+    times the capacity, a paced return about one time), labelled as such, and
+    its own legend.
+
+    Raises:
+        RuntimeError: if matplotlib is not installed.
+    """
+    plt = pyplot()
     figure = _figure(plt, results)
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -75,7 +75,7 @@ from ._herd import (
     _round,
     _seed_trio_scheduler,
 )
-from ._herd_cli import PEAK_RATIO_TARGET
+from ._herd_cli import PEAK_RATIO_TARGET, pyplot
 from ._network import MemoryNetwork
 from ._strategies import strategy_options
 
@@ -573,15 +573,7 @@ def plot_rolling(results: Sequence[RollingResult], path: str) -> None:
     Raises:
         RuntimeError: if matplotlib is not installed.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise RuntimeError(
-            "--plot needs matplotlib: python3 -m pip install 'trio-reconnect[plot]'"
-        ) from exc
+    plt = pyplot()
     figure, axes = plt.subplots(
         len(results), 1, figsize=(9, 2.4 * len(results) + 0.6), sharex=True, squeeze=False
     )
