@@ -190,6 +190,28 @@ def read_refusal(data: bytes) -> Refusal | None:
     return Refusal(response.status_code, headers, bytes(body))
 
 
+def _head_end(data: bytearray) -> int | None:
+    """Where the response head in ``data`` ends (after its blank line), if it is complete."""
+    ends = [
+        at + len(separator)
+        for separator in (b"\r\n\r\n", b"\n\n")
+        if (at := data.find(separator)) >= 0
+    ]
+    return min(ends, default=None)  # the first blank line, whichever line ends it uses
+
+
+def _is_interim(head: bytes | bytearray) -> bool:
+    """Whether ``head`` is an interim response: status 1xx, but not 101 (the upgrade)."""
+    status_line = bytes(head).split(b"\n", 1)[0].split()
+    return (
+        len(status_line) >= 2
+        and status_line[0].startswith(b"HTTP/1.")
+        and len(status_line[1]) == 3
+        and status_line[1].startswith(b"1")
+        and status_line[1] != b"101"
+    )
+
+
 class RecordingStream(trio.abc.Stream):
     """A stream that keeps a copy of the first bytes it receives, until :meth:`stop`.
 
@@ -205,6 +227,9 @@ class RecordingStream(trio.abc.Stream):
         self.transport_stream = stream
         self._limit = limit
         self._received: bytearray | None = bytearray()
+        #: Bytes read while looking for the end of the first response head;
+        #: ``None`` once that head is known not to be an interim (1xx) one.
+        self._head: bytearray | None = bytearray()
 
     def __repr__(self) -> str:
         return repr(self.transport_stream)
@@ -219,11 +244,40 @@ class RecordingStream(trio.abc.Stream):
         return None if received is None else read_refusal(bytes(received))
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        data = bytes(await self.transport_stream.receive_some(max_bytes))
+        if self._head is None:
+            data = bytes(await self.transport_stream.receive_some(max_bytes))
+        else:
+            data = await self._past_interim_responses(max_bytes)
         received = self._received
         if received is not None and len(received) < self._limit:
             received += data[: self._limit - len(received)]
         return data
+
+    async def _past_interim_responses(self, max_bytes: int | None) -> bytes:
+        """The response bytes with any interim (1xx but 101) heads before the final one left out.
+
+        RFC 9110 section 15.2: a client must read and skip ``100 Continue``
+        or ``103 Early Hints`` before the final response; wsproto takes the
+        first head it sees as the answer, so a server sending one would look
+        like a refusal with status 100. Only the opening bytes are looked at,
+        at most ``limit`` of them.
+        """
+        head = self._head
+        assert head is not None
+        while True:
+            end = _head_end(head)
+            if end is not None and _is_interim(head[:end]):
+                del head[:end]  # skip it; the final response follows
+                continue
+            if end is not None or len(head) >= self._limit:
+                self._head = None
+                data = bytes(head)
+                return data if data else await self.receive_some(max_bytes)
+            chunk = await self.transport_stream.receive_some(max_bytes)
+            if not chunk:  # the input ended: hand on what there is, then b""
+                self._head = None
+                return bytes(head)
+            head += chunk
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.transport_stream.send_all(data)
