@@ -60,6 +60,9 @@ class RecordingStream(trio.abc.Stream):
 
 
 class Hooks:
+    def __init__(self) -> None:
+        self.slow = 0
+
     def hint_reason(self, reason: str) -> str:
         return reason
 
@@ -67,7 +70,7 @@ class Hooks:
         pass
 
     def too_slow(self, client: ConnectedClient) -> None:
-        raise AssertionError("not too slow here")
+        self.slow += 1
 
     def half_open(self, client: ConnectedClient) -> None:
         raise AssertionError("no pings here")
@@ -102,7 +105,9 @@ async def pair(
     return server_ws, client_ws[0], recorder
 
 
-def make_client(ws: WebSocketConnection, queue_size: int = 100) -> ConnectedClient:
+def make_client(
+    ws: WebSocketConnection, queue_size: int = 100, hooks: Hooks | None = None
+) -> ConnectedClient:
     settings = ConnectionSettings(
         queue_size=queue_size,
         close_timeout=CLOSE_TIMEOUT,
@@ -110,7 +115,7 @@ def make_client(ws: WebSocketConnection, queue_size: int = 100) -> ConnectedClie
         ping_interval=None,
         ping_timeout=10.0,
     )
-    return ConnectedClient(1, "peer", "/", 0.0, ws, settings, Hooks())
+    return ConnectedClient(1, "peer", "/", 0.0, ws, settings, hooks or Hooks())
 
 
 def start(
@@ -289,3 +294,25 @@ async def test_a_broken_stream_closes_the_connection(nursery: trio.Nursery) -> N
         assert closed.value.reason.code == 1006
         assert server_ws.closed is not None
         assert server_ws.closed.code == 1006
+
+
+async def test_frames_taken_for_a_batch_still_count_against_the_queue(
+    write_path: str, nursery: trio.Nursery
+) -> None:
+    # Both ways, the frame being written is not counted and the rest are:
+    # a batch does not make room for more than one frame at a time did.
+    with trio.fail_after(10):
+        server_ws, _client_ws, recorder = await pair(nursery)
+        hooks = Hooks()
+        client = make_client(server_ws, queue_size=4, hooks=hooks)
+        recorder.gate = trio.Event()
+        start(nursery, client, [(i, f"e{i}") for i in range(1, 5)])
+        await recorder.held.wait()
+        assert client.statistics().queued == 3
+        client.feed([(5, "e5")])
+        assert hooks.slow == 0
+        client.feed([(6, "e6")])
+        assert hooks.slow == 1
+        recorder.gate.set()
+        client.abort()
+        await client.wait_closed()

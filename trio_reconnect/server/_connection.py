@@ -233,7 +233,8 @@ class _Outbox:
         self._writable = trio.lowlevel.ParkingLot()
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Frames queued, and taken for a batch but not written yet (all but the first)."""
+        return len(self._items) + self._held
 
     def put_many_nowait(self, frames: Sequence[_Frame]) -> bool:
         """Queue ``frames``; ``False`` if they do not all fit. Closed: dropped."""
