@@ -184,6 +184,7 @@ def test_refusal_window_points_past_its_end() -> None:
     ],
 )
 def test_admission_validation(kwargs: dict[str, Any]) -> None:
+    kwargs = dict(kwargs)  # the parameter is shared by every run of the test
     rate = kwargs.pop("rate")
     with pytest.raises(ValueError, match="must be"):
         AdmissionControl(rate, **kwargs)
