@@ -17,6 +17,7 @@ import trio.testing
 import trio_websocket
 import wsproto.utilities
 
+import trio_reconnect as tr
 from trio_reconnect import Target
 
 Handler = Callable[[trio_websocket.WebSocketRequest, int], Awaitable[None]]
@@ -83,6 +84,30 @@ async def send_ready(
 
 async def send_event(ws: trio_websocket.WebSocketConnection, event_id: str, data: Any) -> None:
     await ws.send_message(json.dumps({"type": "event", "id": event_id, "data": data}))
+
+
+async def send_snapshot(ws: trio_websocket.WebSocketConnection, event_id: str, data: Any) -> None:
+    await ws.send_message(json.dumps({"type": "snapshot", "id": event_id, "data": data}))
+
+
+async def serve_then_restart(ws: trio_websocket.WebSocketConnection, count: int) -> None:
+    """Ready, events "1" .. ``count``, then close with 1012 and ``retryAfter: 0``."""
+    await send_ready(ws, None)
+    for i in range(1, count + 1):
+        await send_event(ws, str(i), i)
+    await ws.aclose(1012, json.dumps({"retryAfter": 0}))
+
+
+async def collect(server: FakeServer, count: int, **options: Any) -> list[tr.Item]:
+    """The first ``count`` items a client of ``server`` receives (pings off, under a guard)."""
+    items: list[tr.Item] = []
+    with trio.fail_after(60):
+        async with tr.open_reconnecting_websocket(
+            "ws://example.test/", open_stream=server.open_stream, ping_interval=None, **options
+        ) as ws:
+            while len(items) < count:
+                items.append(await ws.get_message())
+    return items
 
 
 def hint(ms: float, code: int = 1012) -> tuple[int, str]:

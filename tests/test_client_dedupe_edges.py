@@ -11,7 +11,6 @@ replay of ids seen before it, and the window's size boundary.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 import trio
@@ -19,25 +18,17 @@ import trio.testing
 import trio_websocket
 
 import trio_reconnect as tr
-from tests.helpers import FakeServer, accept_and_resume, send_event, send_ready
+from tests.helpers import (
+    FakeServer,
+    accept_and_resume,
+    collect,
+    send_event,
+    send_ready,
+    send_snapshot,
+    serve_then_restart,
+)
 
-URL = "ws://example.test/"
 PLANNED = json.dumps({"retryAfter": 0})
-
-
-async def collect(server: FakeServer, count: int, **options: Any) -> list[tr.Item]:
-    items: list[tr.Item] = []
-    with trio.fail_after(60):
-        async with tr.open_reconnecting_websocket(
-            URL, open_stream=server.open_stream, ping_interval=None, **options
-        ) as ws:
-            while len(items) < count:
-                items.append(await ws.get_message())
-    return items
-
-
-async def send_snapshot(ws: trio_websocket.WebSocketConnection, event_id: str, data: str) -> None:
-    await ws.send_message(json.dumps({"type": "snapshot", "id": event_id, "data": data}))
 
 
 async def test_a_given_last_event_id_replayed_twice_and_sent_live_is_dropped_each_time(
@@ -67,10 +58,7 @@ async def test_a_snapshot_at_an_id_seen_before_the_restart(
     async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
         ws, frame = await accept_and_resume(request)
         if n == 1:
-            await send_ready(ws, None)
-            for i in range(1, 6):
-                await send_event(ws, str(i), i)
-            await ws.aclose(1012, PLANNED)
+            await serve_then_restart(ws, 5)
             return
         assert frame["lastEventId"] == "5"
         await send_snapshot(ws, "3", "new state")

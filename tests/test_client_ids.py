@@ -10,27 +10,21 @@ after losing its log does not get its new events swallowed.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import trio
 import trio.testing
 import trio_websocket
 
 import trio_reconnect as tr
-from tests.helpers import FakeServer, accept_and_resume, send_event, send_ready
-
-URL = "ws://example.test/"
-
-
-async def collect(server: FakeServer, count: int, **options: Any) -> list[tr.Item]:
-    items: list[tr.Item] = []
-    with trio.fail_after(60):
-        async with tr.open_reconnecting_websocket(
-            URL, open_stream=server.open_stream, ping_interval=None, **options
-        ) as ws:
-            while len(items) < count:
-                items.append(await ws.get_message())
-    return items
+from tests.helpers import (
+    FakeServer,
+    accept_and_resume,
+    collect,
+    send_event,
+    send_ready,
+    send_snapshot,
+    serve_then_restart,
+)
 
 
 async def test_gap_empties_the_window_so_reissued_ids_are_delivered(
@@ -39,10 +33,7 @@ async def test_gap_empties_the_window_so_reissued_ids_are_delivered(
     async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
         ws, frame = await accept_and_resume(request)
         if n == 1:
-            await send_ready(ws, None)
-            for i in range(1, 6):
-                await send_event(ws, str(i), i)
-            await ws.aclose(1012, json.dumps({"retryAfter": 0}))
+            await serve_then_restart(ws, 5)
             return
         # A new incarnation that lost its log and counts from 1 again.
         assert frame["lastEventId"] == "5"
@@ -62,12 +53,9 @@ async def test_snapshot_empties_the_window(
     async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
         ws, _ = await accept_and_resume(request)
         if n == 1:
-            await send_ready(ws, None)
-            for i in range(1, 6):
-                await send_event(ws, str(i), i)
-            await ws.aclose(1012, json.dumps({"retryAfter": 0}))
+            await serve_then_restart(ws, 5)
             return
-        await ws.send_message(json.dumps({"type": "snapshot", "id": "2", "data": "state"}))
+        await send_snapshot(ws, "2", "state")
         await send_event(ws, "3", "new 3")  # replayed after the snapshot
         await send_ready(ws, "3")
         await send_event(ws, "3", "new 3")  # the snapshot's order: a duplicate
