@@ -138,6 +138,31 @@ def account(items: list[Item], start: int, last: str) -> tuple[list[str], int, i
 async def test_hopping_clients_on_a_shared_log_under_adversarial_scheduling(
     autojump_clock: MockClock, seed: int, with_snapshot: bool, max_events: int, max_lag: float
 ) -> None:
+    # Every run must account exactly; the small logs must also have made
+    # clients fall out (and fan-outs, for the tiniest) in some run. trio's
+    # scheduler shuffles its batches at random, so one seed does not fix the
+    # interleaving: a run that happened to need no gap is run again (about
+    # one run in a hundred), on another seed.
+    for attempt in range(_RUNS):
+        gaps, discontinuities = await _hop(
+            seed + 1000 * attempt, with_snapshot, max_events, max_lag
+        )
+        if (gaps > 0 or max_events >= 1000 or with_snapshot) and (
+            discontinuities > 0 or max_events >= 20
+        ):
+            return
+    raise AssertionError(
+        f"no run of {_RUNS} made a client fall out of the log "
+        f"(gaps {gaps}, fan-out discontinuities {discontinuities})"
+    )
+
+
+#: Runs of a scenario, at most, for one that makes clients fall out of the log.
+_RUNS = 4
+
+
+async def _hop(seed: int, with_snapshot: bool, max_events: int, max_lag: float) -> tuple[int, int]:
+    """One run: every client's items checked; ``(gaps the clients saw, discontinuities)``."""
     rng = random.Random(seed)
     network = MemoryNetwork(random=random.Random(seed + 1), latency=0.002, jitter=0.002)
     shared = ReplayLog(max_events=max_events, start=1)
@@ -238,10 +263,7 @@ async def test_hopping_clients_on_a_shared_log_under_adversarial_scheduling(
     assert total_gaps <= sum(s.lost for s in stats)
     if with_snapshot:
         assert total_snapshots >= clients
-    if max_events < 1000 and not with_snapshot:
-        assert total_gaps > 0  # the small log made some clients fall out
-    if max_events < 20:
-        assert sum(s.log_discontinuities for s in stats) > 0
+    return total_gaps, sum(s.log_discontinuities for s in stats)
 
 
 async def test_a_resumed_client_survives_a_fanout_far_behind_its_ready(
