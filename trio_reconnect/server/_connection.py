@@ -71,6 +71,7 @@ from wsproto.events import BytesMessage, TextMessage
 
 from .._hints import MAX_CLOSE_REASON_BYTES
 from .._protocol import HandshakeOutcome
+from ._direct import DirectWriter, FlushingLock
 
 __all__ = [
     "CLOSE_ABNORMAL",
@@ -221,7 +222,16 @@ class ConnectionHooks(Protocol):
 class _Outbox:
     """A client's bounded outgoing queue (a deque, woken through parking lots)."""
 
-    __slots__ = ("_closed", "_held", "_items", "_readable", "_size", "_writable")
+    __slots__ = (
+        "_closed",
+        "_held",
+        "_items",
+        "_readable",
+        "_size",
+        "_taken",
+        "_woken",
+        "_writable",
+    )
 
     def __init__(self, size: int) -> None:
         self._items: collections.deque[_Frame] = collections.deque()
@@ -229,12 +239,25 @@ class _Outbox:
         self._closed = False
         #: Frames taken by :meth:`get_many` and not yet written, but the first.
         self._held = 0
+        #: Whether :meth:`get_many` returned frames not yet :meth:`written`.
+        self._taken = False
+        #: Whether :meth:`wake` asked the reader to come back with nothing.
+        self._woken = False
         self._readable = trio.lowlevel.ParkingLot()
         self._writable = trio.lowlevel.ParkingLot()
 
     def __len__(self) -> int:
         """Frames queued, and taken for a batch but not written yet (all but the first)."""
         return len(self._items) + self._held
+
+    def idle(self) -> bool:
+        """Nothing queued, and no frames taken by the reader but not yet written."""
+        return not self._items and not self._taken
+
+    def wake(self) -> None:
+        """Make the reader's :meth:`get_many` return (empty-handed if nothing is queued)."""
+        self._woken = True
+        self._readable.unpark()
 
     def put_many_nowait(self, frames: Sequence[_Frame]) -> bool:
         """Queue ``frames``; ``False`` if they do not all fit. Closed: dropped."""
@@ -260,9 +283,10 @@ class _Outbox:
         return True
 
     async def get_many(self, limit: int) -> list[_Frame]:
-        """The oldest frames, at most ``limit`` of them, waiting for one.
+        """The oldest frames, at most ``limit`` of them, waiting for one (or a :meth:`wake`).
 
         All but the first still count against the size until :meth:`written`.
+        An empty list: :meth:`wake` was called and nothing is queued.
 
         Raises:
             trio.EndOfChannel: once the queue is closed.
@@ -272,9 +296,15 @@ class _Outbox:
         while not items:
             if self._closed:
                 raise trio.EndOfChannel
+            if self._woken:
+                self._woken = False
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return []
             await self._readable.park()
         if self._closed:
             raise trio.EndOfChannel
+        self._woken = False
+        self._taken = True
         if len(items) <= limit:
             frames = list(items)
             items.clear()
@@ -287,6 +317,7 @@ class _Outbox:
 
     def written(self) -> None:
         """The frames :meth:`get_many` returned were written (or dropped)."""
+        self._taken = False
         if self._held:
             self._held = 0
             self._writable.unpark_all()
@@ -336,6 +367,8 @@ class ConnectedClient:
     last_event_id: str | None = None
     outcome: HandshakeOutcome | None = None
     _outbox: _Outbox = attrs.field(init=False, repr=False)
+    #: Writes live events straight to the socket while the client is idle (``None``: never).
+    _direct: DirectWriter | None = attrs.field(init=False, default=None, repr=False)
     #: The persistent filter: queued events at or below it are never sent.
     _covered: int | None = attrs.field(init=False, default=None, repr=False)
     _replayed: int = attrs.field(init=False, default=0, repr=False)
@@ -358,6 +391,7 @@ class ConnectedClient:
 
     def __attrs_post_init__(self) -> None:
         self._outbox = _Outbox(self._settings.queue_size)
+        self._direct = DirectWriter.install(self._ws, self._outbox.wake)
 
     # -- the application's side ---------------------------------------------
 
@@ -399,6 +433,7 @@ class ConnectedClient:
 
     def statistics(self) -> ClientStatistics:
         """A frozen snapshot of this client."""
+        direct = self._direct
         return ClientStatistics(
             id=self.id,
             remote=self.remote,
@@ -408,8 +443,8 @@ class ConnectedClient:
             last_event_id=self.last_event_id,
             outcome=self.outcome,
             replayed=self._replayed,
-            queued=len(self._outbox),
-            events_sent=self._events_sent,
+            queued=len(self._outbox) + (direct.events_left if direct is not None else 0),
+            events_sent=self._events_sent + (direct.events_written if direct is not None else 0),
             messages_sent=self._messages_sent,
             messages_received=self._messages_received,
             close_code=self._close_code,
@@ -427,7 +462,8 @@ class ConnectedClient:
         """Queue live events (from the fan-out, in log order), without waiting.
 
         A client whose queue cannot take them all is too slow: the hooks are
-        told, and it is closed.
+        told, and it is closed. A client with nothing queued or being written
+        gets them written to its socket at once (:mod:`trio_reconnect.server._direct`).
         """
         if self._close_requested:
             return
@@ -435,7 +471,18 @@ class ConnectedClient:
         if covered is not None and frames and frames[0][0] <= covered:
             # A fan-out behind the handshake: what it covered takes no room.
             frames = [frame for frame in frames if frame[0] > covered]
-        if frames and not self._outbox.put_many_nowait(frames):
+        if not frames:
+            return
+        direct = self._direct
+        if (
+            direct is not None
+            and self.state is ClientState.READY
+            and not self._sending
+            and self._outbox.idle()
+            and direct.write([text for _, text in frames])
+        ):
+            return
+        if not self._outbox.put_many_nowait(frames):
             self._hooks.too_slow(self)
 
     def close(self, code: int | None, reason: str | None) -> None:
@@ -494,6 +541,18 @@ class ConnectedClient:
         finally:
             self._sending = False
         return True
+
+    async def _flush(self) -> None:
+        """Write what a direct write left behind (the send lock does it), as a send."""
+        if self._close_requested:
+            return
+        self._sending = True
+        try:
+            async with self._ws._stream_lock:
+                pass
+        finally:
+            self._sending = False
+        await self._after_write()
 
     async def _after_write(self) -> None:
         """A close requested during a write takes effect now."""
@@ -568,6 +627,11 @@ class ConnectedClient:
                     frames = await outbox.get_many(limit)
                 except trio.EndOfChannel:
                     return
+                if not frames:
+                    # Woken by a direct write that left bytes behind: taking
+                    # the send lock writes them.
+                    await self._flush()
+                    continue
                 covered = self._covered
                 if covered is not None:
                     # The persistent filter: the handshake sent these.
@@ -644,7 +708,7 @@ def _can_write_batched(ws: WebSocketConnection) -> bool:
         _BATCHED_WRITES
         and isinstance(getattr(ws, "_wsproto", None), wsproto.WSConnection)
         and isinstance(getattr(ws, "_stream", None), trio.abc.Stream)
-        and isinstance(getattr(ws, "_stream_lock", None), trio.StrictFIFOLock)
+        and isinstance(getattr(ws, "_stream_lock", None), trio.StrictFIFOLock | FlushingLock)
         and hasattr(ws, "_close_reason")
         and callable(getattr(ws, "_abort_web_socket", None))
     )

@@ -1,0 +1,217 @@
+"""Writing live events straight to an idle client's socket, from the fan-out.
+
+Why
+---
+
+A node has one task per client connection writing that client's queue, and
+one fan-out task feeding every queue (:mod:`trio_reconnect.server._fanout`).
+When events come one at a time (the usual case on a shared log such as
+Redis: each arrives on a tail read of its own), every delivery then costs a
+wake-up of the client's write loop, its passes through trio's scheduler
+around the send, and a park: several scheduler passes for one ``send``. A
+plain broadcast (one task awaiting ``send_message`` on every websocket in
+turn) makes two. So when the client is idle, the fan-out writes the event
+itself, in the same synchronous step that would have queued it: one
+non-blocking ``write`` on the socket, no task woken, no scheduler pass.
+
+When
+----
+
+Only when nothing else is, or could be, in the middle of writing to this
+connection: the client is ``ready`` and not closing, its queue is empty and
+its write loop holds no frames, trio-websocket's send lock is free, no
+earlier direct write left bytes behind, and wsproto's connection is open.
+Otherwise the events are queued, as always. Since a frame is only written
+directly while the queue is empty, the order of events and messages on the
+wire is the order they were queued in.
+
+It needs a plain TCP connection on a POSIX system (``trio.SocketStream``: TLS
+streams are written by their ``send_all`` only) and, from trio-websocket
+0.12, the private ``_wsproto``, ``_stream``, ``_stream_lock`` and
+``_close_reason`` attributes. :meth:`DirectWriter.install` checks them when
+the connection is created, and without them nothing changes: every frame
+goes through the queue.
+
+A write that does not go through whole
+--------------------------------------
+
+A non-blocking write may take only part of the bytes (the socket's send
+buffer is full: a slow client). The rest must reach the wire before any
+other byte, from whoever sends next. trio-websocket sends everything (its
+messages, pings, pongs, the close frame) under its send lock, so
+:meth:`install` replaces that lock by a :class:`FlushingLock`: taking it
+first writes what a direct write left behind. The client's write loop is
+woken to take the lock, so that the rest goes out even when nothing else is
+sent. The flush writes with ``os.write`` and waits with trio's
+``wait_writable``, and always knows how much of the rest is left, so
+cancelling it never leaves the stream in an unknown state: the next holder
+of the lock goes on where it stopped. Bytes left behind are at most one
+fan-out feed (the events of one tail read); they are not counted against the
+client's ``queue_size``, but everything fed after them is, since it is
+queued.
+
+A write that fails (the peer reset the connection, the socket is closed) is
+not reported here: the events are queued, and the write loop's own send
+meets the same error and closes the connection the usual way. The socket's
+file descriptor is asked for at every write, never kept: a closed trio
+socket answers ``-1``, so a closed connection's number, given meanwhile to
+another connection, is never written to.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+import trio
+import wsproto
+from trio_websocket import WebSocketConnection
+from wsproto.connection import ConnectionState as WsState
+from wsproto.events import TextMessage
+
+__all__ = ["DirectWriter", "FlushingLock"]
+
+# Whether connections may be written directly (module comment). Off (tests),
+# every frame goes through the client's queue and write loop.
+_DIRECT_WRITES = True
+
+
+class DirectWriter:
+    """One connection's direct writes, and the bytes they left behind."""
+
+    __slots__ = ("_left", "_left_events", "_lock", "_socket", "_wake", "_ws", "events_written")
+
+    def __init__(
+        self, ws: WebSocketConnection, socket: trio.socket.SocketType, wake: Callable[[], None]
+    ) -> None:
+        self._ws = ws
+        self._socket = socket
+        self._wake = wake
+        self._lock = FlushingLock(self)
+        #: What a partial write left behind, not written yet.
+        self._left = memoryview(b"")
+        #: Events in ``_left``: counted in ``events_written`` when it is written.
+        self._left_events = 0
+        #: Events whose bytes reached the socket through this writer.
+        self.events_written = 0
+
+    @classmethod
+    def install(cls, ws: WebSocketConnection, wake: Callable[[], None]) -> DirectWriter | None:
+        """A writer for ``ws``, with its send lock replaced; ``None`` where it cannot be used.
+
+        Args:
+            ws: The connection, before anything of ours sends on it.
+            wake: Called (synchronously) when a direct write left bytes behind:
+                the write loop should take the send lock.
+        """
+        if not _DIRECT_WRITES or os.name != "posix":
+            return None
+        stream = getattr(ws, "_stream", None)
+        lock = getattr(ws, "_stream_lock", None)
+        if (
+            type(stream) is not trio.SocketStream
+            or type(lock) is not trio.StrictFIFOLock
+            or lock.locked()  # a send in progress: the lock cannot be swapped under it
+            or not isinstance(getattr(ws, "_wsproto", None), wsproto.WSConnection)
+            or not hasattr(ws, "_close_reason")
+        ):
+            return None
+        writer = cls(ws, stream.socket, wake)
+        ws._stream_lock = writer._lock  # type: ignore[assignment]
+        return writer
+
+    @property
+    def events_left(self) -> int:
+        """Events whose bytes a partial write left behind."""
+        return self._left_events
+
+    def write(self, messages: Sequence[str]) -> bool:
+        """Write ``messages`` now, if nothing else is writing; ``False``: queue them instead.
+
+        The caller has checked that the client has nothing queued and its
+        write loop holds no frames. ``True`` means the frames are the
+        socket's, whole or in part (the rest goes out before anything else).
+        """
+        ws = self._ws
+        if self._left or self._lock.locked() or ws._close_reason is not None:
+            return False
+        protocol = ws._wsproto
+        if protocol.state is not WsState.OPEN:
+            return False
+        fd = self._socket.fileno()
+        if fd < 0:
+            return False
+        data = b"".join(protocol.send(TextMessage(data=message)) for message in messages)
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return False  # the write loop's send meets the error and closes
+        if written == len(data):
+            self.events_written += len(messages)
+        else:
+            self._left = memoryview(data)[written:]
+            self._left_events = len(messages)
+            self._wake()
+        return True
+
+    async def flush(self) -> None:
+        """Write what a partial write left behind (under the send lock).
+
+        Cancelling it is safe: what is left is always known. A socket error
+        drops the rest silently: the send that follows meets the same error.
+        """
+        while self._left:
+            fd = self._socket.fileno()
+            if fd < 0:
+                self._drop_left()
+                return
+            try:
+                written = os.write(fd, self._left)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                self._drop_left()
+                return
+            self._left = self._left[written:]
+            if self._left:
+                await trio.lowlevel.wait_writable(self._socket)
+        if self._left_events:
+            self.events_written += self._left_events
+            self._left_events = 0
+
+    def _drop_left(self) -> None:
+        self._left = memoryview(b"")
+        self._left_events = 0
+
+
+class FlushingLock:
+    """trio-websocket's send lock, which first writes what a direct write left behind."""
+
+    __slots__ = ("_lock", "_writer")
+
+    def __init__(self, writer: DirectWriter) -> None:
+        self._lock = trio.StrictFIFOLock()
+        self._writer = writer
+
+    def locked(self) -> bool:
+        """Whether some task holds the lock."""
+        return self._lock.locked()
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        try:
+            await self._writer.flush()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._lock.release()
