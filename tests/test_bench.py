@@ -17,6 +17,7 @@ import trio
 from trio_reconnect import _bench, _bench_fanout
 from trio_reconnect._bench_server import DROP
 from trio_reconnect._cli import main
+from trio_reconnect.server import ReconnectServer, ReplayLog
 
 #: Every key ``--json`` must print.
 EXPECTED_KEYS = {
@@ -334,20 +335,25 @@ def test_a_failed_fanout_is_one_line_and_status_1(
 
 
 async def test_a_fanout_client_closed_by_its_server_fails_the_run_bare() -> None:
-    # A server whose queues hold less than a burst closes its clients as too
-    # slow (1013): the run fails with that close, bare (no exception group).
+    # A server that closes the clients of a burst (here, a restart: 1012) fails
+    # the run with that close, bare (no exception group). The server runs in
+    # this process, so that the test decides when it closes.
+    server = ReconnectServer(ReplayLog(start=1))
     with trio.fail_after(60):
-        async with _bench_fanout._server("memory", ["--queue-size", "1"]) as server:
+        async with trio.open_nursery() as serving:
+            listener = await serving.start(server.serve, "127.0.0.1", 0)
             crowd = _bench_fanout._Crowd("memory")
             try:
                 async with trio.open_nursery() as nursery:
-                    await _bench_fanout._connect_all(crowd, server.port, 2, nursery)
+                    await _bench_fanout._connect_all(crowd, listener.port, 2, nursery)
                     crowd.expect(50)
-                    await server.publish(50)
+                    await server.publish("one of fifty")
+                    nursery.start_soon(server.restart)
                     with pytest.raises(
-                        _bench_fanout.FanoutError, match="closed by the server: 1013"
+                        _bench_fanout.FanoutError, match="closed by the server: 1012"
                     ):
                         await crowd.wait("a burst")
                     nursery.cancel_scope.cancel()
             finally:
                 await crowd.aclose()
+            serving.cancel_scope.cancel()
