@@ -177,7 +177,7 @@ _logger = logging.getLogger("trio_reconnect.server")
 DEFAULT_STREAM: Final = "trio_reconnect:events"
 #: Events the stream keeps by default (``MAXLEN ~``: Redis keeps up to about 100 more).
 DEFAULT_MAX_LEN: Final = 10_000
-#: Seconds to connect, to get a pooled connection, and for a command to answer.
+#: Seconds to connect, to get a pooled connection, and for a command to answer (from its turn).
 DEFAULT_TIMEOUT: Final = 2.0
 #: Longest single blocked XREAD, seconds: how late a cancelled tail returns.
 DEFAULT_READ_BLOCK: Final = 0.1
@@ -563,7 +563,8 @@ class RedisStreamLog:
             about 100 more). Size it above ``max_replay`` plus what is
             published during a drain window (docs/howto/redis.md).
         timeout: Seconds to connect, to get a pooled connection, and for
-            any command to answer; beyond it the call raises
+            any command to answer, counted from its turn (``max_in_flight``);
+            beyond it the call raises
             :class:`~trio_reconnect.server.LogUnavailableError`.
         read_block: Longest single blocked XREAD, seconds. A cancelled
             :meth:`tail` returns within about this long (the read itself is
