@@ -165,6 +165,7 @@ def test_defaults_documented_values() -> None:
 
 REDIS_PUBLIC = {
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_LEN",
     "DEFAULT_READ_BLOCK",
     "DEFAULT_REGISTRY_PREFIX",

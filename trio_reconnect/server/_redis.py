@@ -84,6 +84,30 @@ gone every command waits for the pool timeout. So here:
   stream timeout when Redis stopped answering).
 * **The tail has its own client**, so that blocked reads never queue the
   publish path behind them, and every client has a ``pool_timeout``.
+* **A client replaced under a command fails it as unavailable**, whatever
+  coredis raised (once its pool has exited, a ``RuntimeError``).
+
+coredis's writer, and why commands take turns
+---------------------------------------------
+
+coredis 6.9 multiplexes: a command other than a blocked read leases a
+pooled connection only to queue itself on it, and the pool is a stack, so
+the commands of one client pile onto one connection. That connection's
+writer task gathers what is queued and, after each checkpoint, gathers
+again; it sends only once a pass added nothing. So while new commands keep
+arriving in every scheduler pass (a reconnect storm on a loaded node: one
+handshake read per pass) it sends nothing at all. Measured against a real
+redis-server: of 500 handshakes, each holding the loop 10 ms, 185 reads
+were never sent; the first failed "no answer within 2 s", replacing the
+client failed the others ("Connection lost!"), and the node, taking Redis
+for down, refused the next 295 clients with 503 (docs/design.md).
+
+So each client lets ``max_in_flight`` commands run at once; the others wait
+their turn on a semaphore. With that many queued, no pass adds another, and
+the writer sends. The wait for a turn sends nothing, so it is cancellable
+and it is not on the ``timeout`` clock (a queue of commands is not Redis
+failing); a caller bounds it with its own deadline, as the resume handshake
+does with the handshake timeout.
 
 Errors out of coredis never leave this module: a connection error, a
 timeout or an ``OSError`` (found inside exception groups too) is
@@ -136,6 +160,7 @@ from ._logbase import (
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_LEN",
     "DEFAULT_READ_BLOCK",
     "DEFAULT_REGISTRY_PREFIX",
@@ -152,12 +177,15 @@ _logger = logging.getLogger("trio_reconnect.server")
 DEFAULT_STREAM: Final = "trio_reconnect:events"
 #: Events the stream keeps by default (``MAXLEN ~``: Redis keeps up to about 100 more).
 DEFAULT_MAX_LEN: Final = 10_000
-#: Seconds to connect, to get a pooled connection, and for a command to answer.
+#: Seconds to connect, to get a pooled connection, and for a command to answer (from its turn).
 DEFAULT_TIMEOUT: Final = 2.0
 #: Longest single blocked XREAD, seconds: how late a cancelled tail returns.
 DEFAULT_READ_BLOCK: Final = 0.1
 #: Connections in each client's pool (coredis's own default).
 DEFAULT_MAX_CONNECTIONS: Final = 64
+#: Commands each client has in flight at once; the others wait their turn,
+#: outside their ``timeout`` (the module's notes on coredis's writer).
+DEFAULT_MAX_IN_FLIGHT: Final = 16
 #: The key prefix a :class:`RedisRegistry` uses by default.
 DEFAULT_REGISTRY_PREFIX: Final = "trio_reconnect:nodes"
 #: Largest id this backend can issue or look up (Lua numbers are doubles).
@@ -325,6 +353,8 @@ class _ClientOwner:
 
     make: Callable[[], coredis.Redis[bytes]]
     name: str
+    #: The turns of the commands in flight on this owner's clients.
+    turns: trio.Semaphore
     _client: coredis.Redis[bytes] | None = attrs.field(default=None, init=False)
     _available: trio.Event = attrs.field(factory=trio.Event, init=False)
     #: Set to retire the current client (a fresh Event per client).
@@ -373,6 +403,10 @@ class _ClientOwner:
             await self._available.wait()
         return self._client
 
+    def replaced(self, client: coredis.Redis[bytes] | None) -> bool:
+        """Whether ``client`` was retired (by any caller) since it was borrowed."""
+        return client is not None and client is not self._client
+
     def retire(self, client: coredis.Redis[bytes] | None) -> None:
         """Replace ``client`` (if it is still the current one) with a fresh one."""
         if client is not None and client is self._client:
@@ -418,6 +452,7 @@ class _Store:
     )
     timeout: float
     max_connections: int
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     _stack: AsyncExitStack | None = attrs.field(default=None, init=False)
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
 
@@ -433,7 +468,7 @@ class _Store:
                 client_name=f"trio_reconnect:{name.replace(' ', '-')}",
             )
 
-        return _ClientOwner(make, name)
+        return _ClientOwner(make, name, trio.Semaphore(self.max_in_flight))
 
     async def open(self, owners: Sequence[_ClientOwner]) -> None:
         if self._stack is not None:
@@ -471,21 +506,29 @@ class _Store:
             raise RuntimeError(f"use the Redis {owner.name} as 'async with' before {what}")
         bound = self.timeout + extra
         client: coredis.Redis[bytes] | None = None
-        # Shielded: a command cancelled halfway loses a pool slot for good.
-        with trio.move_on_after(bound, shield=True) as scope:
-            try:
-                client = await owner.client()
-                result = await op(client)
-            except Exception as exc:
-                if _unavailable(exc):
-                    owner.retire(client)
-                    raise LogUnavailableError(f"Redis at {self._where()}: {what}: {exc}") from exc
-                raise EventLogError(f"Redis at {self._where()}: {what}: {exc!r}") from exc
-        if scope.cancelled_caught:
-            owner.retire(client)
-            raise LogUnavailableError(
-                f"Redis at {self._where()}: {what}: no answer within {bound:g} s"
-            )
+        # The wait for a turn sends nothing: it is cancellable, and not on
+        # the clock of ``bound`` (a queue of commands is not Redis failing).
+        async with owner.turns:
+            # Shielded: a command cancelled halfway loses a pool slot for good.
+            with trio.move_on_after(bound, shield=True) as scope:
+                try:
+                    client = await owner.client()
+                    result = await op(client)
+                except Exception as exc:
+                    # A client replaced under a command fails it with anything
+                    # (a RuntimeError once its pool has exited): that is the
+                    # failure it was replaced for, not a Redis error.
+                    if _unavailable(exc) or owner.replaced(client):
+                        owner.retire(client)
+                        raise LogUnavailableError(
+                            f"Redis at {self._where()}: {what}: {exc}"
+                        ) from exc
+                    raise EventLogError(f"Redis at {self._where()}: {what}: {exc!r}") from exc
+            if scope.cancelled_caught:
+                owner.retire(client)
+                raise LogUnavailableError(
+                    f"Redis at {self._where()}: {what}: no answer within {bound:g} s"
+                )
         if checkpoint:
             await trio.lowlevel.checkpoint()
         return result
@@ -520,12 +563,18 @@ class RedisStreamLog:
             about 100 more). Size it above ``max_replay`` plus what is
             published during a drain window (docs/howto/redis.md).
         timeout: Seconds to connect, to get a pooled connection, and for
-            any command to answer; beyond it the call raises
+            any command to answer, counted from its turn (``max_in_flight``);
+            beyond it the call raises
             :class:`~trio_reconnect.server.LogUnavailableError`.
         read_block: Longest single blocked XREAD, seconds. A cancelled
             :meth:`tail` returns within about this long (the read itself is
             never cancelled; see the module's notes on coredis).
         max_connections: Connections in each client's pool.
+        max_in_flight: Commands each client has in flight at once (the
+            handshake reads of a reconnect storm, say); the others wait
+            their turn, and that wait is not counted in ``timeout``: a
+            queue of commands is not Redis failing. A caller bounds it with
+            its own deadline (cancelling a wait sends nothing).
     """
 
     url: str = attrs.field(repr=False)  # it may hold a password
@@ -538,12 +587,15 @@ class RedisStreamLog:
     max_connections: int = attrs.field(
         default=DEFAULT_MAX_CONNECTIONS, kw_only=True, validator=positive_int
     )
+    max_in_flight: int = attrs.field(
+        default=DEFAULT_MAX_IN_FLIGHT, kw_only=True, validator=positive_int
+    )
     _store: _Store = attrs.field(init=False, repr=False)
     _main: _ClientOwner = attrs.field(init=False, repr=False)
     _tail: _ClientOwner = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._store = _Store(self.url, self.timeout, self.max_connections)
+        self._store = _Store(self.url, self.timeout, self.max_connections, self.max_in_flight)
         self._main = self._store.owner("log", stream_timeout=self.timeout)
         self._tail = self._store.owner("log tail", stream_timeout=self.timeout + self.read_block)
 

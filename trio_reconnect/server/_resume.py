@@ -47,13 +47,27 @@ Why the two classic shortcuts lose events or repeat them:
 
 tests/server/test_server_ordering.py drives both shortcuts' failure points
 with a log whose reads and tails wait where the test says.
+
+A slow read is not a failed read
+--------------------------------
+
+Each log call of the handshake has the handshake timeout (``timeout``),
+whatever the log's own bound. In a reconnect storm the reads queue up: the
+Redis log lets ``max_in_flight`` commands run at once and the others wait
+their turn, outside its per-command ``timeout``. A read still queued (or
+still running) when the handshake timeout ends is the node being too busy,
+not the log failing: the client is closed with 1013 and a one-client retry
+hint ("busy", counted in ``statistics().busy``), and the node's log health
+is left alone. Only a :class:`LogUnavailableError` from the log itself
+reports the log down. Nothing is lost either way: the client was never sent
+``ready``, so it resumes from the same ``lastEventId``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import trio
@@ -82,6 +96,13 @@ __all__ = ["ResumeHooks", "Resumer", "SnapshotProvider"]
 
 logger = logging.getLogger("trio_reconnect.server")
 
+_T = TypeVar("_T")
+
+
+class _Busy(Exception):
+    """A log call of the handshake did not end within the handshake timeout."""
+
+
 #: An application's snapshot: ``(id of the newest event it includes, data)``.
 SnapshotProvider = Callable[[], Awaitable[tuple[str | None, Any]]]
 
@@ -101,6 +122,10 @@ class ResumeHooks(Protocol):
         """A log call of the handshake failed because the store is unreachable."""
         ...
 
+    def busy(self) -> None:
+        """A log call of the handshake did not end within the handshake timeout."""
+        ...
+
     def resumed(self, outcome: HandshakeOutcome, replayed: int) -> None:
         """A handshake ended with ``ready``."""
         ...
@@ -116,8 +141,9 @@ class Resumer:
         hooks: Where outcomes and failures are reported.
         snapshot: The application's snapshot provider, or ``None``.
         max_replay: Most events replayed in one handshake.
-        timeout: Seconds the snapshot provider may take, and the fan-out to
-            take its first position (the handshake timeout).
+        timeout: Seconds the snapshot provider may take, the fan-out to
+            take its first position, and each log call to end, waiting its
+            turn included (the handshake timeout).
     """
 
     log: EventLog
@@ -149,8 +175,16 @@ class Resumer:
             self.hooks.log_unavailable(error)
             logger.warning("client %d: %s; closing it", client.id, error)
             client.close(CLOSE_TRY_AGAIN_LATER, self.hooks.hint_reason("log unavailable"))
-            await trio.lowlevel.checkpoint()
-            return False
+        except _Busy:
+            self.hooks.busy()
+            logger.warning(
+                "client %d: a log read did not end within %s s; closing it",
+                client.id,
+                self.timeout,
+            )
+            client.close(CLOSE_TRY_AGAIN_LATER, self.hooks.hint_reason("busy"))
+        await trio.lowlevel.checkpoint()
+        return False
 
     async def _refuse(self, client: ConnectedClient, code: int, reason: str) -> bool:
         self.hooks.protocol_error()
@@ -169,9 +203,8 @@ class Resumer:
         if not registered:  # the fan-out never reached the log
             raise LogUnavailableError("the node's fan-out has not read the log yet")
         # 2. ... then read.
-        read = await self.log.read_after(
-            last, limit=read_limit(last, max_replay=self.max_replay, has_snapshot=has_snapshot)
-        )
+        limit = read_limit(last, max_replay=self.max_replay, has_snapshot=has_snapshot)
+        read = await self._within(lambda: self.log.read_after(last, limit=limit))
         plan = plan_resume(last, read, has_snapshot=has_snapshot)
         replayed = 0
         lost = plan.action is ResumeAction.LOST
@@ -219,17 +252,24 @@ class Resumer:
             return [], plan.covered
         if plan.fit is SnapshotFit.AHEAD:
             assert snapshot_id is not None
-            if snapshot_issued(snapshot_id, await self.log.newest()):
+            if snapshot_issued(snapshot_id, await self._within(self.log.newest)):
                 return None, plan.covered
         elif plan.fit is SnapshotFit.BEHIND:
             assert plan.covered is not None
             fill = plan_fill(
-                await self.log.read_after(snapshot_id, limit=self.max_replay), plan.covered
+                await self._within(lambda: self.log.read_after(snapshot_id, limit=self.max_replay)),
+                plan.covered,
             )
             if fill is not None:
                 return fill, plan.covered
         logger.warning("snapshot id %r is unknown to the log; reporting lost events", snapshot_id)
         return None
+
+    async def _within(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``await call()`` within the handshake timeout, else :class:`_Busy` (module comment)."""
+        with trio.move_on_after(self.timeout):
+            return await call()
+        raise _Busy
 
     async def _send_events(self, client: ConnectedClient, events: Sequence[LoggedEvent]) -> int:
         for event in events:

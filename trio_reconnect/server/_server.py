@@ -36,7 +36,8 @@ code    when                                                            client
 1012    :meth:`~ReconnectServer.restart`, :meth:`~ReconnectServer.shutdown`,
         a discontinuity in the log; spread hint                         reconnects
 1001    :meth:`ReconnectServer.drain` (default code), spread hint       reconnects
-1013    too slow (queue full), no resume frame in time, or the log is
+1013    too slow (queue full), no resume frame in time, a handshake's
+        log read not done in time ("busy"), or the log is
         unavailable (past ``outage_limit``); retry hint                 reconnects
 ======  ==============================================================  ==========
 
@@ -185,6 +186,9 @@ class ServerStatistics:
         log_errors: Log calls that failed because the log was unavailable.
         log_discontinuities: Times the fan-out found the log no longer
             holding what its clients were to get (each closes every client).
+        busy: Clients closed with 1013 because a log read of their handshake
+            did not end within ``handshake_timeout`` (the node was too busy,
+            the log did not fail; it is not a log error).
     """
 
     clients: int
@@ -203,6 +207,7 @@ class ServerStatistics:
     half_open: int = 0
     log_errors: int = 0
     log_discontinuities: int = 0
+    busy: int = 0
 
 
 @attrs.frozen
@@ -727,6 +732,7 @@ class ReconnectServer:
             half_open=counts["half_open"],
             log_errors=counts["log_errors"],
             log_discontinuities=counts["log_discontinuities"],
+            busy=counts["busy"],
         )
 
     # -- drains ------------------------------------------------------------
@@ -1001,6 +1007,9 @@ class _NodeHooks:
 
     def log_unavailable(self, error: LogUnavailableError) -> None:
         self.server._log_unavailable(error)
+
+    def busy(self) -> None:
+        self.server._counts["busy"] += 1
 
     def resumed(self, outcome: HandshakeOutcome, replayed: int) -> None:
         self.server._outcomes[outcome] += 1

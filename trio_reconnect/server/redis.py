@@ -10,6 +10,7 @@ How to run a node on Redis: docs/howto/redis.md.
 """
 
 from ._redis import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
+from ._redis import DEFAULT_MAX_IN_FLIGHT as DEFAULT_MAX_IN_FLIGHT
 from ._redis import DEFAULT_MAX_LEN as DEFAULT_MAX_LEN
 from ._redis import DEFAULT_READ_BLOCK as DEFAULT_READ_BLOCK
 from ._redis import DEFAULT_REGISTRY_PREFIX as DEFAULT_REGISTRY_PREFIX
@@ -21,6 +22,7 @@ from ._redis import RedisStreamLog as RedisStreamLog
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_LEN",
     "DEFAULT_READ_BLOCK",
     "DEFAULT_REGISTRY_PREFIX",
