@@ -50,6 +50,15 @@ a close requested during it takes effect after it (within
 ``close_timeout``), and a batch cancelled midway counts as half a frame.
 The frames taken but not written yet still count against ``queue_size``
 (but the one being written, as before).
+
+Direct writes
+-------------
+
+A client with nothing queued and nothing being written does not need its
+write loop at all: :meth:`ConnectedClient.feed` has the fan-out write the
+events to its socket in the same step (:mod:`trio_reconnect.server._direct`,
+plain TCP only). The write loop then only runs for a client that is behind,
+and to write what a partial direct write left (it is woken for that).
 """
 
 from __future__ import annotations

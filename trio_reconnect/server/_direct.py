@@ -122,6 +122,11 @@ class DirectWriter:
         return writer
 
     @property
+    def has_left(self) -> bool:
+        """Whether a partial write left bytes to write before any other."""
+        return bool(self._left)
+
+    @property
     def events_left(self) -> int:
         """Events whose bytes a partial write left behind."""
         return self._left_events
@@ -202,11 +207,12 @@ class FlushingLock:
 
     async def __aenter__(self) -> None:
         await self._lock.acquire()
-        try:
-            await self._writer.flush()
-        except BaseException:
-            self._lock.release()
-            raise
+        if self._writer.has_left:
+            try:
+                await self._writer.flush()
+            except BaseException:
+                self._lock.release()
+                raise
 
     async def __aexit__(
         self,
