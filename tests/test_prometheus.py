@@ -170,9 +170,13 @@ def test_no_reconnect_yet_leaves_the_durations_out() -> None:
 def test_every_client_counter_and_duration_is_exported() -> None:
     # Each int field of the statistics is a counter, each duration a gauge, with
     # a value no other field has: a field added without a series fails here.
-    fields = attrs.fields(tr.ReconnectStatistics)
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(tr.ReconnectStatistics)
     counts = {f.name: 101 + n for n, f in enumerate(fields) if f.type in (int, "int")}
-    durations = {"median_reconnect": 1.25, "p95_reconnect": 3.5, "max_reconnect": 4.75}
+    durations: dict[str, Any] = {
+        "median_reconnect": 1.25,
+        "p95_reconnect": 3.5,
+        "max_reconnect": 4.75,
+    }
     assert set(counts) | set(durations) | {"recent_reconnects", "health"} == {
         f.name for f in fields
     }
@@ -742,6 +746,51 @@ def test_the_howto_alert_rules_use_the_library_thresholds(recorder: MetricsRecor
     registry, _ = client_registry(feed=recorder)
     assert key(alerts[0][1], client="feed") in scrape_registry(registry)
     assert f"the last {DEFAULT_WINDOW} reconnects" in page
+
+
+def howto_yaml_blocks() -> list[str]:
+    page = (ROOT / "docs" / "howto" / "prometheus.md").read_text()
+    return re.findall(r"^```yaml\n(.*?)^```", page, re.DOTALL | re.MULTILINE)
+
+
+#: How the how-to's tables name a metric family's type.
+TABLE_TYPES = {"counter": "counter", "gauge": "gauge", "gaugehistogram": "gauge histogram"}
+
+
+def test_the_howto_tables_are_the_exported_metrics() -> None:
+    # Every family either collector exports is in a table, with its type,
+    # and the tables name nothing else.
+    page = (ROOT / "docs" / "howto" / "prometheus.md").read_text()
+    rows = re.findall(r"^\| `(trio_reconnect_\w+?)(?:\{\w+\})?` \| ([\w ]+) \|", page, re.M)
+    exported = [
+        (family.name + ("_total" if family.type == "counter" else ""), TABLE_TYPES[family.type])
+        for collector in (ReconnectCollector(), ServerCollector())
+        for family in collector.describe()
+    ]
+    assert sorted(rows) == sorted(exported)
+
+
+def test_the_howto_server_alerts_rate_real_counters() -> None:
+    _, rules = howto_yaml_blocks()
+    alerts = re.findall(r"- alert: (\w+)\n\s+expr: (.+)\n", rules)
+    assert [name for name, _ in alerts] == [
+        "ReconnectLogUnavailable",
+        "ReconnectLogDiscontinuity",
+        "ReconnectHalfOpenClients",
+        "ReconnectBusy",
+    ]
+    server = ReconnectServer(ReplayLog())
+    exported = {name for name, _ in scrape_registry(server_registry(server))}
+    used: set[str] = set()
+    for name, expr in alerts:
+        metrics = re.findall(r"trio_reconnect_\w+", expr)
+        assert metrics, name
+        for metric in metrics:
+            assert metric in exported, (name, metric)
+            # A counter only grows: a rule reads its rate, never its value.
+            assert re.search(rf"\b(rate|increase)\({metric}\[\w+\]\)", expr), (name, metric)
+        used.update(metrics)
+    assert {f"trio_reconnect_server_{field}_total" for field in FAULTS} <= used
 
 
 def test_serve_metrics_port_without_the_extra() -> None:
