@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import re
 import socket
 import subprocess
@@ -30,8 +31,14 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import trio_reconnect as tr  # noqa: E402
+from tests.server._faulty_log import FaultyLog  # noqa: E402
+from tests.server._server_helpers import closed_with, connect, receive_json, resumed  # noqa: E402
 from trio_reconnect._metrics import DEFAULT_WINDOW, MetricsRecorder  # noqa: E402
-from trio_reconnect._protocol import HandshakeOutcome, HandshakeResult  # noqa: E402
+from trio_reconnect._protocol import (  # noqa: E402
+    HandshakeOutcome,
+    HandshakeResult,
+    encode_resume,
+)
 from trio_reconnect.prometheus import (  # noqa: E402
     DEFAULT_BUCKETS,
     MAX_REQUEST_HEAD,
@@ -41,7 +48,13 @@ from trio_reconnect.prometheus import (  # noqa: E402
     serve_metrics,
 )
 from trio_reconnect.prometheus._http import _answer  # noqa: E402
-from trio_reconnect.server import ReconnectServer, ReplayLog, ServerStatistics  # noqa: E402
+from trio_reconnect.server import (  # noqa: E402
+    LogRead,
+    LogUnavailableError,
+    ReconnectServer,
+    ReplayLog,
+    ServerStatistics,
+)
 from trio_reconnect.testing import MemoryNetwork  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,24 +167,65 @@ def test_no_reconnect_yet_leaves_the_durations_out() -> None:
     assert samples[key("trio_reconnect_client_health", client="feed", level="healthy")] == 1
 
 
-def test_server_directed_reconnects_need_the_statistics_field(recorder: MetricsRecorder) -> None:
-    # ReconnectStatistics gets its server_directed field on another branch; the
-    # collector leaves the series out without it and exports it with it.
-    name = "trio_reconnect_client_server_directed_reconnects_total"
-    registry, _ = client_registry(feed=recorder)
-    if not hasattr(recorder.statistics(), "server_directed"):
-        assert key(name, client="feed") not in scrape_registry(registry)
+def test_every_client_counter_and_duration_is_exported() -> None:
+    # Each int field of the statistics is a counter, each duration a gauge, with
+    # a value no other field has: a field added without a series fails here.
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(tr.ReconnectStatistics)
+    counts = {f.name: 101 + n for n, f in enumerate(fields) if f.type in (int, "int")}
+    durations: dict[str, Any] = {
+        "median_reconnect": 1.25,
+        "p95_reconnect": 3.5,
+        "max_reconnect": 4.75,
+    }
+    assert set(counts) | set(durations) | {"recent_reconnects", "health"} == {
+        f.name for f in fields
+    }
+    stats = tr.ReconnectStatistics(
+        **counts,
+        **durations,
+        recent_reconnects=(1.25, 4.75),
+        health=tr.HealthLevel.REGRESSION,
+    )
+    registry, _ = client_registry(feed=lambda: stats)
+    samples = scrape_registry(registry)
+    totals = sorted(v for (name, _), v in samples.items() if name.endswith("_total"))
+    assert totals == sorted(counts.values())
+    seconds = {
+        v for (name, _), v in samples.items() if re.fullmatch(r".*_reconnect_\w+_seconds", name)
+    }
+    assert seconds == set(durations.values())
 
-    @attrs.frozen
-    class WithServerDirected:
-        base: tr.ReconnectStatistics
-        server_directed: int = 2
 
-        def __getattr__(self, attribute: str) -> Any:
-            return getattr(self.base, attribute)
-
-    registry, _ = client_registry(hinted=lambda: WithServerDirected(recorder.statistics()))
-    assert scrape_registry(registry)[key(name, client="hinted")] == 2
+async def test_server_directed_reconnects_follow_a_real_restart(
+    autojump_clock: trio.abc.Clock,
+    reconnect_server: ReconnectServer,
+    connect_client: Callable[..., AbstractAsyncContextManager[tr.ReconnectingWebSocket]],
+) -> None:
+    # A restart closes the client with 1012 and a hint: it comes back, and the
+    # scrape counts a server-directed reconnect, not a failed attempt.
+    registry, collector = client_registry()
+    servers = ServerCollector()
+    servers.add("main", reconnect_server)
+    registry.register(servers)
+    p = "trio_reconnect_client_"
+    directed = key(p + "server_directed_reconnects_total", client="alice")
+    with trio.fail_after(60):
+        async with connect_client("alice") as ws:
+            collector.add("alice", ws)
+            await ws.wait_ready()
+            before = scrape_registry(registry)
+            await reconnect_server.restart()
+            while ws.statistics().reconnects == 0:
+                await trio.sleep(0.01)
+            await ws.wait_ready()
+            stats = ws.statistics()
+            after = scrape_registry(registry)
+    assert before[directed] == 0
+    assert stats.server_directed == 1
+    assert after[directed] == 1
+    assert after[key(p + "reconnects_total", client="alice")] == 1
+    assert after[key(p + "failed_attempts_total", client="alice")] == 0
+    assert after[key("trio_reconnect_server_restarts_total", server="main")] == 1
 
 
 def test_two_clients_and_removal(recorder: MetricsRecorder) -> None:
@@ -265,6 +319,10 @@ def test_server_metrics_are_the_statistics() -> None:
         events_published=10,
         events_replayed=11,
         restarts=12,
+        half_open=13,
+        log_errors=14,
+        log_discontinuities=15,
+        busy=16,
     )
     registry = CollectorRegistry()
     collector = ServerCollector()
@@ -284,9 +342,153 @@ def test_server_metrics_are_the_statistics() -> None:
         ("events_published", 10),
         ("events_replayed", 11),
         ("restarts", 12),
+        ("half_open", 13),
+        ("log_errors", 14),
+        ("log_discontinuities", 15),
+        ("busy", 16),
     ):
         assert samples[key(p + name + "_total", server="main")] == count
-    assert len(samples) == 2 + 4 + 7
+    assert len(samples) == 2 + 4 + 11
+
+
+def test_every_server_statistic_is_exported() -> None:
+    # One series per field, each with a value no other field has: a field
+    # added to ServerStatistics without a series fails here.
+    values = {f.name: n + 1 for n, f in enumerate(attrs.fields(ServerStatistics))}
+    registry = CollectorRegistry()
+    collector = ServerCollector()
+    collector.add("main", lambda: ServerStatistics(**values))
+    registry.register(collector)
+    assert sorted(scrape_registry(registry).values()) == sorted(values.values())
+
+
+#: The counters of a server's troubles, by ServerStatistics field.
+FAULTS = ("half_open", "log_errors", "log_discontinuities", "busy")
+
+
+def scrape_faults(registry: CollectorRegistry, server: ReconnectServer) -> dict[str, float]:
+    """The fault counters of a scrape of ``registry`` (which collects ``server`` as "main")."""
+    samples = scrape_registry(registry)
+    scraped = {
+        field: samples[key(f"trio_reconnect_server_{field}_total", server="main")]
+        for field in FAULTS
+    }
+    stats = server.statistics()  # at the same instant: no checkpoint between
+    assert scraped == {field: getattr(stats, field) for field in FAULTS}
+    return scraped
+
+
+def server_registry(server: ReconnectServer) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    collector = ServerCollector()
+    collector.add("main", server)
+    registry.register(collector)
+    return registry
+
+
+HANDSHAKE_TIMEOUT = 4.0
+
+
+@attrs.define(eq=False)
+class SlowLog(FaultyLog):
+    """A log whose ``read_after`` takes ``delay`` seconds while ``slow`` is set."""
+
+    delay: float = 0.0
+    slow: bool = False
+
+    async def read_after(self, event_id: str | None, *, limit: int) -> LogRead:
+        if self.slow:
+            await trio.sleep(self.delay)
+        return await super().read_after(event_id, limit=limit)
+
+
+def fault_server(log: FaultyLog, **options: Any) -> tuple[ReconnectServer, CollectorRegistry]:
+    server = ReconnectServer(
+        log,
+        rng=random.Random(0),
+        ping_interval=None,
+        handshake_timeout=HANDSHAKE_TIMEOUT,
+        **options,
+    )
+    return server, server_registry(server)
+
+
+async def test_a_busy_handshake_is_scraped(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    log = SlowLog(ReplayLog(start=1), delay=HANDSHAKE_TIMEOUT + 1.0)
+    server, registry = fault_server(log)
+    with trio.fail_after(60):
+        await server.publish("one")
+        assert scrape_faults(registry, server) == dict.fromkeys(FAULTS, 0)
+        log.slow = True
+        ws = await connect(nursery, server)
+        await ws.send_message(encode_resume(None))
+        assert (await closed_with(ws)).code == 1013
+        assert scrape_faults(registry, server) == {**dict.fromkeys(FAULTS, 0), "busy": 1}
+
+
+async def test_log_errors_are_scraped(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    log = FaultyLog(ReplayLog(start=1))
+    server, registry = fault_server(log, outage_limit=None)
+    with trio.fail_after(60):
+        await resumed(nursery, server, None)
+        assert scrape_faults(registry, server) == dict.fromkeys(FAULTS, 0)
+        log.go_down()
+        with pytest.raises(LogUnavailableError):
+            await server.publish("never stored")
+        faults = scrape_faults(registry, server)
+        assert faults["log_errors"] >= 1
+        assert {**faults, "log_errors": 0} == dict.fromkeys(FAULTS, 0)
+        # The fan-out retries once a second while the log is down: each retry counts.
+        await trio.sleep(3)
+        assert scrape_faults(registry, server)["log_errors"] > faults["log_errors"]
+
+
+async def test_a_log_discontinuity_is_scraped(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    log = FaultyLog(ReplayLog(start=1))
+    server, registry = fault_server(log)
+    with trio.fail_after(60):
+        ws, _ = await resumed(nursery, server, None)
+        await server.publish("one")
+        assert (await receive_json(ws))["id"] == "1"
+        assert scrape_faults(registry, server) == dict.fromkeys(FAULTS, 0)
+        log.lose_data(restart_at=5_000)  # the store restarts empty
+        assert (await closed_with(ws)).code == 1012
+        assert scrape_faults(registry, server) == {
+            **dict.fromkeys(FAULTS, 0),
+            "log_discontinuities": 1,
+        }
+
+
+async def test_a_half_open_client_is_scraped(
+    autojump_clock: trio.abc.Clock, memory_network: MemoryNetwork
+) -> None:
+    server = ReconnectServer(ReplayLog(), ping_interval=5.0, ping_timeout=3.0)
+    registry = server_registry(server)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve_listeners, [memory_network.listen()])
+            async with tr.open_reconnecting_websocket(
+                "ws://server/",
+                open_stream=memory_network.client("alice"),
+                random=random.Random(1),
+                ping_interval=None,  # the client does not notice; the server must
+            ) as ws:
+                await ws.wait_ready()
+                (client,) = server.clients
+                assert scrape_faults(registry, server) == dict.fromkeys(FAULTS, 0)
+                memory_network.blackhole("alice")
+                await client.wait_closed()
+                assert scrape_faults(registry, server) == {
+                    **dict.fromkeys(FAULTS, 0),
+                    "half_open": 1,
+                }
+            nursery.cancel_scope.cancel()
 
 
 # ------------------------------------------------------------------ the endpoint, on loopback
@@ -498,6 +700,8 @@ async def test_serve_metrics_port_is_scraped(
     ]
     assert sum(handshakes) == 1
     assert samples[key("trio_reconnect_server_events_published_total", server="serve")] >= 1
+    for field in FAULTS:
+        assert samples[key(f"trio_reconnect_server_{field}_total", server="serve")] == 0
     assert samples[key("process_open_fds")] > 0
 
 
@@ -542,6 +746,51 @@ def test_the_howto_alert_rules_use_the_library_thresholds(recorder: MetricsRecor
     registry, _ = client_registry(feed=recorder)
     assert key(alerts[0][1], client="feed") in scrape_registry(registry)
     assert f"the last {DEFAULT_WINDOW} reconnects" in page
+
+
+def howto_yaml_blocks() -> list[str]:
+    page = (ROOT / "docs" / "howto" / "prometheus.md").read_text()
+    return re.findall(r"^```yaml\n(.*?)^```", page, re.DOTALL | re.MULTILINE)
+
+
+#: How the how-to's tables name a metric family's type.
+TABLE_TYPES = {"counter": "counter", "gauge": "gauge", "gaugehistogram": "gauge histogram"}
+
+
+def test_the_howto_tables_are_the_exported_metrics() -> None:
+    # Every family either collector exports is in a table, with its type,
+    # and the tables name nothing else.
+    page = (ROOT / "docs" / "howto" / "prometheus.md").read_text()
+    rows = re.findall(r"^\| `(trio_reconnect_\w+?)(?:\{\w+\})?` \| ([\w ]+) \|", page, re.M)
+    exported = [
+        (family.name + ("_total" if family.type == "counter" else ""), TABLE_TYPES[family.type])
+        for collector in (ReconnectCollector(), ServerCollector())
+        for family in collector.describe()
+    ]
+    assert sorted(rows) == sorted(exported)
+
+
+def test_the_howto_server_alerts_rate_real_counters() -> None:
+    _, rules = howto_yaml_blocks()
+    alerts = re.findall(r"- alert: (\w+)\n\s+expr: (.+)\n", rules)
+    assert [name for name, _ in alerts] == [
+        "ReconnectLogUnavailable",
+        "ReconnectLogDiscontinuity",
+        "ReconnectHalfOpenClients",
+        "ReconnectBusy",
+    ]
+    server = ReconnectServer(ReplayLog())
+    exported = {name for name, _ in scrape_registry(server_registry(server))}
+    used: set[str] = set()
+    for name, expr in alerts:
+        metrics = re.findall(r"trio_reconnect_\w+", expr)
+        assert metrics, name
+        for metric in metrics:
+            assert metric in exported, (name, metric)
+            # A counter only grows: a rule reads its rate, never its value.
+            assert re.search(rf"\b(rate|increase)\({metric}\[\w+\]\)", expr), (name, metric)
+        used.update(metrics)
+    assert {f"trio_reconnect_server_{field}_total" for field in FAULTS} <= used
 
 
 def test_serve_metrics_port_without_the_extra() -> None:

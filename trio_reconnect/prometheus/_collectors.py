@@ -185,18 +185,11 @@ class ReconnectCollector(_Collector[ReconnectStatistics]):
             "reconnects", "Connections that reached ready after a lost one.", "reconnects"
         )
         yield counter("failed_attempts", "Connection attempts that failed.", "failed_attempts")
-        directed = CounterMetricFamily(
-            prefix + "server_directed_reconnects",
-            "Reconnects whose wait the server chose (a retry hint).",
-            labels=labels,
+        yield counter(
+            "server_directed_reconnects",
+            "Reconnects whose wait the server chose (a planned close with a retry hint).",
+            "server_directed",
         )
-        for client, stats in snapshots:
-            # ReconnectStatistics.server_directed is newer than this module's
-            # first version: without it, the series is left out, not faked.
-            count = getattr(stats, "server_directed", None)
-            if count is not None:
-                directed.add_metric([client], count)
-        yield directed
         outcomes = CounterMetricFamily(
             prefix + "handshakes",
             "Resume handshakes, by outcome.",
@@ -262,7 +255,8 @@ class ServerCollector(_Collector["ServerStatistics"]):
     ``ready_clients``; the counters ``handshakes_total{outcome}``,
     ``refused_total``, ``protocol_errors_total``, ``slow_clients_total``,
     ``handler_errors_total``, ``events_published_total``,
-    ``events_replayed_total`` and ``restarts_total``.
+    ``events_replayed_total``, ``restarts_total``, ``half_open_total``,
+    ``log_errors_total``, ``log_discontinuities_total`` and ``busy_total``.
 
     Args:
         namespace: The prefix of the metric names.
@@ -295,7 +289,18 @@ class ServerCollector(_Collector["ServerStatistics"]):
             ("handler_errors", "Clients closed because on_message raised."),
             ("events_published", "Events published."),
             ("events_replayed", "Events sent from the log during handshakes."),
-            ("restarts", "Restarts and drains."),
+            ("restarts", "Restarts, drains and shutdowns."),
+            ("half_open", "Clients dropped because they did not answer a ping."),
+            ("log_errors", "Log calls that failed because the log was unavailable."),
+            (
+                "log_discontinuities",
+                "Times the log no longer held what the clients were to get (each closes them all).",
+            ),
+            (
+                "busy",
+                "Clients told to come back later because a log read of their handshake"
+                " outlasted handshake_timeout (the node was busy; the log did not fail).",
+            ),
         ):
             counter = CounterMetricFamily(prefix + name, doc, labels=labels)
             for server, stats in snapshots:
