@@ -177,7 +177,15 @@ class DirectWriter:
                 return
             self._left = self._left[written:]
             if self._left:
-                await trio.lowlevel.wait_writable(self._socket)
+                try:
+                    await trio.lowlevel.wait_writable(self._socket)
+                except trio.ClosedResourceError:
+                    # Another task closed the stream meanwhile (trio-websocket's
+                    # aclose giving up while its reader waits here to send a
+                    # pong): the holder's send meets the closed stream, as
+                    # trio-websocket expects it to.
+                    self._drop_left()
+                    return
         if self._left_events:
             self.events_written += self._left_events
             self._left_events = 0
