@@ -28,6 +28,7 @@ from trio_reconnect.server import ClientState, ConnectedClient, ReconnectServer,
 from .test_server_direct import (
     _BIG,
     RawClient,
+    _is_ready,
     _small_send_buffer,
     published,
     raw_client,
@@ -262,3 +263,102 @@ async def test_events_messages_pings_and_pongs_interleaved(seed: int) -> None:
     assert raw.events[closes[0]].code == 1012
     assert not [e for e in raw.events[closes[0] :] if isinstance(e, TextMessage | BytesMessage)]
     assert raw.received() == expected
+
+
+async def test_a_flush_cut_short_by_the_close_goes_on_before_the_close_frame(
+    direct_only: None,
+) -> None:
+    """The close's deadline cuts the write loop's flush; the close frame's send finishes it.
+
+    A cancelled flush knows what is left, so the close frame can still
+    follow it (within its own ``close_timeout``): a client that reads again
+    in time gets every event whole, then the close frame.
+    """
+    server = ReconnectServer(
+        ReplayLog(start=1), rng=random.Random(0), queue_size=10_000, close_timeout=1.0
+    )
+    with trio.fail_after(30):
+        async with served(server) as port, raw_client(port, small_buffers=True) as raw:
+            client = await ready_client(server, raw)
+            _small_send_buffer(client)
+            total = await _fill(server, client)
+            while not client._sending:  # the write loop flushes the rest, and waits
+                await trio.sleep(0.001)
+            lock = client._ws._stream_lock  # type: ignore[attr-defined]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.restart)
+                # The write loop's flush is cut; the close frame's send takes the lock.
+                while client._closing is None or not lock.locked():
+                    await trio.sleep(0.001)
+                assert client._direct is not None
+                assert client._direct.events_left == 1
+                await raw.receive_until(
+                    lambda events: any(isinstance(e, CloseConnection) for e in events)
+                )
+            assert raw.event_ids() == list(range(1, total + 1))
+            _whole_frames_in_order(raw)
+            (close,) = [e for e in raw.events if isinstance(e, CloseConnection)]
+            assert close.code == 1012
+            assert client.statistics().events_sent == total
+
+
+async def test_a_restart_of_many_clients_some_stuck_with_bytes_left(
+    direct_only: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Readers and stalled clients (each with a pong waiting behind its rest) on one node.
+
+    The readers get every event and the close frame; the stalled ones, whole
+    frames in order until the server gives up on them. Nothing is logged as
+    an error, and the restart returns with every client gone.
+    """
+    server = ReconnectServer(
+        ReplayLog(start=1), rng=random.Random(0), queue_size=10_000, close_timeout=0.3
+    )
+    with trio.fail_after(30):
+        async with served(server) as port, contextlib.AsyncExitStack() as stack:
+            readers: list[_AnsweringClient] = []
+            stalled: list[RawClient] = []
+            for n in range(16):
+                stream = await stack.enter_async_context(
+                    await trio.open_tcp_stream("127.0.0.1", port)
+                )
+                stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                raw = _AnsweringClient(stream) if n % 2 else RawClient(stream)
+                await raw.open(None)
+                await raw.receive_until(lambda events: any(_is_ready(e) for e in events))
+                (readers if n % 2 else stalled).append(raw)  # type: ignore[arg-type]
+            clients = {c.remote: c for c in server.clients}
+            by_raw = {}
+            for raw in [*readers, *stalled]:
+                local = raw.stream.socket.getsockname()
+                by_raw[id(raw)] = clients[f"{local[0]}:{local[1]}"]
+            for client in clients.values():
+                _small_send_buffer(client)
+            async with trio.open_nursery() as nursery:
+                for raw in readers:
+                    nursery.start_soon(raw.read_forever, random.Random(id(raw)))
+                total = 0
+                while not all(by_raw[id(r)]._direct.events_left for r in stalled):  # type: ignore[union-attr]
+                    total += 1
+                    await server.publish(_HUGE if total % 3 == 0 else _BIG)
+                    await published(server, total)
+                    assert total < 200
+                for raw in stalled:
+                    client = by_raw[id(raw)]
+                    while not client._sending:
+                        await trio.sleep(0.001)
+                    await raw.send(Ping(payload=b"stalled"))
+                for raw in stalled:
+                    await _lock_waiters(by_raw[id(raw)], 1)
+                summary = await server.restart()
+                assert server.clients == ()
+                assert summary.drained == 16
+            for raw in stalled:
+                await raw.receive_until(lambda events: False)
+                _whole_frames_in_order(raw)
+            for reader in readers:
+                assert reader.received() == [("event", n) for n in range(1, total + 1)]
+                (close, *_) = [e for e in reader.events if isinstance(e, CloseConnection)]
+                assert close.code == 1012
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert not errors, errors
