@@ -259,9 +259,11 @@ async def test_events_messages_pings_and_pongs_interleaved(seed: int) -> None:
                 await server.restart()  # the reader answers the close, then reads to the end
             await stream.aclose()
     # The close frame, after everything (then wsproto reports the end of the stream).
-    closes = [i for i, e in enumerate(raw.events) if isinstance(e, CloseConnection)]
-    assert raw.events[closes[0]].code == 1012
-    assert not [e for e in raw.events[closes[0] :] if isinstance(e, TextMessage | BytesMessage)]
+    first = next(i for i, e in enumerate(raw.events) if isinstance(e, CloseConnection))
+    close = raw.events[first]
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1012
+    assert not [e for e in raw.events[first:] if isinstance(e, TextMessage | BytesMessage)]
     assert raw.received() == expected
 
 
@@ -284,7 +286,7 @@ async def test_a_flush_cut_short_by_the_close_goes_on_before_the_close_frame(
             total = await _fill(server, client)
             while not client._sending:  # the write loop flushes the rest, and waits
                 await trio.sleep(0.001)
-            lock = client._ws._stream_lock  # type: ignore[attr-defined]
+            lock = client._ws._stream_lock
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(server.restart)
                 # The write loop's flush is cut; the close frame's send takes the lock.
@@ -360,5 +362,30 @@ async def test_a_restart_of_many_clients_some_stuck_with_bytes_left(
                 assert reader.received() == [("event", n) for n in range(1, total + 1)]
                 (close, *_) = [e for e in reader.events if isinstance(e, CloseConnection)]
                 assert close.code == 1012
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert not errors, errors
+
+
+async def test_a_shutdown_aborts_a_stalled_client_while_its_reader_flushes(
+    direct_only: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The drain's deadline aborts the client while trio-websocket's reader waits in the flush."""
+    server = ReconnectServer(
+        ReplayLog(start=1), rng=random.Random(0), queue_size=10_000, close_timeout=60
+    )
+    with trio.fail_after(30):
+        async with served(server) as port, raw_client(port, small_buffers=True) as raw:
+            client = await ready_client(server, raw)
+            _small_send_buffer(client)
+            await _fill(server, client)
+            while not client._sending:  # the write loop flushes the rest, and waits
+                await trio.sleep(0.001)
+            await raw.send(Ping(payload=b"ping"))
+            await _lock_waiters(client, 1)  # the reader's pong waits for the lock
+            summary = await server.shutdown(drain_timeout=0.2)
+            assert (summary.drained, summary.aborted) == (1, 1)
+            assert client.state is ClientState.CLOSED
+            await raw.receive_until(lambda events: False)
+            _whole_frames_in_order(raw)
     errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert not errors, errors
