@@ -52,7 +52,11 @@ queued.
 
 A write that fails (the peer reset the connection, the socket is closed) is
 not reported here: the events are queued, and the write loop's own send
-meets the same error and closes the connection the usual way. The socket's
+meets the same error and closes the connection the usual way. Likewise a
+flush waiting for the socket when another task closes the stream drops the
+rest and returns: the send of the lock's holder then meets the closed
+stream, which trio-websocket handles (an exception out of the lock would
+crash its reader task). The socket's
 file descriptor is asked for at every write, never kept: a closed trio
 socket answers ``-1``, so a closed connection's number, given meanwhile to
 another connection, is never written to.
@@ -182,7 +186,15 @@ class DirectWriter:
                 return
             self._left = self._left[written:]
             if self._left:
-                await trio.lowlevel.wait_writable(self._socket)
+                try:
+                    await trio.lowlevel.wait_writable(self._socket)
+                except trio.ClosedResourceError:
+                    # Another task closed the stream meanwhile (trio-websocket's
+                    # aclose giving up while its reader waits here to send a
+                    # pong): the holder's send meets the closed stream, as
+                    # trio-websocket expects it to.
+                    self._drop_left()
+                    return
         if self._left_events:
             self.events_written += self._left_events
             self._left_events = 0
