@@ -143,6 +143,23 @@ async def published(server: ReconnectServer, count: int) -> None:
         await trio.sleep(0.001)
 
 
+async def fill(
+    server: ReconnectServer, client: ConnectedClient, payload: str = _BIG, *, limit: int = 500
+) -> int:
+    """Publish ``payload`` until a direct write leaves bytes behind; how many were published.
+
+    Without direct writes nothing is left behind: it stops at ``limit``.
+    """
+    total = 0
+    while total < limit:
+        total += 1
+        await server.publish(payload)
+        await published(server, total)
+        if client._direct is not None and client._direct.events_left:
+            break
+    return total
+
+
 def _small_send_buffer(client: ConnectedClient) -> None:
     client._ws._stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)  # type: ignore[attr-defined]
 
@@ -176,14 +193,7 @@ async def test_bytes_left_behind_go_out_first_whole_and_in_order(direct_writes: 
             client = await ready_client(server, raw)
             _small_send_buffer(client)
             # The client stops reading; publish until the socket is full.
-            total = 0
-            while total < (500 if direct_writes else 40):
-                total += 1
-                await server.publish(_BIG)
-                await published(server, total)
-                direct = client._direct
-                if direct is not None and direct.events_left:
-                    break
+            total = await fill(server, client, limit=500 if direct_writes else 40)
             if direct_writes:
                 assert client._direct is not None
                 assert client._direct.events_left == 1, total
@@ -218,13 +228,7 @@ async def test_a_close_waits_for_the_bytes_left_behind(direct_writes: bool) -> N
         async with served(server) as port, raw_client(port, small_buffers=True) as raw:
             client = await ready_client(server, raw)
             _small_send_buffer(client)
-            total = 0
-            while total < (500 if direct_writes else 40):
-                total += 1
-                await server.publish(_BIG)
-                await published(server, total)
-                if client._direct is not None and client._direct.events_left:
-                    break
+            total = await fill(server, client, limit=500 if direct_writes else 40)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(server.restart)
                 await trio.sleep(0.05)  # the close is requested, and waits on the socket
@@ -249,13 +253,7 @@ async def test_a_client_that_never_reads_is_aborted_cleanly(direct_writes: bool)
         async with served(server) as port, raw_client(port, small_buffers=True) as raw:
             client = await ready_client(server, raw)
             _small_send_buffer(client)
-            total = 0
-            while total < (500 if direct_writes else 40):
-                total += 1
-                await server.publish(_BIG)
-                await published(server, total)
-                if client._direct is not None and client._direct.events_left:
-                    break
+            await fill(server, client, limit=500 if direct_writes else 40)
             await server.restart()  # the client does not read: the close times out
             assert client.state is ClientState.CLOSED
             # Whatever the server wrote before it gave up is whole frames, in order.

@@ -30,6 +30,7 @@ from .test_server_direct import (
     RawClient,
     _is_ready,
     _small_send_buffer,
+    fill,
     published,
     raw_client,
     ready_client,
@@ -46,16 +47,26 @@ async def _fill(server: ReconnectServer, client: ConnectedClient) -> int:
 
     The last one is huge: what is left of it stays left while the client does not read.
     """
-    total = 0
-    while True:
-        total += 1
-        await server.publish(_HUGE)
-        await published(server, total)
-        direct = client._direct
-        assert direct is not None
-        if direct.events_left:
-            return total
-        assert total < 500
+    total = await fill(server, client, _HUGE)
+    assert client._direct is not None
+    assert client._direct.events_left
+    return total
+
+
+async def _stalled(server: ReconnectServer, raw: RawClient) -> tuple[ConnectedClient, int]:
+    """A ready client that stopped reading, its write loop waiting to flush what is left."""
+    client = await ready_client(server, raw)
+    _small_send_buffer(client)
+    total = await _fill(server, client)
+    while not client._sending:  # the write loop flushes the rest, and waits
+        await trio.sleep(0.001)
+    return client, total
+
+
+async def _pong_waiting(raw: RawClient, client: ConnectedClient) -> None:
+    """The client pings: trio-websocket's reader waits for the send lock to answer."""
+    await raw.send(Ping(payload=b"ping"))
+    await _lock_waiters(client, 1)
 
 
 async def _lock_waiters(client: ConnectedClient, count: int) -> None:
@@ -92,13 +103,8 @@ async def test_a_pong_waiting_behind_the_rest_when_the_close_times_out(
     )
     with trio.fail_after(30):
         async with served(server) as port, raw_client(port, small_buffers=True) as raw:
-            client = await ready_client(server, raw)
-            _small_send_buffer(client)
-            await _fill(server, client)
-            while not client._sending:  # the write loop flushes the rest, and waits
-                await trio.sleep(0.001)
-            await raw.send(Ping(payload=b"ping"))
-            await _lock_waiters(client, 1)  # the reader's pong waits for the lock
+            client, _ = await _stalled(server, raw)
+            await _pong_waiting(raw, client)
             await server.restart()
             assert client.state is ClientState.CLOSED
             await raw.receive_until(lambda events: False)
@@ -112,11 +118,7 @@ async def test_a_close_frame_from_the_peer_while_bytes_are_left(direct_only: Non
     server = ReconnectServer(ReplayLog(start=1), rng=random.Random(0), queue_size=10_000)
     with trio.fail_after(30):
         async with served(server) as port, raw_client(port, small_buffers=True) as raw:
-            client = await ready_client(server, raw)
-            _small_send_buffer(client)
-            total = await _fill(server, client)
-            while not client._sending:  # the write loop flushes the rest, and waits
-                await trio.sleep(0.001)
+            client, total = await _stalled(server, raw)
             await raw.send(CloseConnection(code=1000, reason="bye"))
             await _lock_waiters(client, 1)  # the reader's answer waits for the lock
             await raw.receive_until(
@@ -281,11 +283,7 @@ async def test_a_flush_cut_short_by_the_close_goes_on_before_the_close_frame(
     )
     with trio.fail_after(30):
         async with served(server) as port, raw_client(port, small_buffers=True) as raw:
-            client = await ready_client(server, raw)
-            _small_send_buffer(client)
-            total = await _fill(server, client)
-            while not client._sending:  # the write loop flushes the rest, and waits
-                await trio.sleep(0.001)
+            client, total = await _stalled(server, raw)
             lock = client._ws._stream_lock
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(server.restart)
@@ -375,13 +373,8 @@ async def test_a_shutdown_aborts_a_stalled_client_while_its_reader_flushes(
     )
     with trio.fail_after(30):
         async with served(server) as port, raw_client(port, small_buffers=True) as raw:
-            client = await ready_client(server, raw)
-            _small_send_buffer(client)
-            await _fill(server, client)
-            while not client._sending:  # the write loop flushes the rest, and waits
-                await trio.sleep(0.001)
-            await raw.send(Ping(payload=b"ping"))
-            await _lock_waiters(client, 1)  # the reader's pong waits for the lock
+            client, _ = await _stalled(server, raw)
+            await _pong_waiting(raw, client)
             summary = await server.shutdown(drain_timeout=0.2)
             assert (summary.drained, summary.aborted) == (1, 1)
             assert client.state is ClientState.CLOSED
