@@ -62,6 +62,7 @@ from ._inbox import Inbox
 from ._protocol import HandshakeResult, Item, ResumeHandshake, ServerEvent, parse_live
 from ._retry import Outcome
 from ._transport import OpenStream, RecordingStream, Target, parse_url
+from ._turn import Turn
 
 __all__ = ["AttemptContext", "AttemptOptions", "Factory", "HeaderPairs", "Phase", "Run"]
 
@@ -75,6 +76,10 @@ _WS_QUEUE_SIZE: Final = 16
 # get_message() and puts into the inbox itself: one more task switch per
 # message.
 _DIRECT_DELIVERY = True
+
+# Whether trio-websocket's send lock is replaced by a Turn (see
+# _replace_send_lock); off in tests that compare both.
+_FAST_SEND_LOCK = True
 
 T = TypeVar("T")
 #: A value, or a sync or async callable returning one, called before every attempt.
@@ -294,6 +299,7 @@ class Run:
             # one copy fewer per read (a private attribute of trio-websocket
             # 0.12, like those _DirectSink takes the place of).
             ws._stream = stream
+        _replace_send_lock(ws)
         self.ws = ws
         result: HandshakeResult | None = None
         try:
@@ -306,6 +312,7 @@ class Run:
             self.deadline.deadline = math.inf
             outcome.ready_at = trio.current_time()
             context.ready(result)
+            _replace_send_lock(ws)  # if a send held it when the websocket opened
             self.ready_ws = ws
             self.gate.set()
             if options.ping_interval is not None:
@@ -513,6 +520,21 @@ class _DirectSink:
     async def aclose(self) -> None:
         self._closed = True
         self.done.set()
+
+
+def _replace_send_lock(ws: trio_websocket.WebSocketConnection) -> None:
+    """Put a :class:`~._turn.Turn` in place of trio-websocket's send lock, if it is free.
+
+    trio-websocket 0.12 takes ``_stream_lock``, a ``trio.StrictFIFOLock``,
+    around every write (messages, pings, pongs, the close); a turn does the
+    same job for less (see :mod:`._turn`). Only a free lock is replaced: a
+    task in the middle of a send gives back the lock it took, so swapping it
+    under that task would let the next send write at the same time. Without
+    that attribute, or while it is held, the lock stays as it is.
+    """
+    lock = getattr(ws, "_stream_lock", None)
+    if _FAST_SEND_LOCK and type(lock) is trio.StrictFIFOLock and not lock.locked():
+        ws._stream_lock = Turn()  # type: ignore[assignment]
 
 
 def _can_deliver_directly(ws: trio_websocket.WebSocketConnection) -> bool:

@@ -61,6 +61,7 @@ from ._retry import Disconnect, GiveUp, Outcome, RetryState, Wait
 from ._settings import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from ._state import ConnectionState, DelaySource, Transition, check_transition
 from ._transport import OpenStream, Target, open_tcp_stream, parse_url
+from ._turn import Turn
 from ._validators import check_positive
 
 __all__ = [
@@ -115,44 +116,6 @@ RETRIED_FAILURE_MESSAGE: Final = "%s: %s; attempt %d in %.3f s (%s)"
 
 # Wall-clock seconds since the epoch, for HTTP-date Retry-After hints (tests patch it).
 _wall_clock = time.time
-
-
-class _SendTurn:
-    """Whose turn it is to send: one sender at a time, in call order.
-
-    A sender holds its turn while it waits for the gate and while it sends
-    again after a loss, so that the frames of concurrent senders keep their
-    order across reconnects. ``trio.StrictFIFOLock`` would do, but a trio
-    lock also records its owner task (so that a task that ends while holding
-    it breaks it), which costs an ``inspect`` call and two list operations on
-    every send; the turn is always given back in a ``finally``.
-    """
-
-    def __init__(self) -> None:
-        self._busy = False
-        self._waiting = trio.lowlevel.ParkingLot()
-
-    def take_nowait(self) -> bool:
-        """Take the turn if it is free and nobody waits for it (call order is kept)."""
-        if self._busy or self._waiting:
-            return False
-        self._busy = True
-        return True
-
-    async def take(self) -> None:
-        """Wait for the turn (a checkpoint either way)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self.take_nowait():
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        else:
-            await self._waiting.park()  # give_back() hands the turn over
-
-    def give_back(self) -> None:
-        """Hand the turn to the longest waiter, or free it."""
-        if self._waiting:
-            self._waiting.unpark()  # still busy: it is the woken sender's now
-        else:
-            self._busy = False
 
 
 class ReconnectingWebSocket:
@@ -259,7 +222,7 @@ class ReconnectingWebSocket:
         # log line uses.
         self._number = 1
         self._lost_at: float | None = None
-        self._send_turn = _SendTurn()
+        self._send_turn = Turn()  # held while waiting on the gate: call order
         self._error: ReconnectFailed | None = None
         self._closing: bool = False
         self._supervisor_scope: trio.CancelScope | None = None
