@@ -11,6 +11,8 @@ the peer to read it. Each runs with the replacement and without it.
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import trio
 import trio.testing
@@ -26,7 +28,7 @@ URL = "ws://example.test/"
 
 @pytest.fixture(params=["turn", "trio lock"])
 def fast_lock(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    fast = request.param == "turn"
+    fast: bool = request.param == "turn"
     monkeypatch.setattr(_attempt, "_FAST_SEND_LOCK", fast)
     return fast
 
@@ -44,10 +46,16 @@ class LockstepServer(FakeServer):
         return client
 
 
-def ready_lock(ws: tr.ReconnectingWebSocket) -> object:
+def send_lock(ws: trio_websocket.WebSocketConnection) -> Turn | trio.StrictFIFOLock:
+    """trio-websocket's send lock of ``ws``, whichever it is now."""
+    lock: Turn | trio.StrictFIFOLock = ws._stream_lock
+    return lock
+
+
+def ready_lock(ws: tr.ReconnectingWebSocket) -> Turn | trio.StrictFIFOLock:
     connection = ws._run.ready_ws
     assert connection is not None
-    return connection._stream_lock
+    return send_lock(connection)
 
 
 async def test_a_ready_connection_sends_under_a_turn(
@@ -62,7 +70,7 @@ async def test_a_ready_connection_sends_under_a_turn(
             lock = ready_lock(ws)
             assert type(lock) is (Turn if fast_lock else trio.StrictFIFOLock)
             await ws.send_message("through the lock")
-            assert not lock.locked()  # type: ignore[attr-defined]
+            assert not lock.locked()
 
 
 async def open_pair(
@@ -79,7 +87,9 @@ async def open_pair(
         done.set()
 
     nursery.start_soon(serve)
-    client = await trio_websocket.wrap_client_stream(nursery, client_stream, "example.test", "/")
+    client = await trio_websocket.wrap_client_stream(
+        nursery, cast(trio.SocketStream, client_stream), "example.test", "/"
+    )
     await done.wait()
     return client, accepted[0]
 
@@ -89,12 +99,12 @@ async def test_a_held_lock_is_not_replaced(nursery: trio.Nursery) -> None:
     does (it gives back the lock it took); it stays until a later chance."""
     with trio.fail_after(10):
         client, _ = await open_pair(nursery)
-        original = client._stream_lock
+        original = send_lock(client)
         async with original:
             _attempt._replace_send_lock(client)
-            assert client._stream_lock is original
+            assert send_lock(client) is original
         _attempt._replace_send_lock(client)
-        assert type(client._stream_lock) is Turn
+        assert type(send_lock(client)) is Turn
         await client.aclose()
 
 
@@ -103,10 +113,10 @@ async def test_a_lock_of_another_kind_is_left_alone(nursery: trio.Nursery) -> No
     keeps its own: the client does not guess what else it may rely on."""
     with trio.fail_after(10):
         client, _ = await open_pair(nursery)
-        other = trio.Lock()
+        other: object = trio.Lock()
         client._stream_lock = other  # type: ignore[assignment]
         _attempt._replace_send_lock(client)
-        assert client._stream_lock is other
+        assert send_lock(client) is other
         del client._stream_lock
         _attempt._replace_send_lock(client)  # no attribute at all: nothing happens
         assert not hasattr(client, "_stream_lock")
