@@ -31,6 +31,10 @@ Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
   while the inbox was full at any point counts as a slow consumer, not a
   dead server.
 * Ping payloads are unique per connection (a timed-out ping stays in flight).
+* trio-websocket writes every frame under its own send lock, a trio lock
+  that yields even when free and tracks its owner; once the websocket is
+  open, a :class:`~._turn.Turn` takes its place (:func:`_replace_send_lock`),
+  so that a message sent crosses the scheduler once, in the write itself.
 * Errors from trio-websocket come out of the connection's nursery as
   exception groups; the attempt takes the error apart there and records the
   one that explains the failure in its outcome.
