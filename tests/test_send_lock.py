@@ -19,7 +19,7 @@ import trio.testing
 import trio_websocket
 
 import trio_reconnect as tr
-from tests.helpers import FakeServer, accept_and_resume, ready_forever, send_ready
+from tests.helpers import FakeServer, accept_and_resume, hint, ready_forever, send_ready
 from trio_reconnect import Target, _attempt
 from trio_reconnect._turn import Turn
 
@@ -175,3 +175,63 @@ async def test_senders_and_pongs_never_write_at_the_same_time(
         mine = [m for m in received if isinstance(m, str) and m.startswith(f"{sender}-")]
         assert mine == [f"{sender}-{i}" for i in range(per_sender)]
     assert answered == list(range(pings))
+
+
+async def test_a_lock_held_when_the_websocket_opens_is_replaced_at_ready(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first chance comes as the websocket opens, when trio-websocket's
+    reader may be writing a pong; the second at ``ready``. Here the lock is
+    held at the first one (taken without waiting, in the attempt's task)."""
+    replace = _attempt._replace_send_lock
+    seen: list[str] = []
+
+    def held_the_first_time(ws: trio_websocket.WebSocketConnection) -> None:
+        lock = ws._stream_lock
+        if not seen:
+            lock.acquire_nowait()
+            try:
+                replace(ws)
+            finally:
+                lock.release()
+        else:
+            replace(ws)
+        seen.append(type(send_lock(ws)).__name__)
+
+    monkeypatch.setattr(_attempt, "_replace_send_lock", held_the_first_time)
+    server = FakeServer(nursery, ready_forever)
+    with trio.fail_after(10):
+        async with tr.open_reconnecting_websocket(
+            URL, open_stream=server.open_stream, ping_interval=None
+        ) as ws:
+            await ws.wait_ready()
+            await ws.send_message("through the turn")
+    assert seen == ["StrictFIFOLock", "Turn"]
+
+
+async def test_every_connection_gets_its_own_turn(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
+        ws, _ = await accept_and_resume(request)
+        await send_ready(ws, None)
+        if n == 1:
+            await ws.get_message()
+            await ws.aclose(*hint(0))
+        await trio.sleep_forever()
+
+    server = FakeServer(nursery, handler)
+    locks: list[object] = []
+    with trio.fail_after(10):
+        async with tr.open_reconnecting_websocket(
+            URL, open_stream=server.open_stream, ping_interval=None
+        ) as ws:
+            await ws.wait_ready()
+            locks.append(ready_lock(ws))
+            await ws.send_message("on the first connection")
+            while len(server.connects) < 2 or ws.state is not tr.ConnectionState.OPEN:
+                await trio.sleep(0.01)
+            locks.append(ready_lock(ws))
+            await ws.send_message("on the second")
+    assert [type(lock) for lock in locks] == [Turn, Turn]
+    assert locks[0] is not locks[1]
