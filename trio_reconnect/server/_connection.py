@@ -76,11 +76,10 @@ import trio
 import wsproto
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 from wsproto.connection import ConnectionState as WsState
-from wsproto.events import BytesMessage, TextMessage
 
 from .._hints import MAX_CLOSE_REASON_BYTES
 from .._protocol import HandshakeOutcome
-from ._direct import DirectWriter, FlushingLock
+from ._direct import DirectWriter, FlushingLock, encode_messages
 
 __all__ = [
     "CLOSE_ABNORMAL",
@@ -738,12 +737,7 @@ async def _write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes])
         for message in messages:
             await ws.send_message(message)
         return
-    data = b"".join(
-        protocol.send(
-            TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
-        )
-        for message in messages
-    )
+    data = encode_messages(protocol, messages)
     async with ws._stream_lock:
         try:
             await ws._stream.send_all(data)

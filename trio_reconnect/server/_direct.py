@@ -72,13 +72,23 @@ import trio
 import wsproto
 from trio_websocket import WebSocketConnection
 from wsproto.connection import ConnectionState as WsState
-from wsproto.events import TextMessage
+from wsproto.events import BytesMessage, TextMessage
 
-__all__ = ["DirectWriter", "FlushingLock"]
+__all__ = ["DirectWriter", "FlushingLock", "encode_messages"]
 
 # Whether connections may be written directly (module comment). Off (tests),
 # every frame goes through the client's queue and write loop.
 _DIRECT_WRITES = True
+
+
+def encode_messages(protocol: wsproto.WSConnection, messages: Sequence[str | bytes]) -> bytes:
+    """The bytes of ``messages``, one frame each, as ``protocol`` (open) writes them."""
+    return b"".join(
+        protocol.send(
+            TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
+        )
+        for message in messages
+    )
 
 
 class DirectWriter:
@@ -151,7 +161,7 @@ class DirectWriter:
         fd = self._socket.fileno()
         if fd < 0:
             return False
-        data = b"".join(protocol.send(TextMessage(data=message)) for message in messages)
+        data = encode_messages(protocol, messages)
         try:
             written = os.write(fd, data)
         except BlockingIOError:
