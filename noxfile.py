@@ -48,10 +48,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff: lint rules and formatting."""
-    session.install(_requirement("lint", "ruff"))
+    """Ruff (lint rules and formatting) and import-linter (the layering contract)."""
+    session.install(_requirement("lint", "ruff"), _requirement("lint", "import-linter"))
     session.run("ruff", "check", *(session.posargs or ["."]))
     session.run("ruff", "format", "--check", *(session.posargs or ["."]))
+    # import-linter reads the package from the source tree: no install needed.
+    session.run("lint-imports", env={"PYTHONPATH": "."})
 
 
 @nox.session

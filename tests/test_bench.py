@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import trio
 
-from trio_reconnect import _bench, _bench_fanout
-from trio_reconnect._bench_server import DROP
-from trio_reconnect._cli import main
+from trio_reconnect._tools._cli import main
+from trio_reconnect._tools.bench import _fanout as _bench_fanout
+from trio_reconnect._tools.bench import _run as _bench
+from trio_reconnect._tools.bench._server import DROP
 from trio_reconnect.server import ReconnectServer, ReplayLog
 
 #: Every key ``--json`` must print.

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from trio_reconnect import FatalCloseError, HandshakeRejectedError, ReconnectFailed
-from trio_reconnect._cli_policy import (
+from trio_reconnect._tools._policy import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     describe_error,

@@ -111,7 +111,7 @@ async def test_window_keeps_dropping_duplicates_across_a_plain_replay(
 
 
 def test_connect_command_says_exactly_what_a_gap_lost() -> None:
-    from trio_reconnect._cli import _describe_gap
+    from trio_reconnect._tools._cli import _describe_gap
 
     assert _describe_gap(tr.Gap("22", "1733000000000005")) == (
         "gap: the events after 22 up to and including 1733000000000005 were lost"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import trio
 
-from trio_reconnect._cli import main
-from trio_reconnect._demo import DemoSummary, run_demo
 from trio_reconnect._metrics import HEALTHY_BELOW, INCIDENT_ABOVE, REGRESSION_ABOVE
+from trio_reconnect._tools._cli import main
+from trio_reconnect._tools.demo._single import DemoSummary, run_demo
 
 
 async def test_demo_small_crowd_loses_nothing() -> None:
@@ -140,7 +140,7 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 async def test_connect_and_serve_commands_talk_to_each_other(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from trio_reconnect import _cli, _serve
+    from trio_reconnect._tools import _cli, _serve
 
     with trio.socket.socket() as sock:  # find a free port for the standalone server
         await sock.bind(("127.0.0.1", 0))

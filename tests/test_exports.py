@@ -220,7 +220,7 @@ def test_prometheus_names_pinned_and_imported_lazily() -> None:
     # Nothing else imports the optional extra, not even the command line.
     code = (
         "import sys, trio_reconnect, trio_reconnect.server, trio_reconnect.testing, "
-        "trio_reconnect._cli; "
+        "trio_reconnect._tools._cli; "
         "assert 'prometheus_client' not in sys.modules; "
         "assert 'trio_reconnect.prometheus' not in sys.modules"
     )

@@ -803,7 +803,7 @@ def test_serve_metrics_port_without_the_extra() -> None:
         "        if name.split('.')[0] == 'prometheus_client':\n"
         "            raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, Missing)\n"
-        "from trio_reconnect._cli import main\n"
+        "from trio_reconnect._tools._cli import main\n"
         "sys.exit(main(['serve', '--metrics-port', '9100']))\n"
     )
     done = subprocess.run(

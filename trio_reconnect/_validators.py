@@ -9,7 +9,7 @@ Each rule is stated once, as a ``*_problem`` function that returns what is
 wrong (``None``: nothing); the ``check_*`` functions raise it as a
 ``ValueError`` naming the option, the attrs validators do the same for
 ``attrs.field(validator=...)``, and the command line's argument types
-(:mod:`trio_reconnect._cli_policy`) use the same functions.
+(:mod:`trio_reconnect._tools._policy`) use the same functions.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from trio_reconnect import _cli, _demo_cluster
+from trio_reconnect._tools import _cli
+from trio_reconnect._tools.demo import _cluster as _demo_cluster
 from trio_reconnect.testing._node_process import child_environment
 from trio_reconnect.testing._redis_server import RedisServerNotFound
 
@@ -78,7 +79,7 @@ def test_no_redis_server_is_one_line(
 def test_without_the_redis_extra_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from trio_reconnect import _serve
+    from trio_reconnect._tools import _serve
 
     monkeypatch.setattr(_demo_cluster, "redis_extra_missing", lambda: True)
     monkeypatch.setattr(_serve, "redis_extra_missing", lambda: True)

@@ -43,7 +43,7 @@ def test_a_store_failure_is_logged_on_one_line_and_a_bug_with_its_traceback() ->
     import logging
     import sys as _sys
 
-    from trio_reconnect._serve import _OneLineFormatter
+    from trio_reconnect._tools._serve import _OneLineFormatter
     from trio_reconnect.server import LogUnavailableError
 
     formatter = _OneLineFormatter("%(message)s")
@@ -84,7 +84,7 @@ def test_a_redis_url_the_backend_refuses_is_one_line_and_exit_2() -> None:
 
 
 def test_the_help_names_the_backends_default_stream(capsys: pytest.CaptureFixture[str]) -> None:
-    from trio_reconnect import _cli
+    from trio_reconnect._tools import _cli
     from trio_reconnect.server.redis import DEFAULT_STREAM
 
     with pytest.raises(SystemExit):

@@ -13,7 +13,8 @@ from typing import Any
 import attrs
 import pytest
 
-from trio_reconnect._cli import main
+from trio_reconnect._tools._cli import main
+from trio_reconnect._tools._herd_report import check_targets, format_table
 from trio_reconnect.testing import (
     STRATEGIES,
     HerdConfig,
@@ -24,7 +25,6 @@ from trio_reconnect.testing import (
     run_herd,
     strategy_options,
 )
-from trio_reconnect.testing._herd_cli import check_targets, format_table
 
 SMALL: dict[str, Any] = {"clients": 60, "capacity": 20.0}
 
@@ -225,7 +225,7 @@ def test_herd_command_errors(
 
 def test_plot(tmp_path: Any, herd: dict[str, HerdResult]) -> None:
     pytest.importorskip("matplotlib")
-    from trio_reconnect.testing._herd_cli import plot
+    from trio_reconnect._tools._herd_report import plot
 
     path = tmp_path / "herd.png"
     plot(list(herd.values()), str(path))
@@ -266,7 +266,7 @@ def test_plot_has_one_kind_of_axis_and_a_worded_legend_on_every_panel(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from trio_reconnect.testing._herd_cli import ARRIVALS_LABEL, CAPACITY_LABEL, _figure
+    from trio_reconnect._tools._herd_report import ARRIVALS_LABEL, CAPACITY_LABEL, _figure
 
     figure = _figure(plt, list(herd.values()))
     try:

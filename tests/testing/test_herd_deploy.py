@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from trio_reconnect import Gap, ServerEvent, Snapshot
-from trio_reconnect._cli import main
+from trio_reconnect._tools._cli import main
+from trio_reconnect._tools._herd_report import check_rolling_targets, format_rolling_table
 from trio_reconnect.testing._herd import HerdConfig, run_herd
 from trio_reconnect.testing._herd_deploy import (
     DEREGISTER_DELAY,
@@ -20,8 +21,6 @@ from trio_reconnect.testing._herd_deploy import (
     _check_deliveries,
     _Client,
     _FrameTap,
-    check_rolling_targets,
-    format_rolling_table,
     run_rolling_deploy,
 )
 
@@ -243,7 +242,7 @@ def test_targets_and_table_of_a_result(rolling: dict[str, RollingResult]) -> Non
 
 def test_plot_rolling(tmp_path: Any, rolling: dict[str, RollingResult]) -> None:
     pytest.importorskip("matplotlib")
-    from trio_reconnect.testing._herd_deploy import plot_rolling
+    from trio_reconnect._tools._herd_report import plot_rolling
 
     path = tmp_path / "rolling.png"
     plot_rolling(list(rolling.values()), str(path))

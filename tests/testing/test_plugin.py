@@ -134,12 +134,12 @@ import pytest
 
 status = pytest.main(sys.argv[1:])
 import trio_reconnect.testing as testing
-import trio_reconnect.testing._herd_cli  # the herd command and the rolling deploy
+import trio_reconnect._tools._herd  # the herd command and the rolling deploy
 import trio_reconnect.testing._herd_deploy
-from trio_reconnect.testing._herd import _peak_rss_kb
+from trio_reconnect.testing._herd import peak_rss_kb
 
 assert "resource" not in sys.modules
-assert testing.run_herd is not None and _peak_rss_kb() is None
+assert testing.run_herd is not None and peak_rss_kb() is None
 sys.exit(status)
 """
 

@@ -209,7 +209,7 @@ class HerdResult:
         return data
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
+def nearest_rank(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
@@ -226,10 +226,10 @@ def _rss_kb() -> float:
                     return float(line.split()[1])
     except OSError:  # pragma: no cover - not Linux
         pass
-    return _peak_rss_kb() or 0.0  # pragma: no cover
+    return peak_rss_kb() or 0.0  # pragma: no cover
 
 
-def _peak_rss_kb() -> float | None:
+def peak_rss_kb() -> float | None:
     """Peak resident memory, KiB, or ``None`` without the POSIX :mod:`resource` module.
 
     Imported here, not at the top: ``trio_reconnect.testing`` is loaded by the
@@ -347,7 +347,7 @@ def run_herd(config: HerdConfig) -> HerdResult:
     started = time.perf_counter()
     recorder = _Recorder([_Client() for _ in range(config.clients)])
     memory: list[float] = []
-    _seed_trio_scheduler(config.seed)
+    seed_trio_scheduler(config.seed)
     refused = trio.run(
         _simulate,
         config,
@@ -356,7 +356,7 @@ def run_herd(config: HerdConfig) -> HerdResult:
         clock=trio.testing.MockClock(autojump_threshold=0),
     )
     wall = time.perf_counter() - started
-    peak_rss = _peak_rss_kb()
+    peak_rss = peak_rss_kb()
     t0 = recorder.t0
     assert t0 is not None
     durations = [
@@ -382,9 +382,9 @@ def run_herd(config: HerdConfig) -> HerdResult:
         ideal_all_ready_s=config.ideal_all_ready_s,
         refused_handshakes=refused,
         attempts=sum(arrivals),
-        median_reconnect_s=_round(statistics.median(durations) if durations else None),
-        p95_reconnect_s=_round(_percentile(durations, 0.95)),
-        max_reconnect_s=_round(max(durations, default=None)),
+        median_reconnect_s=round3(statistics.median(durations) if durations else None),
+        p95_reconnect_s=round3(nearest_rank(durations, 0.95)),
+        max_reconnect_s=round3(max(durations, default=None)),
         not_ready=not_ready,
         wall_s=round(wall, 2),
         rss_mb=None if peak_rss is None else round(peak_rss / 1024, 1),
@@ -396,7 +396,7 @@ def run_herd(config: HerdConfig) -> HerdResult:
     )
 
 
-def _seed_trio_scheduler(seed: int) -> None:
+def seed_trio_scheduler(seed: int) -> None:
     """Make trio's task scheduling repeat from run to run (best effort).
 
     trio shuffles each batch of runnable tasks with a module-level
@@ -410,5 +410,5 @@ def _seed_trio_scheduler(seed: int) -> None:
         rng.seed(f"trio-scheduler-{seed}")
 
 
-def _round(value: float | None) -> float | None:
+def round3(value: float | None) -> float | None:
     return None if value is None else round(value, 3)

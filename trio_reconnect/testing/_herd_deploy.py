@@ -70,21 +70,17 @@ from ..server import (
 from ._herd import (
     BIN_SECONDS,
     HerdConfig,
-    _peak_rss_kb,
-    _percentile,
-    _round,
-    _seed_trio_scheduler,
+    nearest_rank,
+    peak_rss_kb,
+    round3,
+    seed_trio_scheduler,
 )
-from ._herd_cli import PEAK_RATIO_TARGET, pyplot
 from ._network import MemoryNetwork
 from ._strategies import strategy_options
 
 __all__ = [
     "DEREGISTER_DELAY",
     "RollingResult",
-    "check_rolling_targets",
-    "format_rolling_table",
-    "plot_rolling",
     "run_rolling_deploy",
 ]
 
@@ -458,10 +454,10 @@ def run_rolling_deploy(config: HerdConfig) -> RollingResult:
     started = time.perf_counter()
     recorder = _Recorder([_Client() for _ in range(config.clients)])
     out: dict[str, Any] = {}
-    _seed_trio_scheduler(config.seed)
+    seed_trio_scheduler(config.seed)
     trio.run(_simulate, config, recorder, out, clock=trio.testing.MockClock(autojump_threshold=0))
     wall = time.perf_counter() - started
-    peak_rss = _peak_rss_kb()
+    peak_rss = peak_rss_kb()
     newest = out["newest"]
     lost = duplicated = app_duplicated = gaps = snapshots = 0
     for client in recorder.clients:
@@ -501,9 +497,9 @@ def run_rolling_deploy(config: HerdConfig) -> RollingResult:
         refused_handshakes=out["refused"],
         attempts=sum(sum(bins) for bins in arrivals.values()),
         reconnects=len(durations),
-        median_reconnect_s=_round(statistics.median(durations) if durations else None),
-        p95_reconnect_s=_round(_percentile(durations, 0.95)),
-        max_reconnect_s=_round(max(durations, default=None)),
+        median_reconnect_s=round3(statistics.median(durations) if durations else None),
+        p95_reconnect_s=round3(nearest_rank(durations, 0.95)),
+        max_reconnect_s=round3(max(durations, default=None)),
         not_ready=out["not_ready"],
         final_clients=out["final_clients"],
         wall_s=round(wall, 2),
@@ -513,97 +509,3 @@ def run_rolling_deploy(config: HerdConfig) -> RollingResult:
         seed=config.seed,
         arrivals=arrivals,
     )
-
-
-# -- the command line's view -----------------------------------------------------
-
-
-def check_rolling_targets(result: RollingResult) -> dict[str, bool]:
-    """The rolling deploy's targets (issue 10), each ``True`` when met."""
-    return {
-        f"peak_ratio <= {PEAK_RATIO_TARGET}": result.peak_ratio <= PEAK_RATIO_TARGET,
-        "0 lost": result.lost == 0,
-        "0 duplicated": result.duplicated == 0 and result.app_duplicated == 0,
-        "every client ready again": result.all_ready_s is not None and result.not_ready == 0,
-    }
-
-
-def format_rolling_table(results: Sequence[RollingResult]) -> str:
-    """One block per result: the drains, each node's peak, the checks."""
-    lines: list[str] = []
-    for r in results:
-        lines += [
-            f"rolling deploy: {r.clients} clients, {r.nodes} nodes at {r.capacity:g}/s each,"
-            f" {r.balancer} balancer, strategy {r.strategy}, latency {r.latency * 1000:g} ms,"
-            f" seed {r.seed}; times in virtual seconds after the deploy started",
-            "",
-            f"{'node':<8}{'drained at':>11}{'clients':>9}{'window':>8}{'ends':>7}"
-            f"{'back':>7}  survivors",
-        ]
-        for d in r.drains:
-            ends = "-" if d["ends_s"] is None else f"{d['ends_s']:.2f}"
-            lines.append(
-                f"{d['node']:<8}{d['at_s']:>11.2f}{d['drained']:>9}{d['window_s']:>8.2f}"
-                f"{ends:>7}{d['back_s']:>7.2f}  {', '.join(d['survivors']) or '-'}"
-            )
-        peaks = ", ".join(f"{node} {peak}" for node, peak in r.node_peaks.items())
-        ready = "-" if r.all_ready_s is None else f"{r.all_ready_s:.2f} s"
-        lines += [
-            "",
-            f"peak arrivals per 100 ms: {peaks} (capacity {r.ideal_per_100ms:g});"
-            f" peak_ratio {r.peak_ratio:.2f}",
-            f"all ready {ready}; {r.attempts} attempts, {r.refused_handshakes} refused,"
-            f" {r.reconnects} reconnects (median {r.median_reconnect_s} s)",
-            f"{r.events_published} events published ({r.events_replayed} replayed after"
-            f" a move): lost {r.lost}, duplicated {r.duplicated}"
-            f" (on the wire; {r.app_duplicated} in the application), {r.gaps} gaps,"
-            f" {r.snapshots} snapshots; wall {r.wall_s:.1f} s",
-        ]
-        lines += [
-            f"target {name}: {'PASS' if met else 'MISS'}"
-            for name, met in check_rolling_targets(r).items()
-        ]
-        lines.append("")
-    return "\n".join(lines).rstrip()
-
-
-def plot_rolling(results: Sequence[RollingResult], path: str) -> None:
-    """Draw each node's arrivals per 100 ms during the deploy, one panel per result.
-
-    Raises:
-        RuntimeError: if matplotlib is not installed.
-    """
-    plt = pyplot()
-    figure, axes = plt.subplots(
-        len(results), 1, figsize=(9, 2.4 * len(results) + 0.6), sharex=True, squeeze=False
-    )
-    for ax, r in zip(axes[:, 0], results, strict=True):
-        for node, bins in r.arrivals.items():
-            times = [i * BIN_SECONDS for i in range(len(bins))]
-            ax.step(times, bins, where="post", linewidth=0.8, label=f"{node} attempts / 100 ms")
-        ax.axhline(
-            r.ideal_per_100ms,
-            color="grey",
-            linestyle="--",
-            linewidth=0.8,
-            label=f"a node's capacity per 100 ms ({r.ideal_per_100ms:g})",
-        )
-        for d in r.drains:
-            ax.axvline(d["at_s"], color="black", linewidth=0.5, linestyle=":")
-        ax.set_title(
-            f"{r.strategy}, {r.balancer} balancer: peak {r.peak_ratio:.2f} x a node's capacity,"
-            f" all ready {'-' if r.all_ready_s is None else format(r.all_ready_s, '.1f')} s,"
-            f" lost {r.lost}, duplicated {r.duplicated}",
-            fontsize=9,
-        )
-        ax.set_ylabel("attempts / 100 ms", fontsize=8)
-        ax.legend(loc="upper right", fontsize=7)
-    axes[-1, 0].set_xlabel("seconds after the deploy started (virtual); dotted: a drain starts")
-    first = results[0]
-    figure.suptitle(
-        f"rolling deploy: {first.clients} clients, {first.nodes} nodes at"
-        f" {first.capacity:g} handshakes/s each"
-    )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)

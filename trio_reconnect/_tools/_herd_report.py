@@ -1,100 +1,36 @@
-"""``python -m trio_reconnect herd``: run the herd simulator, print a table, JSON or a plot.
+"""What ``python -m trio_reconnect herd`` prints and draws: targets, tables and plots.
 
-With ``--strategy all`` every strategy runs in its own process (``--jobs`` at
-a time), so that each gets a fresh interpreter: its memory figure is its own
-and a slow strategy does not hold the others up.
+Imports both simulators' results (:mod:`trio_reconnect.testing._herd`,
+:mod:`trio_reconnect.testing._herd_deploy`); neither simulator imports this.
 """
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures
-import json
-import multiprocessing
-import os
-import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
-from .._cli_policy import non_negative_number, positive_int, positive_number
-from ._herd import BALANCERS, BIN_SECONDS, DEPLOYS, HerdConfig, HerdResult, run_herd
-from ._strategies import STRATEGIES
+from ..testing._herd import BIN_SECONDS, HerdResult
+from ..testing._herd_deploy import RollingResult
 
-__all__ = ["add_arguments", "check_targets", "format_table", "plot", "run_command"]
+__all__ = [
+    "ALL_READY_FACTOR",
+    "ALL_READY_SLACK_S",
+    "PEAK_RATIO_TARGET",
+    "REFUSED_SHARE_TARGET",
+    "check_rolling_targets",
+    "check_targets",
+    "format_rolling_table",
+    "format_table",
+    "plot",
+    "plot_rolling",
+    "pyplot",
+]
 
 #: The targets of ``server-spread`` (issue 4): peak ratio, all-ready time, refusals.
 PEAK_RATIO_TARGET: Final = 1.15
 ALL_READY_FACTOR: Final = 1.1
 ALL_READY_SLACK_S: Final = 1.0
 REFUSED_SHARE_TARGET: Final = 0.01
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``herd`` options to ``parser``."""
-    parser.add_argument("--clients", type=positive_int, default=1000, help="clients (default 1000)")
-    parser.add_argument(
-        "--capacity",
-        type=positive_number,
-        default=100.0,
-        help="handshakes/s admitted (default 100)",
-    )
-    parser.add_argument(
-        "--strategy",
-        default="all",
-        choices=[*STRATEGIES, "all"],
-        help="client strategy, or all of them (default all)",
-    )
-    parser.add_argument("--json", action="store_true", help="one JSON object per strategy")
-    parser.add_argument("--plot", metavar="FILE.png", help="draw arrivals over time (matplotlib)")
-    parser.add_argument(
-        "--latency",
-        type=non_negative_number,
-        default=0.025,
-        help="one-way latency, s (default 0.025)",
-    )
-    parser.add_argument(
-        "--jitter",
-        type=non_negative_number,
-        default=0.010,
-        help="extra one-way latency, s (default 0.010)",
-    )
-    parser.add_argument(
-        "--accept-rate",
-        type=positive_number,
-        default=None,
-        help="connections/s the server accepts, 503s included (default 10 x capacity)",
-    )
-    parser.add_argument(
-        "--horizon",
-        type=positive_number,
-        default=None,
-        help="virtual seconds to wait for stragglers",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    parser.add_argument(
-        "--jobs",
-        type=positive_int,
-        default=None,
-        help="strategies run in parallel with --strategy all (default: CPU count)",
-    )
-    parser.add_argument(
-        "--nodes",
-        type=int,
-        default=1,
-        help="server nodes sharing one log; more than 1 needs --deploy rolling (default 1)",
-    )
-    parser.add_argument(
-        "--deploy",
-        default="restart",
-        choices=DEPLOYS,
-        help="restart: the node restarts; rolling: each node drains and is replaced in turn",
-    )
-    parser.add_argument(
-        "--balancer",
-        default="round-robin",
-        choices=BALANCERS,
-        help="how a rolling deploy's load balancer picks a node (default round-robin)",
-    )
 
 
 def check_targets(result: HerdResult) -> dict[str, bool]:
@@ -266,79 +202,95 @@ def _figure(plt: Any, results: Sequence[HerdResult]) -> Any:
     return figure
 
 
-def _configs(args: Any) -> list[HerdConfig]:
-    names = list(STRATEGIES) if args.strategy == "all" else [args.strategy]
-    return [
-        HerdConfig(
-            clients=args.clients,
-            capacity=args.capacity,
-            strategy=name,
-            latency=args.latency,
-            jitter=args.jitter,
-            accept_rate=args.accept_rate,
-            horizon=args.horizon,
-            seed=args.seed,
-            nodes=args.nodes,
-            deploy=args.deploy,
-            balancer=args.balancer,
-        )
-        for name in names
-    ]
+# -- the rolling deploy ----------------------------------------------------------
 
 
-def _run_one(config: HerdConfig) -> Any:
-    """A :class:`HerdResult`, or a ``RollingResult`` for a rolling deploy."""
-    if config.deploy == "rolling":
-        from ._herd_deploy import run_rolling_deploy
-
-        return run_rolling_deploy(config)
-    return run_herd(config)
-
-
-def _run_all(configs: Sequence[HerdConfig], jobs: int) -> list[Any]:
-    if len(configs) == 1:
-        return [_run_one(configs[0])]
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, max_tasks_per_child=1
-    ) as pool:
-        return list(pool.map(_run_one, configs))
+def check_rolling_targets(result: RollingResult) -> dict[str, bool]:
+    """The rolling deploy's targets (issue 10), each ``True`` when met."""
+    return {
+        f"peak_ratio <= {PEAK_RATIO_TARGET}": result.peak_ratio <= PEAK_RATIO_TARGET,
+        "0 lost": result.lost == 0,
+        "0 duplicated": result.duplicated == 0 and result.app_duplicated == 0,
+        "every client ready again": result.all_ready_s is not None and result.not_ready == 0,
+    }
 
 
-def run_command(args: Any) -> int:
-    """Run ``herd`` with parsed ``args``; return the exit status."""
-    try:
-        configs = _configs(args)
-    except ValueError as exc:
-        print(f"herd: {exc}", file=sys.stderr)
-        return 2
-    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)  # --jobs: at least 1
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print(
-                "herd: --plot needs matplotlib: python3 -m pip install 'trio-reconnect[plot]'",
-                file=sys.stderr,
+def format_rolling_table(results: Sequence[RollingResult]) -> str:
+    """One block per result: the drains, each node's peak, the checks."""
+    lines: list[str] = []
+    for r in results:
+        lines += [
+            f"rolling deploy: {r.clients} clients, {r.nodes} nodes at {r.capacity:g}/s each,"
+            f" {r.balancer} balancer, strategy {r.strategy}, latency {r.latency * 1000:g} ms,"
+            f" seed {r.seed}; times in virtual seconds after the deploy started",
+            "",
+            f"{'node':<8}{'drained at':>11}{'clients':>9}{'window':>8}{'ends':>7}"
+            f"{'back':>7}  survivors",
+        ]
+        for d in r.drains:
+            ends = "-" if d["ends_s"] is None else f"{d['ends_s']:.2f}"
+            lines.append(
+                f"{d['node']:<8}{d['at_s']:>11.2f}{d['drained']:>9}{d['window_s']:>8.2f}"
+                f"{ends:>7}{d['back_s']:>7.2f}  {', '.join(d['survivors']) or '-'}"
             )
-            return 2
-    results = _run_all(configs, jobs)
-    rolling = configs[0].deploy == "rolling"
-    if args.json:
-        for result in results:
-            print(json.dumps(result.summary()), flush=True)
-    elif rolling:
-        from ._herd_deploy import format_rolling_table
+        peaks = ", ".join(f"{node} {peak}" for node, peak in r.node_peaks.items())
+        ready = "-" if r.all_ready_s is None else f"{r.all_ready_s:.2f} s"
+        lines += [
+            "",
+            f"peak arrivals per 100 ms: {peaks} (capacity {r.ideal_per_100ms:g});"
+            f" peak_ratio {r.peak_ratio:.2f}",
+            f"all ready {ready}; {r.attempts} attempts, {r.refused_handshakes} refused,"
+            f" {r.reconnects} reconnects (median {r.median_reconnect_s} s)",
+            f"{r.events_published} events published ({r.events_replayed} replayed after"
+            f" a move): lost {r.lost}, duplicated {r.duplicated}"
+            f" (on the wire; {r.app_duplicated} in the application), {r.gaps} gaps,"
+            f" {r.snapshots} snapshots; wall {r.wall_s:.1f} s",
+        ]
+        lines += [
+            f"target {name}: {'PASS' if met else 'MISS'}"
+            for name, met in check_rolling_targets(r).items()
+        ]
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
-        print(format_rolling_table(results), flush=True)
-    else:
-        print(format_table(results), flush=True)
-    if args.plot and rolling:
-        from ._herd_deploy import plot_rolling
 
-        plot_rolling(results, args.plot)
-        print(f"plot written to {args.plot}", file=sys.stderr)
-    elif args.plot:
-        plot(results, args.plot)
-        print(f"plot written to {args.plot}", file=sys.stderr)
-    return 0
+def plot_rolling(results: Sequence[RollingResult], path: str) -> None:
+    """Draw each node's arrivals per 100 ms during the deploy, one panel per result.
+
+    Raises:
+        RuntimeError: if matplotlib is not installed.
+    """
+    plt = pyplot()
+    figure, axes = plt.subplots(
+        len(results), 1, figsize=(9, 2.4 * len(results) + 0.6), sharex=True, squeeze=False
+    )
+    for ax, r in zip(axes[:, 0], results, strict=True):
+        for node, bins in r.arrivals.items():
+            times = [i * BIN_SECONDS for i in range(len(bins))]
+            ax.step(times, bins, where="post", linewidth=0.8, label=f"{node} attempts / 100 ms")
+        ax.axhline(
+            r.ideal_per_100ms,
+            color="grey",
+            linestyle="--",
+            linewidth=0.8,
+            label=f"a node's capacity per 100 ms ({r.ideal_per_100ms:g})",
+        )
+        for d in r.drains:
+            ax.axvline(d["at_s"], color="black", linewidth=0.5, linestyle=":")
+        ax.set_title(
+            f"{r.strategy}, {r.balancer} balancer: peak {r.peak_ratio:.2f} x a node's capacity,"
+            f" all ready {'-' if r.all_ready_s is None else format(r.all_ready_s, '.1f')} s,"
+            f" lost {r.lost}, duplicated {r.duplicated}",
+            fontsize=9,
+        )
+        ax.set_ylabel("attempts / 100 ms", fontsize=8)
+        ax.legend(loc="upper right", fontsize=7)
+    axes[-1, 0].set_xlabel("seconds after the deploy started (virtual); dotted: a drain starts")
+    first = results[0]
+    figure.suptitle(
+        f"rolling deploy: {first.clients} clients, {first.nodes} nodes at"
+        f" {first.capacity:g} handshakes/s each"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

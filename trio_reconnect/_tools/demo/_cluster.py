@@ -24,7 +24,6 @@ The exit status is 1 if any event was lost or duplicated.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import itertools
 import json
@@ -41,14 +40,15 @@ from typing import Any, Final, TextIO
 import attrs
 import trio
 
-from ._client import open_reconnecting_websocket
-from ._protocol import Gap, ServerEvent, Snapshot
-from ._serve import REDIS_EXTRA_HINT, redis_extra_missing
-from ._state import ConnectionState, Transition
-from .testing._node_process import NodeProcess, NodeStartError
-from .testing._redis_server import RedisServer, RedisServerNotFound, _free_port, find_redis_server
+from ..._client import open_reconnecting_websocket
+from ..._protocol import Gap, ServerEvent, Snapshot
+from ..._state import ConnectionState, Transition
+from ...testing._node_process import NodeProcess, NodeStartError
+from ...testing._redis_server import RedisServer, RedisServerNotFound, _free_port, find_redis_server
+from .._interrupt import interruptible
+from .._serve import REDIS_EXTRA_HINT, redis_extra_missing
 
-__all__ = ["ClusterDemoSummary", "node_count", "run_cluster_demo", "run_command"]
+__all__ = ["ClusterDemoSummary", "run_cluster_demo", "run_command"]
 
 #: Arrivals are counted in bins of this many seconds.
 ARRIVAL_BIN: Final = 0.1
@@ -65,19 +65,6 @@ _DRAIN_LINE: Final = re.compile(
     r"SIGTERM: drained (\d+) clients with spread hints over ([\d.]+) s"
     r"(?: over (\d+) peer nodes)? in ([\d.]+) s \((\d+) did not leave in time\)"
 )
-
-
-def node_count(text: str) -> int:
-    """argparse type of ``--nodes``: a whole number, at least 2 (a deploy needs survivors)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: a rolling deploy needs at least 2 nodes (the others take the clients)"
-        )
-    return value
 
 
 @attrs.define(eq=False)
@@ -265,7 +252,7 @@ async def run_cluster_demo(
     """
     if nodes < 2 or clients < 1 or not (math.isfinite(rate) and rate > 0):
         raise ValueError("nodes >= 2, clients >= 1 and rate > 0 are required")
-    from .server.redis import RedisStreamLog
+    from ...server.redis import RedisStreamLog
 
     tty = out.isatty() if progress is None else progress
     serve_args = (
@@ -454,10 +441,8 @@ def run_command(args: Any) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            from ._cli import _interruptible  # Ctrl-C: a clean cancellation, then exit 130
-
             summary = trio.run(
-                _interruptible,
+                interruptible,
                 lambda: run_cluster_demo(
                     redis.url, Path(tmp), nodes=args.nodes, clients=args.clients, rate=args.rate
                 ),

@@ -30,8 +30,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Final, NoReturn
 
-from ._exceptions import FatalCloseError, HandshakeRejectedError, ReconnectError
-from ._validators import int_problem, non_negative_problem, port_problem, positive_problem
+from .._exceptions import FatalCloseError, HandshakeRejectedError, ReconnectError
+from .._validators import int_problem, non_negative_problem, port_problem, positive_problem
 
 __all__ = [
     "EXIT_FAILED",
@@ -206,3 +206,16 @@ def exit_status(error: BaseException) -> tuple[int, str | None] | None:
     if found and all(isinstance(leaf, OSError | ReconnectError) for leaf in found):
         return EXIT_FAILED, describe_error(found[0])
     return None
+
+
+def node_count(text: str) -> int:
+    """argparse type of ``--nodes``: a whole number, at least 2 (a deploy needs survivors)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a rolling deploy needs at least 2 nodes (the others take the clients)"
+        )
+    return value

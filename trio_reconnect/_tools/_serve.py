@@ -32,14 +32,7 @@ from typing import Any, Final
 import trio
 from trio_websocket import WebSocketServer
 
-from ._cli_policy import (
-    EXIT_FAILED,
-    EXIT_USAGE,
-    non_negative_number,
-    positive_int,
-    positive_number,
-)
-from .server import (
+from ..server import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_REPLAY,
     DEFAULT_OUTAGE_LIMIT,
@@ -52,8 +45,15 @@ from .server import (
     ReplayLog,
     SpreadPolicy,
 )
-from .server._cluster import ClusterRegistry
-from .server._spread import DEFAULT_BASE, DEFAULT_MIN_WINDOW, DEFAULT_RATE
+from ..server._cluster import ClusterRegistry
+from ..server._spread import DEFAULT_BASE, DEFAULT_MIN_WINDOW, DEFAULT_RATE
+from ._policy import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    non_negative_number,
+    positive_int,
+    positive_number,
+)
 
 __all__ = ["DEFAULT_INTERVAL", "DEFAULT_LOG_SIZE", "add_arguments", "run_command"]
 
@@ -195,7 +195,7 @@ async def _open_backends(args: Any) -> AsyncIterator[tuple[EventLog, ClusterRegi
     if args.redis is None:
         yield ReplayLog(max_events=args.max_len), None, "log in memory"
         return
-    from .server.redis import DEFAULT_STREAM, RedisRegistry, RedisStreamLog
+    from ..server.redis import DEFAULT_STREAM, RedisRegistry, RedisStreamLog
 
     stream = args.stream or DEFAULT_STREAM
     async with (
@@ -246,7 +246,7 @@ async def _serve(args: Any) -> int:
                 print(f"node {name}: {where}, a tick every {args.interval:g} s", flush=True)
             metrics_port = getattr(args, "metrics_port", None)
             if metrics_port is not None:
-                from .prometheus._http import serve_server_metrics
+                from ..prometheus._http import serve_server_metrics
 
                 bound = await nursery.start(serve_server_metrics, server, args.host, metrics_port)
                 print(
@@ -285,7 +285,7 @@ def _check_options(args: Any) -> tuple[int, str] | None:
         return None
     if redis_extra_missing():
         return EXIT_FAILED, f"--redis {REDIS_EXTRA_HINT}"
-    from .server.redis import RedisStreamLog
+    from ..server.redis import RedisStreamLog
 
     try:
         RedisStreamLog(args.redis)  # checks the URL; connects only when entered

@@ -1,6 +1,6 @@
 """The echo server of ``python -m trio_reconnect bench``, run in its own process.
 
-``python -m trio_reconnect._bench_server [--host HOST] [--port N]`` serves a
+``python -m trio_reconnect._tools.bench._server [--host HOST] [--port N]`` serves a
 :class:`~trio_reconnect.server.ReconnectServer` whose ``on_message`` echoes
 every message back to its sender, except :data:`DROP`: that one makes the
 server close the sender's connection with 1012 and a ``retryAfter`` of 0.
@@ -26,8 +26,8 @@ from typing import Final
 
 import trio
 
-from ._hints import format_close_reason
-from .server import ConnectedClient, ReconnectServer, ReplayLog
+from ..._hints import format_close_reason
+from ...server import ConnectedClient, ReconnectServer, ReplayLog
 
 __all__ = ["DROP", "DROP_CODE", "READY_PREFIX", "main", "serve_echo"]
 
@@ -75,7 +75,7 @@ async def serve_echo(host: str, port: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m trio_reconnect._bench_server")
+    parser = argparse.ArgumentParser(prog="python -m trio_reconnect._tools.bench._server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: a free port (default)")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """The fan-out figure of ``python -m trio_reconnect bench``: events/s delivered to many clients.
 
 Three servers run side by side, each in a child process of its own
-(``python -m trio_reconnect._bench_fanout --kind KIND``), listening on
+(``python -m trio_reconnect._tools.bench._fanout --kind KIND``), listening on
 127.0.0.1:
 
 * ``plain``: the baseline, a minimal broadcast on trio-websocket alone
@@ -66,7 +66,7 @@ import attrs
 import trio
 import trio_websocket
 
-from ._bench_server import READY_PREFIX
+from ._server import READY_PREFIX
 
 __all__ = [
     "DEFAULT_FANOUT_CLIENTS",
@@ -136,8 +136,8 @@ async def _commands(publish: Callable[[], Awaitable[object]]) -> None:
 
 
 async def _serve_plain(host: str, payload: str) -> None:
-    from ._protocol import encode_event, encode_ready
-    from .server import clock_start_id
+    from ..._protocol import encode_event, encode_ready
+    from ...server import clock_start_id
 
     clients: dict[trio_websocket.WebSocketConnection, None] = {}
     next_id = clock_start_id()
@@ -183,14 +183,14 @@ async def _announce_and_serve(port: int, publish: Callable[[], Awaitable[object]
 
 
 async def _serve_reconnect(host: str, payload: str, queue_size: int, redis_url: str | None) -> None:
-    from .server import EventLog, ReconnectServer, ReplayLog
+    from ...server import EventLog, ReconnectServer, ReplayLog
 
     async with contextlib.AsyncExitStack() as stack:
         log: EventLog
         if redis_url is None:
             log = ReplayLog()
         else:
-            from .server.redis import RedisStreamLog
+            from ...server.redis import RedisStreamLog
 
             log = await stack.enter_async_context(RedisStreamLog(redis_url, stream=_STREAM))
         server = ReconnectServer(log, ping_interval=None, queue_size=queue_size)
@@ -206,7 +206,7 @@ async def _serve_reconnect(host: str, payload: str, queue_size: int, redis_url: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one fan-out server until standard input ends; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m trio_reconnect._bench_fanout")
+    parser = argparse.ArgumentParser(prog="python -m trio_reconnect._tools.bench._fanout")
     parser.add_argument("--kind", choices=KINDS, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--size", type=int, default=EVENT_SIZE)
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.kind == "plain":
         trio.run(_serve_plain, args.host, payload)
     else:
-        from .server import DEFAULT_QUEUE_SIZE
+        from ...server import DEFAULT_QUEUE_SIZE
 
         if args.kind == "redis" and args.redis is None:
             parser.error("--kind redis needs --redis URL")
@@ -284,7 +284,7 @@ class _Server:
 @contextlib.asynccontextmanager
 async def _server(kind: str, argv: Sequence[str]) -> AsyncIterator[_Server]:
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "trio_reconnect._bench_fanout", "--kind", kind, *argv],
+        [sys.executable, "-m", "trio_reconnect._tools.bench._fanout", "--kind", kind, *argv],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -590,14 +590,14 @@ def _first(group: BaseExceptionGroup[FanoutError]) -> FanoutError:
 async def _run_fanout(
     *, clients: int, events: int, rounds: int, latency_events: int, redis: bool
 ) -> FanoutFigures:
-    from .server import DEFAULT_QUEUE_SIZE
+    from ...server import DEFAULT_QUEUE_SIZE
 
     queue_size = str(max(DEFAULT_QUEUE_SIZE, 2 * events))
     note: str | None = None
     redis_server = None
     redis_version = None
     if redis:
-        from .testing._redis_server import RedisServer, RedisServerNotFound, find_redis_server
+        from ...testing._redis_server import RedisServer, RedisServerNotFound, find_redis_server
 
         try:
             binary = find_redis_server()

@@ -3,24 +3,24 @@
 * ``python -m trio_reconnect demo``: the embedded server and a crowd of real
   clients through several spread restarts; exits 1 if any event was lost or
   duplicated. With ``--nodes N``: a rolling deploy of N real node processes
-  sharing a redis-server (:mod:`trio_reconnect._demo_cluster`).
+  sharing a redis-server (:mod:`trio_reconnect._tools.demo._cluster`).
 * ``python -m trio_reconnect serve [--port N] [--redis URL] [--metrics-port M]``:
   a protocol node publishing a ticker, alone or one of a cluster sharing a
   Redis stream, for trying clients in other languages against it (and its
   Prometheus metrics on ``/metrics``). On SIGTERM or Ctrl-C it drains (1012
   and spread hints), prints one line saying what it drained, and exits 0
-  (see :mod:`trio_reconnect._serve`).
+  (see :mod:`trio_reconnect._tools._serve`).
 * ``python -m trio_reconnect connect URL``: a wscat-like client that prints
   every item and every state transition with its reason and delay.
 * ``python -m trio_reconnect herd --clients N --capacity R --strategy S``:
   the herd simulator (:mod:`trio_reconnect.testing`): N real clients and the
   server on the in-memory network under a mock clock, through one restart.
 * ``python -m trio_reconnect bench [--json]``: throughput and reconnect time
-  against raw trio-websocket, as ratios (see :mod:`trio_reconnect._bench`).
+  against raw trio-websocket, as ratios (see :mod:`trio_reconnect._tools.bench._run`).
 
-How every command fails is decided in :mod:`trio_reconnect._cli_policy`
+How every command fails is decided in :mod:`trio_reconnect._tools._policy`
 (pure): a usage error is one line and exit status 2 (argparse's
-:class:`~trio_reconnect._cli_policy.Parser`), a runtime error one line naming
+:class:`~trio_reconnect._tools._policy.Parser`), a runtime error one line naming
 its cause and 1, Ctrl-C 130 and nothing more. :func:`main` applies that policy
 to whatever a command raises, so a command's body (``_serve``, ``_connect``)
 only does its work: a graceful stop of ``serve`` on SIGINT/SIGTERM belongs in
@@ -32,31 +32,32 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import trio
 
-from ._cli_policy import (
+from .._client import open_reconnecting_websocket
+from .._exceptions import ClientClosedError
+from .._protocol import Gap, ServerEvent, Snapshot
+from .._state import ConnectionState, Transition
+from .._transport import parse_url
+from ._interrupt import interruptible
+from ._policy import (
     EXIT_FAILED,
     EXIT_OK,
     Parser,
     describe_error,
     exit_status,
     lower_first,
+    node_count,
     non_negative_int,
     port,
     positive_int,
     positive_number,
 )
-from ._client import open_reconnecting_websocket
-from ._exceptions import ClientClosedError
-from ._protocol import Gap, ServerEvent, Snapshot
-from ._state import ConnectionState, Transition
-from ._transport import parse_url
 
 __all__ = ["SERVE_HOST", "SERVE_PORT", "main"]
 
@@ -100,8 +101,6 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     demo.add_argument("--rate", type=positive_number, default=5.0, help="events/s (default 5)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
-    from ._demo_cluster import node_count
-
     demo.add_argument(
         "--nodes",
         type=node_count,
@@ -147,11 +146,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     connect.add_argument(
         "--count", type=positive_int, default=None, help="stop after N items (default: never)"
     )
-    from .testing._herd_cli import add_arguments as add_herd_arguments
+    from ._herd import add_arguments as add_herd_arguments
 
     herd = commands.add_parser("herd", help="simulate a reconnect storm in virtual time")
     add_herd_arguments(herd)
-    from ._bench import add_arguments as add_bench_arguments
+    from .bench._run import add_arguments as add_bench_arguments
 
     bench = commands.add_parser("bench", help="throughput and reconnect time vs trio-websocket")
     add_bench_arguments(bench)
@@ -230,7 +229,7 @@ async def _connect(url: str, resume: bool, count: int | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (see :mod:`trio_reconnect._cli_policy`)."""
+    """Run the command line; return the exit status (see :mod:`trio_reconnect._tools._policy`)."""
     parser, commands = _parser()
     args: Any
     args, unknown = parser.parse_known_args(argv)
@@ -257,41 +256,16 @@ def _context(args: Any) -> str:
     return ""
 
 
-async def _interruptible(command: Callable[[], Awaitable[T]]) -> T:
-    """Run ``command`` until it returns or Ctrl-C; on Ctrl-C cancel it, raise KeyboardInterrupt.
-
-    trio's default raises KeyboardInterrupt wherever the program happens to be,
-    which can leave half-started work behind (a "coroutine was never awaited"
-    warning on stderr, say). A signal receiver turns Ctrl-C into an ordinary
-    cancellation, after which :func:`main` exits 130 as for any interrupt.
-    """
-    result: list[T] = []
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def run() -> None:
-                result.append(await command())
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(run)
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                break
-    if not result:
-        raise KeyboardInterrupt
-    return result[0]
-
-
 def _run(args: Any) -> int:
     if args.command == "demo" and args.nodes is not None:
-        from ._demo_cluster import run_command as run_cluster_demo_command
+        from .demo._cluster import run_command as run_cluster_demo_command
 
         return run_cluster_demo_command(args)
     if args.command == "demo":
-        from ._demo import run_demo, summary_json
+        from .demo._single import run_demo, summary_json
 
         summary = trio.run(
-            _interruptible,
+            interruptible,
             functools.partial(
                 run_demo,
                 clients=args.clients,
@@ -303,11 +277,11 @@ def _run(args: Any) -> int:
         print(summary_json(summary) if args.json else summary.table(), flush=True)
         return EXIT_OK if summary.ok else EXIT_FAILED
     if args.command == "herd":
-        from .testing._herd_cli import run_command as run_herd_command
+        from ._herd import run_command as run_herd_command
 
         return run_herd_command(args)
     if args.command == "bench":
-        from ._bench import run_command as run_bench_command
+        from .bench._run import run_command as run_bench_command
 
         try:
             return run_bench_command(args)
@@ -320,6 +294,6 @@ def _run(args: Any) -> int:
         return run_serve_command(args)
     else:
         trio.run(
-            _interruptible, functools.partial(_connect, args.url, not args.no_resume, args.count)
+            interruptible, functools.partial(_connect, args.url, not args.no_resume, args.count)
         )
     return EXIT_OK

@@ -28,12 +28,12 @@ from typing import Final, TextIO
 import attrs
 import trio
 
-from ._client import open_reconnecting_websocket
-from ._metrics import HEALTHY_BELOW, INCIDENT_ABOVE, REGRESSION_ABOVE, health_level, percentile
-from ._protocol import Gap, ServerEvent, Snapshot
-from ._state import ConnectionState, Transition
-from ._validators import check_int, check_positive
-from .server import ReconnectServer, ReplayLog, SpreadPolicy
+from ..._client import open_reconnecting_websocket
+from ..._metrics import HEALTHY_BELOW, INCIDENT_ABOVE, REGRESSION_ABOVE, health_level, percentile
+from ..._protocol import Gap, ServerEvent, Snapshot
+from ..._state import ConnectionState, Transition
+from ..._validators import check_int, check_positive
+from ...server import ReconnectServer, ReplayLog, SpreadPolicy
 
 __all__ = ["DemoSummary", "run_demo"]
 

@@ -1,6 +1,6 @@
 """``python -m trio_reconnect bench``: what the reconnecting layer costs, as ratios.
 
-The echo server (:mod:`trio_reconnect._bench_server`) runs in another process
+The echo server (:mod:`trio_reconnect._tools.bench._server`) runs in another process
 and is reached over loopback TCP; one process measures, one serves, so the
 client is not sharing its event loop (or its core) with the server. Three
 clients are connected to the same server at once:
@@ -54,7 +54,11 @@ import attrs
 import trio
 import trio_websocket
 
-from ._bench_fanout import (
+from ..._client import ReconnectingWebSocket, open_reconnecting_websocket
+from ..._protocol import ResumeHandshake
+from ..._state import ConnectionState, DelaySource, Transition
+from .._policy import positive_int, positive_number
+from ._fanout import (
     DEFAULT_FANOUT_CLIENTS,
     DEFAULT_FANOUT_EVENTS,
     DEFAULT_FANOUT_ROUNDS,
@@ -63,11 +67,7 @@ from ._bench_fanout import (
     FanoutFigures,
     run_fanout,
 )
-from ._bench_server import DROP, DROP_CODE, READY_PREFIX
-from ._cli_policy import positive_int, positive_number
-from ._client import ReconnectingWebSocket, open_reconnecting_websocket
-from ._protocol import ResumeHandshake
-from ._state import ConnectionState, DelaySource, Transition
+from ._server import DROP, DROP_CODE, READY_PREFIX
 
 __all__ = [
     "DEFAULT_MESSAGES",
@@ -472,13 +472,13 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> str:
 
 @contextlib.asynccontextmanager
 async def bench_server(host: str = "127.0.0.1") -> AsyncIterator[int]:
-    """Run :mod:`trio_reconnect._bench_server` in a child process; yield its port.
+    """Run :mod:`trio_reconnect._tools.bench._server` in a child process; yield its port.
 
     On the way out its stdin is closed (it exits on its own), and it is
     killed if it has not exited within a few seconds.
     """
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "trio_reconnect._bench_server", "--host", host],
+        [sys.executable, "-m", "trio_reconnect._tools.bench._server", "--host", host],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )

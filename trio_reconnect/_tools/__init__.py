@@ -1,0 +1,13 @@
+"""The command-line tools of ``python -m trio_reconnect``: connect, serve, demo, herd, bench.
+
+They are user features built on the public API, but the library never needs
+them: only :mod:`trio_reconnect.__main__` imports this package (an
+import-linter contract in ``nox -s lint`` keeps it so).
+
+* :mod:`._cli`: the parser and ``main``; :mod:`._policy`: argument types and
+  one-line errors (pure); :mod:`._interrupt`: Ctrl-C as a clean cancellation.
+* :mod:`._serve`: ``serve``; :mod:`._herd`: ``herd`` (the simulators are
+  :mod:`trio_reconnect.testing`'s).
+* :mod:`.demo`: ``demo`` (one process) and ``demo --nodes N`` (real processes).
+* :mod:`.bench`: ``bench``, its echo server and its fan-out programs.
+"""

@@ -1,0 +1,1 @@
+"""``python -m trio_reconnect bench``: ratios against the raw library, in one run."""

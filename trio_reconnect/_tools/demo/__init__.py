@@ -1,0 +1,1 @@
+"""``python -m trio_reconnect demo``: one process, or a rolling deploy of real nodes."""
