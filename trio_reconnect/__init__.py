@@ -25,8 +25,6 @@ from ._client import DEFAULT_MAX_ATTEMPTS as DEFAULT_MAX_ATTEMPTS
 from ._client import DEFAULT_MAX_QUEUE as DEFAULT_MAX_QUEUE
 from ._client import DEFAULT_MAX_REPLAY_RECEIVED as DEFAULT_MAX_REPLAY_RECEIVED
 from ._client import DEFAULT_MAX_SERVER_DELAY as DEFAULT_MAX_SERVER_DELAY
-from ._client import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
-from ._client import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._client import DEFAULT_RESUME_TIMEOUT as DEFAULT_RESUME_TIMEOUT
 from ._client import DEFAULT_STABLE_AFTER as DEFAULT_STABLE_AFTER
 from ._client import ReconnectingWebSocket as ReconnectingWebSocket
@@ -57,6 +55,8 @@ from ._retry import MAX_HISTORY as MAX_HISTORY
 from ._retry import Disconnect as Disconnect
 from ._settings import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from ._settings import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
+from ._settings import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
+from ._settings import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._state import Attempt as Attempt
 from ._state import ConnectionState as ConnectionState
 from ._state import DelaySource as DelaySource

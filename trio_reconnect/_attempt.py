@@ -60,6 +60,7 @@ from ._exceptions import (
     PingTimeout,
     ResumeProtocolError,
     ResumeTimeout,
+    leaves,
 )
 from ._hints import ABNORMAL_CLOSURE
 from ._inbox import Inbox
@@ -585,17 +586,11 @@ def _closed_by_server(ws: trio_websocket.WebSocketConnection) -> bool:
     return not isinstance(peer_closed, trio.Event) or peer_closed.is_set()
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 def _main_cause(exc: BaseException) -> BaseException:
     """The one error that explains a failed connection nursery."""
-    leaves = _leaves(exc)
+    found = leaves(exc)
     for kind in (trio_websocket.ConnectionRejected, AttemptError, OSError):
-        for leaf in leaves:
+        for leaf in found:
             if isinstance(leaf, kind):
                 return leaf
-    return leaves[0]
+    return found[0]

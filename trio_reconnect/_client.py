@@ -58,7 +58,12 @@ from ._inbox import Inbox
 from ._metrics import MetricsRecorder, ReconnectStatistics
 from ._protocol import HandshakeResult, Item
 from ._retry import Disconnect, GiveUp, Outcome, RetryState, Wait
-from ._settings import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
+from ._settings import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+)
 from ._state import ConnectionState, DelaySource, Transition, check_transition
 from ._transport import OpenStream, Target, open_tcp_stream, parse_url
 from ._turn import Turn
@@ -71,8 +76,6 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_REPLAY_RECEIVED",
     "DEFAULT_MAX_SERVER_DELAY",
-    "DEFAULT_PING_INTERVAL",
-    "DEFAULT_PING_TIMEOUT",
     "DEFAULT_RESUME_TIMEOUT",
     "DEFAULT_STABLE_AFTER",
     "ReconnectingWebSocket",
@@ -93,10 +96,6 @@ DEFAULT_STABLE_AFTER: Final = 10.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 #: Seconds from the websocket opening to the server's ``ready``.
 DEFAULT_RESUME_TIMEOUT: Final = 10.0
-#: Seconds between pings on an open connection (``None``: no pings).
-DEFAULT_PING_INTERVAL: Final = 20.0
-#: Seconds to wait for a pong before the connection is declared dead.
-DEFAULT_PING_TIMEOUT: Final = 20.0
 #: The clamp for the server's retry hints, seconds.
 DEFAULT_MAX_SERVER_DELAY: Final = 300.0
 #: Items buffered for the application before the reader waits for it.

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["DEFAULT_CLOSE_TIMEOUT", "DEFAULT_MAX_MESSAGE_SIZE"]
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+]
 
 #: Seconds the closing handshake may take: the client's when the application
 #: leaves, the server's when it waits for a client to answer its close frame.
@@ -18,3 +23,8 @@ DEFAULT_CLOSE_TIMEOUT: Final = 5.0
 #: Largest message accepted from the peer, as measured by ``len()`` (bytes or
 #: characters); a larger one is closed with 1009. trio-websocket's default.
 DEFAULT_MAX_MESSAGE_SIZE: Final = 2**20
+#: Seconds between the pings that find a half-open connection (either side;
+#: ``None`` in an option turns them off).
+DEFAULT_PING_INTERVAL: Final = 20.0
+#: Seconds a ping may wait for its pong before the connection counts as dead.
+DEFAULT_PING_TIMEOUT: Final = 20.0

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from .._settings import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from .._settings import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
+from .._settings import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
+from .._settings import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._cluster import ClusterDrainPlan as ClusterDrainPlan
 from ._cluster import ClusterRegistry as ClusterRegistry
 from ._cluster import NodeStatus as NodeStatus
@@ -46,8 +48,6 @@ from ._server import DEFAULT_INCOMING_QUEUE_SIZE as DEFAULT_INCOMING_QUEUE_SIZE
 from ._server import DEFAULT_MAX_REPLAY as DEFAULT_MAX_REPLAY
 from ._server import DEFAULT_OUTAGE_LIMIT as DEFAULT_OUTAGE_LIMIT
 from ._server import DEFAULT_OUTAGE_RETRY_AFTER as DEFAULT_OUTAGE_RETRY_AFTER
-from ._server import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
-from ._server import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._server import DEFAULT_QUEUE_SIZE as DEFAULT_QUEUE_SIZE
 from ._server import DEFAULT_STOP_SIGNALS as DEFAULT_STOP_SIGNALS
 from ._server import DrainSummary as DrainSummary

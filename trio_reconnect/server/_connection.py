@@ -77,7 +77,17 @@ import wsproto
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 from wsproto.connection import ConnectionState as WsState
 
-from .._hints import MAX_CLOSE_REASON_BYTES
+from .._hints import (
+    ABNORMAL_CLOSURE,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    MAX_CLOSE_REASON_BYTES,
+    NORMAL_CLOSURE,
+    PROTOCOL_ERROR,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
+    UNSUPPORTED_DATA,
+)
 from .._protocol import HandshakeOutcome
 from ._direct import DirectWriter, FlushingLock, encode_messages
 
@@ -99,22 +109,15 @@ __all__ = [
 
 logger = logging.getLogger("trio_reconnect.server")
 
-#: A normal close (the client's or ours, with nothing to say).
-CLOSE_NORMAL: Final = 1000
-#: :meth:`~trio_reconnect.server.ReconnectServer.drain`'s default code.
-CLOSE_GOING_AWAY: Final = 1001
-#: The first frame was text, but not a resume frame.
-CLOSE_PROTOCOL_ERROR: Final = 1002
-#: The first frame was binary.
-CLOSE_UNSUPPORTED_DATA: Final = 1003
-#: The application's ``on_message`` raised (or the connection failed inside).
-CLOSE_INTERNAL_ERROR: Final = 1011
-#: A restart, a graceful stop, or a discontinuity in the log.
-CLOSE_SERVICE_RESTART: Final = 1012
-#: Too slow to keep up with the live events, no resume frame in time, or the log is down.
-CLOSE_TRY_AGAIN_LATER: Final = 1013
-#: What a connection aborted without a close frame is recorded with (RFC 6455: never sent).
-CLOSE_ABNORMAL: Final = 1006
+# The close codes, named once in :mod:`trio_reconnect._hints` (the server's names for them).
+CLOSE_NORMAL: Final = NORMAL_CLOSURE
+CLOSE_GOING_AWAY: Final = GOING_AWAY
+CLOSE_PROTOCOL_ERROR: Final = PROTOCOL_ERROR
+CLOSE_UNSUPPORTED_DATA: Final = UNSUPPORTED_DATA
+CLOSE_INTERNAL_ERROR: Final = INTERNAL_ERROR
+CLOSE_SERVICE_RESTART: Final = SERVICE_RESTART
+CLOSE_TRY_AGAIN_LATER: Final = TRY_AGAIN_LATER
+CLOSE_ABNORMAL: Final = ABNORMAL_CLOSURE
 
 #: Most queued frames the write loop takes and writes in one ``send_all``.
 _WRITE_BATCH: Final = 64

@@ -146,6 +146,7 @@ import trio
 from coredis.response.types import StreamEntry
 from coredis.retry import NoRetryPolicy
 
+from .._exceptions import leaves
 from .._validators import check_int, check_positive, positive_int, positive_number
 from ._cluster import NodeStatus
 from ._logbase import (
@@ -311,12 +312,6 @@ def _entry_seq(entry_id: object) -> int:
     return int(seq)
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 #: What a lost connection looks like from coredis: its own error, a timeout,
 #: the socket's error, or (a command still in flight on a client that was
 #: replaced meanwhile) the anyio stream it was reading being closed.
@@ -331,7 +326,7 @@ _CONNECTION_LOST: Final = (
 
 
 def _unavailable(exc: BaseException) -> bool:
-    return any(isinstance(leaf, _CONNECTION_LOST) for leaf in _leaves(exc))
+    return any(isinstance(leaf, _CONNECTION_LOST) for leaf in leaves(exc))
 
 
 def _safe_seq(event_id: str | None) -> int | None:

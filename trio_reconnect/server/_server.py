@@ -88,7 +88,12 @@ from wsproto.utilities import LocalProtocolError
 
 from .._hints import HINTED_CLOSE_CODES, format_close_reason
 from .._protocol import HandshakeOutcome
-from .._settings import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
+from .._settings import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+)
 from .._validators import (
     non_negative_int,
     optional_positive_number,
@@ -119,8 +124,6 @@ __all__ = [
     "DEFAULT_MAX_REPLAY",
     "DEFAULT_OUTAGE_LIMIT",
     "DEFAULT_OUTAGE_RETRY_AFTER",
-    "DEFAULT_PING_INTERVAL",
-    "DEFAULT_PING_TIMEOUT",
     "DEFAULT_QUEUE_SIZE",
     "DEFAULT_STOP_SIGNALS",
     "DrainSummary",
@@ -139,10 +142,6 @@ DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 DEFAULT_QUEUE_SIZE: Final = 1_024
 #: ``(client, message)`` pairs buffered for :meth:`ReconnectServer.messages`.
 DEFAULT_INCOMING_QUEUE_SIZE: Final = 256
-#: Seconds between pings of each ready client (``None`` turns pings off).
-DEFAULT_PING_INTERVAL: Final = 20.0
-#: Seconds a client has to answer a ping before it is dropped as half-open.
-DEFAULT_PING_TIMEOUT: Final = 20.0
 #: Seconds :meth:`ReconnectServer.shutdown` waits for the drained clients to go.
 DEFAULT_DRAIN_TIMEOUT: Final = 10.0
 #: Seconds the log may stay unavailable before the node closes its clients.

@@ -49,6 +49,7 @@ import trio
 import trio.testing
 
 from .._client import open_reconnecting_websocket
+from .._metrics import nearest_rank
 from .._state import ConnectionState, Transition
 from .._validators import (
     non_negative_number,
@@ -207,14 +208,6 @@ class HerdResult:
         data = attrs.asdict(self)
         del data["arrivals"]
         return data
-
-
-def nearest_rank(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = max(0, math.ceil(q * len(ordered)) - 1)
-    return ordered[index]
 
 
 def _rss_kb() -> float:

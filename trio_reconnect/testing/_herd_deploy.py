@@ -58,6 +58,7 @@ import trio
 import trio.testing
 
 from .._client import open_reconnecting_websocket
+from .._metrics import nearest_rank
 from .._protocol import Gap, ServerEvent, Snapshot
 from .._state import ConnectionState, Transition
 from .._transport import Target
@@ -70,7 +71,6 @@ from ..server import (
 from ._herd import (
     BIN_SECONDS,
     HerdConfig,
-    nearest_rank,
     peak_rss_kb,
     round3,
     seed_trio_scheduler,
