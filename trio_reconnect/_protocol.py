@@ -55,6 +55,7 @@ __all__ = [
     "encode_ready",
     "encode_resume",
     "encode_snapshot",
+    "outcome_of",
     "parse_live",
     "parse_resume",
 ]
@@ -145,6 +146,24 @@ class HandshakeResult:
     outcome: HandshakeOutcome
     replayed: int
     ready_id: str | None
+
+
+def outcome_of(*, lost: bool, snapshot: bool, replayed: int, start: str | None) -> HandshakeOutcome:
+    """Which outcome a finished handshake had (also each channel's, PROTOCOL.md 4.2).
+
+    Args:
+        lost: The ``lost`` flag of ``ready`` (or ``subscribed``).
+        snapshot: Whether a snapshot came.
+        replayed: How many events were replayed.
+        start: The id the handshake resumed from (``None``: nothing seen yet).
+    """
+    if lost:
+        return HandshakeOutcome.LOST
+    if snapshot:
+        return HandshakeOutcome.SNAPSHOT
+    if replayed or start is not None:
+        return HandshakeOutcome.REPLAYED
+    return HandshakeOutcome.FRESH
 
 
 def _quote(message: str | bytes) -> str:
@@ -282,14 +301,9 @@ class ResumeHandshake:
         lost = frame.get("lost", False)
         if "id" not in frame or not _is_id(frame["id"]) or not isinstance(lost, bool):
             raise ResumeProtocolError(f"malformed ready frame: {_quote(message)}")
-        if lost:
-            outcome = HandshakeOutcome.LOST
-        elif self._snapshot:
-            outcome = HandshakeOutcome.SNAPSHOT
-        elif self._replayed or self.last_event_id is not None:
-            outcome = HandshakeOutcome.REPLAYED
-        else:
-            outcome = HandshakeOutcome.FRESH
+        outcome = outcome_of(
+            lost=lost, snapshot=self._snapshot, replayed=self._replayed, start=self.last_event_id
+        )
         self.result = HandshakeResult(outcome, self._replayed, frame["id"])
         return Gap(self.last_event_id, frame["id"]) if lost else None
 

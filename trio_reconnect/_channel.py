@@ -1,0 +1,425 @@
+"""Channels on the client, sans IO: the version 2 handshake and each channel's cursor.
+
+Pure: no trio, no clock. The frames are :mod:`trio_reconnect._wire`'s; this
+module says in which order they may come and what each one means for a
+subscription (PROTOCOL.md 4.2 and 4.3):
+
+* :class:`ChannelAnswer` reads the server's answer to one channel (in the
+  resume frame's map, or a ``subscribe`` after ``ready``);
+* :class:`ChannelHandshake` is the whole version 2 handshake: it composes the
+  version 1 :class:`~trio_reconnect._protocol.ResumeHandshake` (which keeps the
+  default stream's rules) with one :class:`ChannelAnswer` per channel;
+* :class:`ChannelCursor` is one subscription's position and dedupe window.
+
+The order rules, stated once:
+
+* Before ``ready`` the server answers every channel of the resume map, one
+  channel after the other: ``refused``; or replayed ``event`` frames oldest
+  first, or one ``snapshot`` (possibly followed by newer events), or neither;
+  then at most one ``presence``; then ``subscribed``. A frame of another
+  channel while one channel's answer is open, a second answer for a channel,
+  a channel the client did not ask for, ``join``/``leave`` before the
+  channel's ``subscribed``, ``ack``/``nack``, or a channel frame after the
+  default stream's first frame: :class:`~trio_reconnect.ResumeProtocolError`.
+* A channel already answered ``subscribed`` may receive live frames before
+  ``ready`` (``event``, ``join``, ``leave``, ``unsubscribed``): the page does not
+  forbid a server to start a channel's live delivery as soon as it answered
+  it, so they are accepted and delivered (after ``unsubscribed``, the channel
+  is no longer active).
+* Then the default stream's frames, as in version 1, and ``ready``. A
+  ``ready`` with ``channels`` must come after every channel of the map was
+  answered and list exactly the channels now active (answered ``subscribed``
+  and not since ``unsubscribed``), in any order. A ``ready`` without
+  ``channels`` comes from a version 1 server: every channel of the map is then
+  refused with code ``unsupported`` (the client's own code), provided the
+  server sent no channel frame (else the ``ready`` is a protocol error).
+* A channel's outcome follows version 1's rule
+  (:func:`~trio_reconnect._protocol.outcome_of`) with ``subscribed``'s ``lost``
+  and the position the channel was asked from; when ``lost`` is true a
+  :class:`~trio_reconnect.Gap` (position, ``subscribed`` id) goes to the
+  subscription before it is active again.
+* Replayed events beyond ``max_replay`` in one channel (a client setting) are a
+  protocol error, as for the default stream.
+
+A channel's cursor (section 2.5 applied per channel): its window starts with
+the id the application subscribed from, if any; it follows every delivered
+event; a snapshot or a gap empties it and seeds it with the id the order starts
+again from; the ``subscribed`` id counts as delivered (the client "has" it: a
+fresh subscription starts at the channel's newest id, which it never sees
+again). Its :attr:`ChannelCursor.position` is what the resume frame's map
+holds: ``None`` (not in the map) until the first ``subscribed``, then the id of
+the last delivered event or of that ``subscribed``, whichever came last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import attrs
+
+from ._cursor import Cursor
+from ._exceptions import ResumeProtocolError
+from ._protocol import (
+    Gap,
+    HandshakeResult,
+    ResumeHandshake,
+    ServerEvent,
+    Snapshot,
+    outcome_of,
+)
+from ._wire import (
+    Ack,
+    ChannelItem,
+    Join,
+    Leave,
+    Nack,
+    Presence,
+    Refused,
+    RefusedCode,
+    ResumeFrame,
+    ServerFrame,
+    Subscribe,
+    Subscribed,
+    Unsubscribed,
+    handshake_frame,
+    handshake_server_frame,
+    parse_ready_channels,
+)
+
+__all__ = [
+    "ChannelAnswer",
+    "ChannelCursor",
+    "ChannelHandshake",
+    "ChannelHandshakeResult",
+    "ChannelReady",
+    "HandshakeOutput",
+    "UNSUPPORTED_REASON",
+]
+
+#: The reason of the ``unsupported`` refusal of every channel on a version 1 server.
+UNSUPPORTED_REASON: Final = "the server speaks protocol version 1 (its ready has no channels)"
+
+
+@attrs.frozen
+class ChannelReady:
+    """One channel's answer ended with ``subscribed``: the subscription is active.
+
+    Attributes:
+        subscribed: The ``subscribed`` frame.
+        result: The channel's outcome, replayed count and ``subscribed`` id.
+        gap: What to deliver before anything newer when ``lost`` was true.
+    """
+
+    subscribed: Subscribed
+    result: HandshakeResult
+    gap: Gap | None = None
+
+    @property
+    def channel(self) -> str:
+        """The channel."""
+        return self.subscribed.channel
+
+
+#: What :meth:`ChannelHandshake.receive` and :meth:`ChannelAnswer.receive` give:
+#: items of the default stream, items and member lists of a channel, a
+#: channel's end of answer (:class:`ChannelReady` or :class:`~trio_reconnect._wire.Refused`).
+HandshakeOutput = (
+    ServerEvent | Snapshot | Gap | ChannelItem | Presence | Join | Leave | Refused | Unsubscribed
+) | ChannelReady
+
+
+@attrs.define(eq=False)
+class ChannelAnswer:
+    """The server's answer to one channel: ``refused``, or resume + members + ``subscribed``.
+
+    Args:
+        channel: The channel asked for.
+        start: The id it was asked from (the resume map's position, or a
+            ``subscribe``'s ``lastEventId``; ``None``: nothing seen yet).
+        max_replay: Most replayed events accepted (``None``: no limit).
+
+    Attributes:
+        done: Whether the answer is complete (``subscribed`` or ``refused``).
+    """
+
+    channel: str
+    start: str | None
+    max_replay: int | None = None
+    done: bool = False
+    _replayed: int = 0
+    _snapshot: bool = False
+    _presence: bool = False
+
+    def receive(self, frame: ServerFrame) -> ChannelItem | Presence | Refused | ChannelReady:
+        """Feed one frame of this channel.
+
+        Raises:
+            ResumeProtocolError: the frame is out of order here.
+        """
+        if self.done:
+            raise ResumeProtocolError(f"channel {self.channel!r}: a frame after its answer ended")
+        if isinstance(frame, Refused):
+            if self._replayed or self._snapshot or self._presence:
+                raise ResumeProtocolError(f"channel {self.channel!r}: refused after its resume")
+            self.done = True
+            return frame
+        if isinstance(frame, ChannelItem):
+            return self._item(frame)
+        if isinstance(frame, Presence):
+            if self._presence:
+                raise ResumeProtocolError(f"channel {self.channel!r}: a second member list")
+            self._presence = True
+            return frame
+        if isinstance(frame, Subscribed):
+            self.done = True
+            outcome = outcome_of(
+                lost=frame.lost, snapshot=self._snapshot, replayed=self._replayed, start=self.start
+            )
+            result = HandshakeResult(outcome, self._replayed, frame.id)
+            return ChannelReady(frame, result, Gap(self.start, frame.id) if frame.lost else None)
+        raise ResumeProtocolError(
+            f"channel {self.channel!r}: a {type(frame).__name__.lower()} frame before subscribed"
+        )
+
+    def _item(self, frame: ChannelItem) -> ChannelItem:
+        if self._presence:
+            raise ResumeProtocolError(f"channel {self.channel!r}: an event after its member list")
+        if isinstance(frame.item, Snapshot):
+            if self._snapshot or self._replayed:
+                raise ResumeProtocolError(
+                    f"channel {self.channel!r}: a snapshot after a snapshot or replayed events"
+                )
+            self._snapshot = True
+            return frame
+        self._replayed += 1
+        if self.max_replay is not None and self._replayed > self.max_replay:
+            raise ResumeProtocolError(
+                f"channel {self.channel!r}: more than max_replay={self.max_replay} events replayed"
+            )
+        return frame
+
+
+@attrs.frozen
+class ChannelHandshakeResult:
+    """The outcome of one finished version 2 handshake.
+
+    Attributes:
+        default: The default stream's result (as version 1's).
+        channels: The subscriptions now active, in ``ready``'s order; ``None``
+            for a version 1 server (``ready`` without ``channels``).
+    """
+
+    default: HandshakeResult
+    channels: tuple[str, ...] | None
+
+    @property
+    def v2(self) -> bool:
+        """Whether the server speaks version 2."""
+        return self.channels is not None
+
+
+def _positions(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
+@attrs.define(eq=False)
+class ChannelHandshake:
+    """The client's side of one version 2 handshake (PROTOCOL.md 4.2).
+
+    Create one per connection, send :meth:`frame`, then feed every received
+    message to :meth:`receive` until :attr:`result` is set.
+
+    Args:
+        last_event_id: The default stream's position.
+        client_id: The client's identity.
+        positions: Each subscription that was once answered ``subscribed``,
+            onto its :attr:`ChannelCursor.position`.
+        max_replay: Most replayed events accepted per channel (``None``: no limit).
+
+    Attributes:
+        result: ``None`` until ``ready`` arrives.
+    """
+
+    last_event_id: str | None
+    client_id: str
+    positions: Mapping[str, str] = attrs.field(converter=_positions, factory=dict)
+    max_replay: int | None = None
+    result: ChannelHandshakeResult | None = attrs.field(init=False, default=None)
+    _default: ResumeHandshake = attrs.field(init=False)
+    _pending: dict[str, ChannelAnswer] = attrs.field(init=False)
+    _open: ChannelAnswer | None = attrs.field(init=False, default=None)
+    _active: dict[str, None] = attrs.field(init=False, factory=dict)
+    _answered: set[str] = attrs.field(init=False, factory=set)
+    _default_began: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._default = ResumeHandshake(self.last_event_id)
+        self._pending = {
+            channel: ChannelAnswer(channel, position, self.max_replay)
+            for channel, position in self.positions.items()
+        }
+
+    def frame(self) -> str:
+        """The resume frame to send first."""
+        channels = tuple(self.positions.items())
+        return ResumeFrame(self.last_event_id, self.client_id, channels).encode()
+
+    def receive(self, message: str | bytes) -> tuple[HandshakeOutput, ...]:
+        """Feed one received message; return what it gives, in order.
+
+        Raises:
+            ResumeProtocolError: a malformed frame, a frame of unknown type or
+                out of order, a ``ready`` that contradicts the channels'
+                answers, or any message after ``ready``.
+        """
+        if self.result is not None:
+            raise ResumeProtocolError("handshake already finished")
+        frame = handshake_frame(message)
+        v2 = handshake_server_frame(frame, message)
+        if v2 is not None:
+            return (self._channel_frame(v2),)
+        if self._open is not None and frame.get("type") in ("event", "snapshot", "ready"):
+            raise ResumeProtocolError(
+                f"a default-stream frame while channel {self._open.channel!r}'s answer is open"
+            )
+        if frame.get("type") == "ready":
+            return self._ready(frame, message)
+        self._default_began = True
+        item = self._default.receive(message)
+        return () if item is None else (item,)
+
+    def _channel_frame(self, frame: ServerFrame) -> HandshakeOutput:
+        if isinstance(frame, Ack | Nack):
+            raise ResumeProtocolError(f"an {type(frame).__name__.lower()} before ready")
+        if frame.channel is None:
+            raise ResumeProtocolError("a refused frame without a channel before ready")
+        if self._default_began:
+            raise ResumeProtocolError(
+                f"a frame of channel {frame.channel!r} after the default stream's replay began"
+            )
+        channel = frame.channel
+        answer = self._open
+        if answer is None or answer.channel != channel:
+            if channel in self._active and (
+                isinstance(frame, Join | Leave | Unsubscribed)
+                or (isinstance(frame, ChannelItem) and isinstance(frame.item, ServerEvent))
+            ):
+                if isinstance(frame, Unsubscribed):
+                    del self._active[channel]
+                return frame
+            if answer is not None:
+                raise ResumeProtocolError(
+                    f"a frame of channel {channel!r} while {answer.channel!r}'s answer is open"
+                )
+            answer = self._pending.pop(channel, None)
+            if answer is None:
+                raise ResumeProtocolError(
+                    f"a frame of channel {channel!r}, which was not asked for or already answered"
+                )
+            self._answered.add(channel)
+            self._open = answer
+        out = answer.receive(frame)
+        if answer.done:
+            self._open = None
+            if isinstance(out, ChannelReady):
+                self._active[channel] = None
+        return out
+
+    def _ready(self, frame: dict[str, object], message: str | bytes) -> tuple[HandshakeOutput, ...]:
+        channels = parse_ready_channels(frame, message)
+        if channels is None:
+            if self._answered:
+                raise ResumeProtocolError("a ready without channels after channel answers")
+        elif self._pending:
+            raise ResumeProtocolError(
+                f"ready before channel {next(iter(self._pending))!r} was answered"
+            )
+        elif set(channels) != set(self._active):
+            raise ResumeProtocolError(
+                f"ready lists channels {sorted(channels)[:5]}, the active ones are "
+                f"{sorted(self._active)[:5]}"
+            )
+        gap = self._default.receive(message)
+        assert self._default.result is not None
+        self.result = ChannelHandshakeResult(self._default.result, channels)
+        out: list[HandshakeOutput] = [] if gap is None else [gap]
+        if channels is None:
+            out.extend(
+                Refused(channel, RefusedCode.UNSUPPORTED, UNSUPPORTED_REASON)
+                for channel in self.positions
+            )
+        return tuple(out)
+
+
+@attrs.define(eq=False)
+class ChannelCursor:
+    """One subscription's position and dedupe window (the rules are at the top of the module).
+
+    Args:
+        channel: The channel.
+        window: How many recent ids are kept to drop duplicates (at least 1).
+        last_event_id: The id the application subscribed from (``None``:
+            nothing seen yet); it counts as delivered.
+        history: The newest events a fresh subscription asks for (``None``: none).
+    """
+
+    channel: str
+    window: int
+    last_event_id: str | None = None
+    history: int | None = None
+    _cursor: Cursor = attrs.field(init=False)
+    _subscribed: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._cursor = Cursor(self.last_event_id, self.window)
+
+    @property
+    def position(self) -> str | None:
+        """The value of the resume frame's map (``None``: not in the map yet)."""
+        return self._cursor.last_event_id if self._subscribed else None
+
+    @property
+    def delivered(self) -> str | None:
+        """The id of the last event delivered (or the start it counts from)."""
+        return self._cursor.last_event_id
+
+    @property
+    def remembered(self) -> int:
+        """How many ids the window holds now (at most ``window``)."""
+        return self._cursor.remembered
+
+    def deliver(self, item: ServerEvent | Snapshot | Gap) -> bool:
+        """Whether to deliver ``item`` (``False``: a duplicate event); moves the cursor."""
+        return self._cursor.deliver(item)
+
+    def subscribed(self, ready: ChannelReady) -> Gap | None:
+        """The channel's answer ended with ``subscribed``.
+
+        Returns:
+            The gap to deliver before anything newer, if events were lost.
+        """
+        if ready.channel != self.channel:
+            raise ValueError(f"subscribed for {ready.channel!r} given to {self.channel!r}")
+        if ready.gap is not None:
+            self._cursor.deliver(ready.gap)
+        self._cursor.ready(ready.result)
+        # The subscribed id counts as delivered, by the rule for a passed-in id.
+        self._cursor.deliver(ServerEvent(ready.subscribed.id, None))
+        self._subscribed = True
+        return ready.gap
+
+    def subscribe_frame(self) -> Subscribe:
+        """The ``subscribe`` to send after ``ready`` (first time, or after ``unavailable``).
+
+        Once answered ``subscribed``, it asks from :attr:`position` and
+        without history (the history was had); before, from the application's
+        ``last_event_id`` with its ``history``.
+        """
+        if self._subscribed:
+            return Subscribe(self.channel, self.position)
+        return Subscribe(self.channel, self.last_event_id, self.history)
+
+    def answer(self, *, max_replay: int | None = None) -> ChannelAnswer:
+        """A machine to read the answer to :meth:`subscribe_frame` with."""
+        return ChannelAnswer(self.channel, self.subscribe_frame().last_event_id, max_replay)

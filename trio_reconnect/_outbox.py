@@ -1,0 +1,281 @@
+"""The client's outbox of acknowledged publishes (PROTOCOL.md 4.5), sans IO.
+
+Pure: no trio, no clock. The driver asks it what to send and tells it what the
+server answered; the outbox keeps every publish that has neither an ``ack`` nor
+a final ``nack``. The rules, stated once:
+
+* **Ids.** Each publish takes the next value of a :class:`MsgIdCounter` when it
+  enters the outbox (never while it waits for room), so msgIds follow the
+  order of the publishes. The counter is kept as a decimal string
+  (:meth:`MsgIdCounter.dump`/:meth:`MsgIdCounter.load`): an application that
+  persists it with its ``clientId`` never reuses a msgId after a restart.
+* **Bound.** The outbox holds at most ``max_bytes`` bytes of publish frames
+  (each frame's UTF-8 size, as sent). A publish that does not fit waits
+  (:meth:`Outbox.add` returns ``None``); one larger than ``max_bytes`` could
+  never fit and is refused at once (:class:`ValueError`), as is data that is
+  not JSON.
+* **Order.** :meth:`Outbox.take_unsent` gives every publish not yet sent on
+  this connection, oldest first, and marks it sent. After a drop
+  (:meth:`Outbox.connection_lost`) every publish counts as unsent again, so the
+  first ``take_unsent`` after the next ``ready`` (and the application's
+  ``on_connect``) re-sends everything pending in its original order, with the
+  same msgIds.
+* **Answers.** An ``ack`` or a final ``nack`` (``forbidden``, ``invalid``,
+  ``too_large``) removes its publish and frees its bytes. ``unavailable``
+  keeps it, held: not re-sent on this connection until the driver
+  :meth:`Outbox.release`\\s it after its backoff (the reconnect schedule at the
+  publish's :meth:`Outbox.attempts`), and re-sent with everything else after
+  the next ``ready``, whichever comes first. An answer for a msgId not in
+  the outbox (a late answer to a second send, a hostile server) or naming
+  another channel than the publish's changes nothing.
+* **Ends.** On a version 1 server (``unsupported``) and when the client gives
+  up, :meth:`Outbox.fail_all` empties the outbox and returns every publish to
+  fail, in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import attrs
+
+from ._wire import Ack, Nack, Publish, compact_json
+
+__all__ = [
+    "DEFAULT_OUTBOX_BYTES",
+    "MsgIdCounter",
+    "Outbox",
+    "OutboxStatistics",
+    "PendingPublish",
+]
+
+#: Default bound of the outbox, in bytes of publish frames: 1 MiB holds a
+#: thousand 1 KB publishes (several seconds of a chatty client's traffic over
+#: a drain window) and stays small beside the websocket's own 1 MiB message limit.
+DEFAULT_OUTBOX_BYTES: Final = 1 << 20
+
+
+@attrs.define(eq=False)
+class MsgIdCounter:
+    """The msgIds of one ``clientId``: ``"0"``, ``"1"``, ...
+
+    Args:
+        next_value: The value the next msgId takes (non-negative).
+    """
+
+    next_value: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if self.next_value < 0:
+            raise ValueError(f"next_value must be non-negative, got {self.next_value}")
+
+    def take(self) -> str:
+        """The next msgId."""
+        value = str(self.next_value)
+        self.next_value += 1
+        return value
+
+    def dump(self) -> str:
+        """The counter's state, to persist."""
+        return str(self.next_value)
+
+    @classmethod
+    def load(cls, text: str) -> MsgIdCounter:
+        """A counter from what :meth:`dump` gave.
+
+        Raises:
+            ValueError: ``text`` is not a non-negative decimal integer.
+        """
+        if not text.isascii() or not text.isdecimal():
+            raise ValueError(f"a msgId counter is a non-negative decimal integer, got {text!r}")
+        return cls(int(text))
+
+
+@attrs.frozen
+class PendingPublish:
+    """One publish in the outbox.
+
+    Attributes:
+        msg_id: Its msgId.
+        channel: Its channel.
+        data: Its data.
+        frame: The ``publish`` frame, as sent (and re-sent).
+        size: The frame's size in bytes of UTF-8.
+    """
+
+    msg_id: str
+    channel: str
+    data: Any = attrs.field(eq=False)
+    frame: str = attrs.field(repr=False)
+    size: int
+
+    @classmethod
+    def of(cls, publish: Publish) -> PendingPublish:
+        """The entry for ``publish``.
+
+        Raises:
+            ValueError: its data is not JSON (NaN, Infinity, another type, a
+                lone surrogate).
+        """
+        compact_json(publish.data)  # what the server would call invalid fails here
+        frame = publish.encode()
+        return cls(publish.msg_id, publish.channel, publish.data, frame, len(frame.encode()))
+
+
+@attrs.frozen
+class OutboxStatistics:
+    """What the outbox holds now.
+
+    Attributes:
+        pending: Publishes without an ``ack`` or a final ``nack``.
+        held: Of those, the ones held after ``unavailable``.
+        bytes: Their frames' bytes.
+        max_bytes: The bound.
+    """
+
+    pending: int
+    held: int
+    bytes: int
+    max_bytes: int
+
+
+@attrs.define(eq=False)
+class _Entry:
+    publish: PendingPublish
+    sent: bool = False
+    held: bool = False
+    attempts: int = 0
+
+
+@attrs.define(eq=False)
+class Outbox:
+    """Publishes waiting for their ``ack`` (the rules are at the top of the module).
+
+    Args:
+        max_bytes: The bound, in bytes of publish frames (at least 1).
+        msg_ids: Where msgIds come from (a fresh counter by default).
+    """
+
+    max_bytes: int = DEFAULT_OUTBOX_BYTES
+    msg_ids: MsgIdCounter = attrs.field(factory=MsgIdCounter)
+    _entries: dict[str, _Entry] = attrs.field(init=False, factory=dict)
+    _bytes: int = attrs.field(init=False, default=0)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {self.max_bytes}")
+
+    def add(self, channel: str, data: Any) -> PendingPublish | None:
+        """A new publish, with the next msgId; ``None`` (nothing taken) when it must wait.
+
+        Raises:
+            ValueError: ``data`` is not JSON, or the frame alone is larger than
+                ``max_bytes``.
+        """
+        msg_id = str(self.msg_ids.next_value)
+        entry = PendingPublish.of(Publish(channel, msg_id, data))
+        if not self._room(entry):
+            return None
+        self.msg_ids.take()
+        self._put(entry)
+        return entry
+
+    def restore(self, entry: PendingPublish) -> bool:
+        """Put back a publish persisted by an earlier process (same msgId); ``False``: wait.
+
+        Raises:
+            ValueError: its msgId is already in the outbox, or it is larger
+                than ``max_bytes``.
+        """
+        if entry.msg_id in self._entries:
+            raise ValueError(f"msgId {entry.msg_id!r} is already in the outbox")
+        if not self._room(entry):
+            return False
+        self._put(entry)
+        return True
+
+    def _room(self, entry: PendingPublish) -> bool:
+        if entry.size > self.max_bytes:
+            raise ValueError(
+                f"a publish of {entry.size} bytes never fits an outbox of {self.max_bytes}"
+            )
+        return self._bytes + entry.size <= self.max_bytes
+
+    def _put(self, entry: PendingPublish) -> None:
+        self._entries[entry.msg_id] = _Entry(entry)
+        self._bytes += entry.size
+
+    def take_unsent(self) -> list[PendingPublish]:
+        """Every publish to send now, oldest first; each is marked sent."""
+        out = []
+        for entry in self._entries.values():
+            if not entry.sent and not entry.held:
+                entry.sent = True
+                out.append(entry.publish)
+        return out
+
+    def ack(self, ack: Ack) -> PendingPublish | None:
+        """Apply an ``ack``; return the publish it completes (``None``: none here)."""
+        return self._remove(ack.msg_id, ack.channel)
+
+    def nack(self, nack: Nack) -> PendingPublish | None:
+        """Apply a ``nack``; return its publish (``None``: none here).
+
+        A final code removes the publish (the driver fails it); ``unavailable``
+        holds it for a re-send.
+        """
+        if nack.msg_id is None or nack.channel is None:
+            return None
+        if nack.code.final:
+            return self._remove(nack.msg_id, nack.channel)
+        entry = self._entries.get(nack.msg_id)
+        if entry is None or entry.publish.channel != nack.channel:
+            return None
+        entry.sent = False
+        entry.held = True
+        entry.attempts += 1
+        return entry.publish
+
+    def _remove(self, msg_id: str, channel: str) -> PendingPublish | None:
+        entry = self._entries.get(msg_id)
+        if entry is None or entry.publish.channel != channel:
+            return None
+        del self._entries[msg_id]
+        self._bytes -= entry.publish.size
+        return entry.publish
+
+    def attempts(self, msg_id: str) -> int:
+        """How many ``unavailable`` answers the publish had (its backoff's attempt number)."""
+        entry = self._entries.get(msg_id)
+        return 0 if entry is None else entry.attempts
+
+    def release(self, msg_id: str) -> None:
+        """Its backoff is over: a held publish is sent again by the next :meth:`take_unsent`."""
+        entry = self._entries.get(msg_id)
+        if entry is not None:
+            entry.held = False
+
+    def connection_lost(self) -> None:
+        """The connection dropped: every publish counts as unsent and none is held."""
+        for entry in self._entries.values():
+            entry.sent = False
+            entry.held = False
+
+    def fail_all(self) -> list[PendingPublish]:
+        """Empty the outbox; return every publish, oldest first, to fail."""
+        out = [entry.publish for entry in self._entries.values()]
+        self._entries.clear()
+        self._bytes = 0
+        return out
+
+    def pending(self) -> list[PendingPublish]:
+        """Every publish without an answer, oldest first (to persist)."""
+        return [entry.publish for entry in self._entries.values()]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def statistics(self) -> OutboxStatistics:
+        """What the outbox holds now."""
+        held = sum(1 for entry in self._entries.values() if entry.held)
+        return OutboxStatistics(len(self._entries), held, self._bytes, self.max_bytes)

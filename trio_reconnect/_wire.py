@@ -1,0 +1,866 @@
+"""The frames of protocol version 2 (PROTOCOL.md section 4), both directions, sans IO.
+
+Everything here is pure: no trio, no sockets, no clock, no global random.
+Version 2 adds channels, presence and acknowledged publish to the handshake and
+the frames of version 1 (:mod:`trio_reconnect._protocol`, which stays the codec
+of the default stream). Each frame is a frozen value with an ``encode()``
+method; :func:`parse_server_frame` reads what the server sends (client side),
+:func:`parse_client_frame` what the client sends after ``ready`` (server side),
+and :func:`parse_resume_v2` the client's first frame (server side).
+
+Frame summary (TEXT messages, one JSON object each; keys in this order)::
+
+    client -> server  {"type": "resume", "lastEventId": "41" | null, "clientId": "9f2c...",
+                       "channels": {"room:1": "17"}}
+                      {"type": "subscribe", "channel": c, "lastEventId": id | null,
+                       "history": 50}                       (history: optional)
+                      {"type": "unsubscribe", "channel": c}
+                      {"type": "publish", "channel": c, "msgId": m, "data": <any JSON>}
+    server -> client  {"type": "refused", "channel": c, "code": ..., "reason": "..."}
+                      {"type": "event", "channel": c, "id": "18", "data": ...}
+                      {"type": "snapshot", "channel": c, "id": "57", "data": ...}
+                      {"type": "presence", "channel": c, "members": {clientId: {info}}}
+                      {"type": "join", "channel": c, "clientId": k, "info": {...}}
+                      {"type": "leave", "channel": c, "clientId": k}
+                      {"type": "subscribed", "channel": c, "id": "57", "lost": false}
+                      {"type": "unsubscribed", "channel": c}   (+ "code", "reason")
+                      {"type": "ready", "id": ..., "lost": ..., "channels": [c, ...]}
+                      {"type": "ack", "msgId": m, "channel": c, "id": "19"}
+                      {"type": "nack", "msgId": m, "channel": c, "code": ..., "reason": "..."}
+
+The rules the protocol page leaves to us, stated once here:
+
+* **Names.** A channel name is a string of 1 to :data:`MAX_CHANNEL_BYTES`
+  bytes of UTF-8 without a control character (Unicode category Cc: U+0000 to
+  U+001F and U+007F to U+009F; format characters such as U+200B are allowed).
+  A ``clientId`` and a ``msgId`` are strings of at most
+  :data:`MAX_CLIENT_ID_BYTES` and :data:`MAX_MSG_ID_BYTES` bytes of UTF-8 (the
+  empty string included, control characters allowed: the page forbids
+  neither). A string holding a lone surrogate (JSON ``"\\ud800"``) has no
+  UTF-8 form and is never a valid name, ``clientId`` or ``msgId``.
+* **Ids a client sends** (``lastEventId``, a position in the resume map) are
+  strings of at most :data:`MAX_ID_BYTES` bytes; a longer one cannot be an id
+  the server issued and is ``invalid``. Otherwise they stay opaque here (the
+  server's log says whether it knows them).
+* **The default stream stays apart.** An ``event`` or ``snapshot`` frame
+  without a ``channel`` key is the default stream's (section 2, parsed as
+  version 1 does); with the key it belongs to a channel, and a key whose value
+  is not a valid channel name makes the frame malformed (``"channel": null``
+  included).
+* **Codes** are exactly the page's lists (:class:`RefusedCode`,
+  :class:`NackCode`); ``unsupported`` is the client's own code for a version 1
+  server and is never accepted from the wire. Final: every refusal and nack
+  code but ``unavailable``. ``unsubscribed`` may carry any string code (the
+  page names none).
+* **Optional keys.** ``lastEventId`` absent in a ``subscribe`` means null;
+  ``history`` absent or null means none, else a non-negative integer;
+  ``data`` absent means null (as in version 1); ``reason`` absent means ``""``;
+  ``lost`` absent means false. A ``clientId`` absent from a resume frame means
+  the client has none (a version 1 client). Every other key of the summary is
+  required, and unknown keys are ignored.
+* **Members** are a JSON object mapping a key (string) to an ``info`` JSON
+  object; ``info`` that is not an object makes the frame malformed.
+* **What the server answers** to a malformed client frame after ``ready``:
+  ``subscribe`` and ``unsubscribe`` get ``refused`` with code ``invalid`` and
+  the frame's ``channel`` echoed when it is a string (else null); ``publish``
+  gets ``nack`` ``invalid`` (or ``too_large``) with its ``msgId`` and
+  ``channel`` echoed when they are strings (else null). A message that is not
+  a JSON object whose ``type`` is one of the three is the application's, as in
+  version 1, and is returned unchanged. A malformed resume frame is a
+  :class:`~trio_reconnect.ResumeProtocolError` (the connection is refused as
+  in version 1), except a bad entry of its ``channels`` map, which is refused
+  ``invalid`` on its own.
+* **Data a server accepts** in a publish must be JSON (no NaN or Infinity,
+  which Python's parser lets through), have a UTF-8 form (no lone surrogate)
+  and its compact re-encoding (:func:`compact_json`) must fit the server's
+  limit; else ``invalid`` or ``too_large``.
+* **What the client does with a malformed server frame after ready**: a frame
+  whose ``type`` is one of version 2's server types (or an ``event`` or
+  ``snapshot`` with a ``channel`` key) that breaks these rules is returned as
+  :class:`Malformed`, for the driver to log and drop; it never reaches the
+  application.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol
+
+import attrs
+
+from ._exceptions import ResumeProtocolError
+from ._protocol import Gap, ServerEvent, Snapshot, _loads_object, _quote, parse_live
+
+__all__ = [
+    "MAX_CHANNEL_BYTES",
+    "MAX_CLIENT_ID_BYTES",
+    "MAX_ID_BYTES",
+    "MAX_MSG_ID_BYTES",
+    "Ack",
+    "ChannelItem",
+    "ClientFrame",
+    "Join",
+    "Leave",
+    "Malformed",
+    "Nack",
+    "NackCode",
+    "Presence",
+    "Publish",
+    "RandomBits",
+    "Refused",
+    "RefusedCode",
+    "ResumeFrame",
+    "ServerFrame",
+    "Subscribe",
+    "Subscribed",
+    "Unsubscribe",
+    "Unsubscribed",
+    "channel_problem",
+    "client_id_problem",
+    "compact_json",
+    "encode_channel_event",
+    "encode_channel_snapshot",
+    "encode_ready_v2",
+    "handshake_frame",
+    "handshake_server_frame",
+    "id_problem",
+    "msg_id_problem",
+    "new_client_id",
+    "parse_client_frame",
+    "parse_ready_channels",
+    "parse_resume_v2",
+    "parse_server_frame",
+]
+
+#: Longest ``clientId``, in bytes of UTF-8 (PROTOCOL.md 4.1).
+MAX_CLIENT_ID_BYTES: Final = 128
+#: Longest channel name, in bytes of UTF-8; the shortest is 1 byte (4.3).
+MAX_CHANNEL_BYTES: Final = 256
+#: Longest ``msgId``, in bytes of UTF-8 (ours: the page sets none; a counter needs 20).
+MAX_MSG_ID_BYTES: Final = 128
+#: Longest event id a client may send (ours: channel ids are decimal integers).
+MAX_ID_BYTES: Final = 128
+#: Random bits in a default ``clientId`` (4.1): 32 hex digits.
+CLIENT_ID_BITS: Final = 128
+
+#: Control characters (Unicode category Cc), which no channel name may hold.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class RefusedCode(enum.StrEnum):
+    """Why a subscription was refused (4.2). All final but :attr:`UNAVAILABLE`."""
+
+    FORBIDDEN = "forbidden"
+    INVALID = "invalid"
+    LIMIT = "limit"
+    UNAVAILABLE = "unavailable"
+    #: The client's own: the server speaks version 1 (never on the wire).
+    UNSUPPORTED = "unsupported"
+
+    @property
+    def final(self) -> bool:
+        """Whether asking again cannot help."""
+        return self is not RefusedCode.UNAVAILABLE
+
+
+class NackCode(enum.StrEnum):
+    """Why a publish was not applied (4.5). All final but :attr:`UNAVAILABLE`."""
+
+    FORBIDDEN = "forbidden"
+    INVALID = "invalid"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"
+    #: The client's own: the server speaks version 1 (never on the wire).
+    UNSUPPORTED = "unsupported"
+
+    @property
+    def final(self) -> bool:
+        """Whether sending the publish again cannot help."""
+        return self is not NackCode.UNAVAILABLE
+
+
+_WIRE_REFUSED: Final = frozenset(c.value for c in RefusedCode if c is not RefusedCode.UNSUPPORTED)
+_WIRE_NACK: Final = frozenset(c.value for c in NackCode if c is not NackCode.UNSUPPORTED)
+
+
+# --------------------------------------------------------------------------- names and ids
+
+
+class RandomBits(Protocol):
+    """A source of random bits: :class:`random.Random` or :class:`random.SystemRandom`."""
+
+    def getrandbits(self, k: int, /) -> int: ...
+
+
+def new_client_id(source: RandomBits) -> str:
+    """A fresh ``clientId``: :data:`CLIENT_ID_BITS` random bits as lower-case hex.
+
+    Args:
+        source: The randomness (``random.SystemRandom()`` in production, a
+            seeded ``random.Random`` in tests).
+    """
+    return format(source.getrandbits(CLIENT_ID_BITS), f"0{CLIENT_ID_BITS // 4}x")
+
+
+def _utf8_size(value: str) -> int | None:
+    """Bytes of UTF-8 of ``value``, or None if it has no UTF-8 form (a lone surrogate)."""
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
+def _string_problem(what: str, value: object, low: int, high: int) -> str | None:
+    if not isinstance(value, str):
+        return f"{what} must be a string, got {type(value).__name__}"
+    if len(value) > high:  # each character is at least one byte: skip encoding a huge one
+        return f"{what} must be at most {high} bytes of UTF-8, got {len(value)} characters"
+    size = _utf8_size(value)
+    if size is None:
+        return f"{what} has no UTF-8 form (a lone surrogate)"
+    if not low <= size <= high:
+        return f"{what} must be {low} to {high} bytes of UTF-8, got {size}"
+    return None
+
+
+def channel_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid channel name, or None if it is one."""
+    problem = _string_problem("a channel name", value, 1, MAX_CHANNEL_BYTES)
+    if problem is None and isinstance(value, str) and _CONTROL.search(value):
+        return "a channel name must not hold control characters"
+    return problem
+
+
+def client_id_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid ``clientId``, or None if it is one."""
+    return _string_problem("a clientId", value, 0, MAX_CLIENT_ID_BYTES)
+
+
+def msg_id_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid ``msgId``, or None if it is one."""
+    return _string_problem("a msgId", value, 0, MAX_MSG_ID_BYTES)
+
+
+def id_problem(value: object) -> str | None:
+    """Why ``value`` is not an event id a client may send, or None if it is one."""
+    return _string_problem("an event id", value, 0, MAX_ID_BYTES)
+
+
+def _last_id_problem(value: object) -> str | None:
+    return None if value is None else id_problem(value)
+
+
+def compact_json(data: Any) -> bytes:
+    """The compact re-encoding that ``too_large`` measures (4.5), as UTF-8 bytes.
+
+    Separators ``,`` and ``:``, non-ASCII characters as UTF-8 (not escaped).
+
+    Raises:
+        ValueError: ``data`` is not JSON (NaN, Infinity, a type JSON lacks, a
+            nesting too deep to encode) or has no UTF-8 form (a lone surrogate).
+    """
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, RecursionError) as error:
+        raise ValueError(f"data is not JSON: {error}") from None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("data has no UTF-8 form (a lone surrogate)") from None
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, allow_nan=False)
+
+
+# --------------------------------------------------------------------------- client -> server
+
+
+@attrs.frozen
+class ResumeFrame:
+    """The version 2 resume frame (4.2).
+
+    Attributes:
+        last_event_id: The default stream's position (section 2).
+        client_id: The client's identity (``None``: a version 1 client).
+        channels: Each subscription's channel and position, in the order sent.
+    """
+
+    last_event_id: str | None
+    client_id: str | None = None
+    channels: tuple[tuple[str, str], ...] = ()
+
+    def encode(self) -> str:
+        """The frame's text (``clientId`` and ``channels`` only when there is a client id)."""
+        frame: dict[str, Any] = {"type": "resume", "lastEventId": self.last_event_id}
+        if self.client_id is not None:
+            frame["clientId"] = self.client_id
+            frame["channels"] = dict(self.channels)
+        return _dumps(frame)
+
+
+@attrs.frozen
+class Subscribe:
+    """``subscribe`` (4.3): from ``last_event_id``, or the newest ``history`` events."""
+
+    channel: str
+    last_event_id: str | None = None
+    history: int | None = None
+
+    def encode(self) -> str:
+        """The frame's text (``history`` only when set)."""
+        frame: dict[str, Any] = {
+            "type": "subscribe",
+            "channel": self.channel,
+            "lastEventId": self.last_event_id,
+        }
+        if self.history is not None:
+            frame["history"] = self.history
+        return _dumps(frame)
+
+
+@attrs.frozen
+class Unsubscribe:
+    """``unsubscribe`` (4.3)."""
+
+    channel: str
+
+    def encode(self) -> str:
+        """The frame's text."""
+        return _dumps({"type": "unsubscribe", "channel": self.channel})
+
+
+@attrs.frozen
+class Publish:
+    """``publish`` (4.5): ``data`` to append to ``channel`` once per ``msg_id``.
+
+    Attributes:
+        channel: The channel to append to.
+        msg_id: Unique within the client's ``clientId``.
+        data: Any JSON value.
+        compact: The server side's :func:`compact_json` of ``data`` (what it
+            measured; empty when the value was built, not parsed).
+    """
+
+    channel: str
+    msg_id: str
+    data: Any
+    compact: bytes = attrs.field(default=b"", eq=False, repr=False)
+
+    def encode(self) -> str:
+        """The frame's text.
+
+        Raises:
+            ValueError: ``data`` is not JSON (NaN, Infinity).
+        """
+        return _dumps(
+            {"type": "publish", "channel": self.channel, "msgId": self.msg_id, "data": self.data}
+        )
+
+
+ClientFrame = Subscribe | Unsubscribe | Publish
+
+
+# --------------------------------------------------------------------------- server -> client
+
+
+@attrs.frozen
+class ChannelItem:
+    """Something to deliver to one channel's subscription.
+
+    Attributes:
+        channel: The channel.
+        item: A replayed or live event, a snapshot, or a gap (the last has no
+            frame of its own: a handshake makes it from ``lost``).
+    """
+
+    channel: str
+    item: ServerEvent | Snapshot | Gap
+
+    def encode(self) -> str:
+        """The ``event`` or ``snapshot`` frame (a gap has none).
+
+        Raises:
+            TypeError: ``item`` is a gap.
+        """
+        if isinstance(self.item, ServerEvent):
+            return encode_channel_event(self.channel, self.item.id, self.item.data)
+        if isinstance(self.item, Snapshot) and self.item.id is not None:
+            return encode_channel_snapshot(self.channel, self.item.id, self.item.data)
+        raise TypeError(f"no frame for {self.item!r}")
+
+
+def encode_channel_event(channel: str, event_id: str, data: Any) -> str:
+    """A channel's replayed or live ``event`` frame."""
+    return _dumps({"type": "event", "channel": channel, "id": event_id, "data": data})
+
+
+def encode_channel_snapshot(channel: str, event_id: str, data: Any) -> str:
+    """A channel's ``snapshot`` frame: its state as of ``event_id``."""
+    return _dumps({"type": "snapshot", "channel": channel, "id": event_id, "data": data})
+
+
+def encode_ready_v2(event_id: str | None, *, lost: bool, channels: Sequence[str]) -> str:
+    """A version 2 server's ``ready``: ``channels`` lists the active subscriptions."""
+    return _dumps({"type": "ready", "id": event_id, "lost": lost, "channels": list(channels)})
+
+
+@attrs.frozen
+class Refused:
+    """``refused`` (4.2): the subscription is dropped (kept, if ``unavailable``).
+
+    ``channel`` is ``None`` only in the server's answer to a frame without a
+    string channel.
+    """
+
+    channel: str | None
+    code: RefusedCode
+    reason: str = ""
+
+    def encode(self) -> str:
+        """The frame's text."""
+        return _dumps(
+            {"type": "refused", "channel": self.channel, "code": self.code, "reason": self.reason}
+        )
+
+
+@attrs.frozen
+class Subscribed:
+    """``subscribed`` (4.2): the channel's answer is complete; ``id`` is never null."""
+
+    channel: str
+    id: str
+    lost: bool = False
+
+    def encode(self) -> str:
+        """The frame's text."""
+        return _dumps(
+            {"type": "subscribed", "channel": self.channel, "id": self.id, "lost": self.lost}
+        )
+
+
+@attrs.frozen
+class Unsubscribed:
+    """``unsubscribed`` (4.3): no frame of the channel follows; a code when the server chose."""
+
+    channel: str
+    code: str | None = None
+    reason: str = ""
+
+    def encode(self) -> str:
+        """The frame's text (``code`` and ``reason`` only with a code)."""
+        frame: dict[str, Any] = {"type": "unsubscribed", "channel": self.channel}
+        if self.code is not None:
+            frame["code"] = self.code
+            frame["reason"] = self.reason
+        return _dumps(frame)
+
+
+def _member_map(members: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return dict(members)
+
+
+@attrs.frozen
+class Presence:
+    """``presence`` (4.4): the channel's whole member list, key -> info.
+
+    Attributes:
+        channel: The channel.
+        members: Each member's key and info, in the frame's order.
+    """
+
+    channel: str
+    members: Mapping[str, dict[str, Any]] = attrs.field(converter=_member_map, hash=False)
+
+    def encode(self) -> str:
+        """The frame's text."""
+        return _dumps({"type": "presence", "channel": self.channel, "members": dict(self.members)})
+
+
+@attrs.frozen
+class Join:
+    """``join`` (4.4): a member arrived (or its info changed)."""
+
+    channel: str
+    client_id: str
+    info: dict[str, Any] = attrs.field(factory=dict, hash=False)
+
+    def encode(self) -> str:
+        """The frame's text."""
+        return _dumps(
+            {"type": "join", "channel": self.channel, "clientId": self.client_id, "info": self.info}
+        )
+
+
+@attrs.frozen
+class Leave:
+    """``leave`` (4.4): a member left."""
+
+    channel: str
+    client_id: str
+
+    def encode(self) -> str:
+        """The frame's text."""
+        return _dumps({"type": "leave", "channel": self.channel, "clientId": self.client_id})
+
+
+@attrs.frozen
+class Ack:
+    """``ack`` (4.5): the publish ``msg_id`` is event ``id`` of ``channel``."""
+
+    msg_id: str
+    channel: str
+    id: str
+
+    def encode(self) -> str:
+        """The frame's text."""
+        return _dumps({"type": "ack", "msgId": self.msg_id, "channel": self.channel, "id": self.id})
+
+
+@attrs.frozen
+class Nack:
+    """``nack`` (4.5): the publish was not applied; final unless ``unavailable``.
+
+    ``msg_id`` and ``channel`` are ``None`` only in the answer to a publish
+    frame without a string one.
+    """
+
+    msg_id: str | None
+    channel: str | None
+    code: NackCode
+    reason: str = ""
+
+    def encode(self) -> str:
+        """The frame's text."""
+        return _dumps(
+            {
+                "type": "nack",
+                "msgId": self.msg_id,
+                "channel": self.channel,
+                "code": self.code,
+                "reason": self.reason,
+            }
+        )
+
+
+@attrs.frozen
+class Malformed:
+    """A version 2 server frame that breaks the rules (the driver logs and drops it).
+
+    Attributes:
+        reason: What is wrong, for the log (quotes at most 80 characters).
+    """
+
+    reason: str
+
+
+ServerFrame = (
+    ChannelItem | Refused | Presence | Join | Leave | Subscribed | Unsubscribed | Ack | Nack
+)
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+
+class _Bad(Exception):
+    """A field breaks the rules; the message says which (internal)."""
+
+
+def _field(frame: dict[str, Any], key: str, problem: Any) -> Any:
+    if key not in frame:
+        raise _Bad(f"missing {key!r}")
+    value = frame[key]
+    why = problem(value)
+    if why is not None:
+        raise _Bad(f"{key!r}: {why}")
+    return value
+
+
+def _string(value: object) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def _reason(frame: dict[str, Any]) -> str:
+    value = frame.get("reason", "")
+    if not isinstance(value, str):
+        raise _Bad("'reason' must be a string")
+    return value
+
+
+def _lost(frame: dict[str, Any]) -> bool:
+    value = frame.get("lost", False)
+    if not isinstance(value, bool):
+        raise _Bad("'lost' must be a boolean")
+    return value
+
+
+def _code(frame: dict[str, Any], known: frozenset[str]) -> str:
+    value = frame.get("code")
+    if not isinstance(value, str) or value not in known:
+        raise _Bad(f"'code' must be one of {sorted(known)}")
+    return value
+
+
+def _info(value: object) -> str | None:
+    return None if isinstance(value, dict) else "must be a JSON object"
+
+
+def _members(value: object) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise _Bad("'members' must be a JSON object")
+    for key, info in value.items():
+        if not isinstance(info, dict):
+            raise _Bad(f"the info of member {_quote(key)} must be a JSON object")
+    return value
+
+
+# --------------------------------------------------------------------------- client side
+
+
+#: Server frame types of version 2 (``event`` and ``snapshot`` only with ``channel``).
+_SERVER_TYPES: Final = frozenset(
+    {"refused", "presence", "join", "leave", "subscribed", "unsubscribed", "ack", "nack"}
+)
+
+
+def _server_frame(frame: dict[str, Any]) -> ServerFrame:
+    kind = frame["type"]
+    if kind in ("event", "snapshot"):
+        channel = _field(frame, "channel", channel_problem)
+        event_id = _field(frame, "id", _string)
+        data = frame.get("data")
+        item = ServerEvent(event_id, data) if kind == "event" else Snapshot(event_id, data)
+        return ChannelItem(channel, item)
+    if kind == "ack":
+        return Ack(
+            _field(frame, "msgId", _string),
+            _field(frame, "channel", _string),
+            _field(frame, "id", _string),
+        )
+    if kind == "nack":
+        msg_id = frame.get("msgId")
+        channel = frame.get("channel")
+        if msg_id is not None and not isinstance(msg_id, str):
+            raise _Bad("'msgId' must be a string or null")
+        if channel is not None and not isinstance(channel, str):
+            raise _Bad("'channel' must be a string or null")
+        return Nack(msg_id, channel, NackCode(_code(frame, _WIRE_NACK)), _reason(frame))
+    if kind == "refused":
+        channel = frame.get("channel")
+        if channel is not None and not isinstance(channel, str):
+            raise _Bad("'channel' must be a string or null")
+        return Refused(channel, RefusedCode(_code(frame, _WIRE_REFUSED)), _reason(frame))
+    channel = _field(frame, "channel", channel_problem)
+    if kind == "subscribed":
+        return Subscribed(channel, _field(frame, "id", _string), _lost(frame))
+    if kind == "unsubscribed":
+        code = frame.get("code")
+        if code is not None and not isinstance(code, str):
+            raise _Bad("'code' must be a string")
+        return Unsubscribed(channel, code, _reason(frame))
+    if kind == "presence":
+        if "members" not in frame:
+            raise _Bad("missing 'members'")
+        return Presence(channel, _members(frame["members"]))
+    if kind == "join":
+        return Join(channel, _field(frame, "clientId", _string), _field(frame, "info", _info))
+    # kind == "leave"
+    return Leave(channel, _field(frame, "clientId", _string))
+
+
+def _is_v2_server_frame(frame: dict[str, Any]) -> bool:
+    kind = frame.get("type")
+    if kind in ("event", "snapshot"):
+        return "channel" in frame
+    return isinstance(kind, str) and kind in _SERVER_TYPES
+
+
+def parse_server_frame(
+    message: str | bytes,
+) -> ServerFrame | ServerEvent | Malformed | str | bytes:
+    """Classify one message a version 2 client receives after ``ready``.
+
+    Returns:
+        A version 2 frame's value; a :class:`~trio_reconnect.ServerEvent` for
+        the default stream's ``event`` (as :func:`~trio_reconnect._protocol.parse_live`);
+        :class:`Malformed` for a version 2 frame that breaks the rules; anything
+        else unchanged (the application's message).
+    """
+    # Fast path, as parse_live: a frame of ours holds the text "type" literally
+    # or JSON-escaped (\u...); most application messages then skip json.loads.
+    if not isinstance(message, str) or ('"type"' not in message and "\\u" not in message):
+        return message
+    frame = _loads_object(message)
+    if frame is None:
+        return message
+    if not _is_v2_server_frame(frame):
+        return parse_live(message) if frame.get("type") == "event" else message
+    try:
+        return _server_frame(frame)
+    except _Bad as bad:
+        return Malformed(f"{frame['type']} frame: {bad}: {_quote(message)}")
+
+
+def handshake_frame(message: str | bytes) -> dict[str, Any]:
+    """Decode one handshake frame, or raise :class:`~trio_reconnect.ResumeProtocolError`."""
+    frame = _loads_object(message)
+    if frame is None:
+        raise ResumeProtocolError(f"handshake frame is not a JSON object: {_quote(message)}")
+    return frame
+
+
+def handshake_server_frame(frame: dict[str, Any], message: str | bytes) -> ServerFrame | None:
+    """The version 2 value of a decoded handshake frame (None: a default-stream frame).
+
+    Raises:
+        ResumeProtocolError: a version 2 frame that breaks the rules.
+    """
+    if not _is_v2_server_frame(frame):
+        return None
+    try:
+        return _server_frame(frame)
+    except _Bad as bad:
+        raise ResumeProtocolError(
+            f"malformed {frame['type']} frame: {bad}: {_quote(message)}"
+        ) from None
+
+
+def parse_ready_channels(frame: dict[str, Any], message: str | bytes) -> tuple[str, ...] | None:
+    """The ``channels`` of a ``ready`` frame (None: absent, a version 1 server).
+
+    Raises:
+        ResumeProtocolError: ``channels`` is not a list of distinct strings.
+    """
+    if "channels" not in frame:
+        return None
+    channels = frame["channels"]
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise ResumeProtocolError(f"ready's channels must be a list of strings: {_quote(message)}")
+    if len(set(channels)) != len(channels):
+        raise ResumeProtocolError(f"ready lists a channel twice: {_quote(message)}")
+    return tuple(channels)
+
+
+# --------------------------------------------------------------------------- server side
+
+
+def parse_resume_v2(message: str | bytes) -> tuple[ResumeFrame, tuple[Refused, ...]]:
+    """Read the client's resume frame, version 1 or 2.
+
+    Returns:
+        The frame with its valid channel entries, and the ``refused`` answers
+        (code ``invalid``) for the entries that break the rules (a bad name, a
+        position that is not a string id).
+
+    Raises:
+        ResumeProtocolError: not a resume frame; ``lastEventId`` missing or not
+            a string or null; ``clientId`` present but not valid; ``channels``
+            present but not a JSON object, or present without a ``clientId``.
+    """
+    frame = _loads_object(message)
+    if frame is None or frame.get("type") != "resume":
+        raise ResumeProtocolError(f"expected a resume frame, got {_quote(message)}")
+    last = frame.get("lastEventId")
+    if "lastEventId" not in frame or not (last is None or isinstance(last, str)):
+        raise ResumeProtocolError(
+            f"resume frame needs lastEventId as a string or null, got {_quote(message)}"
+        )
+    client_id = frame.get("clientId")
+    if client_id is not None and (why := client_id_problem(client_id)) is not None:
+        raise ResumeProtocolError(f"resume frame: {why}")
+    channels = frame.get("channels")
+    if channels is None:
+        return ResumeFrame(last, client_id), ()
+    if not isinstance(channels, dict):
+        raise ResumeProtocolError(f"resume frame: channels is not an object: {_quote(message)}")
+    if client_id is None:
+        raise ResumeProtocolError("resume frame: channels without a clientId")
+    valid: list[tuple[str, str]] = []
+    refused: list[Refused] = []
+    for channel, position in channels.items():
+        why = channel_problem(channel) or (
+            "the position must be a string id" if not isinstance(position, str) else None
+        )
+        why = why or id_problem(position)
+        if why is None:
+            valid.append((channel, position))
+        else:
+            refused.append(Refused(channel, RefusedCode.INVALID, why))
+    return ResumeFrame(last, client_id, tuple(valid)), tuple(refused)
+
+
+#: Client frame types after ``ready`` (anything else is the application's).
+_CLIENT_TYPES: Final = frozenset({"subscribe", "unsubscribe", "publish"})
+
+
+def _history(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return "must be a non-negative integer or null"
+    return None
+
+
+def parse_client_frame(
+    message: str | bytes, *, max_data_bytes: int | None = None
+) -> ClientFrame | Refused | Nack | str | bytes:
+    """Classify one message the server receives after ``ready``.
+
+    Args:
+        message: The message as received.
+        max_data_bytes: The server's limit on a publish's :func:`compact_json`
+            (``None``: no limit).
+
+    Returns:
+        A valid :data:`ClientFrame`; or the answer to send to a malformed one
+        (:class:`Refused` for ``subscribe``/``unsubscribe``, :class:`Nack` for
+        ``publish``; the connection goes on); or the message unchanged when it
+        is the application's own.
+    """
+    if not isinstance(message, str) or ('"type"' not in message and "\\u" not in message):
+        return message
+    frame = _loads_object(message)
+    kind = None if frame is None else frame.get("type")
+    if frame is None or not isinstance(kind, str) or kind not in _CLIENT_TYPES:
+        return message
+    raw_channel = frame.get("channel")
+    channel = raw_channel if isinstance(raw_channel, str) else None
+    if kind == "publish":
+        raw_msg_id = frame.get("msgId")
+        msg_id = raw_msg_id if isinstance(raw_msg_id, str) else None
+        try:
+            _field(frame, "channel", channel_problem)
+            _field(frame, "msgId", msg_id_problem)
+            compact = compact_json(frame.get("data"))
+        except (_Bad, ValueError) as bad:
+            return Nack(msg_id, channel, NackCode.INVALID, str(bad))
+        assert channel is not None
+        assert msg_id is not None
+        if max_data_bytes is not None and len(compact) > max_data_bytes:
+            return Nack(
+                msg_id,
+                channel,
+                NackCode.TOO_LARGE,
+                f"data is {len(compact)} bytes, the limit is {max_data_bytes}",
+            )
+        return Publish(channel, msg_id, frame.get("data"), compact)
+    try:
+        _field(frame, "channel", channel_problem)
+        if kind == "unsubscribe":
+            assert channel is not None
+            return Unsubscribe(channel)
+        last = frame.get("lastEventId")
+        why = _last_id_problem(last)
+        if why is not None:
+            raise _Bad(f"'lastEventId': {why}")
+        history = frame.get("history")
+        why = _history(history)
+        if why is not None:
+            raise _Bad(f"'history': {why}")
+    except _Bad as bad:
+        return Refused(channel, RefusedCode.INVALID, str(bad))
+    assert channel is not None
+    return Subscribe(channel, last, history)
