@@ -264,7 +264,7 @@ def compact_json(data: Any) -> bytes:
     """
     try:
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, RecursionError) as error:
+    except (TypeError, ValueError, RecursionError) as error:
         raise ValueError(f"data is not JSON: {error}") from None
     try:
         return text.encode("utf-8")
