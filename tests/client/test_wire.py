@@ -504,9 +504,9 @@ def test_a_malformed_subscription_frame_is_refused_invalid(
 
 def test_a_channel_with_a_lone_surrogate_is_refused() -> None:
     answer = parse_client_frame('{"type": "subscribe", "channel": "\\ud800"}')
-    assert answer == Refused("\ud800", RefusedCode.INVALID, answer.reason)  # type: ignore[union-attr]
-    # Its answer can be sent (JSON escapes the surrogate).
     assert isinstance(answer, Refused)
+    assert answer == Refused("\ud800", RefusedCode.INVALID, answer.reason)
+    # Its answer can be sent (JSON escapes the surrogate).
     assert "\\ud800" in answer.encode()
 
 
