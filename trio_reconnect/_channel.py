@@ -48,7 +48,10 @@ again from; the ``subscribed`` id counts as delivered (the client "has" it: a
 fresh subscription starts at the channel's newest id, which it never sees
 again). Its :attr:`ChannelCursor.position` is what the resume frame's map
 holds: ``None`` (not in the map) until the first ``subscribed``, then the id of
-the last delivered event or of that ``subscribed``, whichever came last.
+the last delivered event or of that ``subscribed``, whichever came last. A
+``subscribe`` frame (first time, or again after ``unavailable``) asks from the
+application's id with its ``history`` only while nothing was delivered and no
+``subscribed`` came; after that, from the last delivered id, without history.
 """
 
 from __future__ import annotations
@@ -412,12 +415,14 @@ class ChannelCursor:
     def subscribe_frame(self) -> Subscribe:
         """The ``subscribe`` to send after ``ready`` (first time, or after ``unavailable``).
 
-        Once answered ``subscribed``, it asks from :attr:`position` and
-        without history (the history was had); before, from the application's
-        ``last_event_id`` with its ``history``.
+        Once answered ``subscribed``, or once an item of the first answer was
+        delivered (the connection dropped in the middle of it), it asks from
+        the last delivered id and without history (the history was had);
+        before, from the application's ``last_event_id`` with its ``history``.
         """
-        if self._subscribed:
-            return Subscribe(self.channel, self.position)
+        delivered = self._cursor.last_event_id
+        if self._subscribed or delivered != self.last_event_id:
+            return Subscribe(self.channel, delivered)
         return Subscribe(self.channel, self.last_event_id, self.history)
 
     def answer(self, *, max_replay: int | None = None) -> ChannelAnswer:

@@ -57,7 +57,8 @@ class Members(Mapping[str, dict[str, Any]]):
             for key, info in new.items()
             if key not in old or old[key] != info
         )
-        self._members = new
+        self._members.clear()  # in place: a view() stays live
+        self._members.update(new)
         return changes
 
     def apply(self, change: Join | Leave) -> Join | Leave | None:
@@ -77,7 +78,7 @@ class Members(Mapping[str, dict[str, Any]]):
     def clear(self) -> list[Leave]:
         """Empty the list (the subscription ended); return a leave per member."""
         gone = [Leave(self.channel, key) for key in self._members]
-        self._members = {}
+        self._members.clear()
         return gone
 
     def view(self) -> Mapping[str, dict[str, Any]]:
