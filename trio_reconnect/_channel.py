@@ -85,6 +85,8 @@ from ._wire import (
     Subscribe,
     Subscribed,
     Unsubscribed,
+    channel_problem,
+    client_id_problem,
     handshake_frame,
     handshake_server_frame,
     parse_ready_channels,
@@ -240,6 +242,10 @@ class ChannelHandshake:
             onto its :attr:`ChannelCursor.position`.
         max_replay: Most replayed events accepted per channel (``None``: no limit).
 
+    Raises:
+        ValueError: ``client_id`` or a channel name breaks the rules of
+            :mod:`trio_reconnect._wire`.
+
     Attributes:
         result: ``None`` until ``ready`` arrives.
     """
@@ -257,6 +263,12 @@ class ChannelHandshake:
     _default_began: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
+        for problem in (
+            client_id_problem(self.client_id),
+            *(channel_problem(channel) for channel in self.positions),
+        ):
+            if problem is not None:
+                raise ValueError(problem)
         self._default = ResumeHandshake(self.last_event_id)
         self._pending = {
             channel: ChannelAnswer(channel, position, self.max_replay)
@@ -365,6 +377,9 @@ class ChannelCursor:
         last_event_id: The id the application subscribed from (``None``:
             nothing seen yet); it counts as delivered.
         history: The newest events a fresh subscription asks for (``None``: none).
+
+    Raises:
+        ValueError: ``channel`` is not a valid channel name, or ``history`` is negative.
     """
 
     channel: str
@@ -375,6 +390,11 @@ class ChannelCursor:
     _subscribed: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
+        problem = channel_problem(self.channel)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.history is not None and self.history < 0:
+            raise ValueError(f"history must be non-negative, got {self.history}")
         self._cursor = Cursor(self.last_event_id, self.window)
 
     @property

@@ -326,6 +326,13 @@ def test_live_frames_of_an_answered_channel_may_come_before_ready() -> None:
     assert hs.result.channels == ("b",)
 
 
+def test_the_handshake_checks_what_the_client_sends() -> None:
+    with pytest.raises(ValueError, match="clientId"):
+        ChannelHandshake(None, "x" * 129)
+    with pytest.raises(ValueError, match="channel name"):
+        ChannelHandshake(None, "c", {"": "1"})
+
+
 def test_replays_beyond_max_replay_are_a_protocol_error() -> None:
     hs = ChannelHandshake(None, "c", {"a": "0"}, max_replay=2)
     hs.receive(encode_channel_event("a", "1", None))

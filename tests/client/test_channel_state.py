@@ -110,6 +110,14 @@ def test_the_window_is_bounded() -> None:
     assert cursor.delivered == "99"
 
 
+def test_a_cursor_checks_its_channel_name_and_history() -> None:
+    for bad in ["", "a\nb", "x" * 257]:
+        with pytest.raises(ValueError, match="channel name"):
+            ChannelCursor(bad, window=4)
+    with pytest.raises(ValueError, match="history"):
+        ChannelCursor("a", window=4, history=-1)
+
+
 def test_a_cursor_takes_only_its_own_channel() -> None:
     with pytest.raises(ValueError, match="'b'"):
         ChannelCursor("a", window=4).subscribed(ready("b", "1"))
