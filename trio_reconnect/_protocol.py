@@ -55,6 +55,7 @@ __all__ = [
     "encode_ready",
     "encode_resume",
     "encode_snapshot",
+    "live_event",
     "outcome_of",
     "parse_live",
     "parse_resume",
@@ -237,8 +238,17 @@ def parse_live(message: str | bytes) -> ServerEvent | str | bytes:
     if not isinstance(message, str) or ('"event"' not in message and "\\u" not in message):
         return message
     frame = _loads_object(message)
-    if frame is None or frame.get("type") != "event" or not isinstance(frame.get("id"), str):
-        return message
+    event = None if frame is None else live_event(frame)
+    return message if event is None else event
+
+
+def live_event(frame: dict[str, Any]) -> ServerEvent | None:
+    """The :class:`ServerEvent` of a decoded frame after ``ready``, if it is one.
+
+    Only a JSON object of type ``event`` with a string ``id`` is one.
+    """
+    if frame.get("type") != "event" or not isinstance(frame.get("id"), str):
+        return None
     return ServerEvent(frame["id"], frame.get("data"))
 
 

@@ -92,7 +92,7 @@ from typing import Any, Final, Protocol
 import attrs
 
 from ._exceptions import ResumeProtocolError
-from ._protocol import Gap, ServerEvent, Snapshot, _loads_object, _quote, parse_live
+from ._protocol import Gap, ServerEvent, Snapshot, _loads_object, _quote, live_event
 
 __all__ = [
     "MAX_CHANNEL_BYTES",
@@ -685,7 +685,7 @@ def parse_server_frame(
 
     Returns:
         A version 2 frame's value; a :class:`~trio_reconnect.ServerEvent` for
-        the default stream's ``event`` (as :func:`~trio_reconnect._protocol.parse_live`);
+        the default stream's ``event`` (as version 1's ``parse_live``);
         :class:`Malformed` for a version 2 frame that breaks the rules; anything
         else unchanged (the application's message).
     """
@@ -697,7 +697,8 @@ def parse_server_frame(
     if frame is None:
         return message
     if not _is_v2_server_frame(frame):
-        return parse_live(message) if frame.get("type") == "event" else message
+        event = live_event(frame)
+        return message if event is None else event
     try:
         return _server_frame(frame)
     except _Bad as bad:
