@@ -9,7 +9,9 @@ subscription (PROTOCOL.md 4.2 and 4.3):
 * :class:`ChannelHandshake` is the whole version 2 handshake: it composes the
   version 1 :class:`~trio_reconnect._protocol.ResumeHandshake` (which keeps the
   default stream's rules) with one :class:`ChannelAnswer` per channel;
-* :class:`ChannelCursor` is one subscription's position and dedupe window.
+* :class:`ChannelCursor` is one subscription's position and dedupe window;
+* :class:`ChannelState` is one subscription whole (phase, cursor, member
+  list): the driver hands it its channel's frames and delivers what it returns.
 
 The order rules, stated once:
 
@@ -56,6 +58,7 @@ application's id with its ``history`` only while nothing was delivered and no
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Final
 
@@ -63,6 +66,7 @@ import attrs
 
 from ._cursor import Cursor
 from ._exceptions import ResumeProtocolError
+from ._presence import Members
 from ._protocol import (
     Gap,
     HandshakeResult,
@@ -84,6 +88,7 @@ from ._wire import (
     ServerFrame,
     Subscribe,
     Subscribed,
+    Unsubscribe,
     Unsubscribed,
     channel_problem,
     client_id_problem,
@@ -97,8 +102,11 @@ __all__ = [
     "ChannelCursor",
     "ChannelHandshake",
     "ChannelHandshakeResult",
+    "ChannelOutput",
     "ChannelReady",
+    "ChannelState",
     "HandshakeOutput",
+    "Phase",
     "UNSUPPORTED_REASON",
 ]
 
@@ -448,3 +456,162 @@ class ChannelCursor:
     def answer(self, *, max_replay: int | None = None) -> ChannelAnswer:
         """A machine to read the answer to :meth:`subscribe_frame` with."""
         return ChannelAnswer(self.channel, self.subscribe_frame().last_event_id, max_replay)
+
+
+class Phase(enum.Enum):
+    """Where one subscription stands (:class:`ChannelState`)."""
+
+    #: To be asked for: never answered yet, held after ``unavailable``, or the
+    #: connection dropped. In the next resume frame's map if it has a position.
+    PENDING = "pending"
+    #: Asked for (in the resume frame or by a ``subscribe``), its answer not complete.
+    ASKING = "asking"
+    #: Answered ``subscribed``: live frames flow.
+    ACTIVE = "active"
+    #: The application left it: ``unsubscribe`` sent, ``unsubscribed`` awaited.
+    LEAVING = "leaving"
+    #: Over: refused with a final code, ``unsubscribed``, or a version 1 server.
+    CLOSED = "closed"
+
+
+#: What a subscription hands on: items for its iteration (events, snapshots,
+#: gaps, member changes) and the ends of its answers.
+ChannelOutput = ServerEvent | Snapshot | Gap | Join | Leave | ChannelReady | Refused | Unsubscribed
+
+
+@attrs.define(eq=False)
+class ChannelState:
+    """One subscription, whole: its phase, cursor and member list. Pure.
+
+    The driver feeds it the handshake's outputs for its channel
+    (:meth:`apply`) and, after ``ready``, every frame of its channel that
+    :func:`~trio_reconnect._wire.parse_server_frame` gives (:meth:`receive`);
+    both return what the subscription hands on, in order, duplicates and
+    non-changes already dropped. The phase rules, stated once:
+
+    * ``subscribed`` makes it :attr:`Phase.ACTIVE`; a final refusal (and
+      ``unsupported``) or ``unsubscribed`` makes it :attr:`Phase.CLOSED`;
+      ``unavailable`` makes it :attr:`Phase.PENDING` again (the driver asks
+      again after the backoff, or the next resume frame does);
+    * a dropped connection makes an asking or active subscription pending,
+      and a leaving one closed (the server forgets a closed connection's
+      subscriptions);
+    * after ``ready``, an asking subscription's frames go through its own
+      :class:`ChannelAnswer` (order checked, :class:`ResumeProtocolError`);
+      an active one takes live events, ``join``, ``leave`` and
+      ``unsubscribed`` (anything else is a protocol error); a leaving one
+      drops everything but ``unsubscribed``; a pending or closed one drops
+      everything.
+    * the first member list of a subscription is handed on as a join per
+      member; later lists only as their differences (:class:`~trio_reconnect._presence.Members`).
+
+    Args:
+        channel: The channel.
+        window: The dedupe window's size.
+        last_event_id: Where the application subscribed from.
+        history: The newest events a fresh subscription asks for.
+        max_replay: Most replayed events accepted in one answer.
+    """
+
+    channel: str
+    window: int
+    last_event_id: str | None = None
+    history: int | None = None
+    max_replay: int | None = None
+    phase: Phase = attrs.field(init=False, default=Phase.PENDING)
+    cursor: ChannelCursor = attrs.field(init=False)
+    members: Members = attrs.field(init=False)
+    _answer: ChannelAnswer | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        self.cursor = ChannelCursor(self.channel, self.window, self.last_event_id, self.history)
+        self.members = Members(self.channel)
+
+    @property
+    def position(self) -> str | None:
+        """Its entry in the next resume frame's map (``None``: not in the map)."""
+        if self.phase in (Phase.CLOSED, Phase.LEAVING):
+            return None
+        return self.cursor.position
+
+    def resumed(self) -> None:
+        """The resume frame carried it: the handshake reads its answer."""
+        self._check_phase(Phase.PENDING, "resume")
+        self.phase = Phase.ASKING
+        self._answer = None
+
+    def subscribe(self) -> Subscribe:
+        """The ``subscribe`` frame to send now (after ``ready``)."""
+        self._check_phase(Phase.PENDING, "subscribe")
+        self.phase = Phase.ASKING
+        self._answer = self.cursor.answer(max_replay=self.max_replay)
+        return self.cursor.subscribe_frame()
+
+    def unsubscribe(self) -> Unsubscribe | None:
+        """The application leaves; the ``unsubscribe`` frame to send, if any is needed."""
+        if self.phase is Phase.CLOSED:
+            return None
+        if self.phase is Phase.PENDING:
+            self.phase = Phase.CLOSED
+            return None
+        self.phase = Phase.LEAVING
+        self._answer = None
+        return Unsubscribe(self.channel)
+
+    def connection_lost(self) -> None:
+        """The connection dropped."""
+        self._answer = None
+        if self.phase is Phase.LEAVING:
+            self.phase = Phase.CLOSED
+        elif self.phase in (Phase.ASKING, Phase.ACTIVE):
+            self.phase = Phase.PENDING
+
+    def _check_phase(self, expected: Phase, action: str) -> None:
+        if self.phase is not expected:
+            raise ValueError(f"channel {self.channel!r}: cannot {action} while {self.phase.value}")
+
+    def receive(self, frame: ServerFrame) -> list[ChannelOutput]:
+        """Take one frame of this channel received after ``ready``.
+
+        Raises:
+            ResumeProtocolError: the frame is out of order for an asking or
+                active subscription.
+        """
+        if self.phase is Phase.ASKING and self._answer is not None:
+            return self.apply(self._answer.receive(frame))
+        if self.phase is Phase.LEAVING:
+            return self.apply(frame) if isinstance(frame, Unsubscribed) else []
+        if self.phase is not Phase.ACTIVE:
+            return []
+        if isinstance(frame, Join | Leave | Unsubscribed) or (
+            isinstance(frame, ChannelItem) and isinstance(frame.item, ServerEvent)
+        ):
+            return self.apply(frame)
+        raise ResumeProtocolError(
+            f"channel {self.channel!r}: a {type(frame).__name__.lower()} frame while subscribed"
+        )
+
+    def apply(self, output: HandshakeOutput | ServerFrame) -> list[ChannelOutput]:
+        """Take one output of the handshake (or of :meth:`receive`) for this channel."""
+        if isinstance(output, ChannelItem):
+            return [output.item] if self.cursor.deliver(output.item) else []
+        if isinstance(output, Presence):
+            return list(self.members.replace(output))
+        if isinstance(output, Join | Leave):
+            change = self.members.apply(output)
+            return [] if change is None else [change]
+        if isinstance(output, ChannelReady):
+            self.phase = Phase.ACTIVE
+            self._answer = None
+            gap = self.cursor.subscribed(output)
+            return [output] if gap is None else [gap, output]
+        if isinstance(output, Refused):
+            self._answer = None
+            final = output.code.final
+            self.phase = Phase.CLOSED if final else Phase.PENDING
+            return [output]
+        if isinstance(output, Unsubscribed):
+            self._answer = None
+            self.phase = Phase.CLOSED
+            return [output]
+        raise TypeError(f"not a frame of channel {self.channel!r}: {output!r}")

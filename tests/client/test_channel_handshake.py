@@ -20,12 +20,12 @@ from trio_reconnect import ResumeProtocolError
 from trio_reconnect._channel import (
     UNSUPPORTED_REASON,
     ChannelAnswer,
-    ChannelCursor,
     ChannelHandshake,
+    ChannelOutput,
     ChannelReady,
-    HandshakeOutput,
+    ChannelState,
+    Phase,
 )
-from trio_reconnect._presence import Members
 from trio_reconnect._protocol import (
     Gap,
     HandshakeOutcome,
@@ -148,78 +148,74 @@ class FakeServer:
 
 @attrs.define
 class FakeClient:
-    """What the driver will do with the pure layer: route each output to its channel."""
+    """What the driver will do with the pure layer: route each frame to its ChannelState."""
 
     client_id: str = "c"
     window: int = 16
     last_event_id: str | None = None
-    cursors: dict[str, ChannelCursor] = attrs.Factory(dict)
-    members: dict[str, Members] = attrs.Factory(dict)
+    states: dict[str, ChannelState] = attrs.Factory(dict)
     delivered: dict[str, list[Any]] = attrs.Factory(dict)
     changes: dict[str, list[Join | Leave]] = attrs.Factory(dict)
-    refused: dict[str, Refused] = attrs.Factory(dict)
+    ends: dict[str, list[ChannelReady | Refused | Unsubscribed]] = attrs.Factory(dict)
     default: list[Any] = attrs.Factory(list)
 
     def add(
         self, channel: str, last_event_id: str | None = None, history: int | None = None
     ) -> None:
-        self.cursors[channel] = ChannelCursor(channel, self.window, last_event_id, history)
-        self.members[channel] = Members(channel)
+        self.states[channel] = ChannelState(channel, self.window, last_event_id, history)
         self.delivered[channel] = []
         self.changes[channel] = []
+        self.ends[channel] = []
 
     def positions(self) -> dict[str, str]:
         return {
-            channel: cursor.position
-            for channel, cursor in self.cursors.items()
-            if cursor.position is not None
+            channel: state.position
+            for channel, state in self.states.items()
+            if state.position is not None
         }
 
     def connect(self, server: FakeServer) -> ChannelHandshake:
-        handshake = ChannelHandshake(self.last_event_id, self.client_id, self.positions())
+        for state in self.states.values():
+            state.connection_lost()
+        positions = self.positions()
+        for channel in positions:
+            self.states[channel].resumed()
+        handshake = ChannelHandshake(self.last_event_id, self.client_id, positions)
         for message in server.answer(handshake.frame()):
             for output in handshake.receive(message):
-                self.route(output)
+                if isinstance(output, ServerEvent | Snapshot | Gap):
+                    self.default.append(output)
+                else:
+                    assert output.channel is not None
+                    self.hand_on(output.channel, self.states[output.channel].apply(output))
         assert handshake.result is not None
         self.last_event_id = handshake.result.default.ready_id or self.last_event_id
         # Subscriptions never answered go out as subscribe frames after ready.
-        for channel, cursor in list(self.cursors.items()):
-            if cursor.position is None and channel not in self.refused:
-                self.subscribe_after_ready(server, channel)
+        for channel, state in self.states.items():
+            if state.phase is Phase.PENDING:
+                for message in server.subscribe(state.subscribe().encode()):
+                    frame = parse_server_frame(message)
+                    assert isinstance(frame, ChannelItem | Refused | Presence | Subscribed)
+                    assert frame.channel == channel
+                    self.hand_on(channel, state.receive(frame))
         return handshake
 
-    def subscribe_after_ready(self, server: FakeServer, channel: str) -> None:
-        cursor = self.cursors[channel]
-        answer = cursor.answer()
-        for message in server.subscribe(cursor.subscribe_frame().encode()):
-            frame = parse_server_frame(message)
-            assert isinstance(frame, ChannelItem | Refused | Presence | Subscribed)
-            assert frame.channel == channel
-            self.route(answer.receive(frame))
-        assert answer.done
+    def hand_on(self, channel: str, outputs: list[ChannelOutput]) -> None:
+        for output in outputs:
+            if isinstance(output, ServerEvent | Snapshot | Gap):
+                self.delivered[channel].append(output)
+            elif isinstance(output, Join | Leave):
+                self.changes[channel].append(output)
+            else:
+                self.ends[channel].append(output)
 
-    def route(self, output: HandshakeOutput) -> None:
-        if isinstance(output, ServerEvent | Snapshot | Gap):
-            self.default.append(output)
-        elif isinstance(output, ChannelItem):
-            if self.cursors[output.channel].deliver(output.item):
-                self.delivered[output.channel].append(output.item)
-        elif isinstance(output, ChannelReady):
-            gap = self.cursors[output.channel].subscribed(output)
-            if gap is not None:
-                self.delivered[output.channel].append(gap)
-        elif isinstance(output, Presence):
-            self.changes[output.channel] += self.members[output.channel].replace(output)
-        elif isinstance(output, Join | Leave):
-            change = self.members[output.channel].apply(output)
-            if change is not None:
-                self.changes[output.channel].append(change)
-        elif isinstance(output, Refused):
-            assert output.channel is not None
-            self.refused[output.channel] = output
-        else:
-            assert isinstance(output, Unsubscribed)
-            del self.cursors[output.channel]
+    @property
+    def refused(self) -> dict[str, Refused]:
+        return {
+            channel: ends[-1]
+            for channel, ends in self.ends.items()
+            if ends and isinstance(ends[-1], Refused)
+        }
 
 
 def ids_of(items: list[Any]) -> list[str | None]:
@@ -423,7 +419,7 @@ def test_a_subscription_across_reconnects_gets_each_event_once() -> None:
     client = FakeClient()
     client.add("room")  # fresh: starts at the channel's newest id, "3"
     client.connect(server)
-    assert client.cursors["room"].position == "3"
+    assert client.states["room"].position == "3"
     assert client.delivered["room"] == []
     server.publish("room", 3)
     server.publish("room", 4)
@@ -435,7 +431,7 @@ def test_a_subscription_across_reconnects_gets_each_event_once() -> None:
     server.publish("room", "after")
     client.connect(server)
     assert client.delivered["room"][2:] == [Gap("5", "1006")]
-    assert client.cursors["room"].position == "1006"
+    assert client.states["room"].position == "1006"
 
 
 def test_a_fresh_subscription_with_history() -> None:
@@ -465,7 +461,7 @@ def test_a_resubscribes_member_list_changes_only_what_changed() -> None:
     server.presence["lobby"] = {"bob": {"n": 2}, "cy": {"n": 3}}
     client.connect(server)
     assert client.changes["lobby"][2:] == [Leave("lobby", "ada"), Join("lobby", "cy", {"n": 3})]
-    assert dict(client.members["lobby"]) == {"bob": {"n": 2}, "cy": {"n": 3}}
+    assert dict(client.states["lobby"].members) == {"bob": {"n": 2}, "cy": {"n": 3}}
 
 
 def test_a_refused_subscription_stays_out_of_the_map() -> None:
@@ -512,7 +508,7 @@ def test_per_channel_delivery_is_in_order_and_once(
         items = client.delivered[channel]
         events = [int(item.id) for item in items if isinstance(item, ServerEvent)]
         assert events == sorted(set(events))  # in order, each once
-        assert client.cursors[channel].position == server.newest(channel)
+        assert client.states[channel].position == server.newest(channel)
         if not any(isinstance(item, Gap | Snapshot) for item in items):
             assert events == list(range(int(start[channel]) + 1, int(server.newest(channel)) + 1))
 

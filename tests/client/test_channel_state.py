@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_reconnect._channel import ChannelAnswer, ChannelCursor, ChannelReady
+from trio_reconnect import ResumeProtocolError
+from trio_reconnect._channel import ChannelAnswer, ChannelCursor, ChannelReady, ChannelState, Phase
 from trio_reconnect._outbox import (
     DEFAULT_OUTBOX_BYTES,
     MsgIdCounter,
@@ -22,14 +23,19 @@ from trio_reconnect._presence import Members
 from trio_reconnect._protocol import Gap, HandshakeOutcome, HandshakeResult, ServerEvent, Snapshot
 from trio_reconnect._wire import (
     Ack,
+    ChannelItem,
     Join,
     Leave,
     Nack,
     NackCode,
     Presence,
     Publish,
+    Refused,
+    RefusedCode,
     Subscribe,
     Subscribed,
+    Unsubscribe,
+    Unsubscribed,
     parse_client_frame,
 )
 
@@ -419,3 +425,112 @@ def test_the_outbox_against_a_model(ops: list[tuple[str, int]]) -> None:
     outbox.connection_lost()
     assert outbox.take_unsent() == model
     assert not set(done) & {p.msg_id for p in model}
+
+
+# --------------------------------------------------------------------------- a subscription whole
+
+
+def phase(state: ChannelState) -> Phase:
+    """The phase, read fresh (mypy would keep an earlier narrowing of the attribute)."""
+    return state.phase
+
+
+def test_a_subscription_after_ready_from_subscribe_to_unsubscribed() -> None:
+    state = ChannelState("room", window=8)
+    assert phase(state) is Phase.PENDING
+    assert state.position is None
+    assert state.subscribe() == Subscribe("room")
+    assert phase(state) is Phase.ASKING
+    assert state.receive(Presence("room", {"ada": {}})) == [Join("room", "ada", {})]
+    subscribed = state.receive(Subscribed("room", "7"))
+    assert subscribed == [
+        ChannelReady(Subscribed("room", "7"), HandshakeResult(HandshakeOutcome.FRESH, 0, "7"))
+    ]
+    assert phase(state) is Phase.ACTIVE
+    assert state.position == "7"
+    assert state.receive(ChannelItem("room", ServerEvent("7", "old"))) == []
+    assert state.receive(ChannelItem("room", ServerEvent("8", "new"))) == [ServerEvent("8", "new")]
+    assert state.receive(Join("room", "ada", {})) == []
+    assert state.receive(Join("room", "bob", {})) == [Join("room", "bob", {})]
+    assert state.receive(Leave("room", "ada")) == [Leave("room", "ada")]
+    with pytest.raises(ResumeProtocolError, match="while subscribed"):
+        state.receive(ChannelItem("room", Snapshot("9", None)))
+    assert state.unsubscribe() == Unsubscribe("room")
+    assert phase(state) is Phase.LEAVING
+    assert state.position is None
+    assert state.receive(ChannelItem("room", ServerEvent("9", "in flight"))) == []
+    assert state.receive(Unsubscribed("room")) == [Unsubscribed("room")]
+    assert phase(state) is Phase.CLOSED
+    assert state.receive(ChannelItem("room", ServerEvent("10", None))) == []
+    assert state.unsubscribe() is None
+
+
+def test_unavailable_keeps_the_subscription_to_ask_again() -> None:
+    state = ChannelState("room", window=8, history=5)
+    state.subscribe()
+    assert state.receive(Refused("room", RefusedCode.UNAVAILABLE, "down")) == [
+        Refused("room", RefusedCode.UNAVAILABLE, "down")
+    ]
+    assert phase(state) is Phase.PENDING
+    assert state.subscribe() == Subscribe("room", None, 5)
+    state.receive(Subscribed("room", "3"))
+    state.connection_lost()
+    assert phase(state) is Phase.PENDING
+    assert state.position == "3"  # in the next resume frame's map
+    state.resumed()
+    assert state.apply(Refused("room", RefusedCode.UNAVAILABLE)) == [
+        Refused("room", RefusedCode.UNAVAILABLE)
+    ]
+    assert state.position == "3"  # stays in the map
+    assert state.subscribe() == Subscribe("room", "3")  # after its backoff
+
+
+@pytest.mark.parametrize(
+    "code", [RefusedCode.FORBIDDEN, RefusedCode.INVALID, RefusedCode.LIMIT, RefusedCode.UNSUPPORTED]
+)
+def test_a_final_refusal_closes_the_subscription(code: RefusedCode) -> None:
+    state = ChannelState("room", window=8)
+    state.subscribe()
+    state.receive(Subscribed("room", "3"))
+    state.connection_lost()
+    state.resumed()
+    assert state.apply(Refused("room", code)) == [Refused("room", code)]
+    assert phase(state) is Phase.CLOSED
+    assert state.position is None
+    with pytest.raises(ValueError, match="closed"):
+        state.subscribe()
+
+
+def test_a_drop_while_leaving_ends_the_subscription() -> None:
+    state = ChannelState("room", window=8)
+    state.subscribe()
+    assert state.unsubscribe() == Unsubscribe("room")
+    state.connection_lost()
+    assert phase(state) is Phase.CLOSED
+    pending = ChannelState("other", window=8)
+    assert pending.unsubscribe() is None  # never asked: nothing to send
+    assert phase(pending) is Phase.CLOSED
+
+
+def test_a_lost_resume_hands_on_the_gap_first() -> None:
+    state = ChannelState("room", window=8)
+    state.subscribe()
+    state.receive(Subscribed("room", "3"))
+    state.receive(ChannelItem("room", ServerEvent("4", None)))
+    state.connection_lost()
+    state.resumed()
+    ready_frame = ChannelAnswer("room", "4").receive(Subscribed("room", "900", lost=True))
+    assert isinstance(ready_frame, ChannelReady)
+    assert state.apply(ready_frame) == [Gap("4", "900"), ready_frame]
+    assert state.position == "900"
+
+
+def test_out_of_order_frames_of_an_asking_subscription() -> None:
+    state = ChannelState("room", window=8)
+    state.subscribe()
+    with pytest.raises(ResumeProtocolError, match="before subscribed"):
+        state.receive(Join("room", "ada", {}))
+    with pytest.raises(ValueError, match="cannot resume"):
+        state.resumed()
+    with pytest.raises(TypeError, match="not a frame"):
+        state.apply(Ack("1", "room", "2"))
