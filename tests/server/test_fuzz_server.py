@@ -42,10 +42,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
+from tests.support.server_clients import connect, handshake, receive_json, resumed
 from trio_reconnect._protocol import encode_resume
 from trio_reconnect.server import ConnectedClient, ReconnectServer, ReplayLog
-
-from ._server_helpers import connect, handshake, receive_json, resumed
 
 MAX_MESSAGE_SIZE: Final = 256
 HANDSHAKE_TIMEOUT: Final = 3.0

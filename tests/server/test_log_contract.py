@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests._redis_fixtures import redis_server  # noqa: F401  (the fixture)
+from tests.support.redis_fixtures import redis_server  # noqa: F401  (the fixture)
 from trio_reconnect.server._logbase import (
     EventLog,
     LogDiscontinuityError,

@@ -33,6 +33,7 @@ import pytest
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
+from tests.support.server_clients import connect, handshake, receive_json
 from trio_reconnect import (
     Backoff,
     Gap,
@@ -44,8 +45,7 @@ from trio_reconnect import (
 from trio_reconnect.server import LoggedEvent, LogRead, ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryNetwork
 
-from ._server_helpers import connect, handshake, receive_json
-from .test_server_ordering import ScriptedLog
+from .test_resume_ordering import ScriptedLog
 
 
 @attrs.define(eq=False)

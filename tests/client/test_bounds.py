@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import trio_reconnect as tr
-from tests.helpers import FakeServer, Handler, accept_and_resume, send_event, send_ready
+from tests.support.fake_server import FakeServer, Handler, accept_and_resume, send_event, send_ready
 
 SEED: Final = 777
 URL: Final = "ws://hostile.test/"

@@ -54,7 +54,7 @@ import attrs
 import trio
 import wsproto.utilities
 
-from tests._harness import RecordingLog, leaves, live_tasks
+from tests.support.harness import RecordingLog, leaves, live_tasks
 from trio_reconnect import (
     Backoff,
     ConnectionState,

@@ -19,7 +19,7 @@ import trio.testing
 import trio_websocket
 
 import trio_reconnect as tr
-from tests.helpers import FakeServer, accept_and_resume, hint, ready_forever, send_ready
+from tests.support.fake_server import FakeServer, accept_and_resume, hint, ready_forever, send_ready
 from trio_reconnect import Target, _attempt
 from trio_reconnect._turn import Turn
 

@@ -19,12 +19,11 @@ import pytest
 import trio
 import trio_websocket
 
+from tests.support.server_clients import closed_with, receive_json
 from trio_reconnect._hints import parse_retry_after_reason
 from trio_reconnect._protocol import encode_resume
 
-from .server._server_helpers import closed_with, receive_json
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Seconds the process has to start, and to drain and exit.
 START_BOUND = 20.0
 EXIT_BOUND = 10.0

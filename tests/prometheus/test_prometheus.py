@@ -31,8 +31,8 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import trio_reconnect as tr  # noqa: E402
-from tests.server._faulty_log import FaultyLog  # noqa: E402
-from tests.server._server_helpers import closed_with, connect, receive_json, resumed  # noqa: E402
+from tests.support.faulty_log import FaultyLog  # noqa: E402
+from tests.support.server_clients import closed_with, connect, receive_json, resumed  # noqa: E402
 from trio_reconnect._metrics import DEFAULT_WINDOW, MetricsRecorder  # noqa: E402
 from trio_reconnect._protocol import (  # noqa: E402
     HandshakeOutcome,
@@ -57,7 +57,7 @@ from trio_reconnect.server import (  # noqa: E402
 )
 from trio_reconnect.testing import MemoryNetwork  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

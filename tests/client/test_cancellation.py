@@ -17,7 +17,7 @@ import trio
 import trustme
 
 import trio_reconnect as tr
-from tests._harness import live_tasks
+from tests.support.harness import live_tasks
 from trio_reconnect.server import ConnectedClient, ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryListener, MemoryNetwork
 

@@ -59,7 +59,7 @@ import trio.testing
 import wsproto.utilities
 from hypothesis import strategies as st
 
-from tests._harness import RecordingLog, leaves, live_tasks
+from tests.support.harness import RecordingLog, leaves, live_tasks
 from trio_reconnect import (
     Backoff,
     ConnectionState,

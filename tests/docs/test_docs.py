@@ -27,7 +27,7 @@ from trio_reconnect.server import ClientState
 inventory_file = pytest.importorskip("sphinx.util.inventory").InventoryFile
 pytest.importorskip("myst_parser")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def public_modules() -> list[str]:

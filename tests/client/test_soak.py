@@ -80,10 +80,9 @@ import pytest
 import trio
 import trio_websocket
 
+from tests.support import soak as _soak
+from tests.support.server_clients import connect
 from trio_reconnect.server import ReconnectServer, ReplayLog
-
-from . import _soak
-from .server._server_helpers import connect
 
 #: Allocated blocks the second full round may leave beyond the first.
 #: Measured: +130 to +160 (caches still settling after the first full

@@ -22,7 +22,7 @@ import trio
 
 import trio_reconnect as tr
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Seconds between the ticks ``serve`` publishes: fast, so that the old process
 #: has issued many more ids than the new one has when the client is back.
 INTERVAL = 0.01

@@ -224,6 +224,6 @@ def test_prometheus_names_pinned_and_imported_lazily() -> None:
         "assert 'prometheus_client' not in sys.modules; "
         "assert 'trio_reconnect.prometheus' not in sys.modules"
     )
-    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    root = str(pathlib.Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)

@@ -22,11 +22,10 @@ import attrs
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
+from tests.support.server_clients import connect, handshake, ids, receive_json, resumed
 from trio_reconnect import Backoff, Gap, ServerEvent, Snapshot, open_reconnecting_websocket
 from trio_reconnect.server import LoggedEvent, LogRead, ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryNetwork
-
-from ._server_helpers import connect, handshake, ids, receive_json, resumed
 
 Hook = Callable[[], Awaitable[None]]
 

@@ -14,7 +14,13 @@ import trio.testing
 import trio_websocket
 
 import trio_reconnect as tr
-from tests.helpers import FakeServer, accept_and_resume, ready_forever, send_event, send_ready
+from tests.support.fake_server import (
+    FakeServer,
+    accept_and_resume,
+    ready_forever,
+    send_event,
+    send_ready,
+)
 
 
 @attrs.define(eq=False)

@@ -23,7 +23,7 @@ import trio.testing
 import trio_websocket
 
 import trio_reconnect as tr
-from tests.helpers import FakeServer, accept_and_resume, send_event, send_ready
+from tests.support.fake_server import FakeServer, accept_and_resume, send_event, send_ready
 
 URL = "ws://example.test/"
 NONE = tr.Backoff(jitter=tr.Jitter.NONE)

@@ -25,7 +25,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 from trio_reconnect._protocol import encode_event
 from trio_reconnect.server import ClientState, ConnectedClient, ReconnectServer, ReplayLog
 
-from .test_server_direct import (
+from .test_direct_writes import (
     _BIG,
     RawClient,
     _is_ready,

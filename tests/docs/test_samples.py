@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The pages whose samples a newcomer pastes first.
 PAGES = ["README.md", "docs/index.md", "docs/tutorial.md", "docs/howto/prometheus.md"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: A bound on every wait for a line or an exit (seconds; generous for a loaded machine).
 WAIT = 30.0
 STAMP = r"\[\d\d:\d\d:\d\d\.\d{3}\]"

@@ -18,7 +18,7 @@ import trio.testing
 import trio_websocket
 
 import trio_reconnect as tr
-from tests.helpers import (
+from tests.support.fake_server import (
     FakeServer,
     accept_and_resume,
     collect,

@@ -22,10 +22,10 @@ import pytest
 import trio
 
 import trio_reconnect
-from tests._redis_fixtures import redis_server  # noqa: F401  (the fixture)
+from tests.support.redis_fixtures import redis_server  # noqa: F401  (the fixture)
 from trio_reconnect.testing._redis_server import RedisServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "howto" / "deploy.md"
 #: Seconds a node has to start, a client to get an event, a node to drain and exit.
 STEP_TIMEOUT = 30

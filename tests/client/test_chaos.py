@@ -59,7 +59,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from tests._chaos import Fault, FaultKind, Profile, RunReport, Schedule, run_chaos, schedules
+from tests.support.chaos import Fault, FaultKind, Profile, RunReport, Schedule, run_chaos, schedules
 
 DEFAULT_PROFILE: Final = Profile(
     "default", clients=50, duration=600.0, examples=8, min_faults=10, max_faults=40

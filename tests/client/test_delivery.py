@@ -21,7 +21,7 @@ import trio_websocket
 from wsproto.events import TextMessage
 
 import trio_reconnect as tr
-from tests.helpers import FakeServer, accept_and_resume, hint, send_event, send_ready
+from tests.support.fake_server import FakeServer, accept_and_resume, hint, send_event, send_ready
 from trio_reconnect import _attempt
 from trio_reconnect.server import ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryNetwork
