@@ -381,7 +381,7 @@ async def test_dedupe_window_stays_at_its_bound(
             while tr.ServerEvent("end", None) not in got:
                 got.append(await ws.get_message())
     # "e0" came back after 1,000 others: only `window` ids are remembered (the
-    # memory bound itself is tested on the pure cursor, tests/test_cursor.py).
+    # memory bound itself is tested on the pure cursor, tests/client/test_cursor.py).
     assert got == [
         *(tr.ServerEvent(f"e{i}", i) for i in range(distinct)),
         tr.ServerEvent("e0", "again"),

@@ -12,7 +12,7 @@ snapshot outages. The replay log is small, so clients that were away fall
 out of it and get a ``Snapshot``, or a ``Gap`` when the snapshot provider is
 down (or answers with a snapshot the log cannot place).
 
-Afterwards, for every client (tests/_chaos.py has the details):
+Afterwards, for every client (tests/support/chaos.py has the details):
 
 * its items are the server's log order with no duplicate and no gap, except
   where a ``Snapshot`` (the next event is the one right after its id) or a
@@ -20,7 +20,7 @@ Afterwards, for every client (tests/_chaos.py has the details):
   event is the one right after that handshake's ``ready`` id) accounts for
   the difference exactly; the last item is the final event published;
 * it was ready again within a bound derived from its options after the last
-  fault ended (:func:`tests._chaos.ready_bound`), and stayed ready;
+  fault ended (:func:`tests.support.chaos.ready_bound`), and stayed ready;
 * its block exited cleanly (no exception, no ExceptionGroup), no client task
   outlived it, the server closed every connection, no task outlived the run,
   nothing unexpected was logged.
@@ -34,7 +34,7 @@ Profiles (the module-level ``PROFILE``), chosen by the environment variable
 * ``long``: 100 clients, 1800 virtual seconds, 20 generated examples with 20
   to 100 faults each (about 15 minutes of CPU)::
 
-      TRIO_RECONNECT_CHAOS=long python -m pytest tests/test_chaos.py -p no:cacheprovider
+      TRIO_RECONNECT_CHAOS=long python -m pytest tests/client/test_chaos.py -p no:cacheprovider
 
 Examples are derandomized and no example database is used, so every run
 generates the same schedules, and hypothesis seeds trio's scheduler for each

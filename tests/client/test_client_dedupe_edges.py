@@ -1,6 +1,6 @@
 """Edge cases of the client's dedupe window (PROTOCOL.md section 2, step 5).
 
-tests/test_client_ids.py covers the window's three rules; these try to break
+tests/client/test_client_ids.py covers the window's three rules; these try to break
 them: an id the application passed in replayed twice and then sent live
 again, a snapshot at an id the client saw before the server lost its log, a
 snapshot or gap followed by the very id it stands at (the off-by-one that

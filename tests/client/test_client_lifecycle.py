@@ -269,7 +269,7 @@ async def test_close_is_bounded_by_close_timeout(
     assert trio.current_time() == 2.0
 
 
-# Cancellation at every stage: tests/test_cancellation.py.
+# Cancellation at every stage: tests/client/test_cancellation.py.
 
 
 async def test_body_errors_come_out_bare(

@@ -105,4 +105,4 @@ async def test_a_policy_returning_a_bad_delay_fails_the_client_clearly(
     assert "invalid delay" in str(failure.value.__cause__)
 
 
-# The attempt history's bound (MAX_HISTORY): tests/test_bounds.py.
+# The attempt history's bound (MAX_HISTORY): tests/client/test_bounds.py.

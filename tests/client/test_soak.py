@@ -10,14 +10,14 @@ schedule of disruptions runs: ``restart()`` with spread hints (once with
 without a close frame from the server's side and from the client's side, and
 ``reconnect_now()``. The server's snapshot provider fails now and then on
 purpose, so that clients also receive a :class:`~trio_reconnect.Gap`. The
-machinery, and what each disruption does exactly, is in ``tests/_soak.py``.
+machinery, and what each disruption does exactly, is in ``tests/support/soak.py``.
 
 A run is a small warm-up round and then two full rounds, each in its own
 ``trio.run`` under ``trio.fail_after``. Asserted for every round:
 
 * every client's items are the server's log order, each event once with the
   data published, except where a Snapshot or a Gap stands in the stream and
-  accounts for the difference exactly (``StreamChecker`` in tests/_soak.py);
+  accounts for the difference exactly (``StreamChecker`` in tests/support/soak.py);
   the client's own statistics agree on the lost handshakes;
 * every client leaves its ``async with`` block cleanly, holding the last event;
   no task of the round is left; nothing unhandled, and nothing logged at
@@ -55,9 +55,9 @@ Profiles, chosen by the environment variable ``TRIO_RECONNECT_SOAK``:
 
 Reproduce::
 
-    /work/venv/bin/python -m pytest -q -p no:cacheprovider tests/test_soak.py -s
+    /work/venv/bin/python -m pytest -q -p no:cacheprovider tests/client/test_soak.py -s
     TRIO_RECONNECT_SOAK=long /work/venv/bin/python -m pytest -q -p no:cacheprovider \\
-        tests/test_soak.py -s
+        tests/client/test_soak.py -s
 
 The file descriptor limit: one process holds both ends of every connection,
 so the soak raises the soft ``RLIMIT_NOFILE`` to what it needs (up to the

@@ -1,6 +1,6 @@
 """Refusals with odd framing: the verdict is the status's, whatever the bytes look like.
 
-tests/test_refusal_framing.py covers the three framings HTTP/1.1 allows.
+tests/client/test_transport_refusal_framing.py covers the three framings HTTP/1.1 allows.
 These are the ones real servers get slightly wrong, each written byte for
 byte by a raw server: HTTP/1.0, a ``Content-Length`` shorter or longer than
 the body on a ``Connection: close`` response, a body over the 64 KiB the

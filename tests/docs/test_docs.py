@@ -128,7 +128,7 @@ def test_rendered_types_show_public_paths(built_docs: tuple[Path, str]) -> None:
         html = page.read_text()
         shown = sorted(path for path in paths if path in html)
         assert not shown, f"{page.name} shows private paths: {shown}"
-    api = (built_docs[0] / "api.html").read_text()
+    api = (built_docs[0] / "reference" / "api.html").read_text()
     # ... and the public ones instead, as links.
     for public in ("trio_reconnect.DelaySource", "trio_reconnect.HandshakeOutcome"):
         assert f'href="#{public}"' in api
@@ -143,7 +143,7 @@ def test_rendered_types_show_public_paths(built_docs: tuple[Path, str]) -> None:
 def test_a_constant_shows_its_comment_and_value(built_docs: tuple[Path, str]) -> None:
     import trio_reconnect
 
-    api = (built_docs[0] / "api.html").read_text()
+    api = (built_docs[0] / "reference" / "api.html").read_text()
     anchor = api.index('id="trio_reconnect.DEFAULT_MAX_ATTEMPTS"')
     entry = api[anchor : api.index("</dd>", anchor)]
     assert f"{trio_reconnect.DEFAULT_MAX_ATTEMPTS}" in entry

@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The pages whose samples a newcomer pastes first.
-PAGES = ["README.md", "docs/index.md", "docs/tutorial.md", "docs/howto/prometheus.md"]
+PAGES = ["README.md", "docs/index.md", "docs/tutorial/client.md", "docs/howto/prometheus.md"]
 #: Where the samples connect: ``serve``'s default address.
 DEFAULT_URL = "ws://127.0.0.1:8765/"
 #: The port the Prometheus sample serves its metrics on (here: any free port).

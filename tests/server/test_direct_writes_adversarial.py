@@ -1,7 +1,7 @@
 """Adversarial tests of the fan-out's direct writes (trio_reconnect/server/_direct.py).
 
 Real loopback TCP, a raw client whose every received byte is parsed by
-wsproto (see :mod:`tests.server.test_server_direct`), small socket buffers
+wsproto (see :mod:`tests.server.test_direct_writes`), small socket buffers
 and a client that stops reading, so that a direct write leaves bytes behind
 and somebody else has to write them: the write loop, trio-websocket's reader
 answering a ping or a close, the close frame. No timed assertions; every

@@ -5,7 +5,7 @@ Each backend is one entry of BACKENDS: an async context manager factory
 one a user writes) passes the same suite by adding one line there; see
 docs/howto/redis.md, "How to write another log backend".
 
-The Redis backend runs on a real redis-server (tests/_redis_fixtures.py)
+The Redis backend runs on a real redis-server (tests/support/redis_fixtures.py)
 in real time, so no test here uses the autojump clock; every wait is under
 ``fail_after``.
 """

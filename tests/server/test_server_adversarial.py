@@ -1,6 +1,6 @@
 """The server's ordering under adversarial scheduling, checked by exact id accounting.
 
-tests/server/test_server_ordering.py drives the two classic mistakes at
+tests/server/test_resume_ordering.py drives the two classic mistakes at
 their failure points and hops clients between nodes over a log that holds
 everything. This file tries harder to break the order of "register first,
 read second, filter for good" (trio_reconnect/server/_resume.py):

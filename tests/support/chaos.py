@@ -1,4 +1,4 @@
-"""The machinery of the chaos property test (tests/test_chaos.py).
+"""The machinery of the chaos property test (tests/client/test_chaos.py).
 
 One run (:func:`run_chaos`) is one ``trio.run`` on a ``MockClock`` with
 ``autojump_threshold=0``: a :class:`~trio_reconnect.server.ReconnectServer`

@@ -1,4 +1,4 @@
-"""Pieces shared by the chaos (tests/_chaos.py) and soak (tests/_soak.py) harnesses."""
+"""Pieces shared by the chaos (support/chaos.py) and soak (support/soak.py) harnesses."""
 
 from __future__ import annotations
 

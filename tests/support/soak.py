@@ -1,4 +1,4 @@
-"""The machinery of the loopback soak (tests/test_soak.py): one round, and what it saw.
+"""The machinery of the loopback soak (tests/client/test_soak.py): one round, and what it saw.
 
 A round is one ``trio.run``: a :class:`~trio_reconnect.server.ReconnectServer`
 on 127.0.0.1, a crowd of :func:`~trio_reconnect.open_reconnecting_websocket`
@@ -165,7 +165,7 @@ _ROUGH_SCHEDULE: Final = (
     Action(ActionKind.RECONNECT_NOW, 0.1, follows=True),
 )
 
-#: The default profile, sized for a 2-core CI machine (see tests/test_soak.py).
+#: The default profile, sized for a 2-core CI machine (see tests/client/test_soak.py).
 #: The cost that matters is CPU: about 4 ms per connection (TCP, upgrade,
 #: resume, close, both ends in this one process) and 0.15 ms per event per
 #: client, without coverage.
