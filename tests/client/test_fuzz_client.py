@@ -12,7 +12,7 @@ surface:
   subclass, bare: never an ``ExceptionGroup``, never an internal error, never
   a hang (every run is under ``trio.fail_after`` in virtual time);
 * every wait it chose is within ``[0, max_server_delay]``;
-* what the application receives is exactly what docs/protocol.md says.
+* what the application receives is exactly what docs/reference/protocol.md says.
 
 Hypothesis drives ``trio.run`` inside each (sync) test, with a fresh
 ``MockClock(autojump_threshold=0)`` per example.
@@ -442,7 +442,7 @@ def wire_close(payload: bytes) -> tuple[int, str | None] | None:
 
 
 def expected_hint(reason: str | None) -> float | None:
-    """docs/protocol.md 1a, restated: the hint in seconds, or None if it is a bad one."""
+    """docs/reference/protocol.md 1a, restated: the hint in seconds, or None if it is a bad one."""
     if not reason:
         return None
     try:
@@ -746,7 +746,7 @@ _endings = st.sampled_from(["hang", "eof", "close"])
 
 @attrs.define
 class Model:
-    """What docs/protocol.md section 2 says the client does with attempt 1."""
+    """What docs/reference/protocol.md section 2 says the client does with attempt 1."""
 
     items: list[tr.Item] = attrs.field(factory=list)
     last: str | None = None

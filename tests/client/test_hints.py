@@ -166,7 +166,7 @@ def test_hostile_reasons_give_no_hint(reason: str | None) -> None:
 
 def test_a_huge_int_hint_becomes_inf_not_an_error() -> None:
     # "An integer too large to be a float counts as infinite and is clamped to
-    # max_server_delay" (docs/protocol.md): here it is inf; the pacer clamps it.
+    # max_server_delay" (docs/reference/protocol.md): here it is inf; the pacer clamps it.
     assert parse_retry_after_reason(json.dumps({"retryAfter": 10**400})) == math.inf
     assert classify_close(1012, json.dumps({"retryAfter": 10**400})) == RetryAdvice(RETRY, math.inf)
 

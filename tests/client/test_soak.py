@@ -24,7 +24,7 @@ A run is a small warm-up round and then two full rounds, each in its own
   WARNING or above by trio_reconnect, trio or trio-websocket, except the
   snapshot failures the soak causes (counted exactly) and trio-websocket's
   pong during the close handshake (python-trio/trio-websocket#184; the
-  server catches it per connection, see docs/design.md);
+  server catches it per connection, see docs/explanation/differences.md);
 * every kind of disruption hit some clients, and the paths the checks are
   about were taken: snapshots that stand for missed events, gaps, refused
   handshakes;

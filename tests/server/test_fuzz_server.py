@@ -357,7 +357,7 @@ async def send(client: RawClient, frame: Frame) -> None:
 
 
 def resume_id(message: str) -> tuple[bool, str | None]:
-    """docs/protocol.md section 2, restated: whether ``message`` is a resume frame, and its id."""
+    """docs/reference/protocol.md section 2, restated: is ``message`` a resume frame, its id."""
     try:
         frame = json.loads(message)
     except (ValueError, RecursionError):

@@ -574,7 +574,7 @@ def _is_pong_race(exc_info: Any) -> bool:
 
     wsproto refuses the pong (LOCAL_CLOSING) and the reader task dies with
     ``LocalProtocolError`` (python-trio/trio-websocket#184); the server
-    catches it per connection after its close frame went out (docs/design.md).
+    catches it per connection after its close frame went out (docs/explanation/differences.md).
     """
     if not exc_info or exc_info[1] is None:
         return False

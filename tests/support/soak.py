@@ -486,7 +486,7 @@ def _is_pong_race(exc_info: Any) -> bool:
     after the server sent its close frame makes wsproto refuse the pong
     (LOCAL_CLOSING) and the reader task dies with ``LocalProtocolError``
     (python-trio/trio-websocket#184, unfixed in 0.12.2). The server catches it
-    per connection (docs/design.md, "a pong during close"), after the close
+    per connection (docs/explanation/differences.md, "a pong during close"), after the close
     frame went out; the client has its close code and hint.
     """
     if not exc_info or exc_info[1] is None:
