@@ -5,7 +5,7 @@ Each backend is one entry of BACKENDS: an async context manager factory
 one a user writes) passes the same suite by adding one line there; see
 docs/howto/redis.md, "How to write another log backend".
 
-The Redis backend runs on a real redis-server (tests/_redis_fixtures.py)
+The Redis backend runs on a real redis-server (tests/support/redis_fixtures.py)
 in real time, so no test here uses the autojump clock; every wait is under
 ``fail_after``.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests._redis_fixtures import redis_server  # noqa: F401  (the fixture)
+from tests.support.redis_fixtures import redis_server  # noqa: F401  (the fixture)
 from trio_reconnect.server._logbase import (
     EventLog,
     LogDiscontinuityError,

@@ -1,6 +1,6 @@
 """The herd simulator's rolling deploy: K nodes on one log and registry, drained in turn.
 
-Small herds with exact checks; the 3,000-client figures are in docs/herd.md.
+Small herds with exact checks; the 3,000-client figures are in docs/explanation/herd.md.
 """
 
 from __future__ import annotations

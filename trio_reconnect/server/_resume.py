@@ -45,7 +45,7 @@ Why the two classic shortcuts lose events or repeat them:
   events reach the queue after the purge and are sent a second time. A
   duplicate. The persistent filter drops them whenever they come.
 
-tests/server/test_server_ordering.py drives both shortcuts' failure points
+tests/server/test_resume_ordering.py drives both shortcuts' failure points
 with a log whose reads and tails wait where the test says.
 
 A slow read is not a failed read
