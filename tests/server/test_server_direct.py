@@ -45,7 +45,7 @@ from trio_reconnect.server import (
     _connection,
     _direct,
 )
-from trio_reconnect.server._connection import _Outbox
+from trio_reconnect.server._outbox import Outbox as _Outbox
 
 #: A payload big enough for a few events to fill the small buffers.
 _BIG = "x" * 8000

@@ -1,0 +1,154 @@
+"""What a server connection is, seen from outside: its states, settings, snapshot, hooks.
+
+The values and the interface that :class:`~trio_reconnect.server.ConnectedClient`
+(:mod:`trio_reconnect.server._connection`) shares with the node that runs it,
+and the server's names for the close codes (named once in
+:mod:`trio_reconnect._hints`).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Final, Protocol
+
+import attrs
+
+from .._hints import (
+    ABNORMAL_CLOSURE,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    NORMAL_CLOSURE,
+    PROTOCOL_ERROR,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
+    UNSUPPORTED_DATA,
+)
+from .._protocol import HandshakeOutcome
+
+if TYPE_CHECKING:
+    from ._connection import ConnectedClient
+
+__all__ = [
+    "CLOSE_ABNORMAL",
+    "CLOSE_GOING_AWAY",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_NORMAL",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_SERVICE_RESTART",
+    "CLOSE_TRY_AGAIN_LATER",
+    "CLOSE_UNSUPPORTED_DATA",
+    "ClientState",
+    "ClientStatistics",
+    "ConnectionHooks",
+    "ConnectionSettings",
+]
+
+# The close codes, named once in :mod:`trio_reconnect._hints` (the server's names for them).
+CLOSE_NORMAL: Final = NORMAL_CLOSURE
+CLOSE_GOING_AWAY: Final = GOING_AWAY
+CLOSE_PROTOCOL_ERROR: Final = PROTOCOL_ERROR
+CLOSE_UNSUPPORTED_DATA: Final = UNSUPPORTED_DATA
+CLOSE_INTERNAL_ERROR: Final = INTERNAL_ERROR
+CLOSE_SERVICE_RESTART: Final = SERVICE_RESTART
+CLOSE_TRY_AGAIN_LATER: Final = TRY_AGAIN_LATER
+CLOSE_ABNORMAL: Final = ABNORMAL_CLOSURE
+
+
+class ClientState(enum.Enum):
+    """Where a connected client is in its lifetime."""
+
+    #: Accepted; waiting for or answering its resume frame.
+    HANDSHAKING = "handshaking"
+    #: ``ready`` was sent; live events and messages flow.
+    READY = "ready"
+    #: The server or the client started closing the connection.
+    CLOSING = "closing"
+    #: Gone.
+    CLOSED = "closed"
+
+
+@attrs.frozen
+class ClientStatistics:
+    """A snapshot of one client's connection.
+
+    Attributes:
+        id: The server-assigned client number (1, 2, ...).
+        remote: The peer's address, as trio-websocket reports it.
+        path: The requested resource path.
+        state: Where the client is in its lifetime.
+        connected_at: ``trio.current_time()`` when it was accepted.
+        last_event_id: The ``lastEventId`` of its resume frame.
+        outcome: How its handshake ended (``None`` until ``ready``).
+        replayed: Events sent to it from the log during the handshake.
+        queued: Frames waiting in its outgoing queue.
+        events_sent: Live events sent to it after ``ready``.
+        messages_sent: Application messages sent to it after ``ready``.
+        messages_received: Messages it sent after ``ready``.
+        close_code: The code the connection was closed with, if known.
+        close_reason: The reason it was closed with, if any.
+    """
+
+    id: int
+    remote: str
+    path: str
+    state: ClientState
+    connected_at: float
+    last_event_id: str | None
+    outcome: HandshakeOutcome | None
+    replayed: int
+    queued: int
+    events_sent: int
+    messages_sent: int
+    messages_received: int
+    close_code: int | None
+    close_reason: str | None
+
+
+@attrs.frozen
+class ConnectionSettings:
+    """The per-connection settings a server hands each of its clients.
+
+    Attributes:
+        queue_size: Frames queued per client.
+        close_timeout: Seconds to wait for a client to answer a close frame
+            (and for a send in progress to finish).
+        handshake_timeout: Seconds the client has for its resume frame.
+        ping_interval: Seconds between pings of a ready client (``None``: no pings).
+        ping_timeout: Seconds a pong may take before the client counts as gone
+            (unless the application held the client's read loop up meanwhile).
+    """
+
+    queue_size: int
+    close_timeout: float
+    handshake_timeout: float
+    ping_interval: float | None
+    ping_timeout: float
+
+
+class ConnectionHooks(Protocol):
+    """What a connection needs from its node."""
+
+    def hint_reason(self, reason: str) -> str:
+        """A close reason carrying a one-client retry hint."""
+        ...
+
+    async def received(self, client: ConnectedClient, message: str | bytes) -> None:
+        """Hand over a message the ready client sent (may close ``client``)."""
+        ...
+
+    def too_slow(self, client: ConnectedClient) -> None:
+        """The client's queue is full; it is closed after this returns."""
+        ...
+
+    def half_open(self, client: ConnectedClient) -> None:
+        """The client did not answer a ping in time; it is aborted after this returns."""
+        ...
+
+    def leaving(self, client: ConnectedClient) -> None:
+        """The client started closing: feed it no more events."""
+        ...
+
+    def gone(self, client: ConnectedClient) -> None:
+        """The connection is over."""
+        ...
+
