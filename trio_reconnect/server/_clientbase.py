@@ -1,15 +1,41 @@
-"""What a server connection is, seen from outside: its states, settings, snapshot, hooks.
+"""What a server connection is, seen from outside: its states, settings, snapshot.
 
-The values and the interface that :class:`~trio_reconnect.server.ConnectedClient`
+The values that :class:`~trio_reconnect.server.ConnectedClient`
 (:mod:`trio_reconnect.server._connection`) shares with the node that runs it,
 and the server's names for the close codes (named once in
 :mod:`trio_reconnect._hints`).
+
+Close codes
+-----------
+
+======  ==============================================================  ==========
+code    when                                                            client
+======  ==============================================================  ==========
+1002    the first frame is text but not a resume frame                  gives up
+1003    the first frame is binary                                       gives up
+1009    a frame is over ``max_message_size`` (sent by trio-websocket)   gives up
+1011    ``on_message`` raised; the reason carries a retry hint          reconnects
+1012    ``ReconnectServer.restart()``, ``ReconnectServer.shutdown()``,
+        a discontinuity in the log; spread hint                         reconnects
+1001    ``ReconnectServer.drain()`` (default code), spread hint         reconnects
+1013    too slow (queue full), no resume frame in time, a handshake's
+        log read not done in time ("busy"), or the log is
+        unavailable (past ``outage_limit``); retry hint                 reconnects
+======  ==============================================================  ==========
+
+A slow client and a silent one get 1013 rather than 1008 because a retry can
+help both: the slow client resumes from its ``lastEventId`` and a stalled
+network may recover, while 1008 would make a trio_reconnect client give up
+for good. A wrong first frame, in contrast, means the peer does not speak the
+protocol, and retrying cannot change that. A client that does not answer a
+ping within ``ping_timeout`` is dropped without a close frame (nobody would
+read it).
 """
 
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final
 
 import attrs
 
@@ -25,9 +51,6 @@ from .._hints import (
 )
 from .._protocol import HandshakeOutcome
 
-if TYPE_CHECKING:
-    from ._connection import ConnectedClient
-
 __all__ = [
     "CLOSE_ABNORMAL",
     "CLOSE_GOING_AWAY",
@@ -39,7 +62,6 @@ __all__ = [
     "CLOSE_UNSUPPORTED_DATA",
     "ClientState",
     "ClientStatistics",
-    "ConnectionHooks",
     "ConnectionSettings",
 ]
 
@@ -123,32 +145,3 @@ class ConnectionSettings:
     handshake_timeout: float
     ping_interval: float | None
     ping_timeout: float
-
-
-class ConnectionHooks(Protocol):
-    """What a connection needs from its node."""
-
-    def hint_reason(self, reason: str) -> str:
-        """A close reason carrying a one-client retry hint."""
-        ...
-
-    async def received(self, client: ConnectedClient, message: str | bytes) -> None:
-        """Hand over a message the ready client sent (may close ``client``)."""
-        ...
-
-    def too_slow(self, client: ConnectedClient) -> None:
-        """The client's queue is full; it is closed after this returns."""
-        ...
-
-    def half_open(self, client: ConnectedClient) -> None:
-        """The client did not answer a ping in time; it is aborted after this returns."""
-        ...
-
-    def leaving(self, client: ConnectedClient) -> None:
-        """The client started closing: feed it no more events."""
-        ...
-
-    def gone(self, client: ConnectedClient) -> None:
-        """The connection is over."""
-        ...
-

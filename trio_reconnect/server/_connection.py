@@ -25,13 +25,11 @@ The persistent filter
 
 The fan-out feeds every event after the node's tail position into the
 queue, from the moment the handshake registered the client. The handshake
-then gives the client everything through some id (``covered``, see
-:mod:`trio_reconnect.server._planner`); the write loop drops every queued
-event at or below ``covered``, for as long as the connection lives. Why a
-one-time purge would not do is argued in :mod:`trio_reconnect.server._resume`.
-Such events also take no room in the queue: they are dropped when ``ready``
-is sent and when a lagging fan-out feeds them later, so a fan-out far behind
-the handshake does not make a resumed client look too slow.
+then gives the client everything through some id (``covered``); every
+queued event at or below it is dropped, for as long as the connection lives
+(the rule: :func:`~trio_reconnect.server._verdicts.uncovered`). Such events
+take no room in the queue, so a fan-out far behind the handshake does not
+make a resumed client look too slow.
 
 Batched writes
 --------------
@@ -43,9 +41,10 @@ stream lock, as its own ``send_message`` sends one. That is one pass of the
 scheduler per batch instead of one per frame. It needs private attributes
 of trio-websocket 0.12, all reached through :mod:`trio_reconnect._tws`;
 :func:`_can_write_batched` probes them once per connection, and without them
-the loop sends one frame at a time with ``send_message``. A batch is one send for the close protocol:
-a close requested during it takes effect after it (within
-``close_timeout``), and a batch cancelled midway counts as half a frame.
+the loop sends one frame at a time with ``send_message``. A batch is one
+send for the close protocol: a close requested during it takes effect after
+it (within ``close_timeout``), and a batch cancelled midway counts as half a
+frame.
 The frames taken but not written yet still count against ``queue_size``
 (but the one being written, as before).
 
@@ -85,7 +84,6 @@ from ._clientbase import (
     CLOSE_UNSUPPORTED_DATA,
     ClientState,
     ClientStatistics,
-    ConnectionHooks,
     ConnectionSettings,
 )
 from ._direct import DirectWriter
@@ -118,6 +116,34 @@ _WRITE_BATCH: Final = 64
 # trio-websocket's internals (module comment: Batched writes). Off (tests),
 # or on a trio-websocket without them, it sends one frame at a time.
 _BATCHED_WRITES = True
+
+
+class ConnectionHooks(Protocol):
+    """What a connection needs from its node."""
+
+    def hint_reason(self, reason: str) -> str:
+        """A close reason carrying a one-client retry hint."""
+        ...
+
+    async def received(self, client: ConnectedClient, message: str | bytes) -> None:
+        """Hand over a message the ready client sent (may close ``client``)."""
+        ...
+
+    def too_slow(self, client: ConnectedClient) -> None:
+        """The client's queue is full; it is closed after this returns."""
+        ...
+
+    def half_open(self, client: ConnectedClient) -> None:
+        """The client did not answer a ping in time; it is aborted after this returns."""
+        ...
+
+    def leaving(self, client: ConnectedClient) -> None:
+        """The client started closing: feed it no more events."""
+        ...
+
+    def gone(self, client: ConnectedClient) -> None:
+        """The connection is over."""
+        ...
 
 
 @attrs.define(eq=False)
@@ -480,7 +506,6 @@ class ConnectedClient:
         with contextlib.suppress(ConnectionClosed):  # the read loop sees the close
             await self._ws.ping(payload)
             answered.set()
-
 
 
 def _can_write_batched(ws: WebSocketConnection) -> bool:

@@ -140,4 +140,3 @@ class Outbox:
         self._items.clear()
         self._readable.unpark_all()
         self._writable.unpark_all()
-
