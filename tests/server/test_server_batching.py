@@ -22,11 +22,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from trio_reconnect import _tws
 from trio_reconnect._protocol import HandshakeOutcome
 from trio_reconnect.server import _connection
-from trio_reconnect.server._connection import (
-    ClientState,
-    ConnectedClient,
-    ConnectionSettings,
-)
+from trio_reconnect.server._clientbase import ClientState, ConnectionSettings
+from trio_reconnect.server._connection import ConnectedClient
 
 CLOSE_TIMEOUT = 2.0
 

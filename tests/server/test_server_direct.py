@@ -139,7 +139,7 @@ def _is_ready(event: wsproto.events.Event) -> bool:
 
 async def published(server: ReconnectServer, count: int) -> None:
     """Wait until the node's fan-out has fed ``count`` events to its clients."""
-    while server._fanout.delivered < count:
+    while server._parts.fanout.delivered < count:
         await trio.sleep(0.001)
 
 

@@ -18,7 +18,8 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, Endpoint, WebSocketRequest
 from wsproto.utilities import LocalProtocolError
 
-from ._connection import ConnectedClient, ConnectionSettings
+from ._clientbase import ConnectionSettings
+from ._connection import ConnectedClient
 from ._health import Admission, LogHealth
 from ._hooks import NodeHooks
 from ._node import ClientSet, NodeConfig

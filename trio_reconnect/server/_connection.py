@@ -35,18 +35,13 @@ Batched writes
 --------------
 
 When several frames are queued, the write loop takes them all (at most
-``_WRITE_BATCH``) and writes them in ONE ``send_all``: each frame encoded by
-the connection's wsproto, the bytes joined, sent under trio-websocket's
-stream lock, as its own ``send_message`` sends one. That is one pass of the
-scheduler per batch instead of one per frame. It needs private attributes
-of trio-websocket 0.12, all reached through :mod:`trio_reconnect._tws`;
-:func:`_can_write_batched` probes them once per connection, and without them
-the loop sends one frame at a time with ``send_message``. A batch is one
-send for the close protocol: a close requested during it takes effect after
-it (within ``close_timeout``), and a batch cancelled midway counts as half a
-frame.
-The frames taken but not written yet still count against ``queue_size``
-(but the one being written, as before).
+``_WRITE_BATCH``) and writes them in ONE ``send_all``
+(:func:`trio_reconnect._tws.write_batch`): one pass of the scheduler per
+batch instead of one per frame. :func:`_can_write_batched` probes
+trio-websocket's internals once per connection; without them the loop sends
+one frame at a time. A batch is one send for the close protocol: a close
+requested during it takes effect after it (within ``close_timeout``), and a
+batch cancelled midway counts as half a frame.
 
 Direct writes
 -------------
@@ -75,13 +70,8 @@ from .._protocol import HandshakeOutcome
 from .._tws import capable, send_lock, write_batch
 from ._clientbase import (
     CLOSE_ABNORMAL,
-    CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
-    CLOSE_PROTOCOL_ERROR,
-    CLOSE_SERVICE_RESTART,
-    CLOSE_TRY_AGAIN_LATER,
-    CLOSE_UNSUPPORTED_DATA,
     ClientState,
     ClientStatistics,
     ConnectionSettings,
@@ -90,21 +80,7 @@ from ._direct import DirectWriter
 from ._outbox import Outbox
 from ._verdicts import half_open, may_write_directly, uncovered
 
-__all__ = [
-    "CLOSE_ABNORMAL",
-    "CLOSE_GOING_AWAY",
-    "CLOSE_INTERNAL_ERROR",
-    "CLOSE_NORMAL",
-    "CLOSE_PROTOCOL_ERROR",
-    "CLOSE_SERVICE_RESTART",
-    "CLOSE_TRY_AGAIN_LATER",
-    "CLOSE_UNSUPPORTED_DATA",
-    "ClientState",
-    "ClientStatistics",
-    "ConnectedClient",
-    "ConnectionHooks",
-    "ConnectionSettings",
-]
+__all__ = ["ConnectedClient", "ConnectionHooks"]
 
 logger = logging.getLogger("trio_reconnect.server")
 

@@ -1,20 +1,41 @@
-"""What the parts of a node share: its settings, read as they are now, and its clients.
+"""The server's roles, and what the parts of a node share: its settings and its clients.
 
-:class:`~trio_reconnect.server.ReconnectServer` is the node's configuration
-(its public attributes; some may be reassigned while it serves, such as
-``spread`` or ``outage_limit``) and wires the parts together:
+Each rule of the server lives in its own module:
 
-=================  ==========================================================
-``_accept``        a new connection: the upgrade, the admission verdict
-``_hooks``         what a connection and a handshake report to the node
-``_outage``        the log's health applied: refusing, closing, recovering
-``_drain``         closing clients with spread hints, drains and stops
-``_presence``      the node's announcements in a cluster registry
-``_stats``         the typed counters and the statistics snapshot
-=================  ==========================================================
+========================  ===================================================
+``_logbase``              the async event-log contract and the id rules
+``_log``                  :class:`~trio_reconnect.server.ReplayLog`, the in-memory log
+``_planner`` (pure)       replay / snapshot / lost, the ready id
+``_resume``               the handshake: register first, read second
+``_fanout``               ONE task per node reads the log's tail for all
+``_connection``           one client: loops, pings, close protocol
+``_clientbase``           a client's states, settings, snapshot; close codes
+``_outbox``               one client's bounded outgoing queue
+``_verdicts`` (pure)      the covered filter, direct writes, half-open
+``_direct``               writing to an idle client's socket from the fan-out
+``_spread`` (pure)        spreading a mass disconnect, admission control
+``_health`` (pure)        the log's health; the admission verdict
+``_cluster`` (pure)       what nodes publish, a node's presence, cluster drains
+``_stats``                the typed counters, the statistics snapshot
+``_node``                 what the parts share: settings, the client set
+``_parts``                making the parts and wiring them together
+``_accept``               a new connection: upgrade, admission, run
+``_hooks``                what connections and handshakes report to the node
+``_outage``               the log's health applied
+``_drain``                closing with spread hints; drains and stops
+``_presence``             the node in its cluster registry
+``_registry``             :class:`~trio_reconnect.server.MemoryRegistry`
+``_server``               :class:`~trio_reconnect.server.ReconnectServer`:
+                          settings, serving, publishing, statistics
+``_redis/``               the Redis log and registry (the ``redis`` extra)
+========================  ===================================================
 
-Each part gets this :class:`NodeConfig` and the other parts it needs, and
-reaches nothing private of the server or of each other.
+:class:`~trio_reconnect.server.ReconnectServer` is the node's settings (its
+public attributes; some may be reassigned while it serves, such as
+``spread`` or ``outage_limit``). Each part gets them as a
+:class:`NodeConfig`, and the other parts it needs
+(:func:`~trio_reconnect.server._parts.assemble`); none reaches anything
+private of the server or of another part.
 """
 
 from __future__ import annotations
@@ -28,9 +49,11 @@ import attrs
 from ._clientbase import ClientState
 from ._cluster import ClusterRegistry
 from ._connection import ConnectedClient
+from ._logbase import EventLog
+from ._resume import SnapshotProvider
 from ._spread import SpreadPolicy
 
-__all__ = ["ClientSet", "MessageHandler", "NodeConfig"]
+__all__ = ["ClientSet", "MessageHandler", "NodeConfig", "NodeSettings"]
 
 #: An application's handler for each message a ready client sends.
 MessageHandler = Callable[[ConnectedClient, str | bytes], Awaitable[None]]
@@ -51,6 +74,20 @@ class NodeConfig(Protocol):
     node: str | None
     announce_interval: float
     announce_ttl: float
+
+
+class NodeSettings(NodeConfig, Protocol):
+    """Every setting of a node, as :func:`~trio_reconnect.server._parts.assemble` reads them."""
+
+    log: EventLog
+    snapshot: SnapshotProvider | None
+    max_replay: int
+    admission_burst: float | None
+    close_timeout: float
+    queue_size: int
+    incoming_queue_size: int
+    ping_interval: float | None
+    outage_retry_after: float
 
 
 @attrs.define(eq=False)

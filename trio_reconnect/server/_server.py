@@ -1,29 +1,7 @@
 """The server companion's node: its configuration, serving, publishing, statistics.
 
-This module wires the roles together; each rule lives in its own module:
-
-========================  ===================================================
-``_logbase``              the async event-log contract and the id rules
-``_log``                  :class:`ReplayLog`, the in-memory log
-``_planner`` (pure)       replay / snapshot / lost, the ready id
-``_resume``               the handshake: register first, read second
-``_fanout``               ONE task per node reads the log's tail for all
-``_connection``           one client: loops, pings, close protocol
-``_outbox``               one client's bounded outgoing queue
-``_verdicts`` (pure)      the covered filter, direct writes, half-open
-``_direct``               writing to an idle client's socket from the fan-out
-``_spread`` (pure)        spreading a mass disconnect, admission control
-``_health`` (pure)        the log's health; the admission verdict
-``_cluster`` (pure)       what nodes publish, a node's presence, cluster drains
-``_stats``                the typed counters, :class:`ServerStatistics`
-``_node``                 what the parts share: settings, the client set
-``_accept``               a new connection: upgrade, admission, run
-``_hooks``                what connections and handshakes report to the node
-``_outage``               the log's health applied
-``_drain``                closing with spread hints; drains, :class:`DrainSummary`
-``_presence``             the node in its cluster registry
-``_registry``             :class:`MemoryRegistry`
-========================  ===================================================
+Each rule lives in a module of its own; :mod:`trio_reconnect.server._node`
+lists them, and :mod:`trio_reconnect.server._parts` wires them together.
 
 Exactly once, on any node: a handshake registers the client's queue with the
 node's one fan-out first (at the fan-out's position ``X``), reads the log
@@ -64,21 +42,16 @@ from .._validators import (
     positive_int,
     positive_number,
 )
-from ._accept import Acceptor
-from ._clientbase import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, ConnectionSettings
-from ._cluster import ClusterRegistry, Presence
+from ._clientbase import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
+from ._cluster import ClusterRegistry
 from ._connection import ConnectedClient
-from ._drain import Drains, DrainSummary, Spreader
-from ._fanout import DEFAULT_LOG_RETRY_INTERVAL, FanOut, SoleTask
-from ._health import Admission
-from ._hooks import NodeHooks
+from ._drain import DrainSummary
 from ._logbase import EventLog, LogUnavailableError
-from ._node import ClientSet, MessageHandler
-from ._outage import LogWatch
-from ._presence import PresenceDriver
-from ._resume import Resumer, SnapshotProvider
-from ._spread import AdmissionControl, SpreadPolicy
-from ._stats import Counts, ServerStatistics
+from ._node import MessageHandler
+from ._parts import NodeParts, assemble
+from ._resume import SnapshotProvider
+from ._spread import SpreadPolicy
+from ._stats import ServerStatistics
 
 __all__ = [
     "DEFAULT_ANNOUNCE_INTERVAL",
@@ -246,75 +219,12 @@ class ReconnectServer:
     )
     rng: random.Random = attrs.field(factory=random.Random, kw_only=True, repr=False)
 
-    _counts: Counts = attrs.field(init=False, factory=Counts, repr=False)
-    _clients: ClientSet = attrs.field(init=False, factory=ClientSet, repr=False)
-    _admission: Admission = attrs.field(init=False, repr=False)
-    _watch: LogWatch = attrs.field(init=False, repr=False)
-    _presence: PresenceDriver = attrs.field(init=False, repr=False)
-    _drains: Drains = attrs.field(init=False, repr=False)
-    _fanout: FanOut = attrs.field(init=False, repr=False)
-    _fanout_task: SoleTask = attrs.field(init=False, repr=False)
-    _acceptor: Acceptor = attrs.field(init=False, repr=False)
-    _incoming_send: trio.MemorySendChannel[tuple[ConnectedClient, str | bytes]] = attrs.field(
-        init=False, repr=False
-    )
-    _incoming_receive: trio.MemoryReceiveChannel[tuple[ConnectedClient, str | bytes]] = attrs.field(
-        init=False, repr=False
-    )
+    _parts: NodeParts = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.registry is not None and not self.node:
             raise ValueError("a node name is required with a registry")
-        self._incoming_send, self._incoming_receive = trio.open_memory_channel[
-            tuple[ConnectedClient, str | bytes]
-        ](self.incoming_queue_size)
-        self._admission = Admission(
-            AdmissionControl(
-                self.admission_rate, burst=self.admission_burst, refusal_rate=self.spread.rate
-            ),
-            self.outage_retry_after,
-        )
-        spreader = Spreader(self)
-        self._watch = LogWatch(self, self._clients, self._counts, spreader)
-        self._presence = PresenceDriver(self, self._admission, Presence(self.node or ""))
-        self._drains = Drains(
-            self, self._clients, self._counts, self._admission, spreader, self._presence
-        )
-        self._fanout = FanOut(
-            self.log,
-            self._watch,
-            retry_interval=min(DEFAULT_LOG_RETRY_INTERVAL, self.outage_retry_after),
-        )
-        self._fanout_task = SoleTask(self._fanout.run)
-        hooks = NodeHooks(
-            self,
-            self._counts,
-            self._clients,
-            self._fanout,
-            self._watch,
-            spreader,
-            self._incoming_send,
-        )
-        settings = ConnectionSettings(
-            queue_size=self.queue_size,
-            close_timeout=self.close_timeout,
-            handshake_timeout=self.handshake_timeout,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-        )
-        resumer = Resumer(
-            self.log, self._fanout, hooks, self.snapshot, self.max_replay, self.handshake_timeout
-        )
-        self._acceptor = Acceptor(
-            self,
-            self._admission,
-            self._watch.health,
-            self._counts,
-            self._clients,
-            settings,
-            hooks,
-            resumer,
-        )
+        self._parts = assemble(self)
 
     # -- serving -----------------------------------------------------------
 
@@ -366,15 +276,17 @@ class ReconnectServer:
                 connections themselves are run by :meth:`serve_stream`).
         """
         description = WebSocketServer(
-            self._acceptor.handle_request,
+            self._parts.acceptor.handle_request,
             listeners,  # type: ignore[arg-type]  # any Listener serves; .port needs a socket
             max_message_size=self.max_message_size,
         )
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._fanout_task.volunteer)
+            nursery.start_soon(self._parts.fanout_task.volunteer)
             if self.registry is not None:
-                await nursery.start(self._presence.run)
-            await nursery.start(trio.serve_listeners, self._acceptor.serve_stream, list(listeners))
+                await nursery.start(self._parts.presence.run)
+            await nursery.start(
+                trio.serve_listeners, self._parts.acceptor.serve_stream, list(listeners)
+            )
             logger.info("serving on %s", ", ".join(str(x) for x in description.listeners))
             task_status.started(description)
             await trio.sleep_forever()
@@ -388,8 +300,8 @@ class ReconnectServer:
         fan-out (so a server needs no task of its own to deliver events).
         """
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._fanout_task.volunteer)
-            await self._acceptor.serve_stream(stream)
+            nursery.start_soon(self._parts.fanout_task.volunteer)
+            await self._parts.acceptor.serve_stream(stream)
             nursery.cancel_scope.cancel()
 
     async def serve_until_signal(
@@ -443,14 +355,14 @@ class ReconnectServer:
     async def _cut_short(self, received: Any) -> None:
         async for _ in received:
             logger.warning("second signal: not waiting for the drained clients")
-            self._drains.cut_short()
+            self._parts.drains.cut_short()
 
     # -- the application's side ---------------------------------------------
 
     @property
     def clients(self) -> tuple[ConnectedClient, ...]:
         """The connected clients (handshaking or ready), oldest first."""
-        return tuple(self._clients)
+        return tuple(self._parts.clients)
 
     def messages(self) -> trio.MemoryReceiveChannel[tuple[ConnectedClient, str | bytes]]:
         """The ``(client, message)`` pairs sent by ready clients, in arrival order.
@@ -458,7 +370,7 @@ class ReconnectServer:
         Only used when there is no ``on_message``. Iterate it with
         ``async for client, message in server.messages():``.
         """
-        return self._incoming_receive
+        return self._parts.incoming_receive
 
     async def publish(self, data: Any) -> str:
         """Append an event to the log; every node's clients get it from there.
@@ -491,10 +403,10 @@ class ReconnectServer:
         try:
             event_id = await self.log.append(data)
         except LogUnavailableError as error:
-            self._watch.log_unavailable(error)
+            self._parts.watch.log_unavailable(error)
             raise
-        self._watch.log_available()  # an append that succeeded proves the store is back
-        self._counts.events_published += 1
+        self._parts.watch.log_available()  # an append that succeeded proves the store is back
+        self._parts.counts.events_published += 1
         return event_id
 
     async def restart(self, *, refuse_for: float = 0.0) -> DrainSummary:
@@ -539,7 +451,7 @@ class ReconnectServer:
             ValueError: for another code, a negative ``refuse_for`` or a
                 reason that would not fit in 123 bytes.
         """
-        return await self._drains.drain(code, reason, refuse_for=refuse_for, wait=None)
+        return await self._parts.drains.drain(code, reason, refuse_for=refuse_for, wait=None)
 
     async def shutdown(
         self,
@@ -564,12 +476,12 @@ class ReconnectServer:
             What was drained.
         """
         check_positive("drain_timeout", drain_timeout)
-        self._admission.stop(trio.current_time(), drain_timeout)
-        summary = await self._drains.drain(code, reason, refuse_for=0.0, wait=drain_timeout)
-        await self._presence.leave()
+        self._parts.admission.stop(trio.current_time(), drain_timeout)
+        summary = await self._parts.drains.drain(code, reason, refuse_for=0.0, wait=drain_timeout)
+        await self._parts.presence.leave()
         return summary
 
     def statistics(self) -> ServerStatistics:
         """A frozen snapshot of the server's counters."""
-        clients = self._clients
-        return self._counts.snapshot(clients=len(clients), ready_clients=clients.ready())
+        clients = self._parts.clients
+        return self._parts.counts.snapshot(clients=len(clients), ready_clients=clients.ready())
