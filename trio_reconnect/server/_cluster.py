@@ -99,7 +99,13 @@ class ClusterRegistry(Protocol):
         ...
 
     async def announce(self, status: NodeStatus, *, ttl: float) -> None:
-        """Publish ``status``; it counts as alive for ``ttl`` seconds."""
+        """Publish ``status``; it counts as alive for ``ttl`` seconds.
+
+        Raises:
+            ValueError: if ``ttl`` is not a finite number above zero (every
+                backend: an announcement that never expires would outlive
+                its node).
+        """
         ...
 
     async def nodes(self) -> Sequence[NodeStatus]:
