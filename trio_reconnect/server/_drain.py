@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from .._hints import HINTED_CLOSE_CODES, format_close_reason
+from .._validators import check_non_negative
 from ._clientbase import ClientState
 from ._connection import ConnectedClient
 from ._health import Admission
@@ -154,8 +155,7 @@ class Drains:
         """Close every open client with ``code`` and a spread hint, then wait up to ``wait`` s."""
         if code not in HINTED_CLOSE_CODES:
             raise ValueError(f"code must be one of {sorted(HINTED_CLOSE_CODES)}, got {code!r}")
-        if not (math.isfinite(refuse_for) and refuse_for >= 0):
-            raise ValueError(f"refuse_for must be a non-negative number, got {refuse_for!r}")
+        check_non_negative("refuse_for", refuse_for)
         spread = self.config.spread
         # A reason too long for 123 bytes fails before any client is closed,
         # with no client connected too (the error must not depend on how many
