@@ -38,6 +38,7 @@ from ._logbase import LogRead as LogRead
 from ._logbase import LogUnavailableError as LogUnavailableError
 from ._logbase import clock_start_id as clock_start_id
 from ._logbase import parse_event_id as parse_event_id
+from ._node import MessageHandler as MessageHandler
 from ._registry import MemoryRegistry as MemoryRegistry
 from ._resume import SnapshotProvider as SnapshotProvider
 from ._server import DEFAULT_ANNOUNCE_INTERVAL as DEFAULT_ANNOUNCE_INTERVAL
@@ -51,7 +52,6 @@ from ._server import DEFAULT_OUTAGE_RETRY_AFTER as DEFAULT_OUTAGE_RETRY_AFTER
 from ._server import DEFAULT_QUEUE_SIZE as DEFAULT_QUEUE_SIZE
 from ._server import DEFAULT_STOP_SIGNALS as DEFAULT_STOP_SIGNALS
 from ._server import DrainSummary as DrainSummary
-from ._server import MessageHandler as MessageHandler
 from ._server import ReconnectServer as ReconnectServer
 from ._server import ServerStatistics as ServerStatistics
 from ._spread import DEFAULT_BASE as DEFAULT_BASE

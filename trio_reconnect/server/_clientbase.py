@@ -66,13 +66,21 @@ __all__ = [
 ]
 
 # The close codes, named once in :mod:`trio_reconnect._hints` (the server's names for them).
+#: A normal close (the client's or ours, with nothing to say).
 CLOSE_NORMAL: Final = NORMAL_CLOSURE
+#: :meth:`~trio_reconnect.server.ReconnectServer.drain`'s default code.
 CLOSE_GOING_AWAY: Final = GOING_AWAY
+#: The first frame was text, but not a resume frame.
 CLOSE_PROTOCOL_ERROR: Final = PROTOCOL_ERROR
+#: The first frame was binary.
 CLOSE_UNSUPPORTED_DATA: Final = UNSUPPORTED_DATA
+#: The application's ``on_message`` raised (or the connection failed inside).
 CLOSE_INTERNAL_ERROR: Final = INTERNAL_ERROR
+#: A restart, a graceful stop, or a discontinuity in the log.
 CLOSE_SERVICE_RESTART: Final = SERVICE_RESTART
+#: Too slow to keep up with the live events, no resume frame in time, or the log is down.
 CLOSE_TRY_AGAIN_LATER: Final = TRY_AGAIN_LATER
+#: What a connection aborted without a close frame is recorded with (RFC 6455: never sent).
 CLOSE_ABNORMAL: Final = ABNORMAL_CLOSURE
 
 
