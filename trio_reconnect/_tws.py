@@ -47,7 +47,6 @@ from wsproto.events import BytesMessage, TextMessage
 
 __all__ = [
     "SendLock",
-    "abort",
     "capable",
     "close_reason",
     "encode_messages",
@@ -151,11 +150,6 @@ def encode_messages(ws: WebSocketConnection, messages: Sequence[str | bytes]) ->
         )
         for message in messages
     )
-
-
-async def abort(ws: WebSocketConnection) -> None:
-    """What ``send_message`` does when the stream broke: close the websocket as aborted."""
-    await ws._abort_web_socket()
 
 
 async def write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> None:

@@ -259,7 +259,7 @@ class ConnectedClient:
             direct is not None
             and may_write_directly(
                 ready=self.state is ClientState.READY,
-                closing=False,
+                closing=self._close_requested,
                 sending=self._sending,
                 queue_idle=self._outbox.idle(),
             )
