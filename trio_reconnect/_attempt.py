@@ -66,8 +66,17 @@ from ._hints import ABNORMAL_CLOSURE
 from ._inbox import Inbox
 from ._protocol import HandshakeResult, Item, ResumeHandshake, ServerEvent, parse_live
 from ._retry import Outcome
+from ._settings import missed_pong_is_backpressure
 from ._transport import OpenStream, RecordingStream, Target, parse_url
 from ._turn import Turn
+from ._tws import (
+    capable,
+    message_queue,
+    peer_started_close,
+    replace_message_channels,
+    replace_stream,
+    swap_send_lock,
+)
 
 __all__ = ["AttemptContext", "AttemptOptions", "Factory", "HeaderPairs", "Phase", "Run"]
 
@@ -298,12 +307,11 @@ class Run:
             raise spawner.error
         spawner.opened = True
         recording.stop()
-        if getattr(ws, "_stream", None) is recording:
-            # The recording is for the opening handshake only: from here on
-            # trio-websocket reads and writes the stream itself, one call and
-            # one copy fewer per read (a private attribute of trio-websocket
-            # 0.12, like those _DirectSink takes the place of).
-            ws._stream = stream
+        # The recording is for the opening handshake only: from here on
+        # trio-websocket reads and writes the stream itself, one call and one
+        # copy fewer per read (a private attribute of trio-websocket 0.12,
+        # like those _DirectSink takes the place of).
+        replace_stream(ws, recording, stream)
         _replace_send_lock(ws)
         self.ws = ws
         result: HandshakeResult | None = None
@@ -396,10 +404,10 @@ class Run:
                     return  # the reader sees the close too
             if not waited.cancelled_caught:
                 continue
-            if inbox.stalled or inbox.stalls != stalls:
-                # trio-websocket's reader, waiting for room in the inbox, does
-                # not read pongs: a slow application, not a dead server.
-                continue
+            if missed_pong_is_backpressure(
+                held_now=inbox.stalled, held_since_ping=inbox.stalls != stalls
+            ):
+                continue  # a slow application, not a dead server
             outcome = cast(Outcome, self.outcome)
             outcome.error = PingTimeout(f"no pong within {timeout} s")
             outcome.close_code = ABNORMAL_CLOSURE
@@ -431,7 +439,7 @@ async def _deliver(
         while True:
             await sink.send(await ws.get_message())
     sink = _DirectSink(accept, context.inbox, reader_ended)
-    queued = ws._recv_channel
+    queued = message_queue(ws)
     while True:  # what trio-websocket queued before ready goes first
         try:
             message = queued.receive_nowait()
@@ -442,7 +450,7 @@ async def _deliver(
         await sink.send(message)
     # No checkpoint since the queue was found empty: nothing can slip in
     # between. From here on trio-websocket's reader delivers.
-    ws._send_channel = ws._recv_channel = sink  # type: ignore[assignment]
+    replace_message_channels(ws, sink)
     await reader_ended.wait()
     raise trio_websocket.ConnectionClosed(ws.closed)
 
@@ -537,17 +545,12 @@ def _replace_send_lock(ws: trio_websocket.WebSocketConnection) -> None:
     under that task would let the next send write at the same time. Without
     that attribute, or while it is held, the lock stays as it is.
     """
-    lock = getattr(ws, "_stream_lock", None)
-    if _FAST_SEND_LOCK and type(lock) is trio.StrictFIFOLock and not lock.locked():
-        ws._stream_lock = Turn()  # type: ignore[assignment]
+    if _FAST_SEND_LOCK:
+        swap_send_lock(ws, Turn())
 
 
 def _can_deliver_directly(ws: trio_websocket.WebSocketConnection) -> bool:
-    return (
-        _DIRECT_DELIVERY
-        and isinstance(getattr(ws, "_send_channel", None), trio.MemorySendChannel)
-        and isinstance(getattr(ws, "_recv_channel", None), trio.MemoryReceiveChannel)
-    )
+    return _DIRECT_DELIVERY and capable(ws)
 
 
 async def _resolve(value: Factory[T]) -> T:
@@ -582,8 +585,7 @@ def _closed_by_server(ws: trio_websocket.WebSocketConnection) -> bool:
     server's verdict. trio-websocket sets this event only when the peer
     started the close.
     """
-    peer_closed = getattr(ws, "_for_testing_peer_closed_connection", None)
-    return not isinstance(peer_closed, trio.Event) or peer_closed.is_set()
+    return peer_started_close(ws)
 
 
 def _main_cause(exc: BaseException) -> BaseException:

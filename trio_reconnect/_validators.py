@@ -23,6 +23,7 @@ __all__ = [
     "MAX_PORT",
     "at_least_one_problem",
     "check_int",
+    "check_non_negative",
     "check_port",
     "check_positive",
     "int_problem",
@@ -100,6 +101,11 @@ def _raise(name: str, problem: str | None) -> None:
 def check_positive(name: str, value: object) -> None:
     """Raise ``ValueError`` unless ``value`` is a finite number above zero."""
     _raise(name, positive_problem(value))
+
+
+def check_non_negative(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number of at least zero."""
+    _raise(name, non_negative_problem(value))
 
 
 def check_int(name: str, value: object, *, minimum: int) -> None:

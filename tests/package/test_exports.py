@@ -183,7 +183,7 @@ def test_redis_names_pinned() -> None:
     assert set(redis_backends.__all__) == REDIS_PUBLIC
     for name in REDIS_PUBLIC:
         assert getattr(redis_backends, name) is not None
-    assert redis_backends.RedisStreamLog.__module__ == "trio_reconnect.server._redis"
+    assert redis_backends.RedisStreamLog.__module__ == "trio_reconnect.server._redis._log"
     assert (redis_backends.DEFAULT_MAX_LEN, redis_backends.DEFAULT_TIMEOUT) == (10_000, 2.0)
     assert redis_backends.DEFAULT_READ_BLOCK == 0.1
     assert redis_backends.MAX_REDIS_ID == 2**53 - 1

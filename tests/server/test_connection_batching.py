@@ -19,13 +19,11 @@ import trio_websocket
 from trio.testing import MockClock
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from trio_reconnect import _tws
 from trio_reconnect._protocol import HandshakeOutcome
 from trio_reconnect.server import _connection
-from trio_reconnect.server._connection import (
-    ClientState,
-    ConnectedClient,
-    ConnectionSettings,
-)
+from trio_reconnect.server._clientbase import ClientState, ConnectionSettings
+from trio_reconnect.server._connection import ConnectedClient
 
 CLOSE_TIMEOUT = 2.0
 
@@ -280,7 +278,7 @@ async def test_writing_on_a_closing_connection_raises_and_writes_nothing(
         await trio.testing.wait_all_tasks_blocked()
         before = len(recorder.writes)
         with pytest.raises(ConnectionClosed):
-            await _connection._write_batch(server_ws, ["a", "b"])
+            await _tws.write_batch(server_ws, ["a", "b"])
         assert len(recorder.writes) == before
 
 
@@ -289,7 +287,7 @@ async def test_a_broken_stream_closes_the_connection(nursery: trio.Nursery) -> N
         server_ws, _client_ws, recorder = await pair(nursery)
         recorder.broken = True
         with pytest.raises(ConnectionClosed) as closed:
-            await _connection._write_batch(server_ws, ["a", "b"])
+            await _tws.write_batch(server_ws, ["a", "b"])
         assert closed.value.reason is not None
         assert closed.value.reason.code == 1006
         assert server_ws.closed is not None

@@ -45,7 +45,7 @@ from trio_reconnect.server import (
     _connection,
     _direct,
 )
-from trio_reconnect.server._connection import _Outbox
+from trio_reconnect.server._outbox import Outbox as _Outbox
 
 #: A payload big enough for a few events to fill the small buffers.
 _BIG = "x" * 8000
@@ -139,7 +139,7 @@ def _is_ready(event: wsproto.events.Event) -> bool:
 
 async def published(server: ReconnectServer, count: int) -> None:
     """Wait until the node's fan-out has fed ``count`` events to its clients."""
-    while server._fanout.delivered < count:
+    while server._parts.fanout.delivered < count:
         await trio.sleep(0.001)
 
 

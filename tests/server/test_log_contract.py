@@ -13,6 +13,7 @@ in real time, so no test here uses the autojump clock; every wait is under
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -327,3 +328,30 @@ async def test_read_after_is_one_instant_under_concurrent_appends(backend: Any) 
                         break
             assert read.newest is not None
             assert int(read.newest) == int(start) + 200
+
+
+@pytest.mark.parametrize("block", [-1.0, math.inf, -math.inf, math.nan, None, True, "1"])
+async def test_a_block_must_be_a_non_negative_finite_number(backend: Any, block: Any) -> None:
+    """One contract: a store cannot block forever, so no backend accepts ``inf``."""
+    with trio.fail_after(GUARD):
+        async with backend() as log:
+            with pytest.raises(ValueError, match="block"):
+                await log.tail(None, limit=10, block=block)
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, None, True])
+async def test_a_tail_limit_must_be_a_whole_number_of_at_least_one(
+    backend: Any, limit: Any
+) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as log:
+            with pytest.raises(ValueError, match="limit"):
+                await log.tail(None, limit=limit, block=0)
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, None, True])
+async def test_a_read_limit_must_be_a_whole_number(backend: Any, limit: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as log:
+            with pytest.raises(ValueError, match="limit"):
+                await log.read_after(None, limit=limit)

@@ -757,13 +757,15 @@ class _Chaos:
 
     def _apply_admission(self) -> None:
         if self.normal_admission is None:
-            self.normal_admission = self.server._admission
+            self.normal_admission = self.server._parts.admission.limiter
         if self.storms:
             rate = min(f.rate for f in self.storms)
             # No public way to change the admission rate of a running server.
-            self.server._admission = AdmissionControl(rate, refusal_rate=self.server.spread.rate)
+            self.server._parts.admission.limiter = AdmissionControl(
+                rate, refusal_rate=self.server.spread.rate
+            )
         else:
-            self.server._admission = self.normal_admission
+            self.server._parts.admission.limiter = self.normal_admission
 
     def _hint_reason(self, fault: Fault, word: str) -> str:
         if fault.hint_ms is None:

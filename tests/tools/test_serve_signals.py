@@ -22,6 +22,7 @@ import trio_websocket
 from tests.support.server_clients import closed_with, receive_json
 from trio_reconnect._hints import parse_retry_after_reason
 from trio_reconnect._protocol import encode_resume
+from trio_reconnect.server import DrainSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Seconds the process has to start, and to drain and exit.
@@ -93,9 +94,12 @@ async def test_serve_drains_its_clients_and_exits_0_on_a_signal(signum: signal.S
         assert process.returncode == 0, err
         assert trio.current_time() - sent_at < EXIT_BOUND
         assert "Traceback" not in err, err
-        assert len(lines) == 1, lines  # the one line saying what it drained
+        assert len(lines) == 2, lines  # what it drained: for people, then for programs
         assert lines[0].startswith(f"serve: {signum.name}: drained 1 clients"), lines
         assert "(0 did not leave in time)" in lines[0]
+        summary = DrainSummary.from_output(lines[1])
+        assert summary is not None, lines
+        assert (summary.drained, summary.aborted, summary.signal) == (1, 0, signum), lines
     finally:
         if process.returncode is None:
             process.kill()
@@ -146,9 +150,10 @@ async def test_a_second_signal_cuts_the_drain_short() -> None:
         assert trio.current_time() - cut_at < 2.0  # not the 5 s close_timeout
         assert process.returncode == 0, err
         assert "Traceback" not in err, err
-        assert len(lines) == 1, lines
+        assert len(lines) == 2, lines
         assert lines[0].startswith("serve: SIGTERM: drained 1 clients"), lines
         assert lines[0].endswith("(1 did not leave in time)"), lines
+        assert DrainSummary.from_output(lines[1]) is not None, lines
     finally:
         if process.returncode is None:
             process.kill()
@@ -156,7 +161,7 @@ async def test_a_second_signal_cuts_the_drain_short() -> None:
 
 
 async def test_serve_until_signal_in_process_returns_what_it_drained() -> None:
-    from trio_reconnect.server import DrainSummary, ReconnectServer, ReplayLog
+    from trio_reconnect.server import ReconnectServer, ReplayLog
 
     server = ReconnectServer(ReplayLog(), ping_interval=None)
     summaries: list[DrainSummary] = []

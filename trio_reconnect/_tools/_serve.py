@@ -253,8 +253,10 @@ async def _serve(args: Any) -> int:
                     f"serving Prometheus metrics on http://{args.host}:{bound}/metrics", flush=True
                 )
             nursery.start_soon(_ticker, server, name, args, nursery)
-    # The one line a deploy's log shows for this node's exit.
+    # The line a deploy's log shows for this node's exit, and the same for a
+    # program (the cluster demo reads it back with DrainSummary.from_output).
     print(f"serve: {summaries[0].describe()}", flush=True)
+    print(f"serve: {summaries[0].json_line()}", flush=True)
     return 0
 
 

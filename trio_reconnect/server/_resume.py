@@ -74,12 +74,8 @@ import trio
 
 from .._exceptions import ResumeProtocolError
 from .._protocol import HandshakeOutcome, encode_ready, encode_snapshot, parse_resume
-from ._connection import (
-    CLOSE_PROTOCOL_ERROR,
-    CLOSE_TRY_AGAIN_LATER,
-    CLOSE_UNSUPPORTED_DATA,
-    ConnectedClient,
-)
+from ._clientbase import CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN_LATER, CLOSE_UNSUPPORTED_DATA
+from ._connection import ConnectedClient
 from ._fanout import FanOut, encode_logged_event
 from ._logbase import EventLog, LoggedEvent, LogUnavailableError
 from ._planner import (

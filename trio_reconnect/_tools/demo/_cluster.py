@@ -29,7 +29,6 @@ import itertools
 import json
 import math
 import random
-import re
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ import trio
 from ..._client import open_reconnecting_websocket
 from ..._protocol import Gap, ServerEvent, Snapshot
 from ..._state import ConnectionState, Transition
+from ...server import DrainSummary
 from ...testing._node_process import NodeProcess, NodeStartError
 from ...testing._redis_server import RedisServer, RedisServerNotFound, _free_port, find_redis_server
 from .._interrupt import interruptible
@@ -61,10 +61,6 @@ NODE_DRAIN_TIMEOUT: Final = 15.0
 DEMO_TIMEOUT: Final = 180.0
 #: Seconds between progress lines when stderr is not a terminal.
 _PLAIN_PROGRESS: Final = 2.0
-_DRAIN_LINE: Final = re.compile(
-    r"SIGTERM: drained (\d+) clients with spread hints over ([\d.]+) s"
-    r"(?: over (\d+) peer nodes)? in ([\d.]+) s \((\d+) did not leave in time\)"
-)
 
 
 @attrs.define(eq=False)
@@ -381,11 +377,10 @@ def _deploy(
     names: dict[str, str],
 ) -> NodeDeploy:
     """What ``proc``'s turn did, from its drain line and its clients' arrivals."""
-    lines = _DRAIN_LINE.findall(proc.stdout())
+    summary = DrainSummary.from_output(proc.stdout())
     drained, window, peers = (0, 0.0, 0)
-    if lines:
-        count, win, peer_count, _, _ = lines[-1]
-        drained, window, peers = int(count), float(win), int(peer_count or 0)
+    if summary is not None:
+        drained, window, peers = summary.drained, summary.window, len(summary.survivors)
     by_node: dict[str, list[float]] = collections.defaultdict(list)
     for client in drained_from:
         for when, url in client.arrivals:
