@@ -59,6 +59,7 @@ from ._fanout import (
     DEFAULT_FANOUT_ROUNDS,
     DEFAULT_LATENCY_EVENTS,
     FanoutError,
+    FanoutFigures,
     run_fanout,
 )
 from ._report import (
@@ -108,6 +109,8 @@ DEFAULT_TIMEOUT: Final = 600.0
 _SERVER_START_TIMEOUT: Final = 30.0
 #: Seconds it has to exit once its stdin is closed (then it is killed).
 _SERVER_EXIT_TIMEOUT: Final = 5.0
+#: ``--no-websockets``: no client, and the note that says so.
+_NO_WEBSOCKETS: Final[tuple[None, str]] = (None, "skipped (--no-websockets)")
 
 
 # ------------------------------------------------------------------------ run
@@ -147,25 +150,18 @@ async def run_bench(
         BenchError: a server did not start, an echo was wrong, or a fan-out
             client lost its connection.
     """
-    counts = {
-        "messages": messages,
-        "pipeline": pipeline,
-        "rounds": rounds,
-        "reconnects": reconnects,
-        "fanout_clients": fanout_clients,
-        "fanout_events": fanout_events,
-        "fanout_rounds": fanout_rounds,
-        "latency_events": latency_events,
-    }
-    for name, value in counts.items():
-        check_int(name, value, minimum=1)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
-        raise ValueError(f"size must be an integer of at least 16, got {size!r}")
-    if websockets:
-        websockets_connect, note = _websockets_connect()
-    else:
-        websockets_connect, note = None, "skipped (--no-websockets)"
-
+    _check_options(
+        size=size,
+        messages=messages,
+        pipeline=pipeline,
+        rounds=rounds,
+        reconnects=reconnects,
+        fanout_clients=fanout_clients,
+        fanout_events=fanout_events,
+        fanout_rounds=fanout_rounds,
+        latency_events=latency_events,
+    )
+    websockets_connect, note = _websockets_connect() if websockets else _NO_WEBSOCKETS
     started = trio.current_time()
     async with bench_server() as port:
         url = f"ws://127.0.0.1:{port}/bench"
@@ -178,16 +174,13 @@ async def run_bench(
             websockets_connect=websockets_connect,
         )
         timings = await measure_reconnects(url, repetitions=reconnects, size=size)
-    try:
-        fanout = await run_fanout(
-            clients=fanout_clients,
-            events=fanout_events,
-            rounds=fanout_rounds,
-            latency_events=latency_events,
-            redis=redis,
-        )
-    except FanoutError as exc:
-        raise BenchError(str(exc)) from exc
+    fanout = await _fanout(
+        clients=fanout_clients,
+        events=fanout_events,
+        rounds=fanout_rounds,
+        latency_events=latency_events,
+        redis=redis,
+    )
     return BenchResult(
         **_throughput_figures(rates),
         **_reconnect_figures(timings),
@@ -198,14 +191,37 @@ async def run_bench(
         reconnects=reconnects,
         message_size=size,
         duration_s=trio.current_time() - started,
-        python=platform.python_version(),
-        trio=trio.__version__,
-        trio_websocket=_version("trio-websocket") or "?",
-        websockets=_version("websockets") if websockets_connect is not None else None,
-        platform=platform.platform(terse=True),
-        cpus=os.cpu_count(),
+        **_environment(websockets=websockets_connect is not None),
         fanout=fanout,
     )
+
+
+async def _fanout(**options: Any) -> FanoutFigures:
+    """:func:`run_fanout`, its failure a :class:`BenchError`."""
+    try:
+        return await run_fanout(**options)
+    except FanoutError as exc:
+        raise BenchError(str(exc)) from exc
+
+
+def _environment(*, websockets: bool) -> dict[str, Any]:
+    """The :class:`BenchResult` fields naming the versions and the machine."""
+    return {
+        "python": platform.python_version(),
+        "trio": trio.__version__,
+        "trio_websocket": _version("trio-websocket") or "?",
+        "websockets": _version("websockets") if websockets else None,
+        "platform": platform.platform(terse=True),
+        "cpus": os.cpu_count(),
+    }
+
+
+def _check_options(*, size: int, **counts: int) -> None:
+    """Raise ``ValueError`` for a count below 1 or a message size below 16."""
+    for name, value in counts.items():
+        check_int(name, value, minimum=1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
+        raise ValueError(f"size must be an integer of at least 16, got {size!r}")
 
 
 def _throughput_figures(rates: dict[str, Rates]) -> dict[str, Any]:
@@ -338,6 +354,13 @@ def _message_size(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
+    _echo_arguments(parser)
+    _fanout_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _echo_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the echo figures (throughput and reconnect)."""
     parser.add_argument(
         "--messages",
         type=positive_int,
@@ -377,6 +400,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-websockets", action="store_true", help="skip the websockets comparison row"
     )
+
+
+def _fanout_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the fan-out figures."""
     parser.add_argument(
         "--fanout-clients",
         type=positive_int,
@@ -404,7 +431,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-redis", action="store_true", help="skip the Redis fan-out (its figures are null)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run_command(args: argparse.Namespace) -> int:
