@@ -53,6 +53,7 @@ from typing import Final
 
 import trio
 
+from .._hints import GOING_AWAY
 from .._transport import OpenStream, Target, start_tls
 from .._validators import check_int, check_positive, non_negative_problem
 from ._listener import MemoryListener
@@ -229,7 +230,7 @@ class Link:
         self._network._count("blackholes")
         self._forget()
 
-    def close(self, code: int | None = 1001, reason: str = "") -> None:
+    def close(self, code: int | None = GOING_AWAY, reason: str = "") -> None:
         """End the connection as a proxy would: close frames (if upgraded), then FIN.
 
         Args:
@@ -431,7 +432,7 @@ class MemoryNetwork:
             link.blackhole()
         return len(links)
 
-    def drop(self, *clients: str, code: int | None = 1001, reason: str = "") -> int:
+    def drop(self, *clients: str, code: int | None = GOING_AWAY, reason: str = "") -> int:
         """End the connections of ``clients`` (all, if none), as :meth:`Link.close`.
 
         ``code=None`` drops them without a close frame. Returns how many.
@@ -441,7 +442,7 @@ class MemoryNetwork:
             link.close(code, reason)
         return len(links)
 
-    def drop_all(self, *, code: int | None = 1001, reason: str = "") -> int:
+    def drop_all(self, *, code: int | None = GOING_AWAY, reason: str = "") -> int:
         """End every connection: with a close frame ``code``, or bare FIN with ``None``."""
         return self.drop(code=code, reason=reason)
 
