@@ -205,8 +205,12 @@ async def run_fanout(
         ValueError: for a count below 1.
         FanoutError: a server did not start, or a client lost its connection.
     """
-    counts = {"clients": clients, "events": events, "rounds": rounds}
-    for name, value in {**counts, "latency_events": latency_events}.items():
+    for name, value in (
+        ("clients", clients),
+        ("events", events),
+        ("rounds", rounds),
+        ("latency_events", latency_events),
+    ):
         check_int(name, value, minimum=1)
     try:
         return await _run_fanout(
