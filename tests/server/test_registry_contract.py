@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests._redis_fixtures import redis_server  # noqa: F401  (the fixture)
+from tests.support.redis_fixtures import redis_server  # noqa: F401  (the fixture)
 from trio_reconnect.server import ClusterRegistry, MemoryRegistry, NodeStatus
 
 GUARD = 10.0

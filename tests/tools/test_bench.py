@@ -15,7 +15,9 @@ import pytest
 import trio
 
 from trio_reconnect._tools._cli import main
+from trio_reconnect._tools.bench import _crowd as _bench_crowd
 from trio_reconnect._tools.bench import _fanout as _bench_fanout
+from trio_reconnect._tools.bench import _fanout_server as _bench_fanout_server
 from trio_reconnect._tools.bench import _run as _bench
 from trio_reconnect._tools.bench._server import DROP
 from trio_reconnect.server import ReconnectServer, ReplayLog
@@ -277,8 +279,8 @@ def test_no_redis_server_gives_null_redis_figures(
     assert "no redis-server found" in captured.err
 
 
-def _client(data: bytes) -> _bench_fanout._Client:
-    return _bench_fanout._Client(_bench_fanout._Crowd("test"), None, bytearray(data))  # type: ignore[arg-type]
+def _client(data: bytes) -> _bench_crowd._Client:
+    return _bench_crowd._Client(_bench_crowd.Crowd("test"), None, bytearray(data))  # type: ignore[arg-type]
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -316,7 +318,7 @@ def test_fanout_client_fails_on_a_close_frame() -> None:
 
 def test_fanout_server_needs_a_redis_url(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        _bench_fanout.main(["--kind", "redis"])
+        _bench_fanout_server.main(["--kind", "redis"])
     assert info.value.code == 2
     assert "--redis" in capsys.readouterr().err
 
@@ -343,10 +345,10 @@ async def test_a_fanout_client_closed_by_its_server_fails_the_run_bare() -> None
     with trio.fail_after(60):
         async with trio.open_nursery() as serving:
             listener = await serving.start(server.serve, "127.0.0.1", 0)
-            crowd = _bench_fanout._Crowd("memory")
+            crowd = _bench_crowd.Crowd("memory")
             try:
                 async with trio.open_nursery() as nursery:
-                    await _bench_fanout._connect_all(crowd, listener.port, 2, nursery)
+                    await _bench_crowd.connect_all(crowd, listener.port, 2, nursery)
                     crowd.expect(50)
                     await server.publish("one of fifty")
                     nursery.start_soon(server.restart)

@@ -104,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_REPLAY,
         help="most events replayed in one handshake (default %(default)s)",
     )
+    _drain_arguments(parser)
+
+
+def _drain_arguments(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s drain (spread) and log outage options."""
     parser.add_argument(
         "--min-window",
         type=non_negative_number,
