@@ -22,7 +22,7 @@ from wsproto.events import TextMessage
 
 import trio_reconnect as tr
 from tests.helpers import FakeServer, accept_and_resume, hint, send_event, send_ready
-from trio_reconnect import _attempt
+from trio_reconnect import _delivery
 from trio_reconnect.server import ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryNetwork
 
@@ -31,7 +31,7 @@ URL = "ws://example.test/"
 
 @pytest.fixture(params=["direct", "get_message"], autouse=True)
 def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(_attempt, "_DIRECT_DELIVERY", request.param == "direct")
+    monkeypatch.setattr(_delivery, "_DIRECT_DELIVERY", request.param == "direct")
     return str(request.param)
 
 
