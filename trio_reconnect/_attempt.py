@@ -37,7 +37,6 @@ Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
 
 from __future__ import annotations
 
-import enum
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,10 +52,9 @@ from ._exceptions import (
     AttemptError,
     ConnectTimeout,
     PingTimeout,
-    ResumeTimeout,
     leaves,
 )
-from ._handshake import resume
+from ._handshake import Link, Phase, Step, run_steps
 from ._hints import ABNORMAL_CLOSURE
 from ._inbox import Inbox
 from ._options import ClientOptions, Factory, HeaderPairs
@@ -65,7 +63,7 @@ from ._retry import Outcome
 from ._transport import RecordingStream, Target, parse_url
 from ._turn import Turn
 
-__all__ = ["AttemptContext", "Phase", "Run"]
+__all__ = ["AttemptContext", "Phase", "Run"]  # Phase: from _handshake
 
 # trio-websocket's own queue between its reader and the resume handshake;
 # once ready, the inbox is the only buffer.
@@ -78,17 +76,6 @@ _FAST_SEND_LOCK = True
 T = TypeVar("T")
 
 
-class Phase(enum.Enum):
-    """Which deadline an attempt is under."""
-
-    #: TCP, TLS and the websocket handshake: ``connect_timeout``.
-    CONNECT = "connect"
-    #: The resume handshake, up to ``ready``: ``resume_timeout``.
-    RESUME = "resume"
-    #: Ready: no deadline.
-    OPEN = "open"
-
-
 @attrs.frozen
 class AttemptContext:
     """What every attempt of one client shares, and its calls back into the client.
@@ -98,9 +85,10 @@ class AttemptContext:
         inbox: The application's receive buffer.
         cursor: The position in the event stream (last id, dedupe window).
         targeted: Called with the target once the URL is resolved.
-        resuming: Called when the websocket is open and the resume handshake starts.
-        ready: Called at ``ready`` with the handshake's result (``None``
-            without resume), before the gate opens.
+        steps: The handshake's steps (:func:`~._handshake.steps_for`).
+        resuming: Called when the websocket is open and the handshake's steps start.
+        ready: Called when they are done, with the resume handshake's result
+            (``None`` without resume), before the gate opens.
         closing: Whether the application is closing the client (a close is
             then the application's, and the attempt waits to be cancelled).
     """
@@ -108,6 +96,7 @@ class AttemptContext:
     options: ClientOptions
     inbox: Inbox[Item]
     cursor: Cursor
+    steps: tuple[Step, ...]
     targeted: Callable[[Target], None]
     resuming: Callable[[], None]
     ready: Callable[[HandshakeResult | None], None]
@@ -136,6 +125,10 @@ class Run:
     #: The deadline of the current phase (inside the connection's nursery).
     deadline: trio.CancelScope = attrs.Factory(trio.CancelScope)
     phase: Phase = Phase.CONNECT
+    #: The step of the handshake running (its deadline is the phase's).
+    step: Step | None = None
+    #: The handshake in progress, once the websocket is open.
+    link: Link | None = None
     #: What the attempt came to; ``None`` until it starts.
     outcome: Outcome | None = None
     #: The websocket, once open (resuming or ready).
@@ -210,8 +203,8 @@ class Run:
                     await self._serve(context, nursery, stream, target, headers)
                     nursery.cancel_scope.cancel()
             if self.deadline.cancelled_caught:
-                if self.phase is Phase.RESUME:
-                    raise ResumeTimeout(f"no ready within {options.resume_timeout} s")
+                if self.step is not None and self.link is not None:
+                    raise self.step.timed_out(self.link, options.resume_timeout)
                 raise ConnectTimeout(
                     f"websocket handshake with {target.display} took over "
                     f"{options.connect_timeout} s"
@@ -319,16 +312,31 @@ class Run:
             trio_websocket.ConnectionClosed: when it has closed.
         """
         options = context.options
-        result: HandshakeResult | None = None
-        if options.resume:
-            self.phase = Phase.RESUME
+        outcome = cast(Outcome, self.outcome)
+        if context.closing():  # the application left while the websocket opened
+            await trio.sleep_forever()
+        link = self.link = Link(
+            ws,
+            context.cursor,
+            context.inbox,
+            outcome,
+            options.max_replay,
+            self.deadline,
+            options.resume_timeout,
+        )
+        if context.steps:
             context.resuming()
-            self.deadline.deadline = trio.current_time() + options.resume_timeout
-            result = await resume(ws, context.cursor, context.inbox, options, self.deadline)
+            await run_steps(
+                context.steps, link, self.deadline, options.resume_timeout, self._started
+            )
+        if context.closing():
+            # The application left during the handshake: not ready; the
+            # reader lives on to read the close reply (see _serve).
+            await trio.sleep_forever()
         self.phase = Phase.OPEN
         self.deadline.deadline = math.inf
-        cast(Outcome, self.outcome).ready_at = trio.current_time()
-        context.ready(result)
+        outcome.ready_at = trio.current_time()  # the stability clock starts here
+        context.ready(link.result)
         _replace_send_lock(ws)  # if a send held it when the websocket opened
         self.ready_ws = ws
         self.gate.set()
@@ -336,6 +344,10 @@ class Run:
             nursery.start_soon(self._pinger, context, ws, nursery.cancel_scope)
         accept = live_acceptor(options.resume, context.cursor)
         await deliver(ws, context.inbox, accept, reader_ended)
+
+    def _started(self, step: Step) -> None:
+        self.phase = step.phase
+        self.step = step
 
     async def _pinger(
         self,

@@ -7,17 +7,19 @@ which makes the attempts (:mod:`._attempt`) and keeps the state. This module
 holds what the application calls: sends behind the gate, the inbox, and the
 block's exit.
 
-Delivery of application messages (client -> server):
+Delivery of application messages (client -> server), at most once:
 
 * ``send_message`` waits on the gate, a ``trio.Event`` that is fresh for every
-  connection and set when that connection's ``ready`` arrives. Senders are
-  served in call order (a FIFO lock is held while waiting on the gate).
+  connection and set when that connection's handshake (the resume, then
+  ``on_connect``) has ended. Senders are served in call order (a FIFO lock is
+  held while waiting on the gate).
 * It returns once the whole frame was handed to the transport of a ready
-  connection. That does not mean the server received it (there are no acks).
+  connection. That does not mean the server received it (there are no acks):
+  a frame handed over just before a drop can be lost, and is not sent again.
 * If the connection is lost before the whole frame was handed over, the frame
-  is sent again, in full, on the next ready connection. A frame is never
-  dropped silently: it goes out, or ``send_message`` raises (the client failed
-  or was closed, or the call was cancelled).
+  is sent again, in full, on the next connection, after that connection's
+  handshake (never before: nothing goes out of turn). Either way the server
+  gets it at most once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import trio_websocket
 
 from ._attempt import Run
 from ._backoff import RetryPolicy
-from ._exceptions import ClientClosedError
+from ._exceptions import ClientClosedError, leaves
+from ._handshake import OnConnect
 from ._inbox import Inbox
 from ._metrics import ReconnectStatistics
 from ._options import (
@@ -110,6 +113,7 @@ class ReconnectingWebSocket:
         random: _random.Random | None = None,
         open_stream: OpenStream | None = None,
         on_transition: Callable[[Transition], None] | None = None,
+        on_connect: OnConnect | None = None,
     ) -> None:
         self._setup(
             ClientOptions(
@@ -137,6 +141,7 @@ class ReconnectingWebSocket:
                 random=random,
                 open_stream=open_stream,
                 on_transition=on_transition,
+                on_connect=on_connect,
             )
         )
 
@@ -184,12 +189,19 @@ class ReconnectingWebSocket:
         return self._sup.metrics.statistics()
 
     async def send_message(self, message: str | bytes) -> None:
-        """Send a message once a connection is ready.
+        """Send a message once a connection is ready: at most once across a drop.
 
-        Waits on the gate until the current connection's resume handshake has
-        ended. If the connection is lost before the whole frame was handed to
-        the transport, waits for the next ready connection and sends it there.
-        Concurrent callers are served in call order.
+        Waits on the gate until the current connection's handshake (the
+        resume, then ``on_connect``) has ended. Returns once the whole frame
+        was handed to the transport; that is not delivery: a frame handed
+        over just before the connection drops may never reach the server,
+        and it is not sent again. A frame that was *not* handed over in full
+        when the connection was lost is sent on the next connection once
+        its handshake has ended (never before it), and this call returns
+        then. So each message reaches the server at most once. For
+        exactly-once, acknowledged publishing is planned (the channels
+        work); until then, have the server acknowledge and resend what it
+        did not acknowledge. Concurrent callers are served in call order.
 
         Raises:
             ReconnectFailed: the client gave up (or a subclass: fatal close or refusal).
@@ -301,6 +313,10 @@ class ReconnectingWebSocket:
                     await sup.close()
                 nursery.cancel_scope.cancel()
         if body_error is not None:
+            if sup.error is not None and all(leaf is sup.error for leaf in leaves(body_error)):
+                # The client's failure, raised in the block's own tasks (a
+                # reader task in a nursery): out bare, as documented.
+                raise sup.error
             raise body_error
         if sup.error is not None:
             raise sup.error
@@ -333,6 +349,7 @@ async def open_reconnecting_websocket(
     random: _random.Random | None = None,
     open_stream: OpenStream | None = None,
     on_transition: Callable[[Transition], None] | None = None,
+    on_connect: OnConnect | None = None,
 ) -> AsyncIterator[ReconnectingWebSocket]:
     """Open a websocket that reconnects, for the duration of an ``async with`` block.
 
@@ -389,6 +406,18 @@ async def open_reconnecting_websocket(
         open_stream: An async callable taking a :class:`Target` and returning
             a ``trio.abc.Stream`` (default: TCP, plus TLS for ``wss://``).
         on_transition: Called with a :class:`Transition` on every state change.
+        on_connect: An async callable run on every connection after the
+            websocket opens (with ``resume=True``: after ``ready``) and before
+            the gate opens: the application's own handshake (authenticate,
+            subscribe). It is given a :class:`Connection` with
+            ``send_message`` and ``get_message``; while it runs, the server's
+            messages go to it, and what it leaves unread is delivered to the
+            application in order. If it raises, the attempt fails and is
+            retried with backoff (the error is in the attempt history and is
+            passed to ``should_reconnect`` as :attr:`Disconnect.error`, so
+            returning ``False`` makes it fatal). Bounded by
+            ``resume_timeout``; the backoff's stability clock starts when it
+            returns.
 
     Raises:
         ReconnectFailed: out of the block, bare, when the client gave up
@@ -420,6 +449,7 @@ async def open_reconnecting_websocket(
         random=random,
         open_stream=open_stream,
         on_transition=on_transition,
+        on_connect=on_connect,
     )
     ws = ReconnectingWebSocket._from_options(options)
     async with ws._session():

@@ -19,6 +19,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 import attrs
 
 from ._backoff import RetryPolicy
+from ._handshake import OnConnect
 from ._retry import Disconnect
 from ._settings import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -127,3 +128,4 @@ class ClientOptions:
     #: ``None`` in the signatures: TCP, plus TLS for ``wss://``.
     open_stream: OpenStream = attrs.field(default=None, converter=_stream_opener)
     on_transition: Callable[[Transition], None] | None = None
+    on_connect: OnConnect | None = None

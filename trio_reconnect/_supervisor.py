@@ -33,6 +33,7 @@ from ._attempt import AttemptContext, Run
 from ._backoff import Backoff, Pacer
 from ._cursor import Cursor
 from ._exceptions import ClientClosedError, ReconnectFailed
+from ._handshake import NOT_A_RESUME_SERVER, steps_for
 from ._hints import NORMAL_CLOSURE
 from ._inbox import Inbox
 from ._metrics import MetricsRecorder
@@ -42,7 +43,7 @@ from ._retry import GiveUp, Outcome, RetryState, Wait
 from ._state import ConnectionState, DelaySource, Transition, check_transition
 from ._transport import Target, parse_url
 
-__all__ = ["RETRIED_FAILURE_MESSAGE", "Supervisor", "logger"]
+__all__ = ["FOREIGN_SERVER_ATTEMPTS", "RETRIED_FAILURE_MESSAGE", "Supervisor", "logger"]
 
 logger = logging.getLogger("trio_reconnect")
 # A library's loggers get a NullHandler only (the logging HOWTO): an
@@ -53,6 +54,10 @@ logger.addHandler(logging.NullHandler())
 #: The WARNING logged for a failed attempt or a lost connection that is retried
 #: (the application sees no exception for it); test harnesses match on it.
 RETRIED_FAILURE_MESSAGE: Final = "%s: %s; attempt %d in %.3f s (%s)"
+
+#: Attempts in a row that meet a server without the resume protocol before
+#: the client says so, once, at WARNING.
+FOREIGN_SERVER_ATTEMPTS: Final = 3
 
 
 # Wall-clock seconds since the epoch, for HTTP-date Retry-After hints (tests patch it).
@@ -84,6 +89,7 @@ class Supervisor:
             options,
             self.inbox,
             self.cursor,
+            steps_for(resume=options.resume, on_connect=options.on_connect),
             targeted=self._targeted,
             resuming=self._resuming,
             ready=self._ready,
@@ -99,6 +105,8 @@ class Supervisor:
         # log line uses.
         self.number = 1
         self._lost_at: float | None = None
+        self._foreign = 0  # attempts in a row whose server did not speak the protocol
+        self._warned_foreign = False
         self.error: ReconnectFailed | None = None
         self.closing = False
         #: The application's block; cancelled when the client fails.
@@ -204,6 +212,7 @@ class Supervisor:
             outcome = await self._attempt(run)
             if self.ended:
                 return
+            self._warn_if_foreign(outcome)
             now = trio.current_time()
             if outcome.ready_at is not None:
                 self._lost_at = now
@@ -217,6 +226,15 @@ class Supervisor:
                 self.metrics.record_server_directed()
             self.number = self.retry.next_attempt  # the attempt this wait is for
             await self._back_off(outcome, decision)
+
+    def _warn_if_foreign(self, outcome: Outcome) -> None:
+        """Say once, at WARNING, that the server does not speak the resume protocol."""
+        self._foreign = self._foreign + 1 if outcome.foreign_server else 0
+        if self._foreign == FOREIGN_SERVER_ATTEMPTS and not self._warned_foreign:
+            self._warned_foreign = True
+            logger.warning(
+                "%s: %d attempts in a row: %s", self.display, self._foreign, NOT_A_RESUME_SERVER
+            )
 
     async def _back_off(self, outcome: Outcome, wait: Wait) -> None:
         if wait.source is DelaySource.IMMEDIATE:
@@ -286,6 +304,7 @@ class Supervisor:
         self.set_state(ConnectionState.RESUMING)
 
     def _ready(self, result: HandshakeResult | None) -> None:
+        self._foreign = 0
         now = trio.current_time()
         lost_for = None if self._lost_at is None else now - self._lost_at
         self._lost_at = None
