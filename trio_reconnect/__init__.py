@@ -32,6 +32,7 @@ from ._exceptions import ReconnectFailed as ReconnectFailed
 from ._exceptions import ResumeProtocolError as ResumeProtocolError
 from ._exceptions import ResumeTimeout as ResumeTimeout
 from ._exceptions import TLSError as TLSError
+from ._handshake import Connection as Connection
 from ._hints import MAX_CLOSE_REASON_BYTES as MAX_CLOSE_REASON_BYTES
 from ._metrics import HEALTHY_BELOW as HEALTHY_BELOW
 from ._metrics import INCIDENT_ABOVE as INCIDENT_ABOVE
@@ -93,6 +94,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionState",
     "DelaySource",
+    "Connection",
     "Disconnect",
     "FatalCloseError",
     "Gap",
