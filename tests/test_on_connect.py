@@ -86,7 +86,7 @@ async def test_the_gate_opens_after_on_connect_and_nothing_goes_out_of_turn(
 async def test_on_connect_runs_after_ready_with_resume(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    frames: list[str] = []
+    frames: list[str | bytes] = []
 
     async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
         ws, frame = await accept_and_resume(request)
@@ -142,9 +142,8 @@ async def test_on_connect_raising_is_retried_with_backoff_and_recorded(
     assert [type(t.error) for t in waits] == [AuthRefused, AuthRefused]
     assert [t.delay_source for t in waits] == [tr.DelaySource.BACKOFF] * 2
     assert server.connects[0] == 0.0
-    assert server.connects[1:] == pytest.approx(
-        [waits[0].delay, waits[0].delay + waits[1].delay], abs=1e-9
-    )
+    delays = [float(t.delay or 0.0) for t in waits]
+    assert server.connects[1:] == pytest.approx([delays[0], delays[0] + delays[1]], abs=1e-9)
     assert calls == 3
 
 
@@ -232,7 +231,7 @@ async def test_leaving_the_block_cancels_on_connect_at_once(
             assert ws.state is tr.ConnectionState.RESUMING
     assert trio.current_time() == 2.0  # the close reply, not close_timeout
     assert cancelled.is_set()
-    assert ws.state is tr.ConnectionState.CLOSED
+    assert repr(ws).endswith(" closed>")
 
 
 async def test_the_connection_object_is_valid_for_its_connection_only(

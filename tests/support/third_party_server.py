@@ -29,7 +29,7 @@ _connections = itertools.count(1)
 
 
 async def main(port: int, path: str) -> None:
-    out = open(path, "a", buffering=1)  # noqa: SIM115 - one line per frame, line-buffered
+    out = open(path, "a", buffering=1)  # noqa: ASYNC230, SIM115 - line-buffered, one per frame
     pid = os.getpid()
 
     async def handler(ws: ServerConnection) -> None:
