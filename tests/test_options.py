@@ -26,7 +26,7 @@ def test_entry_points_list_every_option_with_its_default(entry: Callable[..., An
     assert parameters[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD  # the url
     for parameter, field in zip(parameters[1:], fields[1:], strict=True):
         assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, parameter.name
-        expected = None if field.name == "open_stream" else field.default
+        expected = {"open_stream": None, "subprotocols": ()}.get(field.name, field.default)
         assert parameter.default == expected, parameter.name
 
 

@@ -263,6 +263,7 @@ class Run:
                 cast(trio.SocketStream, recording),
                 target.host_header,
                 target.resource,
+                subprotocols=list(context.options.subprotocols) or None,
                 extra_headers=headers,
                 message_queue_size=_WS_QUEUE_SIZE,
                 max_message_size=context.options.max_message_size,

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import random as _random
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import trio
 import trio_websocket
@@ -114,6 +114,7 @@ class ReconnectingWebSocket:
         open_stream: OpenStream | None = None,
         on_transition: Callable[[Transition], None] | None = None,
         on_connect: OnConnect | None = None,
+        subprotocols: Sequence[str] = (),
     ) -> None:
         self._setup(
             ClientOptions(
@@ -142,6 +143,7 @@ class ReconnectingWebSocket:
                 open_stream=open_stream,
                 on_transition=on_transition,
                 on_connect=on_connect,
+                subprotocols=subprotocols,
             )
         )
 
@@ -350,6 +352,7 @@ async def open_reconnecting_websocket(
     open_stream: OpenStream | None = None,
     on_transition: Callable[[Transition], None] | None = None,
     on_connect: OnConnect | None = None,
+    subprotocols: Sequence[str] = (),
 ) -> AsyncIterator[ReconnectingWebSocket]:
     """Open a websocket that reconnects, for the duration of an ``async with`` block.
 
@@ -418,6 +421,9 @@ async def open_reconnecting_websocket(
             returning ``False`` makes it fatal). Bounded by
             ``resume_timeout``; the backoff's stability clock starts when it
             returns.
+        subprotocols: The websocket subprotocols to offer, in order of
+            preference (``Sec-WebSocket-Protocol``; for example
+            ``["graphql-transport-ws"]``); the server's choice is checked.
 
     Raises:
         ReconnectFailed: out of the block, bare, when the client gave up
@@ -450,6 +456,7 @@ async def open_reconnecting_websocket(
         open_stream=open_stream,
         on_transition=on_transition,
         on_connect=on_connect,
+        subprotocols=subprotocols,
     )
     ws = ReconnectingWebSocket._from_options(options)
     async with ws._session():

@@ -88,6 +88,10 @@ def _stream_opener(value: OpenStream | None) -> OpenStream:
     return open_tcp_stream if value is None else value
 
 
+def _strings(value: Sequence[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class ClientOptions:
     """Every option of one client, checked (documented on ``open_reconnecting_websocket``).
@@ -129,3 +133,4 @@ class ClientOptions:
     open_stream: OpenStream = attrs.field(default=None, converter=_stream_opener)
     on_transition: Callable[[Transition], None] | None = None
     on_connect: OnConnect | None = None
+    subprotocols: Sequence[str] = attrs.field(default=(), converter=_strings)
