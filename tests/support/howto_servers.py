@@ -82,7 +82,9 @@ async def main(kind: str, port: int) -> None:
     if kind == "exchange":
         server = serve(exchange, "127.0.0.1", port)
     else:
-        server = serve(graphql, "127.0.0.1", port, subprotocols=[Subprotocol("graphql-transport-ws")])
+        server = serve(
+            graphql, "127.0.0.1", port, subprotocols=[Subprotocol("graphql-transport-ws")]
+        )
     async with server:
         print("serving", flush=True)
         await asyncio.Future()
