@@ -353,3 +353,23 @@ async def test_an_application_that_sends_before_it_reads_does_not_hang(
             await got_subscribe.wait()
             items = [await ws.get_message() for _ in range(published)]
     assert items == [tr.ServerEvent(str(i), i) for i in range(1, published + 1)]
+
+
+async def test_an_on_connect_error_at_the_exit_does_not_slow_it(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    log: list[tuple[int, str]] = []
+    server = FakeServer(nursery, plain_server(log))
+
+    async def converts(conn: tr.Connection) -> None:
+        try:
+            await conn.get_message()
+        except trio_websocket.ConnectionClosed:
+            raise AuthRefused("the connection went away") from None
+
+    with trio.fail_after(60):
+        async with tr.open_reconnecting_websocket(
+            URL, open_stream=server.open_stream, resume=False, on_connect=converts
+        ):
+            await trio.sleep(2)
+    assert trio.current_time() == 2.0  # not close_timeout later

@@ -240,6 +240,10 @@ class Run:
                 outcome.close_code = reason.code
                 outcome.close_reason = reason.reason
                 outcome.server_closed = _closed_by_server(ws)
+        except Exception:
+            if context.closing():  # e.g. on_connect's own error at the close: as above
+                await trio.sleep_forever()
+            raise
 
     async def _open_websocket(
         self,

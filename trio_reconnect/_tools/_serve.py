@@ -216,6 +216,7 @@ async def _serve(args: Any) -> int:
         server = ReconnectServer(
             log,
             max_replay=args.max_replay,
+            replay_to_fresh=False,  # a fresh client gets live ticks, not stale ones
             spread=SpreadPolicy(
                 min_window=args.min_window, rate=args.spread_rate, base=args.spread_base
             ),
