@@ -4,11 +4,12 @@ A :class:`Run` is one attempt and holds all of its state: its cancel scopes
 (the wait before it, the attempt, the deadline of the current phase), its
 phase (which says which timeout fired), its websocket, its gate, its lost
 event and its :class:`~trio_reconnect._retry.Outcome`. The client
-(:mod:`trio_reconnect._client`) makes one per attempt and runs it with
-:meth:`Run.attempt`; what the attempt needs from the client is in an
-:class:`AttemptContext` (the options, the inbox, the cursor, and the
-calls back into the client: the target, the resume handshake starting,
-``ready``). The handshake's steps are :mod:`._handshake`.
+supervisor (:mod:`trio_reconnect._supervisor`) makes one per attempt and
+runs it with :meth:`Run.attempt`; what the attempt needs from it is in an
+:class:`AttemptContext` (the options, the inbox, the cursor, the
+handshake's steps, and the calls back: the target, the handshake starting,
+``ready``). The steps themselves (the resume, ``on_connect``) are
+:mod:`._handshake`; the attempt runs them in order, then opens the gate.
 
 Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
 
@@ -16,7 +17,8 @@ Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
   handshake. trio-websocket's own timeout does not bound a stalled handshake
   (its nursery waits on the reader task), so the deadline is a cancel scope
   placed OUTSIDE the nursery that holds the reader task, and is replaced by
-  ``resume_timeout`` once the websocket is open, and lifted at ``ready``.
+  ``resume_timeout`` for each step of the handshake once the websocket is
+  open, and lifted when the gate opens.
 * A server that accepts TCP and closes before answering the handshake would
   leave ``wrap_client_stream`` waiting until that deadline; a small wrapper
   (:class:`_ReaderSpawner`) notices the reader task ending and fails the
