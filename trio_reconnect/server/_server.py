@@ -269,8 +269,8 @@ class ReconnectServer:
         replay_to_fresh: Whether a client with no ``lastEventId`` (and no
             ``snapshot`` to send it) is replayed the held history, up to
             ``max_replay`` events (the default), or starts at the newest
-            event, as a feed's subscribers expect (``False``; ``serve`` does
-            this).
+            event, as a feed's subscribers expect (``False``; a standalone
+            ``serve`` does this).
         spread: How the returns of clients dropped at once are spread.
         admission_rate: Opening handshakes admitted per second; the excess is
             refused with HTTP 503 and a spreading ``Retry-After``. ``None``:
