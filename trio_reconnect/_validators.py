@@ -31,6 +31,7 @@ __all__ = [
     "non_negative_number",
     "non_negative_problem",
     "optional_number_at_least_one",
+    "optional_positive_int",
     "optional_positive_number",
     "port_problem",
     "positive_int",
@@ -152,3 +153,9 @@ def positive_int(instance: object, attribute: attrs.Attribute[Any], value: objec
 def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a whole number, at least 0."""
     check_int(attribute.name, value, minimum=0)
+
+
+def optional_positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: ``None``, or a whole number of at least 1."""
+    if value is not None:
+        check_int(attribute.name, value, minimum=1)

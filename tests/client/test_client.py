@@ -342,7 +342,7 @@ async def test_refused_503_with_http_date(
 ) -> None:
     import email.utils
 
-    import trio_reconnect._client as client_module
+    import trio_reconnect._supervisor as client_module
 
     wall = 1_800_000_000.0
     monkeypatch.setattr(client_module, "_wall_clock", lambda: wall)

@@ -476,7 +476,7 @@ def test_the_entry_point_has_the_class_options_typed_and_keyword_only() -> None:
         if name != "url":
             assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
             assert parameter.annotation not in ("Any", inspect.Parameter.empty), name
-    assert len(entry.parameters) == 24  # url and 23 options
+    assert len(entry.parameters) == 26  # url and 25 options
     documented = tr.open_reconnecting_websocket.__doc__ or ""
     assert all(f"{name}:" in documented for name in entry.parameters), "every option documented"
 

@@ -22,7 +22,7 @@ from wsproto.events import TextMessage
 
 import trio_reconnect as tr
 from tests.support.fake_server import FakeServer, accept_and_resume, hint, send_event, send_ready
-from trio_reconnect import _attempt
+from trio_reconnect import _delivery
 from trio_reconnect.server import ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryNetwork
 
@@ -31,7 +31,7 @@ URL = "ws://example.test/"
 
 @pytest.fixture(params=["direct", "get_message"], autouse=True)
 def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(_attempt, "_DIRECT_DELIVERY", request.param == "direct")
+    monkeypatch.setattr(_delivery, "_DIRECT_DELIVERY", request.param == "direct")
     return str(request.param)
 
 
@@ -162,9 +162,9 @@ async def test_a_dead_server_is_noticed_by_the_pinger(
 async def test_live_events_queued_behind_a_slow_replay_keep_their_place(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """The replay fills the inbox while the application does not read, so
-    ``ready`` and the live events behind it wait in trio-websocket's own
-    queue; when the connection gets ready they must come before anything
+    """The replay overfills the inbox while the application does not read
+    (the handshake never waits for the application), and the live events
+    behind ``ready`` wait for room; they must come in order, before anything
     that arrives later."""
 
     async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
@@ -188,8 +188,8 @@ async def test_live_events_queued_behind_a_slow_replay_keep_their_place(
             max_queue=4,
             last_event_id="r5",
         ) as ws:
-            await trio.sleep(10)  # not reading: the handshake waits for room
-            assert ws.state is tr.ConnectionState.RESUMING
+            await trio.sleep(10)  # not reading: the replay is taken whatever max_queue
+            assert ws.state is tr.ConnectionState.OPEN
             got = [await ws.get_message() for _ in range(17)]
     assert got == [
         *(tr.ServerEvent(f"r{i}", i) for i in range(6, 12)),

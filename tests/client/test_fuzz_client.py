@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import trio_reconnect as tr
-import trio_reconnect._client as client_module
+import trio_reconnect._supervisor as client_module
 from trio_reconnect._exceptions import ResumeProtocolError
 from trio_reconnect._hints import FATAL_CLOSE_CODES, HINTED_CLOSE_CODES, parse_retry_after_header
 from trio_reconnect._protocol import ResumeHandshake

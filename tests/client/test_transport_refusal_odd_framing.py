@@ -250,7 +250,7 @@ async def test_close_delimited_503_with_an_http_date(
     monkeypatch: pytest.MonkeyPatch,
     form: str,
 ) -> None:
-    import trio_reconnect._client as client_module
+    import trio_reconnect._supervisor as client_module
 
     wall = 1_800_000_000.0
     monkeypatch.setattr(client_module, "_wall_clock", lambda: wall)

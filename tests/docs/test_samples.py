@@ -66,10 +66,10 @@ def env() -> dict[str, str]:
 def serve_url() -> Iterator[str]:
     """A real ``python -m trio_reconnect serve`` on a free port, ticking fast.
 
-    A fresh one for each sample: a fresh client is replayed the whole history
-    only while it is within the server's ``max_replay``, and a server shared
-    by every sample would pass that mark on a slow machine (the samples would
-    then start with a ``Gap``, which is right, but not what they show).
+    A fresh one for each sample, so that the samples do not share state
+    (``serve`` starts a fresh client at its newest tick, however long it has
+    been up: docs/explanation/design.md, "A fresh client of serve starts at the newest
+    event").
     """
     port = free_port()
     command = ["serve", "--port", str(port), "--interval", "0.05"]

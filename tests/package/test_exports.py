@@ -19,6 +19,7 @@ PUBLIC = {
     "RetryPolicy",
     "ClientClosedError",
     "ConnectTimeout",
+    "Connection",
     "ConnectionState",
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",

@@ -221,6 +221,10 @@ async def _serve(args: Any) -> int:
         server = ReconnectServer(
             log,
             max_replay=args.max_replay,
+            # A standalone ticker starts a fresh client at its newest tick; a
+            # node of a shared Redis log replays that log's history to it
+            # (docs/explanation/design.md, "A fresh client of serve starts at the newest event").
+            replay_to_fresh=args.redis is not None,
             spread=SpreadPolicy(
                 min_window=args.min_window, rate=args.spread_rate, base=args.spread_base
             ),

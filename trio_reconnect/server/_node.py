@@ -82,6 +82,7 @@ class NodeSettings(NodeConfig, Protocol):
     log: EventLog
     snapshot: SnapshotProvider | None
     max_replay: int
+    replay_to_fresh: bool
     admission_burst: float | None
     close_timeout: float
     queue_size: int

@@ -77,7 +77,13 @@ def assemble(config: NodeSettings) -> NodeParts:
         ping_timeout=config.ping_timeout,
     )
     resumer = Resumer(
-        config.log, fanout, hooks, config.snapshot, config.max_replay, config.handshake_timeout
+        config.log,
+        fanout,
+        hooks,
+        config.snapshot,
+        config.max_replay,
+        config.handshake_timeout,
+        config.replay_to_fresh,
     )
     acceptor = Acceptor(config, admission, watch.health, counts, clients, settings, hooks, resumer)
     return NodeParts(

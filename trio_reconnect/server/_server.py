@@ -99,7 +99,7 @@ _FIXED: Final = attrs.setters.frozen
 
 @attrs.define(eq=False)
 class ReconnectServer:
-    """A websocket server node speaking the reconnect protocol (docs/protocol.md).
+    """A websocket server node speaking the reconnect protocol (docs/reference/protocol.md).
 
     Every connection starts with the resume handshake: the client's first
     frame is ``{"type": "resume", "lastEventId": ...}`` and the server answers
@@ -121,6 +121,11 @@ class ReconnectServer:
             any event). Used when a client cannot be replayed to, and for a
             client with no ``lastEventId``. ``None``: no snapshots.
         max_replay: Most events replayed in one handshake.
+        replay_to_fresh: Whether a client with no ``lastEventId`` (and no
+            ``snapshot`` to send it) is replayed the held history, up to
+            ``max_replay`` events (the default), or starts at the newest
+            event, as a feed's subscribers expect (``False``; a standalone
+            ``serve`` does this).
         spread: How the returns of clients dropped at once are spread.
         admission_rate: Opening handshakes admitted per second; the excess is
             refused with HTTP 503 and a spreading ``Retry-After``. ``None``:
@@ -167,6 +172,7 @@ class ReconnectServer:
     max_replay: int = attrs.field(
         on_setattr=_FIXED, default=DEFAULT_MAX_REPLAY, kw_only=True, validator=non_negative_int
     )
+    replay_to_fresh: bool = attrs.field(on_setattr=_FIXED, default=True, kw_only=True)
     spread: SpreadPolicy = attrs.field(factory=SpreadPolicy, kw_only=True)
     admission_rate: float | None = attrs.field(
         default=None, kw_only=True, validator=optional_positive_number

@@ -3,7 +3,7 @@
 No trio, no clock, no global random: time comes in as ``now`` (seconds on any
 monotonic clock) and randomness as a ``random.Random``.
 
-Spreading a mass disconnect (docs/protocol.md, section 1c)
+Spreading a mass disconnect (docs/reference/protocol.md, section 1c)
 -----------------------------------------------------------
 
 When the server drops N clients at once (a restart, a drain) it tells each a

@@ -199,7 +199,7 @@ async def connect_all(crowd: Crowd, port: int, count: int, nursery: trio.Nursery
     # (It used to be 10 at a time: with 50 at once on a loaded 2-core machine
     # the Redis node's handshake reads went unsent by coredis's writer, timed
     # out and made the node refuse clients as if Redis were down; the Redis
-    # log now bounds the commands in flight, docs/design.md.)
+    # log now bounds the commands in flight, docs/explanation/design.md.)
     crowd.done = trio.Event()
     with trio.fail_after(STEP_TIMEOUT):
         async with trio.open_nursery() as connecting:

@@ -31,7 +31,7 @@ connect, websocket handshake, the resume handshake up to ``ready``, and one
 echoed message. Both are medians over the repetitions.
 
 Wall-clock timings use ``trio.current_time()`` (the real monotonic clock
-outside tests). docs/benchmarks.md explains every figure.
+outside tests). docs/results/benchmarks.md explains every figure.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ handshake read per pass) it sends nothing at all. Measured against a real
 redis-server: of 500 handshakes, each holding the loop 10 ms, 185 reads
 were never sent; the first failed "no answer within 2 s", replacing the
 client failed the others ("Connection lost!"), and the node, taking Redis
-for down, refused the next 295 clients with 503 (docs/design.md).
+for down, refused the next 295 clients with 503 (docs/explanation/design.md).
 
 So each client lets ``max_in_flight`` commands run at once; the others wait
 their turn on a semaphore. With that many queued, no pass adds another, and
