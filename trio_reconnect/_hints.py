@@ -1,4 +1,4 @@
-"""Server retry hints (docs/protocol.md, section 1), in both directions. Pure.
+"""Server retry hints (docs/reference/protocol.md, section 1), in both directions. Pure.
 
 Reading: a close code and reason, or a refused handshake's status and headers,
 become a :class:`RetryAdvice`: retry (with an optional hint in seconds) or

@@ -119,7 +119,7 @@ class HerdConfig:
             ``run_rolling_deploy`` in ``trio_reconnect.testing._herd_deploy``).
         balancer: How the rolling deploy's load balancer picks a node for a
             new connection among those it sees up: ``"round-robin"`` or
-            ``"random"`` (see docs/herd.md).
+            ``"random"`` (see docs/explanation/herd.md).
         event_interval: Seconds between the events the rolling deploy's
             ticker publishes.
         restart_delay: Seconds between a node's exit and its replacement's

@@ -15,14 +15,12 @@ well.
 
 from __future__ import annotations
 
-import collections
 import json
 import math
 import random
 import re
 import sys
 import textwrap
-from collections.abc import Sequence
 from typing import Final, TextIO
 
 import attrs
@@ -34,11 +32,10 @@ from ..._protocol import Gap, ServerEvent, Snapshot
 from ..._state import ConnectionState, Transition
 from ..._validators import check_int, check_positive
 from ...server import ReconnectServer, ReplayLog, SpreadPolicy
+from ._arrivals import ARRIVAL_BIN, peak_per_bin
 
 __all__ = ["DemoSummary", "run_demo"]
 
-#: Arrivals are counted in bins of this many seconds.
-ARRIVAL_BIN: Final = 0.1
 #: Erase from the cursor to the end of the line (ANSI EL), after each redraw.
 _CLEAR_TO_END: Final = "\x1b[K"
 _WIDTH: Final = 79
@@ -183,11 +180,6 @@ class DemoSummary:
         )
 
 
-def _peak_per_bin(times: Sequence[float], start: float) -> int:
-    bins = collections.Counter(math.floor((t - start) / ARRIVAL_BIN) for t in times if t >= start)
-    return max(bins.values(), default=0)
-
-
 async def _run_client(url: str, record: _ClientRecord, seed: int, ready: trio.Event) -> None:
     async with open_reconnecting_websocket(
         url, random=random.Random(seed), on_transition=record.on_transition, max_attempts=None
@@ -232,84 +224,124 @@ async def run_demo(
     tty = out.isatty() if progress is None else progress
     spread = SpreadPolicy()
     server = ReconnectServer(ReplayLog(max_events=100_000), spread=spread, max_replay=10_000)
-    records = [_ClientRecord() for _ in range(clients)]
-    restart_times: list[float] = []
-    published_ids: list[str] = []
+    run = _Run(clients, restarts)
     started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(server.serve, "127.0.0.1", 0)
+        url = f"ws://127.0.0.1:{listener.port}/demo"
+        print(_opening(clients, url, restarts, duration, rate), file=out, flush=True)
+        nursery.start_soon(_report, run, out, tty)
+        async with trio.open_nursery() as crowd:
+            await _connect(crowd, url, run.records)
+            await _publish(server, run, nursery, duration=duration, rate=rate)
+            # Let every client come back and catch up before counting.
+            with trio.move_on_after(spread.base + spread.window(clients) + 10):
+                await _caught_up(server, run.records)
+            final = run.status()
+            run.finished = True
+            crowd.cancel_scope.cancel()  # every client leaves, closing with 1000
+        nursery.cancel_scope.cancel()
+    print(("\r" if tty else "") + final + (_CLEAR_TO_END if tty else ""), file=out, flush=True)
+    return _summary(run, server, spread, duration=duration, started=started)
 
-    def status() -> str:
+
+@attrs.define(eq=False)
+class _Run:
+    """What the demo tracks while it runs: the clients, the restarts, the events."""
+
+    clients: int
+    restarts: int
+    records: list[_ClientRecord] = attrs.field(init=False)
+    restart_times: list[float] = attrs.field(factory=list)
+    published_ids: list[str] = attrs.field(factory=list)
+    finished: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        self.records = [_ClientRecord() for _ in range(self.clients)]
+
+    def status(self) -> str:
+        """The progress line."""
+        records = self.records
         connected = sum(r.ready for r in records)
         durations = [d for r in records for d in r.durations]
         median = percentile(durations, 50)
         shown = "-" if median is None else f"{median:.3f}s"
         return (
-            f"connected {connected:>5}/{clients}  median reconnect {shown} "
+            f"connected {connected:>5}/{self.clients}  median reconnect {shown} "
             f"({health_level(median).value})  events delivered "
-            f"{sum(len(r.ids) for r in records):>8}  restarts {len(restart_times)}/{restarts}"
+            f"{sum(len(r.ids) for r in records):>8}  restarts "
+            f"{len(self.restart_times)}/{self.restarts}"
         )
 
-    finished = False
 
-    async def report() -> None:
-        try:
-            while True:
-                if tty:
-                    print("\r" + status() + _CLEAR_TO_END, end="", file=out, flush=True)
-                    await trio.sleep(0.2)
-                else:
-                    print(status(), file=out, flush=True)
-                    await trio.sleep(5)
-        finally:
-            if tty and not finished:  # interrupted: end the live line before the prompt
-                print(file=out, flush=True)
+async def _report(run: _Run, out: TextIO, tty: bool) -> None:
+    """Print the progress: one line redrawn on a terminal, else a line every 5 s."""
+    try:
+        while True:
+            if tty:
+                print("\r" + run.status() + _CLEAR_TO_END, end="", file=out, flush=True)
+                await trio.sleep(0.2)
+            else:
+                print(run.status(), file=out, flush=True)
+                await trio.sleep(5)
+    finally:
+        if tty and not run.finished:  # interrupted: end the live line before the prompt
+            print(file=out, flush=True)
 
-    async with trio.open_nursery() as nursery:
-        listener = await nursery.start(server.serve, "127.0.0.1", 0)
-        url = f"ws://127.0.0.1:{listener.port}/demo"
-        print(_opening(clients, url, restarts, duration, rate), file=out, flush=True)
-        nursery.start_soon(report)
-        async with trio.open_nursery() as crowd:
-            readies = [trio.Event() for _ in records]
-            for i, record in enumerate(records):
-                crowd.start_soon(_run_client, url, record, i, readies[i])
-            for ready in readies:
-                await ready.wait()
-            step = duration / (restarts + 1)
-            next_restart = trio.current_time() + step
-            end = trio.current_time() + duration
-            while trio.current_time() < end:
-                published_ids.append(await server.publish({"n": len(published_ids) + 1}))
-                if len(restart_times) < restarts and trio.current_time() >= next_restart:
-                    restart_times.append(trio.current_time())
-                    nursery.start_soon(server.restart)
-                    next_restart += step
-                await trio.sleep(1 / rate)
-            # Let every client come back and catch up before counting.
-            with trio.move_on_after(spread.base + spread.window(clients) + 10):
-                while not all(r.ready for r in records) or any(  # noqa: ASYNC110 (a compound condition)
-                    len(r.ids) < server.statistics().events_published for r in records
-                ):
-                    await trio.sleep(0.1)
-            final = status()
-            finished = True
-            crowd.cancel_scope.cancel()  # every client leaves, closing with 1000
-        nursery.cancel_scope.cancel()
-    print(("\r" if tty else "") + final + (_CLEAR_TO_END if tty else ""), file=out, flush=True)
 
-    published = len(published_ids)
-    expected = published_ids
+async def _connect(crowd: trio.Nursery, url: str, records: list[_ClientRecord]) -> None:
+    """Start every client; return once each has been ready once."""
+    readies = [trio.Event() for _ in records]
+    for i, record in enumerate(records):
+        crowd.start_soon(_run_client, url, record, i, readies[i])
+    for ready in readies:
+        await ready.wait()
+
+
+async def _publish(
+    server: ReconnectServer, run: _Run, nursery: trio.Nursery, *, duration: float, rate: float
+) -> None:
+    """Publish ``rate`` events a second for ``duration`` s, restarting the server evenly inside."""
+    step = duration / (run.restarts + 1)
+    next_restart = trio.current_time() + step
+    end = trio.current_time() + duration
+    while trio.current_time() < end:
+        run.published_ids.append(await server.publish({"n": len(run.published_ids) + 1}))
+        if len(run.restart_times) < run.restarts and trio.current_time() >= next_restart:
+            run.restart_times.append(trio.current_time())
+            nursery.start_soon(server.restart)
+            next_restart += step
+        await trio.sleep(1 / rate)
+
+
+async def _caught_up(server: ReconnectServer, records: list[_ClientRecord]) -> None:
+    """Return once every client is ready and has every event published."""
+    while not all(r.ready for r in records) or any(  # noqa: ASYNC110 (a compound condition)
+        len(r.ids) < server.statistics().events_published for r in records
+    ):
+        await trio.sleep(0.1)
+
+
+def _summary(
+    run: _Run, server: ReconnectServer, spread: SpreadPolicy, *, duration: float, started: float
+) -> DemoSummary:
+    """Count what every client got against what was published."""
+    records = run.records
+    clients = run.clients
+    published = len(run.published_ids)
+    expected = run.published_ids
     duplicated = sum(len(r.ids) - len(set(r.ids)) for r in records)
     lost = sum(len(set(expected) - set(r.ids)) for r in records)
     durations = [d for r in records for d in r.durations]
     median = percentile(durations, 50)
     peak = 0
-    for t in restart_times:
+    for t in run.restart_times:
         arrivals = [o for r in records for o in r.opened_at if t <= o < t + 30]
-        peak = max(peak, _peak_per_bin(arrivals, t))
+        peak = max(peak, peak_per_bin(arrivals, t))
     return DemoSummary(
         clients=clients,
         duration_s=trio.current_time() - started,
-        restarts=len(restart_times),
+        restarts=len(run.restart_times),
         events_published=published,
         delivered_min=min(len(set(r.ids)) for r in records),
         delivered_max=max(len(set(r.ids)) for r in records),
