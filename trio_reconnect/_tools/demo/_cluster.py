@@ -288,8 +288,13 @@ async def run_cluster_demo(
                 await trio.sleep(0.2)
             else:
                 if trio.current_time() - printed[0] >= _PLAIN_PROGRESS:
-                    say(step[0])
+                    progress()
                 await trio.sleep(0.1)
+
+    def progress() -> None:
+        """The same step, later: its counters, without repeating what the step did."""
+        printed[0] = trio.current_time()
+        print(status().removesuffix(step[0]) + "...", file=out, flush=True)
 
     def say(text: str) -> None:
         """A new step: on its own line (a terminal keeps the previous step's line)."""
@@ -319,7 +324,7 @@ async def run_cluster_demo(
                     drained_from = [c for c in crowd if c.ready and c.url == proc.url]
                     t0 = trio.current_time()
                     exit_status = await proc.stop()
-                    say(f"deploying {proc.name}: exited {exit_status}; starting it again")
+                    say(f"deploying {proc.name}: stopped (exit {exit_status}); restarting it")
                     await proc.start()
                     back = trio.current_time() - t0
                     balancer.in_service.add(proc.url)
@@ -334,6 +339,7 @@ async def run_cluster_demo(
                     while not all(c.ids and int(c.ids[-1]) >= int(target) for c in crowd):  # noqa: ASYNC110
                         await trio.sleep(0.05)
                     read = await log.read_after(None, limit=10**9)
+                step[0] = "every client caught up"
                 final = status()
                 nursery.cancel_scope.cancel()
             for proc in procs:
