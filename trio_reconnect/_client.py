@@ -480,6 +480,7 @@ class ReconnectingWebSocket:
                 return
             if decision.server_directed:
                 self._metrics.record_server_directed()
+            self._metrics.record_wait(decision.delay, decision.source)
             self._number = self._retry.next_attempt  # the attempt this wait is for
             await self._back_off(outcome, decision)
 

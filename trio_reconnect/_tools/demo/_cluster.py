@@ -288,10 +288,10 @@ async def run_cluster_demo(
                 await trio.sleep(0.2)
             else:
                 if trio.current_time() - printed[0] >= _PLAIN_PROGRESS:
-                    progress()
+                    counters()
                 await trio.sleep(0.1)
 
-    def progress() -> None:
+    def counters() -> None:
         """The same step, later: its counters, without repeating what the step did."""
         printed[0] = trio.current_time()
         print(status().removesuffix(step[0]) + "...", file=out, flush=True)
