@@ -151,7 +151,7 @@ RECONNECTED = re.compile(
 
 
 def test_the_first_samples_run_until_ctrl_c() -> None:
-    firsts = {}
+    firsts: dict[str, str] = {}
     for name, code in SAMPLES:
         firsts.setdefault(name.split(":")[0], code)
     assert UNTIL_CTRL_C in firsts["README.md"]
