@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from typing import Any
 
@@ -12,6 +13,7 @@ import trio
 
 from trio_reconnect._metrics import HEALTHY_BELOW, INCIDENT_ABOVE, REGRESSION_ABOVE
 from trio_reconnect._tools._cli import main
+from trio_reconnect._tools.demo._arrivals import AcceptTimes, peak_per_bin
 from trio_reconnect._tools.demo._single import DemoSummary, run_demo
 
 
@@ -161,3 +163,40 @@ async def test_connect_and_serve_commands_talk_to_each_other(
     assert f"serving the reconnect protocol on ws://127.0.0.1:{port}/" in captured.out
     assert "restarting" in captured.out
     assert "-> open" in captured.err  # transitions go to stderr
+
+
+def test_demo_json_has_the_peak_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo", "--clients", "5", "--duration", "1", "--restarts", "1", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert (
+        summary["peak_ratio"] == summary["peak_arrivals_per_100ms"] / summary["planned_per_100ms"]
+    )
+    assert summary["peak_arrivals_per_100ms"] >= 1  # returns were counted at the server
+
+
+async def test_returns_are_counted_at_the_server_s_accept() -> None:
+    # The demo's measure (trio_reconnect/_tools/demo/_arrivals.py): each accepted
+    # connection's time, binned from a restart.
+    (tcp,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    accepted = AcceptTimes(tcp)
+    port = tcp.socket.getsockname()[1]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, lambda stream: stream.aclose(), [accepted])
+            before = trio.current_time()
+            for _ in range(3):
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                await stream.aclose()
+            while len(accepted.times) < 3:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert all(before <= t <= trio.current_time() for t in accepted.times)
+    assert accepted.times == sorted(accepted.times)
+
+
+def test_peak_per_bin() -> None:
+    times = [10.0, 10.05, 10.12, 10.15, 10.18, 10.31, 12.0]
+    assert peak_per_bin(times, 10.0, 11.0, 0.1) == 3  # 10.12, 10.15, 10.18
+    assert peak_per_bin(times, 10.0, 10.1, 0.1) == 2
+    assert peak_per_bin(times, 11.0, 11.5, 0.1) == 0
+    assert peak_per_bin(times, 10.0, math.inf, 1.0) == 6
