@@ -226,9 +226,9 @@ async def run_demo(
         url = f"ws://127.0.0.1:{tcp.socket.getsockname()[1]}/demo"
         print(_opening(clients, url, restarts, duration, rate), file=out, flush=True)
         nursery.start_soon(report)
+        freeze_heap()  # what the server holds before any client: out of full collections
         async with open_crowd(url, clients) as crowd:
             await crowd.wait_until()
-            freeze_heap()  # the server holds every connection now: out of full collections
             step = duration / (restarts + 1)
             next_restart = trio.current_time() + step
             end = trio.current_time() + duration
