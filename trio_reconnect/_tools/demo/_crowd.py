@@ -25,7 +25,7 @@ import trio
 from ..._client import open_reconnecting_websocket
 from ..._metrics import percentile
 from ..._protocol import Gap, ServerEvent, Snapshot
-from ..._state import ConnectionState, Transition
+from ..._state import ConnectionState, DelaySource, Transition
 from ...testing._node_process import child_environment
 from ._arrivals import freeze_heap
 
@@ -44,18 +44,27 @@ class ClientRecord:
     ids: list[str] = attrs.field(factory=list)
     gaps: int = 0
     durations: list[float] = attrs.field(factory=list)
+    #: For each duration, the part beyond the waits the server asked for.
+    beyond: list[float] = attrs.field(factory=list)
     lost_at: float | None = None
+    waited: float = 0.0
     ready: bool = False
 
     def on_transition(self, transition: Transition) -> None:
         if transition.state is ConnectionState.OPEN:
             self.ready = True
             if self.lost_at is not None:
-                self.durations.append(transition.time - self.lost_at)
+                duration = transition.time - self.lost_at
+                self.durations.append(duration)
+                self.beyond.append(duration - min(self.waited, duration))
                 self.lost_at = None
-        elif transition.previous is ConnectionState.OPEN:
+            self.waited = 0.0
+            return
+        if transition.previous is ConnectionState.OPEN:
             self.ready = False
             self.lost_at = transition.time
+        if transition.delay_source is DelaySource.SERVER and transition.delay is not None:
+            self.waited += transition.delay
 
 
 @attrs.frozen
@@ -66,6 +75,7 @@ class CrowdStatus:
     delivered: int = 0
     min_delivered: int = 0
     median_reconnect: float | None = None
+    median_beyond: float | None = None
     reconnects: int = 0
 
 
@@ -76,6 +86,7 @@ def _status(records: list[ClientRecord]) -> dict[str, Any]:
         "delivered": sum(len(r.ids) for r in records),
         "min_delivered": min(len(r.ids) for r in records),
         "median_reconnect": percentile(durations, 50),
+        "median_beyond": percentile([b for r in records for b in r.beyond], 50),
         "reconnects": len(durations),
     }
 
@@ -123,7 +134,8 @@ async def _child(url: str, clients: int) -> None:
         while STOP not in received and (chunk := await stdin.receive_some()):
             received += chunk
         crowd.cancel_scope.cancel()  # every client leaves, closing with 1000
-    say({"records": [{"ids": r.ids, "gaps": r.gaps, "durations": r.durations} for r in records]})
+    fields = ("ids", "gaps", "durations", "beyond")
+    say({"records": [{name: getattr(r, name) for name in fields} for r in records]})
 
 
 @attrs.define(eq=False)
@@ -150,10 +162,7 @@ class Crowd:
 
     def _take(self, line: dict[str, Any]) -> None:
         if "records" in line:
-            self.records = [
-                ClientRecord(ids=r["ids"], gaps=r["gaps"], durations=r["durations"])
-                for r in line["records"]
-            ]
+            self.records = [ClientRecord(**r) for r in line["records"]]
         else:
             self.status = CrowdStatus(**line)
         self._changed.set()
