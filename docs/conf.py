@@ -38,6 +38,8 @@ extensions = [
     "myst_parser",
     # Every name of each package's __all__, under its public path (_ext/public_api.py).
     "public_api",
+    # The module tables of the design page, read from the tree (_ext/module_table.py).
+    "module_table",
 ]
 
 public_api_packages = [

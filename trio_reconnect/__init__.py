@@ -6,7 +6,7 @@ refused handshake); resumes with a slow-start handshake (missed events, or a
 snapshot, then ``ready``) before it lets any user traffic out; and measures
 how long reconnects take.
 
-The wire protocol is in docs/protocol.md; the server side lives in
+The wire protocol is in docs/reference/protocol.md; the server side lives in
 :mod:`trio_reconnect.server`.
 """
 
@@ -19,16 +19,6 @@ from ._backoff import SHORT_HINT_LIMIT as SHORT_HINT_LIMIT
 from ._backoff import Backoff as Backoff
 from ._backoff import Jitter as Jitter
 from ._backoff import RetryPolicy as RetryPolicy
-from ._client import DEFAULT_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
-from ._client import DEFAULT_DEDUPE_WINDOW as DEFAULT_DEDUPE_WINDOW
-from ._client import DEFAULT_MAX_ATTEMPTS as DEFAULT_MAX_ATTEMPTS
-from ._client import DEFAULT_MAX_QUEUE as DEFAULT_MAX_QUEUE
-from ._client import DEFAULT_MAX_REPLAY_RECEIVED as DEFAULT_MAX_REPLAY_RECEIVED
-from ._client import DEFAULT_MAX_SERVER_DELAY as DEFAULT_MAX_SERVER_DELAY
-from ._client import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
-from ._client import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
-from ._client import DEFAULT_RESUME_TIMEOUT as DEFAULT_RESUME_TIMEOUT
-from ._client import DEFAULT_STABLE_AFTER as DEFAULT_STABLE_AFTER
 from ._client import ReconnectingWebSocket as ReconnectingWebSocket
 from ._client import open_reconnecting_websocket as open_reconnecting_websocket
 from ._exceptions import AttemptError as AttemptError
@@ -42,6 +32,7 @@ from ._exceptions import ReconnectFailed as ReconnectFailed
 from ._exceptions import ResumeProtocolError as ResumeProtocolError
 from ._exceptions import ResumeTimeout as ResumeTimeout
 from ._exceptions import TLSError as TLSError
+from ._handshake import Connection as Connection
 from ._hints import MAX_CLOSE_REASON_BYTES as MAX_CLOSE_REASON_BYTES
 from ._metrics import HEALTHY_BELOW as HEALTHY_BELOW
 from ._metrics import INCIDENT_ABOVE as INCIDENT_ABOVE
@@ -49,6 +40,14 @@ from ._metrics import MIN_HEALTH_SAMPLES as MIN_HEALTH_SAMPLES
 from ._metrics import REGRESSION_ABOVE as REGRESSION_ABOVE
 from ._metrics import HealthLevel as HealthLevel
 from ._metrics import ReconnectStatistics as ReconnectStatistics
+from ._options import DEFAULT_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT
+from ._options import DEFAULT_DEDUPE_WINDOW as DEFAULT_DEDUPE_WINDOW
+from ._options import DEFAULT_MAX_ATTEMPTS as DEFAULT_MAX_ATTEMPTS
+from ._options import DEFAULT_MAX_QUEUE as DEFAULT_MAX_QUEUE
+from ._options import DEFAULT_MAX_REPLAY_RECEIVED as DEFAULT_MAX_REPLAY_RECEIVED
+from ._options import DEFAULT_MAX_SERVER_DELAY as DEFAULT_MAX_SERVER_DELAY
+from ._options import DEFAULT_RESUME_TIMEOUT as DEFAULT_RESUME_TIMEOUT
+from ._options import DEFAULT_STABLE_AFTER as DEFAULT_STABLE_AFTER
 from ._protocol import Gap as Gap
 from ._protocol import HandshakeOutcome as HandshakeOutcome
 from ._protocol import Item as Item
@@ -58,6 +57,8 @@ from ._retry import MAX_HISTORY as MAX_HISTORY
 from ._retry import Disconnect as Disconnect
 from ._settings import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from ._settings import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
+from ._settings import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
+from ._settings import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._state import Attempt as Attempt
 from ._state import ConnectionState as ConnectionState
 from ._state import DelaySource as DelaySource
@@ -95,6 +96,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionState",
     "DelaySource",
+    "Connection",
     "Disconnect",
     "FatalCloseError",
     "Gap",

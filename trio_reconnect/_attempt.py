@@ -4,11 +4,12 @@ A :class:`Run` is one attempt and holds all of its state: its cancel scopes
 (the wait before it, the attempt, the deadline of the current phase), its
 phase (which says which timeout fired), its websocket, its gate, its lost
 event and its :class:`~trio_reconnect._retry.Outcome`. The client
-(:mod:`trio_reconnect._client`) makes one per attempt and runs it with
-:meth:`Run.attempt`; what the attempt needs from the client is in an
-:class:`AttemptContext` (the options, the inbox, the cursor, and the three
-calls back into the client: the target, the resume handshake starting,
-``ready``).
+supervisor (:mod:`trio_reconnect._supervisor`) makes one per attempt and
+runs it with :meth:`Run.attempt`; what the attempt needs from it is in an
+:class:`AttemptContext` (the options, the inbox, the cursor, the
+handshake's steps, and the calls back: the target, the handshake starting,
+``ready``). The steps themselves (the resume, ``on_connect``) are
+:mod:`._handshake`; the attempt runs them in order, then opens the gate.
 
 Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
 
@@ -16,20 +17,16 @@ Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
   handshake. trio-websocket's own timeout does not bound a stalled handshake
   (its nursery waits on the reader task), so the deadline is a cancel scope
   placed OUTSIDE the nursery that holds the reader task, and is replaced by
-  ``resume_timeout`` once the websocket is open, and lifted at ``ready``.
+  ``resume_timeout`` for each step of the handshake once the websocket is
+  open, and lifted when the gate opens.
 * A server that accepts TCP and closes before answering the handshake would
   leave ``wrap_client_stream`` waiting until that deadline; a small wrapper
   (:class:`_ReaderSpawner`) notices the reader task ending and fails the
   attempt at once.
-* Messages are read all the time, whether or not the application reads:
-  trio-websocket stops answering pongs while its own queue is full, so its
-  queue must not be the application's buffer. Once a connection is ready,
-  trio-websocket's reader task delivers every message straight into the
-  client's bounded inbox (:class:`_DirectSink` takes the place of its
-  internal message channel), so that a message crosses one task switch, not
-  two: trio-websocket's reader, then the application. A ping that times out
-  while the inbox was full at any point counts as a slow consumer, not a
-  dead server.
+* Messages are read all the time, whether or not the application reads
+  (:mod:`._delivery`: on a ready connection trio-websocket's reader puts
+  them straight into the inbox). A ping that times out while the inbox was
+  full at any point counts as a slow consumer, not a dead server.
 * Ping payloads are unique per connection (a timed-out ping stays in flight).
 * trio-websocket writes every frame under its own send lock, a trio lock
   that yields even when free and tracks its owner; once the websocket is
@@ -42,81 +39,49 @@ Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
 
 from __future__ import annotations
 
-import enum
 import inspect
 import math
-import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Final, NoReturn, TypeAlias, TypeVar, cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, NoReturn, TypeVar, cast
 
 import attrs
 import trio
 import trio_websocket
 
 from ._cursor import Cursor
+from ._delivery import deliver, live_acceptor
 from ._exceptions import (
     AttemptError,
     ConnectTimeout,
     PingTimeout,
-    ResumeProtocolError,
-    ResumeTimeout,
+    leaves,
 )
+from ._handshake import Link, Phase, Step, run_steps
 from ._hints import ABNORMAL_CLOSURE
 from ._inbox import Inbox
-from ._protocol import HandshakeResult, Item, ResumeHandshake, ServerEvent, parse_live
+from ._options import ClientOptions, Factory, HeaderPairs
+from ._protocol import HandshakeResult, Item
 from ._retry import Outcome
-from ._transport import OpenStream, RecordingStream, Target, parse_url
+from ._settings import missed_pong_is_backpressure
+from ._transport import RecordingStream, Target, parse_url
 from ._turn import Turn
+from ._tws import (
+    peer_started_close,
+    replace_stream,
+    swap_send_lock,
+)
 
-__all__ = ["AttemptContext", "AttemptOptions", "Factory", "HeaderPairs", "Phase", "Run"]
+__all__ = ["AttemptContext", "Phase", "Run"]  # Phase: from _handshake
 
 # trio-websocket's own queue between its reader and the resume handshake;
 # once ready, the inbox is the only buffer.
 _WS_QUEUE_SIZE: Final = 16
-
-# Whether a ready connection's messages are delivered by trio-websocket's
-# reader straight into the inbox (see _DirectSink). Off (tests), or on a
-# trio-websocket without those internals, the attempt reads with
-# get_message() and puts into the inbox itself: one more task switch per
-# message.
-_DIRECT_DELIVERY = True
 
 # Whether trio-websocket's send lock is replaced by a Turn (see
 # _replace_send_lock); off in tests that compare both.
 _FAST_SEND_LOCK = True
 
 T = TypeVar("T")
-#: A value, or a sync or async callable returning one, called before every attempt.
-Factory: TypeAlias = T | Callable[[], T | Awaitable[T]]
-HeaderPairs: TypeAlias = Mapping[str, str] | Sequence[tuple[str | bytes, str | bytes]] | None
-
-
-class Phase(enum.Enum):
-    """Which deadline an attempt is under."""
-
-    #: TCP, TLS and the websocket handshake: ``connect_timeout``.
-    CONNECT = "connect"
-    #: The resume handshake, up to ``ready``: ``resume_timeout``.
-    RESUME = "resume"
-    #: Ready: no deadline.
-    OPEN = "open"
-
-
-@attrs.frozen
-class AttemptOptions:
-    """The options an attempt reads (validated by ``ReconnectingWebSocket``)."""
-
-    url: Factory[str]
-    resume: bool
-    resume_timeout: float
-    connect_timeout: float
-    ping_interval: float | None
-    ping_timeout: float
-    max_message_size: int
-    max_replay: int
-    headers: Factory[HeaderPairs]
-    ssl_context: Factory[ssl.SSLContext | None]
-    open_stream: OpenStream
 
 
 @attrs.frozen
@@ -128,16 +93,18 @@ class AttemptContext:
         inbox: The application's receive buffer.
         cursor: The position in the event stream (last id, dedupe window).
         targeted: Called with the target once the URL is resolved.
-        resuming: Called when the websocket is open and the resume handshake starts.
-        ready: Called at ``ready`` with the handshake's result (``None``
-            without resume), before the gate opens.
+        steps: The handshake's steps (:func:`~._handshake.steps_for`).
+        resuming: Called when the websocket is open and the handshake's steps start.
+        ready: Called when they are done, with the resume handshake's result
+            (``None`` without resume), before the gate opens.
         closing: Whether the application is closing the client (a close is
             then the application's, and the attempt waits to be cancelled).
     """
 
-    options: AttemptOptions
+    options: ClientOptions
     inbox: Inbox[Item]
     cursor: Cursor
+    steps: tuple[Step, ...]
     targeted: Callable[[Target], None]
     resuming: Callable[[], None]
     ready: Callable[[HandshakeResult | None], None]
@@ -166,6 +133,10 @@ class Run:
     #: The deadline of the current phase (inside the connection's nursery).
     deadline: trio.CancelScope = attrs.Factory(trio.CancelScope)
     phase: Phase = Phase.CONNECT
+    #: The step of the handshake running (its deadline is the phase's).
+    step: Step | None = None
+    #: The handshake in progress, once the websocket is open.
+    link: Link | None = None
     #: What the attempt came to; ``None`` until it starts.
     outcome: Outcome | None = None
     #: The websocket, once open (resuming or ready).
@@ -240,8 +211,8 @@ class Run:
                     await self._serve(context, nursery, stream, target, headers)
                     nursery.cancel_scope.cancel()
             if self.deadline.cancelled_caught:
-                if self.phase is Phase.RESUME:
-                    raise ResumeTimeout(f"no ready within {options.resume_timeout} s")
+                if self.step is not None and self.link is not None:
+                    raise self.step.timed_out(self.link, options.resume_timeout)
                 raise ConnectTimeout(
                     f"websocket handshake with {target.display} took over "
                     f"{options.connect_timeout} s"
@@ -258,21 +229,56 @@ class Run:
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         """Open the websocket on ``stream``, resume, and deliver until it closes."""
-        options = context.options
+        spawner = _ReaderSpawner(nursery, trio.CancelScope())
+        ws = await self._open_websocket(context, spawner, stream, target, headers)
+        if ws is None:
+            return  # the phase deadline expired; the caller reports it
+        self.ws = ws
         outcome = cast(Outcome, self.outcome)
-        handshake_scope = trio.CancelScope()
-        spawner = _ReaderSpawner(nursery, handshake_scope)
-        ws: trio_websocket.WebSocketConnection | None = None
+        try:
+            await self._run_connection(context, nursery, ws, spawner.ended)
+        except trio_websocket.ConnectionClosed as exc:
+            if context.closing():
+                # The application is closing: trio-websocket's reader must
+                # live on to read the server's close reply. The client
+                # cancels us when that is done.
+                await trio.sleep_forever()
+            reason = exc.reason
+            if reason is not None:
+                outcome.close_code = reason.code
+                outcome.close_reason = reason.reason
+                outcome.server_closed = _closed_by_server(ws)
+        except Exception:
+            if context.closing():  # e.g. on_connect's own error at the close: as above
+                await trio.sleep_forever()
+            raise
+
+    async def _open_websocket(
+        self,
+        context: AttemptContext,
+        spawner: _ReaderSpawner,
+        stream: trio.abc.Stream,
+        target: Target,
+        headers: list[tuple[bytes, bytes]],
+    ) -> trio_websocket.WebSocketConnection | None:
+        """The websocket handshake; ``None`` if the phase deadline expired.
+
+        Raises:
+            trio_websocket.ConnectionRejected: the server refused.
+            ConnectionError: the server closed before it answered.
+        """
         recording = RecordingStream(stream)  # for refusals that end at close
-        with handshake_scope:
+        ws: trio_websocket.WebSocketConnection | None = None
+        with spawner.handshake_scope:
             ws = await trio_websocket.wrap_client_stream(
                 cast(trio.Nursery, spawner),
                 cast(trio.SocketStream, recording),
                 target.host_header,
                 target.resource,
+                subprotocols=list(context.options.subprotocols) or None,
                 extra_headers=headers,
                 message_queue_size=_WS_QUEUE_SIZE,
-                max_message_size=options.max_message_size,
+                max_message_size=context.options.max_message_size,
             )
         if ws is None:
             if isinstance(spawner.error, trio_websocket.ConnectionRejected):
@@ -288,91 +294,72 @@ class Run:
             if spawner.error is not None:
                 raise spawner.error
             if spawner.ended.is_set():  # closed by the server before it answered
-                outcome.close_code = ABNORMAL_CLOSURE
+                cast(Outcome, self.outcome).close_code = ABNORMAL_CLOSURE
                 raise ConnectionError(
                     f"{target.display} closed the connection during the opening handshake"
                 )
-            return  # the phase deadline expired; the caller reports it
+            return None
         if spawner.error is not None:  # it failed right after the upgrade
             raise spawner.error
         spawner.opened = True
         recording.stop()
-        if getattr(ws, "_stream", None) is recording:
-            # The recording is for the opening handshake only: from here on
-            # trio-websocket reads and writes the stream itself, one call and
-            # one copy fewer per read (a private attribute of trio-websocket
-            # 0.12, like those _DirectSink takes the place of).
-            ws._stream = stream
+        # The recording is for the opening handshake only: from here on
+        # trio-websocket reads and writes the stream itself, one call and one
+        # copy fewer per read (a private attribute of trio-websocket 0.12,
+        # like those _DirectSink takes the place of).
+        replace_stream(ws, recording, stream)
         _replace_send_lock(ws)
-        self.ws = ws
-        result: HandshakeResult | None = None
-        try:
-            if options.resume:
-                self.phase = Phase.RESUME
-                context.resuming()
-                self.deadline.deadline = trio.current_time() + options.resume_timeout
-                result = await self._handshake(context, ws)
-            self.phase = Phase.OPEN
-            self.deadline.deadline = math.inf
-            outcome.ready_at = trio.current_time()
-            context.ready(result)
-            _replace_send_lock(ws)  # if a send held it when the websocket opened
-            self.ready_ws = ws
-            self.gate.set()
-            if options.ping_interval is not None:
-                nursery.start_soon(self._pinger, context, ws, nursery.cancel_scope)
-            await _deliver(context, ws, spawner.ended)
-        except trio_websocket.ConnectionClosed as exc:
-            if context.closing():
-                # The application is closing: trio-websocket's reader must
-                # live on to read the server's close reply. The client
-                # cancels us when that is done.
-                await trio.sleep_forever()
-            reason = exc.reason
-            if reason is not None:
-                outcome.close_code = reason.code
-                outcome.close_reason = reason.reason
-                outcome.server_closed = _closed_by_server(ws)
+        return ws
 
-    async def _handshake(
-        self, context: AttemptContext, ws: trio_websocket.WebSocketConnection
-    ) -> HandshakeResult:
-        cursor = context.cursor
-        handshake = ResumeHandshake(cursor.last_event_id)
-        await ws.send_message(handshake.frame())
-        received = 0
-        max_replay = context.options.max_replay
-        while handshake.result is None:
-            item = handshake.receive(await ws.get_message())
-            if isinstance(item, ServerEvent):
-                received += 1
-                if received > max_replay:
-                    raise ResumeProtocolError(
-                        f"the server replayed more than max_replay={max_replay} events"
-                    )
-            if item is not None and cursor.deliver(item):
-                await self._deliver_replayed(context, item)
-        cursor.ready(handshake.result)
-        return handshake.result
+    async def _run_connection(
+        self,
+        context: AttemptContext,
+        nursery: trio.Nursery,
+        ws: trio_websocket.WebSocketConnection,
+        reader_ended: trio.Event,
+    ) -> NoReturn:
+        """Resume, open the gate, deliver until the connection closes.
 
-    async def _deliver_replayed(self, context: AttemptContext, item: Item) -> None:
-        """Buffer one handshake item; wait for the application if the buffer is full.
-
-        The wait is the application's, not the server's, so ``resume_timeout``
-        is paused during it and starts again when there is room. This keeps
-        the buffer at ``max_queue`` (plus the item being added) even when
-        every attempt replays ``max_replay`` events to an application that is
-        not reading.
+        Raises:
+            trio_websocket.ConnectionClosed: when it has closed.
         """
-        inbox = context.inbox
-        if len(inbox) + 1 < inbox.max_size:
-            inbox.put_nowait(item)
-            return
+        options = context.options
+        outcome = cast(Outcome, self.outcome)
+        if context.closing():  # the application left while the websocket opened
+            await trio.sleep_forever()
+        link = self.link = Link(
+            ws,
+            context.cursor,
+            context.inbox,
+            outcome,
+            options.max_replay,
+            self.deadline,
+            options.resume_timeout,
+        )
+        if context.steps:
+            context.resuming()
+            await run_steps(
+                context.steps, link, self.deadline, options.resume_timeout, self._started
+            )
+        if context.closing():
+            # The application left during the handshake: not ready; the
+            # reader lives on to read the close reply (see _serve).
+            await trio.sleep_forever()
+        self.phase = Phase.OPEN
         self.deadline.deadline = math.inf
-        try:
-            await inbox.put(item)
-        finally:
-            self.deadline.deadline = trio.current_time() + context.options.resume_timeout
+        outcome.ready_at = trio.current_time()  # the stability clock starts here
+        context.ready(link.result)
+        _replace_send_lock(ws)  # if a send held it when the websocket opened
+        self.ready_ws = ws
+        self.gate.set()
+        if options.ping_interval is not None:
+            nursery.start_soon(self._pinger, context, ws, nursery.cancel_scope)
+        accept = live_acceptor(options.resume, context.cursor)
+        await deliver(ws, context.inbox, accept, reader_ended)
+
+    def _started(self, step: Step) -> None:
+        self.phase = step.phase
+        self.step = step
 
     async def _pinger(
         self,
@@ -395,55 +382,15 @@ class Run:
                     return  # the reader sees the close too
             if not waited.cancelled_caught:
                 continue
-            if inbox.stalled or inbox.stalls != stalls:
-                # trio-websocket's reader, waiting for room in the inbox, does
-                # not read pongs: a slow application, not a dead server.
-                continue
+            if missed_pong_is_backpressure(
+                held_now=inbox.stalled, held_since_ping=inbox.stalls != stalls
+            ):
+                continue  # a slow application, not a dead server
             outcome = cast(Outcome, self.outcome)
             outcome.error = PingTimeout(f"no pong within {timeout} s")
             outcome.close_code = ABNORMAL_CLOSURE
             connection_scope.cancel()
             return
-
-
-async def _deliver(
-    context: AttemptContext, ws: trio_websocket.WebSocketConnection, reader_ended: trio.Event
-) -> NoReturn:
-    """Deliver the ready connection's messages to the inbox until it closes.
-
-    Raises:
-        trio_websocket.ConnectionClosed: when it has closed.
-    """
-    resume = context.options.resume
-    cursor = context.cursor
-
-    def accept(message: str | bytes) -> Item | None:
-        if not resume:
-            return message
-        item = parse_live(message)
-        if item is message:  # not an event frame: nothing for the cursor
-            return item
-        return item if cursor.deliver(item) else None
-
-    if not _can_deliver_directly(ws):
-        sink = _DirectSink(accept, context.inbox, trio.Event())
-        while True:
-            await sink.send(await ws.get_message())
-    sink = _DirectSink(accept, context.inbox, reader_ended)
-    queued = ws._recv_channel
-    while True:  # what trio-websocket queued before ready goes first
-        try:
-            message = queued.receive_nowait()
-        except trio.WouldBlock:
-            break
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise trio_websocket.ConnectionClosed(ws.closed) from None
-        await sink.send(message)
-    # No checkpoint since the queue was found empty: nothing can slip in
-    # between. From here on trio-websocket's reader delivers.
-    ws._send_channel = ws._recv_channel = sink  # type: ignore[assignment]
-    await reader_ended.wait()
-    raise trio_websocket.ConnectionClosed(ws.closed)
 
 
 class _ReaderSpawner:
@@ -457,7 +404,7 @@ class _ReaderSpawner:
 
     def __init__(self, nursery: trio.Nursery, handshake_scope: trio.CancelScope) -> None:
         self._nursery = nursery
-        self._scope = handshake_scope
+        self.handshake_scope = handshake_scope
         self.ended = trio.Event()
         #: Set once the opening handshake succeeded (the websocket is open).
         self.opened = False
@@ -476,54 +423,9 @@ class _ReaderSpawner:
                 self.error = exc
             finally:
                 self.ended.set()
-                self._scope.cancel()
+                self.handshake_scope.cancel()
 
         self._nursery.start_soon(watched)
-
-
-class _DirectSink:
-    """Takes the place of trio-websocket's message channel on a ready connection.
-
-    trio-websocket's reader task hands each complete message to
-    ``self._send_channel.send()`` and closes it with ``aclose()`` when the
-    websocket closes; ``get_message()`` reads ``self._recv_channel``, and
-    ``aclose()`` and a message over ``max_message_size`` close it. Put in as
-    both, this object turns the reader's ``send`` into ``accept`` and a put
-    into the inbox, in the reader's own task. The inbox's backpressure and
-    its stall count are unchanged: a full inbox makes the reader wait, as a
-    full channel did. Once ``done`` is set (the websocket closed, or the
-    reader ended), ``send`` refuses as a closed channel does, so that nothing
-    arrives after the close, as before.
-
-    This relies on two private attributes of trio-websocket 0.12
-    (:func:`_can_deliver_directly` checks them, and the attempt falls back to
-    reading with ``get_message()`` without them).
-    """
-
-    def __init__(
-        self,
-        accept: Callable[[str | bytes], Item | None],
-        inbox: Inbox[Item],
-        done: trio.Event,
-    ) -> None:
-        self._accept = accept
-        self._inbox = inbox
-        self.done = done
-        self._closed = False
-
-    async def send(self, message: str | bytes) -> None:
-        if self._closed:  # only trio-websocket's reader sends, so no send follows its end
-            raise trio.BrokenResourceError("the websocket is closed")
-        item = self._accept(message)
-        if item is not None:
-            await self._inbox.put(item)
-
-    async def receive(self) -> str | bytes:
-        raise trio.EndOfChannel  # get_message() turns it into ConnectionClosed
-
-    async def aclose(self) -> None:
-        self._closed = True
-        self.done.set()
 
 
 def _replace_send_lock(ws: trio_websocket.WebSocketConnection) -> None:
@@ -536,17 +438,8 @@ def _replace_send_lock(ws: trio_websocket.WebSocketConnection) -> None:
     under that task would let the next send write at the same time. Without
     that attribute, or while it is held, the lock stays as it is.
     """
-    lock = getattr(ws, "_stream_lock", None)
-    if _FAST_SEND_LOCK and type(lock) is trio.StrictFIFOLock and not lock.locked():
-        ws._stream_lock = Turn()  # type: ignore[assignment]
-
-
-def _can_deliver_directly(ws: trio_websocket.WebSocketConnection) -> bool:
-    return (
-        _DIRECT_DELIVERY
-        and isinstance(getattr(ws, "_send_channel", None), trio.MemorySendChannel)
-        and isinstance(getattr(ws, "_recv_channel", None), trio.MemoryReceiveChannel)
-    )
+    if _FAST_SEND_LOCK:
+        swap_send_lock(ws, Turn())
 
 
 async def _resolve(value: Factory[T]) -> T:
@@ -581,21 +474,14 @@ def _closed_by_server(ws: trio_websocket.WebSocketConnection) -> bool:
     server's verdict. trio-websocket sets this event only when the peer
     started the close.
     """
-    peer_closed = getattr(ws, "_for_testing_peer_closed_connection", None)
-    return not isinstance(peer_closed, trio.Event) or peer_closed.is_set()
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
+    return peer_started_close(ws)
 
 
 def _main_cause(exc: BaseException) -> BaseException:
     """The one error that explains a failed connection nursery."""
-    leaves = _leaves(exc)
+    found = leaves(exc)
     for kind in (trio_websocket.ConnectionRejected, AttemptError, OSError):
-        for leaf in leaves:
+        for leaf in found:
             if isinstance(leaf, kind):
                 return leaf
-    return leaves[0]
+    return found[0]

@@ -59,7 +59,7 @@ DEFAULT_FACTOR: Final = 2.0
 #: The cap, seconds.
 DEFAULT_MAX_DELAY: Final = 30.0
 #: Consecutive failed attempts with a too-short server hint before the hint is
-#: floored by the backoff (docs/protocol.md, section 1a).
+#: floored by the backoff (docs/reference/protocol.md, section 1a).
 SHORT_HINT_LIMIT: Final = 3
 
 

@@ -14,7 +14,7 @@ stated once:
 * a :class:`~trio_reconnect.Snapshot` or a :class:`~trio_reconnect.Gap`
   empties the window: the server's order starts again from that ``ready``
   id, so an id seen before (perhaps reissued by a server that lost its log)
-  is not a duplicate any more (docs/protocol.md, section 2); the id it
+  is not a duplicate any more (docs/reference/protocol.md, section 2); the id it
   starts again from (the snapshot's id, the gap's ``ready_id``) then counts
   as delivered, by the rule for the passed-in ``last_event_id``: a snapshot
   at 6 includes event 6;

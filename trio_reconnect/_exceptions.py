@@ -143,3 +143,15 @@ class PingTimeout(AttemptError):
 
 class ClientClosedError(ReconnectError):
     """The client was used after it was closed by the application."""
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions inside ``error``: itself, or every leaf of a (nested) exception group.
+
+    The one flattening rule for every place that takes a nursery's group
+    apart to find the error that explains it (the client's attempt, the
+    Redis log, the command line).
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]

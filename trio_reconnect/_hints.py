@@ -1,4 +1,4 @@
-"""Server retry hints (docs/protocol.md, section 1), in both directions. Pure.
+"""Server retry hints (docs/reference/protocol.md, section 1), in both directions. Pure.
 
 Reading: a close code and reason, or a refused handshake's status and headers,
 become a :class:`RetryAdvice`: retry (with an optional hint in seconds) or
@@ -41,6 +41,12 @@ from typing import Any, Final
 import attrs
 
 __all__ = [
+    "GOING_AWAY",
+    "INTERNAL_ERROR",
+    "PROTOCOL_ERROR",
+    "SERVICE_RESTART",
+    "TRY_AGAIN_LATER",
+    "UNSUPPORTED_DATA",
     "ABNORMAL_CLOSURE",
     "FATAL_CLOSE_CODES",
     "HINTED_CLOSE_CODES",
@@ -58,10 +64,23 @@ __all__ = [
     "parse_retry_after_reason",
 ]
 
-#: RFC 6455: the close code of a normal closure (the client's, when the application leaves).
+# -- The close codes of RFC 6455 that the client and the server use, named once ---
+#: A normal closure (the client's when the application leaves; the server's with nothing to say).
 NORMAL_CLOSURE: Final = 1000
-#: RFC 6455: the code reported when a connection ended without a close frame.
+#: Going away: :meth:`~trio_reconnect.server.ReconnectServer.drain`'s default code.
+GOING_AWAY: Final = 1001
+#: A protocol error (the server: the first frame was text, but not a resume frame).
+PROTOCOL_ERROR: Final = 1002
+#: Unsupported data (the server: the first frame was binary).
+UNSUPPORTED_DATA: Final = 1003
+#: What a connection that ended without a close frame is recorded with (never sent).
 ABNORMAL_CLOSURE: Final = 1006
+#: Internal error (the server: the application's ``on_message`` raised).
+INTERNAL_ERROR: Final = 1011
+#: Service restart: a restart, a graceful stop, or a discontinuity in the log.
+SERVICE_RESTART: Final = 1012
+#: Try again later: too slow, no resume frame in time, the log down, or busy.
+TRY_AGAIN_LATER: Final = 1013
 #: RFC 6455: a close frame's reason is at most 123 bytes of UTF-8.
 MAX_CLOSE_REASON_BYTES: Final = 123
 #: Close codes a server uses to say "come back later"; their reason may carry a hint.

@@ -68,6 +68,12 @@ class Inbox(Generic[T]):
         if self._space is not None:
             raise RuntimeError("Inbox.put has a single producer; another one is waiting")
         self.put_nowait(item)
+        await self.wait_for_room()
+
+    async def wait_for_room(self) -> None:
+        """Wait while the buffer holds ``max_size`` items or more (a stall)."""
+        if self._space is not None:
+            raise RuntimeError("Inbox.put has a single producer; another one is waiting")
         if self._queued >= self.max_size and self._error is None:
             self.stalls += 1
             self._space = space = trio.Event()

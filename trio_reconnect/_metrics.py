@@ -87,6 +87,18 @@ def health_level(median: float | None) -> HealthLevel:
     return HealthLevel.WATCH
 
 
+def nearest_rank(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q``-quantile (0-1): the smallest value with ``q`` of them at or below.
+
+    Always one of ``values`` (the herd simulator reports such figures);
+    ``None`` if empty. :func:`percentile` interpolates instead.
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The ``q``-th percentile (0-100) by linear interpolation, ``None`` if empty."""
     if not values:

@@ -1,4 +1,4 @@
-"""The frames of the resume handshake (docs/protocol.md, section 2), sans IO.
+"""The frames of the resume handshake (docs/reference/protocol.md, section 2), sans IO.
 
 Everything here is pure: no trio, no sockets, no clock. Both sides of the
 protocol use this module, so that each frame's shape is written down once:
@@ -120,7 +120,7 @@ Item = ServerEvent | Snapshot | Gap | str | bytes
 
 
 class HandshakeOutcome(enum.Enum):
-    """How a resume handshake ended (docs/protocol.md, section 2)."""
+    """How a resume handshake ended (docs/reference/protocol.md, section 2)."""
 
     #: First connect (no ``lastEventId``), and the server had nothing to send.
     FRESH = "fresh"

@@ -12,14 +12,14 @@ come in as arguments, so a test states exact numbers):
 * **Stability.** An attempt that reached ``ready`` and stayed up for
   ``stable_after`` seconds ends the streak: the pacer, the failure count and
   the history start again. Every other attempt is a failure (a connection
-  closed before it was stable included; docs/design.md says why), except:
+  closed before it was stable included; docs/explanation/design.md says why), except:
 * **Server-directed closes.** A connection that reached ``ready`` and that
   the server closed on purpose, with a planned code and a hint
   (:func:`~trio_reconnect._hints.is_planned_close`: a restart, a drain), is
   no failure either: it ends the failure streak (count and history), and
   is counted apart. The pacer goes on (it resets only after a stable
   connection), and the short-lived ones still count toward the anti-hammer
-  rule of docs/protocol.md.
+  rule of docs/reference/protocol.md.
 * **Retry or fatal.** :mod:`trio_reconnect._hints` reads the close or the
   refusal; only a close the server sent is read for a verdict (one that the
   client's own websocket layer made is retried with backoff, like a drop).
@@ -65,8 +65,10 @@ class Disconnect:
         close_reason: The close reason, for a closed connection.
         status_code: The HTTP status, for a refused handshake.
         headers: The refusal's response headers.
-        default: What the default rule (docs/protocol.md, section 1) says:
+        default: What the default rule (docs/reference/protocol.md, section 1) says:
             ``True`` to reconnect.
+        error: What the application's ``on_connect`` raised (then every
+            other attribute is ``None`` or empty and ``default`` is ``True``).
     """
 
     close_code: int | None
@@ -74,6 +76,7 @@ class Disconnect:
     status_code: int | None
     headers: tuple[tuple[bytes, bytes], ...]
     default: bool
+    error: BaseException | None = None
 
 
 @attrs.define(eq=False)
@@ -94,11 +97,17 @@ class Outcome:
     server_closed: bool = False
     #: The application called ``reconnect_now()`` during the attempt.
     requested: bool = False
+    #: The application's ``on_connect`` raised ``error``.
+    on_connect_failed: bool = False
+    #: The resume met a server that does not speak the protocol.
+    foreign_server: bool = False
 
     def describe(self) -> str:
         """The cause, for a log line (never a header or a URL)."""
         if self.status_code is not None:
             return f"handshake refused with HTTP {self.status_code}"
+        if self.on_connect_failed:
+            return f"on_connect raised {self.error!r}"
         if self.close_code is not None:
             return f"connection closed with code {self.close_code}"
         return f"attempt failed: {self.error!r}"
@@ -238,6 +247,8 @@ class RetryState:
         """Retry or fatal, and the server's hint: the default rule, then ``should_reconnect``."""
         if outcome.status_code is not None:
             advice = classify_rejection(outcome.status_code, outcome.headers, wall_now)
+        elif outcome.on_connect_failed:
+            advice = RetryAdvice(Verdict.RETRY)
         elif outcome.close_code is not None:
             advice = (
                 classify_close(outcome.close_code, outcome.close_reason)
@@ -255,6 +266,7 @@ class RetryState:
             status_code=outcome.status_code,
             headers=outcome.headers,
             default=advice.verdict is Verdict.RETRY,
+            error=outcome.error if outcome.on_connect_failed else None,
         )
         try:
             retry = bool(self.should_reconnect(question))
@@ -266,6 +278,13 @@ class RetryState:
         return RetryAdvice(Verdict.RETRY) if retry else RetryAdvice(Verdict.FATAL)
 
     def _fatal_error(self, outcome: Outcome) -> ReconnectFailed:
+        if outcome.on_connect_failed:
+            error = ReconnectFailed(
+                f"on_connect raised {outcome.error!r} and should_reconnect said stop",
+                self._history,
+            )
+            error.__cause__ = outcome.error
+            return error
         if outcome.status_code is not None:
             return HandshakeRejectedError(
                 outcome.status_code, outcome.headers, outcome.body, self._history

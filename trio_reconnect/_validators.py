@@ -23,6 +23,7 @@ __all__ = [
     "MAX_PORT",
     "at_least_one_problem",
     "check_int",
+    "check_non_negative",
     "check_port",
     "check_positive",
     "int_problem",
@@ -30,6 +31,7 @@ __all__ = [
     "non_negative_number",
     "non_negative_problem",
     "optional_number_at_least_one",
+    "optional_positive_int",
     "optional_positive_number",
     "port_problem",
     "positive_int",
@@ -102,6 +104,11 @@ def check_positive(name: str, value: object) -> None:
     _raise(name, positive_problem(value))
 
 
+def check_non_negative(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number of at least zero."""
+    _raise(name, non_negative_problem(value))
+
+
 def check_int(name: str, value: object, *, minimum: int) -> None:
     """Raise ``ValueError`` unless ``value`` is a whole number (no bool), at least ``minimum``."""
     _raise(name, int_problem(value, minimum))
@@ -146,3 +153,9 @@ def positive_int(instance: object, attribute: attrs.Attribute[Any], value: objec
 def non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """attrs validator: a whole number, at least 0."""
     check_int(attribute.name, value, minimum=0)
+
+
+def optional_positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: ``None``, or a whole number of at least 1."""
+    if value is not None:
+        check_int(attribute.name, value, minimum=1)

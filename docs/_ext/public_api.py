@@ -9,7 +9,7 @@ wrong about that:
   ``__init__``, finds none, and leaves the name out. Here it gets the ``#:``
   comment of the private module it is imported from (the one place its
   meaning is written), and so it is documented, with its value. A name
-  without any comment is still left out, and tests/test_docs.py says which.
+  without any comment is still left out, and tests/docs/test_docs.py says which.
 * Types in signatures and attribute types are written with the module the
   object was defined in (``trio_reconnect._state.DelaySource``). Here every
   cross-reference to a private path of a public object is rewritten to the
@@ -26,7 +26,7 @@ wrong about that:
   every rendered type field is a type).
 
 The packages are listed in ``conf.py`` as ``public_api_packages``.
-tests/test_docs.py checks the result in the built inventory and HTML.
+tests/docs/test_docs.py checks the result in the built inventory and HTML.
 """
 
 from __future__ import annotations

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import trio
 
-from trio_reconnect.testing._redis_server import RedisServer
-
-from ._cluster import (
+from tests.support.cluster import (
     Recorder,
     make_nodes,
     newest_id,
@@ -30,6 +28,7 @@ from ._cluster import (
     start_all,
     wait_until,
 )
+from trio_reconnect.testing._redis_server import RedisServer
 
 CLIENTS = 21
 

@@ -1,1 +1,1 @@
-from tests._redis_fixtures import redis_server  # noqa: F401  (the fixture)
+from tests.support.redis_fixtures import redis_server  # noqa: F401  (the fixture)

@@ -567,7 +567,7 @@ def test_a_stream_closed_under_a_command_is_the_store_unavailable(error: Excepti
     # A command still in flight on a client that was replaced meanwhile sees its
     # anyio stream closed: that is a lost connection (LogUnavailableError, the
     # node's outage handling), not a bug of the log (EventLogError, a traceback).
-    from trio_reconnect.server._redis import _unavailable
+    from trio_reconnect.server._redis._store import unavailable as _unavailable
 
     assert _unavailable(error)
     assert not _unavailable(ValueError("a reply this log did not expect"))

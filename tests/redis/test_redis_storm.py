@@ -1,6 +1,6 @@
 """A reconnect storm against one Redis-backed node: a queue of reads is not Redis being down.
 
-What went wrong (measured; docs/design.md, "A storm of handshake reads"):
+What went wrong (measured; docs/explanation/server.md, "A storm of handshake reads"):
 coredis 6.9 multiplexes commands on one pooled connection, and that
 connection's writer task sends only once no new command has arrived during
 its last checkpoint. While a loaded node starts a handshake read in every

@@ -42,10 +42,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
+from tests.support.server_clients import connect, handshake, receive_json, resumed
 from trio_reconnect._protocol import encode_resume
 from trio_reconnect.server import ConnectedClient, ReconnectServer, ReplayLog
-
-from ._server_helpers import connect, handshake, receive_json, resumed
 
 MAX_MESSAGE_SIZE: Final = 256
 HANDSHAKE_TIMEOUT: Final = 3.0
@@ -358,7 +357,7 @@ async def send(client: RawClient, frame: Frame) -> None:
 
 
 def resume_id(message: str) -> tuple[bool, str | None]:
-    """docs/protocol.md section 2, restated: whether ``message`` is a resume frame, and its id."""
+    """docs/reference/protocol.md section 2, restated: is ``message`` a resume frame, its id."""
     try:
         frame = json.loads(message)
     except (ValueError, RecursionError):

@@ -5,7 +5,7 @@ Each backend is one entry of BACKENDS: an async context manager factory
 one a user writes) passes the same suite by adding one line there; see
 docs/howto/redis.md, "How to write another log backend".
 
-The Redis backend runs on a real redis-server (tests/_redis_fixtures.py)
+The Redis backend runs on a real redis-server (tests/support/redis_fixtures.py)
 in real time, so no test here uses the autojump clock; every wait is under
 ``fail_after``.
 """
@@ -13,6 +13,7 @@ in real time, so no test here uses the autojump clock; every wait is under
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests._redis_fixtures import redis_server  # noqa: F401  (the fixture)
+from tests.support.redis_fixtures import redis_server  # noqa: F401  (the fixture)
 from trio_reconnect.server._logbase import (
     EventLog,
     LogDiscontinuityError,
@@ -327,3 +328,30 @@ async def test_read_after_is_one_instant_under_concurrent_appends(backend: Any) 
                         break
             assert read.newest is not None
             assert int(read.newest) == int(start) + 200
+
+
+@pytest.mark.parametrize("block", [-1.0, math.inf, -math.inf, math.nan, None, True, "1"])
+async def test_a_block_must_be_a_non_negative_finite_number(backend: Any, block: Any) -> None:
+    """One contract: a store cannot block forever, so no backend accepts ``inf``."""
+    with trio.fail_after(GUARD):
+        async with backend() as log:
+            with pytest.raises(ValueError, match="block"):
+                await log.tail(None, limit=10, block=block)
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, None, True])
+async def test_a_tail_limit_must_be_a_whole_number_of_at_least_one(
+    backend: Any, limit: Any
+) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as log:
+            with pytest.raises(ValueError, match="limit"):
+                await log.tail(None, limit=limit, block=0)
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, None, True])
+async def test_a_read_limit_must_be_a_whole_number(backend: Any, limit: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as log:
+            with pytest.raises(ValueError, match="limit"):
+                await log.read_after(None, limit=limit)

@@ -1,6 +1,6 @@
 """The server's ordering under adversarial scheduling, checked by exact id accounting.
 
-tests/server/test_server_ordering.py drives the two classic mistakes at
+tests/server/test_resume_ordering.py drives the two classic mistakes at
 their failure points and hops clients between nodes over a log that holds
 everything. This file tries harder to break the order of "register first,
 read second, filter for good" (trio_reconnect/server/_resume.py):
@@ -33,6 +33,7 @@ import pytest
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
+from tests.support.server_clients import connect, handshake, receive_json
 from trio_reconnect import (
     Backoff,
     Gap,
@@ -44,8 +45,7 @@ from trio_reconnect import (
 from trio_reconnect.server import LoggedEvent, LogRead, ReconnectServer, ReplayLog
 from trio_reconnect.testing import MemoryNetwork
 
-from ._server_helpers import connect, handshake, receive_json
-from .test_server_ordering import ScriptedLog
+from .test_resume_ordering import ScriptedLog
 
 
 @attrs.define(eq=False)

@@ -19,6 +19,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from tests.support.faulty_log import FaultyLog
+from tests.support.server_clients import closed_with, connect, ids, resumed
 from trio_reconnect._hints import parse_retry_after_reason
 from trio_reconnect._protocol import encode_resume
 from trio_reconnect.server import (
@@ -28,9 +30,6 @@ from trio_reconnect.server import (
     ReconnectServer,
     ReplayLog,
 )
-
-from ._faulty_log import FaultyLog
-from ._server_helpers import closed_with, connect, ids, resumed
 
 HANDSHAKE_TIMEOUT = 4.0
 

@@ -10,10 +10,9 @@ import pytest
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
+from tests.support.server_clients import connect, handshake, ids, receive_json, resumed, until_ready
 from trio_reconnect._protocol import HandshakeOutcome, ResumeHandshake, encode_resume
 from trio_reconnect.server import ClientState, ReconnectServer, ReplayLog
-
-from ._server_helpers import connect, handshake, ids, receive_json, resumed, until_ready
 
 
 def make_server(log: ReplayLog, **kwargs: Any) -> ReconnectServer:

@@ -14,6 +14,7 @@ import trio_websocket
 from trio.testing import MockClock
 from trio_websocket import WebSocketConnection
 
+from tests.support.server_clients import closed_with, connect, receive_json, resumed
 from trio_reconnect._hints import parse_retry_after_reason
 from trio_reconnect._protocol import encode_resume
 from trio_reconnect.server import (
@@ -23,8 +24,6 @@ from trio_reconnect.server import (
     ReplayLog,
     SpreadPolicy,
 )
-
-from ._server_helpers import closed_with, connect, receive_json, resumed
 
 
 def make_server(**kwargs: Any) -> ReconnectServer:

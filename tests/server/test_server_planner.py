@@ -211,3 +211,21 @@ def test_my_own_earlier_drain_end_is_ignored() -> None:
     ]
     plan = plan_cluster_drain(600, me="a", nodes=nodes, now=8.0, policy=POLICY)
     assert plan.spread.base == 0.25
+
+
+def test_a_fresh_client_starts_at_the_newest_event_when_told_so() -> None:
+    """``replay_to_fresh=False`` (what ``serve`` uses): no history, no gap."""
+    assert read_limit(None, max_replay=9, has_snapshot=False, replay_to_fresh=False) == 0
+    assert read_limit("4", max_replay=9, has_snapshot=False, replay_to_fresh=False) == 9
+    # The read of a fresh client with limit 0: the newest id, no events.
+    plan = plan_resume(None, LogRead("43", None), has_snapshot=False, replay_to_fresh=False)
+    assert (plan.action, plan.outcome, list(plan.events), plan.ready_id, plan.covered) == (
+        ResumeAction.REPLAY,
+        HandshakeOutcome.FRESH,
+        [],
+        "43",
+        43,
+    )
+    # A returning client is replayed as before.
+    plan = plan_resume("40", LogRead("43", EVENTS), has_snapshot=False, replay_to_fresh=False)
+    assert (plan.outcome, list(plan.events)) == (HandshakeOutcome.REPLAYED, EVENTS)

@@ -12,10 +12,16 @@ import trio
 from trio.testing import MockClock
 from trio_websocket import WebSocketConnection
 
+from tests.support.server_clients import (
+    attempt,
+    closed_with,
+    handshake,
+    header,
+    refused_with,
+    resumed,
+)
 from trio_reconnect._hints import MAX_CLOSE_REASON_BYTES, parse_retry_after_reason
 from trio_reconnect.server import ReconnectServer, ReplayLog, SpreadPolicy
-
-from ._server_helpers import attempt, closed_with, handshake, header, refused_with, resumed
 
 
 def make_server(**kwargs: Any) -> ReconnectServer:
@@ -151,9 +157,8 @@ async def test_restart_closes_handshaking_clients_too(
         raise AssertionError
 
     server = ReconnectServer(ReplayLog(start=1), snapshot=slow_snapshot, rng=random.Random(2))
+    from tests.support.server_clients import connect
     from trio_reconnect._protocol import encode_resume
-
-    from ._server_helpers import connect
 
     with trio.fail_after(10):
         ws = await connect(nursery, server)

@@ -8,6 +8,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from tests.support.server_clients import closed_with, resumed
 from trio_reconnect import open_reconnecting_websocket
 from trio_reconnect._hints import parse_retry_after_reason
 from trio_reconnect.server import (
@@ -20,8 +21,6 @@ from trio_reconnect.server import (
     plan_cluster_drain,
 )
 from trio_reconnect.testing import MemoryNetwork
-
-from ._server_helpers import closed_with, resumed
 
 POLICY = SpreadPolicy(min_window=2.0, rate=1_000.0, base=0.25)
 

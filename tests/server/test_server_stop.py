@@ -11,6 +11,7 @@ import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 from trio_websocket import WebSocketConnection
 
+from tests.support.server_clients import closed_with, header, refused_with, resumed
 from trio_reconnect import open_reconnecting_websocket
 from trio_reconnect._hints import parse_retry_after_reason
 from trio_reconnect.server import (
@@ -23,8 +24,6 @@ from trio_reconnect.server import (
     SpreadPolicy,
 )
 from trio_reconnect.testing import MemoryNetwork
-
-from ._server_helpers import closed_with, header, refused_with, resumed
 
 POLICY = SpreadPolicy(min_window=2.0, rate=1_000.0, base=0.25)
 

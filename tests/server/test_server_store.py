@@ -12,14 +12,8 @@ import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 from trio_websocket import ConnectionClosed
 
-from trio_reconnect import Gap, ServerEvent, open_reconnecting_websocket
-from trio_reconnect._hints import parse_retry_after_reason
-from trio_reconnect._protocol import encode_resume
-from trio_reconnect.server import LoggedEvent, LogUnavailableError, ReconnectServer, ReplayLog
-from trio_reconnect.testing import MemoryNetwork
-
-from ._faulty_log import FaultyLog
-from ._server_helpers import (
+from tests.support.faulty_log import FaultyLog
+from tests.support.server_clients import (
     closed_with,
     connect,
     header,
@@ -28,6 +22,11 @@ from ._server_helpers import (
     refused_with,
     resumed,
 )
+from trio_reconnect import Gap, ServerEvent, open_reconnecting_websocket
+from trio_reconnect._hints import parse_retry_after_reason
+from trio_reconnect._protocol import encode_resume
+from trio_reconnect.server import LoggedEvent, LogUnavailableError, ReconnectServer, ReplayLog
+from trio_reconnect.testing import MemoryNetwork
 
 
 def make_server(log: FaultyLog, **kwargs: Any) -> ReconnectServer:

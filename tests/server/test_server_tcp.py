@@ -14,10 +14,9 @@ import trio
 import trio.testing
 import trio_websocket
 
+from tests.support.server_clients import handshake, receive_json
 from trio_reconnect._hints import parse_retry_after_reason
 from trio_reconnect.server import ReconnectServer, ReplayLog
-
-from ._server_helpers import handshake, receive_json
 
 
 async def test_resume_publish_restart_over_tcp() -> None:

@@ -1,5 +1,5 @@
 """The herd simulator and the strategies it compares (small herds; the 10,000-client
-figures are a benchmark: ``python -m trio_reconnect herd``, docs/herd.md)."""
+figures are a benchmark: ``python -m trio_reconnect herd``, docs/explanation/herd.md)."""
 
 from __future__ import annotations
 

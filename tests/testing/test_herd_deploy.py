@@ -1,6 +1,6 @@
 """The herd simulator's rolling deploy: K nodes on one log and registry, drained in turn.
 
-Small herds with exact checks; the 3,000-client figures are in docs/herd.md.
+Small herds with exact checks; the 3,000-client figures are in docs/explanation/herd.md.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from trio_reconnect.testing._herd_deploy import (
     RollingResult,
     _check_deliveries,
     _Client,
-    _FrameTap,
     run_rolling_deploy,
 )
+from trio_reconnect.testing._herd_wire import FrameTap
 
 #: 150 clients at 10 handshakes/s per node: every drain's window is set by the
 #: survivors' rate (50+ clients over 20/s is more than the 2 s min_window).
@@ -177,7 +177,7 @@ def frame(payload: bytes, opcode: int = 1) -> bytes:
 
 def test_the_frame_tap_reads_event_ids_across_chunks() -> None:
     seen: list[int] = []
-    tap = _FrameTap(seen)
+    tap = FrameTap(seen)
     stream = (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
         + frame(b'{"type": "event", "id": "7", "data": 1}')

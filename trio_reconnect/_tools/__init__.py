@@ -9,5 +9,8 @@ import-linter contract in ``nox -s lint`` keeps it so).
 * :mod:`._serve`: ``serve``; :mod:`._herd`: ``herd`` (the simulators are
   :mod:`trio_reconnect.testing`'s).
 * :mod:`.demo`: ``demo`` (one process) and ``demo --nodes N`` (real processes).
-* :mod:`.bench`: ``bench``, its echo server and its fan-out programs.
+* :mod:`.bench`: ``bench``: the runner and its options (``_run``), the
+  result and its tables (``_report``), the echo clients (``_echo_clients``),
+  the echo server (``_server``), the fan-out driver (``_fanout``), its raw
+  clients (``_crowd``) and its server program (``_fanout_server``).
 """

@@ -91,6 +91,24 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         description="A reconnecting WebSocket client for Trio, and its protocol server.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    demo = _demo_parser(commands)
+    serve = _serve_parser(commands)
+    connect = _connect_parser(commands)
+    from ._herd import add_arguments as add_herd_arguments
+
+    herd = commands.add_parser("herd", help="simulate a reconnect storm in virtual time")
+    add_herd_arguments(herd)
+    from .bench._run import add_arguments as add_bench_arguments
+
+    bench = commands.add_parser("bench", help="throughput and reconnect time vs trio-websocket")
+    add_bench_arguments(bench)
+    return parser, {"demo": demo, "serve": serve, "connect": connect, "herd": herd, "bench": bench}
+
+
+def _demo_parser(
+    commands: argparse._SubParsersAction[Parser],
+) -> argparse.ArgumentParser:
+    """``demo``'s options."""
     demo = commands.add_parser("demo", help="a crowd of clients through server restarts")
     demo.add_argument("--clients", type=positive_int, default=300, help="clients (default 300)")
     demo.add_argument(
@@ -108,6 +126,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="instead: a rolling deploy of N real node processes sharing a redis-server "
         "(at least 2; each node restarts once, so --duration and --restarts do not apply)",
     )
+    return demo
+
+
+def _serve_parser(
+    commands: argparse._SubParsersAction[Parser],
+) -> argparse.ArgumentParser:
+    """``serve``'s options (the server's own in :func:`._serve.add_arguments`)."""
     serve = commands.add_parser("serve", help="a standalone protocol server with a ticker")
     serve.add_argument(
         "--host", default=SERVE_HOST, help="address to listen on (default %(default)s)"
@@ -136,6 +161,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     from ._serve import add_arguments as add_serve_arguments
 
     add_serve_arguments(serve)
+    return serve
+
+
+def _connect_parser(
+    commands: argparse._SubParsersAction[Parser],
+) -> argparse.ArgumentParser:
+    """``connect``'s options."""
     connect = commands.add_parser("connect", help="print items and transitions from a server")
     connect.add_argument(
         "url",
@@ -146,15 +178,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     connect.add_argument(
         "--count", type=positive_int, default=None, help="stop after N items (default: never)"
     )
-    from ._herd import add_arguments as add_herd_arguments
-
-    herd = commands.add_parser("herd", help="simulate a reconnect storm in virtual time")
-    add_herd_arguments(herd)
-    from .bench._run import add_arguments as add_bench_arguments
-
-    bench = commands.add_parser("bench", help="throughput and reconnect time vs trio-websocket")
-    add_bench_arguments(bench)
-    return parser, {"demo": demo, "serve": serve, "connect": connect, "herd": herd, "bench": bench}
+    return connect
 
 
 def _metrics_port(text: str) -> int:

@@ -72,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="strategies run in parallel with --strategy all (default: CPU count)",
     )
+    _deploy_arguments(parser)
+
+
+def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a deploy over several nodes."""
     parser.add_argument(
         "--nodes",
         type=int,

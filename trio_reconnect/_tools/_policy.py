@@ -27,10 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Final, NoReturn
 
-from .._exceptions import FatalCloseError, HandshakeRejectedError, ReconnectError
+from .._exceptions import FatalCloseError, HandshakeRejectedError, ReconnectError, leaves
 from .._validators import int_problem, non_negative_problem, port_problem, positive_problem
 
 __all__ = [
@@ -135,15 +135,6 @@ def port(text: str) -> int:
     value = _argument_type(int, port_problem, text)
     assert isinstance(value, int)
     return value
-
-
-def leaves(error: BaseException) -> Iterator[BaseException]:
-    """The exceptions inside ``error``: itself, or every leaf of an exception group."""
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            yield from leaves(inner)
-    else:
-        yield error
 
 
 def _is_cancelled(error: BaseException) -> bool:

@@ -104,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_REPLAY,
         help="most events replayed in one handshake (default %(default)s)",
     )
+    _drain_arguments(parser)
+
+
+def _drain_arguments(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s drain (spread) and log outage options."""
     parser.add_argument(
         "--min-window",
         type=non_negative_number,
@@ -216,6 +221,10 @@ async def _serve(args: Any) -> int:
         server = ReconnectServer(
             log,
             max_replay=args.max_replay,
+            # A standalone ticker starts a fresh client at its newest tick; a
+            # node of a shared Redis log replays that log's history to it
+            # (docs/explanation/design.md, "A fresh client of serve starts at the newest event").
+            replay_to_fresh=args.redis is not None,
             spread=SpreadPolicy(
                 min_window=args.min_window, rate=args.spread_rate, base=args.spread_base
             ),
@@ -253,8 +262,10 @@ async def _serve(args: Any) -> int:
                     f"serving Prometheus metrics on http://{args.host}:{bound}/metrics", flush=True
                 )
             nursery.start_soon(_ticker, server, name, args, nursery)
-    # The one line a deploy's log shows for this node's exit.
+    # The line a deploy's log shows for this node's exit, and the same for a
+    # program (the cluster demo reads it back with DrainSummary.from_output).
     print(f"serve: {summaries[0].describe()}", flush=True)
+    print(f"serve: {summaries[0].json_line()}", flush=True)
     return 0
 
 

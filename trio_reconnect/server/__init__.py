@@ -15,16 +15,18 @@ from __future__ import annotations
 
 from .._settings import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from .._settings import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
+from .._settings import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
+from .._settings import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
+from ._clientbase import CLOSE_INTERNAL_ERROR as CLOSE_INTERNAL_ERROR
+from ._clientbase import CLOSE_PROTOCOL_ERROR as CLOSE_PROTOCOL_ERROR
+from ._clientbase import CLOSE_TRY_AGAIN_LATER as CLOSE_TRY_AGAIN_LATER
+from ._clientbase import CLOSE_UNSUPPORTED_DATA as CLOSE_UNSUPPORTED_DATA
+from ._clientbase import ClientState as ClientState
+from ._clientbase import ClientStatistics as ClientStatistics
 from ._cluster import ClusterDrainPlan as ClusterDrainPlan
 from ._cluster import ClusterRegistry as ClusterRegistry
 from ._cluster import NodeStatus as NodeStatus
 from ._cluster import plan_cluster_drain as plan_cluster_drain
-from ._connection import CLOSE_INTERNAL_ERROR as CLOSE_INTERNAL_ERROR
-from ._connection import CLOSE_PROTOCOL_ERROR as CLOSE_PROTOCOL_ERROR
-from ._connection import CLOSE_TRY_AGAIN_LATER as CLOSE_TRY_AGAIN_LATER
-from ._connection import CLOSE_UNSUPPORTED_DATA as CLOSE_UNSUPPORTED_DATA
-from ._connection import ClientState as ClientState
-from ._connection import ClientStatistics as ClientStatistics
 from ._connection import ConnectedClient as ConnectedClient
 from ._log import DEFAULT_MAX_EVENTS as DEFAULT_MAX_EVENTS
 from ._log import ReplayLog as ReplayLog
@@ -36,6 +38,7 @@ from ._logbase import LogRead as LogRead
 from ._logbase import LogUnavailableError as LogUnavailableError
 from ._logbase import clock_start_id as clock_start_id
 from ._logbase import parse_event_id as parse_event_id
+from ._node import MessageHandler as MessageHandler
 from ._registry import MemoryRegistry as MemoryRegistry
 from ._resume import SnapshotProvider as SnapshotProvider
 from ._server import DEFAULT_ANNOUNCE_INTERVAL as DEFAULT_ANNOUNCE_INTERVAL
@@ -46,12 +49,9 @@ from ._server import DEFAULT_INCOMING_QUEUE_SIZE as DEFAULT_INCOMING_QUEUE_SIZE
 from ._server import DEFAULT_MAX_REPLAY as DEFAULT_MAX_REPLAY
 from ._server import DEFAULT_OUTAGE_LIMIT as DEFAULT_OUTAGE_LIMIT
 from ._server import DEFAULT_OUTAGE_RETRY_AFTER as DEFAULT_OUTAGE_RETRY_AFTER
-from ._server import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
-from ._server import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
 from ._server import DEFAULT_QUEUE_SIZE as DEFAULT_QUEUE_SIZE
 from ._server import DEFAULT_STOP_SIGNALS as DEFAULT_STOP_SIGNALS
 from ._server import DrainSummary as DrainSummary
-from ._server import MessageHandler as MessageHandler
 from ._server import ReconnectServer as ReconnectServer
 from ._server import ServerStatistics as ServerStatistics
 from ._spread import DEFAULT_BASE as DEFAULT_BASE

@@ -31,6 +31,25 @@ announcements until it has passed. The planner honours every other node's
 When no other node is alive (a single node restarting), the clients come
 back to this node's successor: the node's own spread policy applies
 unchanged.
+
+A node's presence (:class:`Presence`), given ``now``
+----------------------------------------------------
+
+==========================================  ===============================================
+the node ...                                announces
+==========================================  ===============================================
+stops (until it has left), or its own       ``draining``, ``drain_ends`` = its window's end
+drain's window is open at ``now``           (``None`` while stopping with no window)
+is not draining, and the window it          not draining, ``drain_ends`` = that window's end
+inherited is open at ``now``
+neither                                     not draining, no ``drain_ends``
+has left (after a stop)                     nothing more, except: while its window is
+                                            open, one last ``draining`` status whose TTL
+                                            ends with the window; else it withdraws
+==========================================  ===============================================
+
+A node inherits the open window of the latest announcement under its own
+name when it starts (the process it replaces).
 """
 
 from __future__ import annotations
@@ -46,6 +65,7 @@ __all__ = [
     "ClusterDrainPlan",
     "ClusterRegistry",
     "NodeStatus",
+    "Presence",
     "plan_cluster_drain",
 ]
 
@@ -79,7 +99,13 @@ class ClusterRegistry(Protocol):
         ...
 
     async def announce(self, status: NodeStatus, *, ttl: float) -> None:
-        """Publish ``status``; it counts as alive for ``ttl`` seconds."""
+        """Publish ``status``; it counts as alive for ``ttl`` seconds.
+
+        Raises:
+            ValueError: if ``ttl`` is not a finite number above zero (every
+                backend: an announcement that never expires would outlive
+                its node).
+        """
         ...
 
     async def nodes(self) -> Sequence[NodeStatus]:
@@ -136,3 +162,47 @@ def plan_cluster_drain(
     return ClusterDrainPlan(
         spread=spread, ends=now + spread.base + spread.window(clients), survivors=survivors
     )
+
+
+@attrs.define(eq=False)
+class Presence:
+    """What one node announces, given ``now`` (the table in the module comment).
+
+    Args:
+        node: This node's name in the registry.
+    """
+
+    node: str
+    #: On the registry's clock: when the window of this node's last drain ends.
+    drain_ends: float | None = attrs.field(default=None, kw_only=True)
+    #: The open drain window of the process this one replaced under its name.
+    inherited_ends: float | None = attrs.field(default=None, kw_only=True)
+    #: Whether a stop has left the registry (no more announcements).
+    left: bool = attrs.field(default=False, kw_only=True)
+
+    def status(self, now: float, *, rate: float, stopping: bool) -> NodeStatus:
+        """The status to announce at ``now``, admitting ``rate`` handshakes per second."""
+        ends = self.drain_ends
+        draining = stopping or (ends is not None and now < ends)
+        if not draining:
+            inherited = self.inherited_ends
+            ends = inherited if inherited is not None and now < inherited else None
+        return NodeStatus(self.node, rate, draining=draining, drain_ends=ends)
+
+    def inherit(self, nodes: Sequence[NodeStatus], now: float) -> None:
+        """Carry the open window of the announcement under this node's name, if any."""
+        for status in nodes:
+            ends = status.drain_ends
+            if status.node == self.node and ends is not None and ends > now:
+                self.inherited_ends = ends
+
+    def drained(self, plan: ClusterDrainPlan) -> None:
+        """A drain was planned: its window is this node's from now on."""
+        self.drain_ends = plan.ends
+
+    def leave(self, now: float) -> float | None:
+        """Stop announcing; the TTL of a last ``draining`` status, or ``None`` to withdraw."""
+        self.left = True
+        ends = self.drain_ends
+        remaining = ends - now if ends is not None else 0.0
+        return remaining if remaining > 0 else None

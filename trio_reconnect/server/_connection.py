@@ -25,31 +25,23 @@ The persistent filter
 
 The fan-out feeds every event after the node's tail position into the
 queue, from the moment the handshake registered the client. The handshake
-then gives the client everything through some id (``covered``, see
-:mod:`trio_reconnect.server._planner`); the write loop drops every queued
-event at or below ``covered``, for as long as the connection lives. Why a
-one-time purge would not do is argued in :mod:`trio_reconnect.server._resume`.
-Such events also take no room in the queue: they are dropped when ``ready``
-is sent and when a lagging fan-out feeds them later, so a fan-out far behind
-the handshake does not make a resumed client look too slow.
+then gives the client everything through some id (``covered``); every
+queued event at or below it is dropped, for as long as the connection lives
+(the rule: :func:`~trio_reconnect.server._verdicts.uncovered`). Such events
+take no room in the queue, so a fan-out far behind the handshake does not
+make a resumed client look too slow.
 
 Batched writes
 --------------
 
 When several frames are queued, the write loop takes them all (at most
-``_WRITE_BATCH``) and writes them in ONE ``send_all``: each frame encoded by
-the connection's wsproto, the bytes joined, sent under trio-websocket's
-stream lock, as its own ``send_message`` sends one. That is one pass of the
-scheduler per batch instead of one per frame. It needs three private
-attributes of trio-websocket 0.12 (``_wsproto``, ``_stream``,
-``_stream_lock``) and two more for the state checks its ``send_message``
-makes (``_close_reason``, ``_abort_web_socket``); :func:`_can_write_batched`
-checks them once per connection, and without them the loop sends one frame
-at a time with ``send_message``. A batch is one send for the close protocol:
-a close requested during it takes effect after it (within
-``close_timeout``), and a batch cancelled midway counts as half a frame.
-The frames taken but not written yet still count against ``queue_size``
-(but the one being written, as before).
+``_WRITE_BATCH``) and writes them in ONE ``send_all``
+(:func:`trio_reconnect._tws.write_batch`): one pass of the scheduler per
+batch instead of one per frame. :func:`_can_write_batched` probes
+trio-websocket's internals once per connection; without them the loop sends
+one frame at a time. A batch is one send for the close protocol: a close
+requested during it takes effect after it (within ``close_timeout``), and a
+batch cancelled midway counts as half a frame.
 
 Direct writes
 -------------
@@ -63,9 +55,7 @@ and to write what a partial direct write left (it is woken for that).
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import enum
 import logging
 import math
 from collections.abc import Sequence
@@ -73,48 +63,27 @@ from typing import Final, Protocol
 
 import attrs
 import trio
-import wsproto
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
-from wsproto.connection import ConnectionState as WsState
 
 from .._hints import MAX_CLOSE_REASON_BYTES
 from .._protocol import HandshakeOutcome
-from ._direct import DirectWriter, FlushingLock, encode_messages
+from .._tws import capable, send_lock, write_batch
+from ._clientbase import (
+    CLOSE_ABNORMAL,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NORMAL,
+    ClientState,
+    ClientStatistics,
+    ConnectionSettings,
+)
+from ._direct import DirectWriter
+from ._outbox import Outbox
+from ._verdicts import half_open, may_write_directly, uncovered
 
-__all__ = [
-    "CLOSE_ABNORMAL",
-    "CLOSE_GOING_AWAY",
-    "CLOSE_INTERNAL_ERROR",
-    "CLOSE_NORMAL",
-    "CLOSE_PROTOCOL_ERROR",
-    "CLOSE_SERVICE_RESTART",
-    "CLOSE_TRY_AGAIN_LATER",
-    "CLOSE_UNSUPPORTED_DATA",
-    "ClientState",
-    "ClientStatistics",
-    "ConnectedClient",
-    "ConnectionHooks",
-    "ConnectionSettings",
-]
+__all__ = ["ConnectedClient", "ConnectionHooks"]
 
 logger = logging.getLogger("trio_reconnect.server")
 
-#: A normal close (the client's or ours, with nothing to say).
-CLOSE_NORMAL: Final = 1000
-#: :meth:`~trio_reconnect.server.ReconnectServer.drain`'s default code.
-CLOSE_GOING_AWAY: Final = 1001
-#: The first frame was text, but not a resume frame.
-CLOSE_PROTOCOL_ERROR: Final = 1002
-#: The first frame was binary.
-CLOSE_UNSUPPORTED_DATA: Final = 1003
-#: The application's ``on_message`` raised (or the connection failed inside).
-CLOSE_INTERNAL_ERROR: Final = 1011
-#: A restart, a graceful stop, or a discontinuity in the log.
-CLOSE_SERVICE_RESTART: Final = 1012
-#: Too slow to keep up with the live events, no resume frame in time, or the log is down.
-CLOSE_TRY_AGAIN_LATER: Final = 1013
-#: What a connection aborted without a close frame is recorded with (RFC 6455: never sent).
-CLOSE_ABNORMAL: Final = 1006
 
 #: Most queued frames the write loop takes and writes in one ``send_all``.
 _WRITE_BATCH: Final = 64
@@ -123,80 +92,6 @@ _WRITE_BATCH: Final = 64
 # trio-websocket's internals (module comment: Batched writes). Off (tests),
 # or on a trio-websocket without them, it sends one frame at a time.
 _BATCHED_WRITES = True
-
-#: A queued frame: ``(sequence number, text)`` for an event, ``(None, message)`` otherwise.
-_Frame = tuple[int | None, str | bytes]
-
-
-class ClientState(enum.Enum):
-    """Where a connected client is in its lifetime."""
-
-    #: Accepted; waiting for or answering its resume frame.
-    HANDSHAKING = "handshaking"
-    #: ``ready`` was sent; live events and messages flow.
-    READY = "ready"
-    #: The server or the client started closing the connection.
-    CLOSING = "closing"
-    #: Gone.
-    CLOSED = "closed"
-
-
-@attrs.frozen
-class ClientStatistics:
-    """A snapshot of one client's connection.
-
-    Attributes:
-        id: The server-assigned client number (1, 2, ...).
-        remote: The peer's address, as trio-websocket reports it.
-        path: The requested resource path.
-        state: Where the client is in its lifetime.
-        connected_at: ``trio.current_time()`` when it was accepted.
-        last_event_id: The ``lastEventId`` of its resume frame.
-        outcome: How its handshake ended (``None`` until ``ready``).
-        replayed: Events sent to it from the log during the handshake.
-        queued: Frames waiting in its outgoing queue.
-        events_sent: Live events sent to it after ``ready``.
-        messages_sent: Application messages sent to it after ``ready``.
-        messages_received: Messages it sent after ``ready``.
-        close_code: The code the connection was closed with, if known.
-        close_reason: The reason it was closed with, if any.
-    """
-
-    id: int
-    remote: str
-    path: str
-    state: ClientState
-    connected_at: float
-    last_event_id: str | None
-    outcome: HandshakeOutcome | None
-    replayed: int
-    queued: int
-    events_sent: int
-    messages_sent: int
-    messages_received: int
-    close_code: int | None
-    close_reason: str | None
-
-
-@attrs.frozen
-class ConnectionSettings:
-    """The per-connection settings a server hands each of its clients.
-
-    Attributes:
-        queue_size: Frames queued per client.
-        close_timeout: Seconds to wait for a client to answer a close frame
-            (and for a send in progress to finish).
-        handshake_timeout: Seconds the client has for its resume frame.
-        ping_interval: Seconds between pings of a ready client (``None``: no pings).
-        ping_timeout: Seconds a pong may take before the client counts as gone
-            (unless the application held the client's read loop up meanwhile).
-    """
-
-    queue_size: int
-    close_timeout: float
-    handshake_timeout: float
-    ping_interval: float | None
-    ping_timeout: float
 
 
 class ConnectionHooks(Protocol):
@@ -227,126 +122,6 @@ class ConnectionHooks(Protocol):
         ...
 
 
-class _Outbox:
-    """A client's bounded outgoing queue (a deque, woken through parking lots)."""
-
-    __slots__ = (
-        "_closed",
-        "_held",
-        "_items",
-        "_readable",
-        "_size",
-        "_taken",
-        "_woken",
-        "_writable",
-    )
-
-    def __init__(self, size: int) -> None:
-        self._items: collections.deque[_Frame] = collections.deque()
-        self._size = size
-        self._closed = False
-        #: Frames taken by :meth:`get_many` and not yet written, but the first.
-        self._held = 0
-        #: Whether :meth:`get_many` returned frames not yet :meth:`written`.
-        self._taken = False
-        #: Whether :meth:`wake` asked the reader to come back with nothing.
-        self._woken = False
-        self._readable = trio.lowlevel.ParkingLot()
-        self._writable = trio.lowlevel.ParkingLot()
-
-    def __len__(self) -> int:
-        """Frames queued, and taken for a batch but not written yet (all but the first)."""
-        return len(self._items) + self._held
-
-    def idle(self) -> bool:
-        """Nothing queued, and no frames taken by the reader but not yet written."""
-        return not self._items and not self._taken
-
-    def wake(self) -> None:
-        """Make the reader's :meth:`get_many` return (empty-handed if nothing is queued)."""
-        self._woken = True
-        self._readable.unpark()
-
-    def put_many_nowait(self, frames: Sequence[_Frame]) -> bool:
-        """Queue ``frames``; ``False`` if they do not all fit. Closed: dropped."""
-        if self._closed:
-            return True
-        if len(self._items) + self._held + len(frames) > self._size:
-            return False
-        self._items.extend(frames)
-        self._readable.unpark()
-        return True
-
-    async def put(self, frame: _Frame) -> bool:
-        """Queue ``frame``, waiting for room; ``False`` if the queue is closed."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while len(self._items) + self._held >= self._size and not self._closed:
-            await self._writable.park()
-        if self._closed:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return False
-        self._items.append(frame)
-        self._readable.unpark()
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return True
-
-    async def get_many(self, limit: int) -> list[_Frame]:
-        """The oldest frames, at most ``limit`` of them, waiting for one (or a :meth:`wake`).
-
-        All but the first still count against the size until :meth:`written`.
-        An empty list: :meth:`wake` was called and nothing is queued.
-
-        Raises:
-            trio.EndOfChannel: once the queue is closed.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        items = self._items
-        while not items:
-            if self._closed:
-                raise trio.EndOfChannel
-            if self._woken:
-                self._woken = False
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return []
-            await self._readable.park()
-        if self._closed:
-            raise trio.EndOfChannel
-        self._woken = False
-        self._taken = True
-        if len(items) <= limit:
-            frames = list(items)
-            items.clear()
-        else:
-            frames = [items.popleft() for _ in range(limit)]
-        self._held = len(frames) - 1
-        self._writable.unpark()
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return frames
-
-    def written(self) -> None:
-        """The frames :meth:`get_many` returned were written (or dropped)."""
-        self._taken = False
-        if self._held:
-            self._held = 0
-            self._writable.unpark_all()
-
-    def drop_events_through(self, seq: int) -> None:
-        """Drop the queued events at or below ``seq`` (messages stay, in order)."""
-        items = self._items
-        if any(frame[0] is not None and frame[0] <= seq for frame in items):
-            kept = [frame for frame in items if frame[0] is None or frame[0] > seq]
-            items.clear()
-            items.extend(kept)
-            self._writable.unpark_all()
-
-    def close(self) -> None:
-        """Drop everything queued and wake every waiter."""
-        self._closed = True
-        self._items.clear()
-        self._readable.unpark_all()
-        self._writable.unpark_all()
-
-
 @attrs.define(eq=False)
 class ConnectedClient:
     """One client connection on a :class:`~trio_reconnect.server.ReconnectServer`.
@@ -374,7 +149,7 @@ class ConnectedClient:
     state: ClientState = ClientState.HANDSHAKING
     last_event_id: str | None = None
     outcome: HandshakeOutcome | None = None
-    _outbox: _Outbox = attrs.field(init=False, repr=False)
+    _outbox: Outbox = attrs.field(init=False, repr=False)
     #: Writes live events straight to the socket while the client is idle (``None``: never).
     _direct: DirectWriter | None = attrs.field(init=False, default=None, repr=False)
     #: The persistent filter: queued events at or below it are never sent.
@@ -398,7 +173,7 @@ class ConnectedClient:
     _done: trio.Event = attrs.field(init=False, factory=trio.Event, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._outbox = _Outbox(self._settings.queue_size)
+        self._outbox = Outbox(self._settings.queue_size)
         self._direct = DirectWriter.install(self._ws, self._outbox.wake)
 
     # -- the application's side ---------------------------------------------
@@ -475,18 +250,19 @@ class ConnectedClient:
         """
         if self._close_requested:
             return
-        covered = self._covered
-        if covered is not None and frames and frames[0][0] <= covered:
-            # A fan-out behind the handshake: what it covered takes no room.
-            frames = [frame for frame in frames if frame[0] > covered]
+        # A fan-out behind the handshake: what it covered takes no room.
+        frames = uncovered(frames, self._covered)
         if not frames:
             return
         direct = self._direct
         if (
             direct is not None
-            and self.state is ClientState.READY
-            and not self._sending
-            and self._outbox.idle()
+            and may_write_directly(
+                ready=self.state is ClientState.READY,
+                closing=self._close_requested,
+                sending=self._sending,
+                queue_idle=self._outbox.idle(),
+            )
             and direct.write([text for _, text in frames])
         ):
             return
@@ -542,7 +318,7 @@ class ConnectedClient:
             if batch is None:
                 await self._ws.send_message(message)
             else:
-                await _write_batch(self._ws, batch)
+                await write_batch(self._ws, batch)
         except trio.Cancelled:
             self._interrupted = True  # half a frame may have gone out
             raise
@@ -556,7 +332,7 @@ class ConnectedClient:
             return
         self._sending = True
         try:
-            async with self._ws._stream_lock:
+            async with send_lock(self._ws):
                 pass
         finally:
             self._sending = False
@@ -632,18 +408,15 @@ class ConnectedClient:
         try:
             while True:
                 try:
-                    frames = await outbox.get_many(limit)
+                    taken = await outbox.get_many(limit)
                 except trio.EndOfChannel:
                     return
-                if not frames:
+                if not taken:
                     # Woken by a direct write that left bytes behind: taking
                     # the send lock writes them.
                     await self._flush()
                     continue
-                covered = self._covered
-                if covered is not None:
-                    # The persistent filter: the handshake sent these.
-                    frames = [f for f in frames if f[0] is None or f[0] > covered]
+                frames = uncovered(taken, self._covered)  # the handshake sent these
                 if not frames:
                     outbox.written()
                     continue
@@ -694,11 +467,12 @@ class ConnectedClient:
                         await answered.wait()
                     if answered.is_set():
                         break
-                    # trio-websocket handles no frame (pongs included) while its
-                    # message queue is full, that is while the application holds
-                    # our read loop up: a pong missing then proves nothing.
-                    if self._in_handler or self._handler_left_at >= window_start:
-                        window_start = trio.current_time()
+                    if not half_open(
+                        in_handler=self._in_handler,
+                        handler_left_at=self._handler_left_at,
+                        window_start=window_start,
+                    ):
+                        window_start = trio.current_time()  # the application held us up
                         continue
                     self._hooks.half_open(self)
                     self.abort()
@@ -711,43 +485,8 @@ class ConnectedClient:
 
 
 def _can_write_batched(ws: WebSocketConnection) -> bool:
-    """Whether ``ws`` has the trio-websocket 0.12 internals :func:`_write_batch` uses."""
-    return (
-        _BATCHED_WRITES
-        and isinstance(getattr(ws, "_wsproto", None), wsproto.WSConnection)
-        and isinstance(getattr(ws, "_stream", None), trio.abc.Stream)
-        and isinstance(getattr(ws, "_stream_lock", None), trio.StrictFIFOLock | FlushingLock)
-        and hasattr(ws, "_close_reason")
-        and callable(getattr(ws, "_abort_web_socket", None))
-    )
-
-
-async def _write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> None:
-    """Send ``messages`` in one write, as ``send_message`` sends one each.
-
-    Raises:
-        trio_websocket.ConnectionClosed: if the connection is closing or closed
-            (checked first, as ``send_message`` does), or the stream broke.
-    """
-    if ws._close_reason is not None:
-        raise ConnectionClosed(ws._close_reason)
-    protocol = ws._wsproto
-    if protocol.state is not WsState.OPEN:
-        # Not a state send_message leaves us in; let it say what to.
-        for message in messages:
-            await ws.send_message(message)
-        return
-    data = encode_messages(protocol, messages)
-    async with ws._stream_lock:
-        try:
-            await ws._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            broken = True
-        else:
-            broken = False
-    if broken:  # outside the lock: the abort may send through it
-        await ws._abort_web_socket()
-        raise ConnectionClosed(ws._close_reason)
+    """Whether the write loop may write ``ws``'s queued frames in one ``send_all``."""
+    return _BATCHED_WRITES and capable(ws)
 
 
 class _Handshake(Protocol):

@@ -27,10 +27,9 @@ wire is the order they were queued in.
 
 It needs a plain TCP connection on a POSIX system (``trio.SocketStream``: TLS
 streams are written by their ``send_all`` only) and, from trio-websocket
-0.12, the private ``_wsproto``, ``_stream``, ``_stream_lock`` and
-``_close_reason`` attributes. :meth:`DirectWriter.install` checks them when
-the connection is created, and without them nothing changes: every frame
-goes through the queue.
+0.12, private attributes reached through :mod:`trio_reconnect._tws`.
+:meth:`DirectWriter.install` probes them when the connection is created,
+and without them nothing changes: every frame goes through the queue.
 
 A write that does not go through whole
 --------------------------------------
@@ -69,26 +68,15 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import trio
-import wsproto
 from trio_websocket import WebSocketConnection
-from wsproto.connection import ConnectionState as WsState
-from wsproto.events import BytesMessage, TextMessage
 
-__all__ = ["DirectWriter", "FlushingLock", "encode_messages"]
+from .._tws import capable, encode_messages, socket_stream, swap_send_lock, writable
+
+__all__ = ["DirectWriter", "FlushingLock"]
 
 # Whether connections may be written directly (module comment). Off (tests),
 # every frame goes through the client's queue and write loop.
 _DIRECT_WRITES = True
-
-
-def encode_messages(protocol: wsproto.WSConnection, messages: Sequence[str | bytes]) -> bytes:
-    """The bytes of ``messages``, one frame each, as ``protocol`` (open) writes them."""
-    return b"".join(
-        protocol.send(
-            TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
-        )
-        for message in messages
-    )
 
 
 class DirectWriter:
@@ -121,19 +109,13 @@ class DirectWriter:
         """
         if not _DIRECT_WRITES or os.name != "posix":
             return None
-        stream = getattr(ws, "_stream", None)
-        lock = getattr(ws, "_stream_lock", None)
-        if (
-            type(stream) is not trio.SocketStream
-            or type(lock) is not trio.StrictFIFOLock
-            or lock.locked()  # a send in progress: the lock cannot be swapped under it
-            or not isinstance(getattr(ws, "_wsproto", None), wsproto.WSConnection)
-            or not hasattr(ws, "_close_reason")
-        ):
+        stream = socket_stream(ws)
+        if stream is None or not capable(ws):
             return None
         writer = cls(ws, stream.socket, wake)
-        ws._stream_lock = writer._lock  # type: ignore[assignment]
-        return writer
+        # Not swapped (a send in progress holds the lock, or it is of another
+        # kind): no direct writes.
+        return writer if swap_send_lock(ws, writer._lock) else None
 
     @property
     def has_left(self) -> bool:
@@ -152,16 +134,12 @@ class DirectWriter:
         write loop holds no frames. ``True`` means the frames are the
         socket's, whole or in part (the rest goes out before anything else).
         """
-        ws = self._ws
-        if self._left or self._lock.locked() or ws._close_reason is not None:
-            return False
-        protocol = ws._wsproto
-        if protocol.state is not WsState.OPEN:
+        if self._left or self._lock.locked() or not writable(self._ws):
             return False
         fd = self._socket.fileno()
         if fd < 0:
             return False
-        data = encode_messages(protocol, messages)
+        data = encode_messages(self._ws, messages)
         try:
             written = os.write(fd, data)
         except BlockingIOError:

@@ -26,26 +26,19 @@ O(1), and a read is O(k) in the number of events it returns.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
 import trio
 
-from .._validators import non_negative_int, positive_int
+from .._validators import check_int, check_non_negative, non_negative_int, positive_int
 from ._logbase import LogDiscontinuityError, LoggedEvent, LogRead, clock_start_id, parse_event_id
 
 __all__ = ["DEFAULT_MAX_EVENTS", "ReplayLog"]
 
 #: How many events a :class:`ReplayLog` holds by default.
 DEFAULT_MAX_EVENTS: Final = 10_000
-
-
-def _check_count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-    return value
 
 
 @attrs.define(eq=False)
@@ -112,7 +105,7 @@ class ReplayLog:
 
     async def read_after(self, event_id: str | None, *, limit: int) -> LogRead:
         """Every event after ``event_id`` (``None`` for them: not all held, or over ``limit``)."""
-        _check_count("limit", limit, 0)
+        check_int("limit", limit, minimum=0)
         await trio.lowlevel.checkpoint()
         newest = self._newest()
         first = self._gap_start(event_id)
@@ -132,11 +125,10 @@ class ReplayLog:
             LogDiscontinuityError: if the events right after ``after`` are
                 no longer held (or ``after`` was never issued by this log).
         """
-        _check_count("limit", limit, 1)
-        if isinstance(block, bool) or not (isinstance(block, int | float) and block >= 0):
-            raise ValueError(f"block must be a non-negative number of seconds, got {block!r}")
+        check_int("limit", limit, minimum=1)
+        check_non_negative("block", block)
         await trio.lowlevel.checkpoint_if_cancelled()
-        deadline = trio.current_time() + block if math.isfinite(block) else math.inf
+        deadline = trio.current_time() + block
         while True:
             first = self._tail_start(after)
             if first < self._next:

@@ -150,6 +150,9 @@ class EventLog(Protocol):
 
         ``events`` is ``None`` when the gap after ``event_id`` is not fully
         held or has more than ``limit`` events.
+
+        Raises:
+            ValueError: if ``limit`` is not a whole number of at least 0.
         """
         ...
 
@@ -161,14 +164,17 @@ class EventLog(Protocol):
         """The events after ``after`` in log order, at most ``limit``.
 
         Blocks up to ``block`` seconds for at least one (a bounded block
-        rather than a timeout scope, so that a backend can keep it uncancelled); returns an empty
-        sequence when none came. ``after=None`` reads from the start of the
-        log. Cancelling it must be safe (a backend whose blocking read cannot
-        be cancelled bounds its block and checks for cancellation between
-        calls).
+        rather than a timeout scope, so that a backend can keep it
+        uncancelled); returns an empty sequence when none came. ``after=None``
+        reads from the start of the log. Cancelling it must be safe (a
+        backend whose blocking read cannot be cancelled bounds its block and
+        checks for cancellation between calls).
 
         Raises:
             LogDiscontinuityError: if the events right after ``after`` are no
                 longer held.
+            ValueError: if ``limit`` is not a whole number of at least 1, or
+                ``block`` is not a finite number of at least zero (every
+                backend: a store cannot block forever, so none may).
         """
         ...

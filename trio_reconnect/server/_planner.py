@@ -5,7 +5,7 @@ reads the log and hands the answers in. Ids are the consecutive integers of
 :mod:`trio_reconnect.server._logbase`, so every comparison below is on
 :func:`~trio_reconnect.server._logbase.parse_event_id` values.
 
-The rules (PROTOCOL.md section 2, and docs/protocol.md):
+The rules (PROTOCOL.md section 2, and docs/reference/protocol.md):
 
 * A client with a ``lastEventId`` (or any client when the application has no
   snapshot) is replayed to when every event after it is held and there are
@@ -83,19 +83,32 @@ def _seq(event_id: str | None) -> int | None:
     return None if event_id is None else parse_event_id(event_id)
 
 
-def read_limit(last_event_id: str | None, *, max_replay: int, has_snapshot: bool) -> int:
+def read_limit(
+    last_event_id: str | None, *, max_replay: int, has_snapshot: bool, replay_to_fresh: bool = True
+) -> int:
     """The ``limit`` of the handshake's log read.
 
     A fresh client (no ``lastEventId``) of an application with a snapshot
-    gets the snapshot, so the read only needs the log's newest id.
+    gets the snapshot, and one of a server with ``replay_to_fresh=False``
+    starts at the newest event: either way the read only needs the log's
+    newest id.
     """
-    return 0 if last_event_id is None and has_snapshot else max_replay
+    fresh_reads_nothing = has_snapshot or not replay_to_fresh
+    return 0 if last_event_id is None and fresh_reads_nothing else max_replay
 
 
-def plan_resume(last_event_id: str | None, read: LogRead, *, has_snapshot: bool) -> ResumePlan:
-    """Decide on a handshake from its log read (taken with :func:`read_limit`)."""
+def plan_resume(
+    last_event_id: str | None, read: LogRead, *, has_snapshot: bool, replay_to_fresh: bool = True
+) -> ResumePlan:
+    """Decide on a handshake from its log read (taken with :func:`read_limit`).
+
+    A fresh client of a server with ``replay_to_fresh=False`` and no
+    snapshot starts at the newest event: ``ready`` with its id, nothing lost.
+    """
     newest = read.newest
     covered = _seq(newest)
+    if last_event_id is None and not has_snapshot and not replay_to_fresh:
+        return ResumePlan(ResumeAction.REPLAY, HandshakeOutcome.FRESH, (), newest, covered)
     replayable = last_event_id is not None or not has_snapshot
     if replayable and read.events is not None:
         fresh = last_event_id is None and not read.events

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
+from .._validators import check_positive
 from ._cluster import NodeStatus
 
 __all__ = ["MemoryRegistry"]
@@ -36,8 +37,7 @@ class MemoryRegistry:
 
     async def announce(self, status: NodeStatus, *, ttl: float) -> None:
         """Publish ``status``; it counts as alive for ``ttl`` seconds."""
-        if not ttl > 0:
-            raise ValueError(f"ttl must be positive, got {ttl!r}")
+        check_positive("ttl", ttl)
         await trio.lowlevel.checkpoint()
         self._entries[status.node] = (status, self.now() + ttl)
 

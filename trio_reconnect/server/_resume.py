@@ -45,7 +45,7 @@ Why the two classic shortcuts lose events or repeat them:
   events reach the queue after the purge and are sent a second time. A
   duplicate. The persistent filter drops them whenever they come.
 
-tests/server/test_server_ordering.py drives both shortcuts' failure points
+tests/server/test_resume_ordering.py drives both shortcuts' failure points
 with a log whose reads and tails wait where the test says.
 
 A slow read is not a failed read
@@ -74,12 +74,8 @@ import trio
 
 from .._exceptions import ResumeProtocolError
 from .._protocol import HandshakeOutcome, encode_ready, encode_snapshot, parse_resume
-from ._connection import (
-    CLOSE_PROTOCOL_ERROR,
-    CLOSE_TRY_AGAIN_LATER,
-    CLOSE_UNSUPPORTED_DATA,
-    ConnectedClient,
-)
+from ._clientbase import CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN_LATER, CLOSE_UNSUPPORTED_DATA
+from ._connection import ConnectedClient
 from ._fanout import FanOut, encode_logged_event
 from ._logbase import EventLog, LoggedEvent, LogUnavailableError
 from ._planner import (
@@ -152,6 +148,8 @@ class Resumer:
     snapshot: SnapshotProvider | None
     max_replay: int
     timeout: float
+    #: ``False``: a fresh client starts at the newest event (no history).
+    replay_to_fresh: bool = True
 
     async def __call__(self, client: ConnectedClient) -> bool:
         """Run the handshake; ``True`` once ``ready`` was sent."""
@@ -203,9 +201,16 @@ class Resumer:
         if not registered:  # the fan-out never reached the log
             raise LogUnavailableError("the node's fan-out has not read the log yet")
         # 2. ... then read.
-        limit = read_limit(last, max_replay=self.max_replay, has_snapshot=has_snapshot)
+        limit = read_limit(
+            last,
+            max_replay=self.max_replay,
+            has_snapshot=has_snapshot,
+            replay_to_fresh=self.replay_to_fresh,
+        )
         read = await self._within(lambda: self.log.read_after(last, limit=limit))
-        plan = plan_resume(last, read, has_snapshot=has_snapshot)
+        plan = plan_resume(
+            last, read, has_snapshot=has_snapshot, replay_to_fresh=self.replay_to_fresh
+        )
         replayed = 0
         lost = plan.action is ResumeAction.LOST
         ready_id, covered, outcome = plan.ready_id, plan.covered, plan.outcome
@@ -218,7 +223,7 @@ class Resumer:
                 outcome, lost = HandshakeOutcome.LOST, True
             else:
                 # A snapshot the log cannot place is not sent: ``lost`` means
-                # neither a replay nor a snapshot (docs/protocol.md).
+                # neither a replay nor a snapshot (docs/reference/protocol.md).
                 fill, covered = placed
                 outcome = HandshakeOutcome.SNAPSHOT
                 if fill is None:

@@ -3,7 +3,7 @@
 No trio, no clock, no global random: time comes in as ``now`` (seconds on any
 monotonic clock) and randomness as a ``random.Random``.
 
-Spreading a mass disconnect (docs/protocol.md, section 1c)
+Spreading a mass disconnect (docs/reference/protocol.md, section 1c)
 -----------------------------------------------------------
 
 When the server drops N clients at once (a restart, a drain) it tells each a
@@ -77,6 +77,7 @@ from typing import Final
 import attrs
 
 from .._validators import (
+    check_int,
     non_negative_number,
     optional_number_at_least_one,
     optional_positive_number,
@@ -132,8 +133,7 @@ def plan_spread(n: int, policy: SpreadPolicy, rng: random.Random) -> list[float]
     Raises:
         ValueError: if ``n`` is negative.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    check_int("n", n, minimum=0)
     if n == 0:
         return []
     width = policy.window(n) / n

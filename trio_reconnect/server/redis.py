@@ -9,16 +9,16 @@ the server never imports coredis; import from here::
 How to run a node on Redis: docs/howto/redis.md.
 """
 
-from ._redis import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
-from ._redis import DEFAULT_MAX_IN_FLIGHT as DEFAULT_MAX_IN_FLIGHT
-from ._redis import DEFAULT_MAX_LEN as DEFAULT_MAX_LEN
-from ._redis import DEFAULT_READ_BLOCK as DEFAULT_READ_BLOCK
-from ._redis import DEFAULT_REGISTRY_PREFIX as DEFAULT_REGISTRY_PREFIX
-from ._redis import DEFAULT_STREAM as DEFAULT_STREAM
-from ._redis import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
-from ._redis import MAX_REDIS_ID as MAX_REDIS_ID
-from ._redis import RedisRegistry as RedisRegistry
-from ._redis import RedisStreamLog as RedisStreamLog
+from ._redis._continuity import MAX_REDIS_ID as MAX_REDIS_ID
+from ._redis._log import DEFAULT_MAX_LEN as DEFAULT_MAX_LEN
+from ._redis._log import DEFAULT_READ_BLOCK as DEFAULT_READ_BLOCK
+from ._redis._log import DEFAULT_STREAM as DEFAULT_STREAM
+from ._redis._log import RedisStreamLog as RedisStreamLog
+from ._redis._registry import DEFAULT_REGISTRY_PREFIX as DEFAULT_REGISTRY_PREFIX
+from ._redis._registry import RedisRegistry as RedisRegistry
+from ._redis._store import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
+from ._redis._store import DEFAULT_MAX_IN_FLIGHT as DEFAULT_MAX_IN_FLIGHT
+from ._redis._store import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",

@@ -23,9 +23,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._listener import MemoryListener as MemoryListener
 from ._network import DEFAULT_WINDOW as DEFAULT_WINDOW
 from ._network import Link as Link
-from ._network import MemoryListener as MemoryListener
 from ._network import MemoryNetwork as MemoryNetwork
 from ._network import NetworkStatistics as NetworkStatistics
 from ._strategies import STRATEGIES as STRATEGIES

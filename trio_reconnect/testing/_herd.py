@@ -49,6 +49,7 @@ import trio
 import trio.testing
 
 from .._client import open_reconnecting_websocket
+from .._metrics import nearest_rank
 from .._state import ConnectionState, Transition
 from .._validators import (
     non_negative_number,
@@ -118,7 +119,7 @@ class HerdConfig:
             ``run_rolling_deploy`` in ``trio_reconnect.testing._herd_deploy``).
         balancer: How the rolling deploy's load balancer picks a node for a
             new connection among those it sees up: ``"round-robin"`` or
-            ``"random"`` (see docs/herd.md).
+            ``"random"`` (see docs/explanation/herd.md).
         event_interval: Seconds between the events the rolling deploy's
             ticker publishes.
         restart_delay: Seconds between a node's exit and its replacement's
@@ -207,14 +208,6 @@ class HerdResult:
         data = attrs.asdict(self)
         del data["arrivals"]
         return data
-
-
-def nearest_rank(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = max(0, math.ceil(q * len(ordered)) - 1)
-    return ordered[index]
 
 
 def _rss_kb() -> float:

@@ -6,8 +6,8 @@ nodes on one :class:`~trio_reconnect.testing.MemoryNetwork`. They share one
 :class:`~trio_reconnect.server.MemoryRegistry`; each admits ``capacity``
 handshakes per second. The clients are the same real clients as in
 :func:`~trio_reconnect.testing.run_herd`, and they reach the nodes through a
-model of a load balancer (:class:`_Balancer`): it picks a node for every new
-connection among the nodes its health check sees up (announced in the
+model of a load balancer (:class:`~trio_reconnect.testing._herd_wire.Balancer`):
+it picks a node for every new connection among the nodes its health check sees up (announced in the
 registry, alive, not draining) and that the deploy has not taken out of
 its rotation, round-robin or at random.
 
@@ -50,7 +50,6 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -58,6 +57,7 @@ import trio
 import trio.testing
 
 from .._client import open_reconnecting_websocket
+from .._metrics import nearest_rank
 from .._protocol import Gap, ServerEvent, Snapshot
 from .._state import ConnectionState, Transition
 from .._transport import Target
@@ -70,11 +70,11 @@ from ..server import (
 from ._herd import (
     BIN_SECONDS,
     HerdConfig,
-    nearest_rank,
     peak_rss_kb,
     round3,
     seed_trio_scheduler,
 )
+from ._herd_wire import Balancer, FrameTap, TappedStream
 from ._network import MemoryNetwork
 from ._strategies import strategy_options
 
@@ -89,9 +89,10 @@ __all__ = [
 DEREGISTER_DELAY: Final = 0.5
 #: Seconds the run waits after the ticker stops, for the last events to arrive.
 _SETTLE: Final = 2.0
+#: Seconds the clients stay connected before the deploy: every connection stable,
+#: as in the restart herd.
+_STEADY: Final = 11.0
 _URL: Final = "ws://cluster/"
-#: The start of every event frame the server encodes (``encode_event``).
-_EVENT_PREFIX: Final = b'{"type": "event", "id": "'
 
 
 @attrs.frozen
@@ -152,92 +153,6 @@ class RollingResult:
         del data["arrivals"]
         data["drains"] = list(self.drains)
         return data
-
-
-@attrs.define(eq=False)
-class _Balancer:
-    """A load balancer: new connections go to the nodes it sees up.
-
-    A node is up when its health check passes (it is announced in the
-    registry, alive and not draining) and the deploy has not taken it out of
-    the rotation. ``round-robin`` deals the connections out in turn (as a
-    real balancer does with new connections); ``random`` picks uniformly.
-    """
-
-    names: Sequence[str]
-    registry: MemoryRegistry
-    mode: str
-    rng: random.Random
-    out: set[str] = attrs.field(factory=set)
-    _turn: int = 0
-
-    async def pick(self) -> str | None:
-        healthy = {n.node for n in await self.registry.nodes() if not n.draining}
-        up = [name for name in self.names if name in healthy and name not in self.out]
-        if not up:
-            return None
-        if self.mode == "random":
-            return self.rng.choice(up)
-        self._turn += 1
-        return up[self._turn % len(up)]
-
-
-class _FrameTap:
-    """Reads the event ids out of the server's frames on one connection (unmasked)."""
-
-    def __init__(self, seen: list[int]) -> None:
-        self._seen = seen
-        self._buffer = bytearray()
-        self._upgraded = False
-
-    def feed(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        if not self._upgraded:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            del buffer[: end + 4]
-            self._upgraded = True
-        while len(buffer) >= 2:
-            length = buffer[1] & 0x7F
-            start = 2
-            if length == 126:
-                if len(buffer) < 4:
-                    return
-                length, start = int.from_bytes(buffer[2:4], "big"), 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    return
-                length, start = int.from_bytes(buffer[2:10], "big"), 10
-            if len(buffer) < start + length:
-                return
-            if buffer[0] & 0x0F == 1 and buffer.startswith(_EVENT_PREFIX, start):
-                first = start + len(_EVENT_PREFIX)
-                self._seen.append(int(buffer[first : buffer.index(b'"', first)]))
-            del buffer[: start + length]
-
-
-class _TappedStream(trio.abc.Stream):
-    """A client's stream whose received bytes go through a :class:`_FrameTap` too."""
-
-    def __init__(self, stream: trio.abc.Stream, tap: _FrameTap) -> None:
-        self._stream = stream
-        self._tap = tap
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        data = await self._stream.receive_some(max_bytes)
-        self._tap.feed(bytes(data))
-        return bytes(data)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
 
 
 @attrs.define
@@ -312,131 +227,173 @@ def _check_deliveries(client: _Client, newest: int) -> tuple[int, int, int, int]
     return lost, app_duplicated, gaps, snapshots
 
 
-async def _simulate(config: HerdConfig, recorder: _Recorder, out: dict[str, Any]) -> None:
-    seed = config.seed
-    network = MemoryNetwork(
-        random=random.Random(f"network-{seed}"), latency=config.latency, jitter=config.jitter
-    )
-    network.on_connect(lambda link: recorder.arrival(link.target.host))
-    log = ReplayLog(start=1)
-    registry = MemoryRegistry()
-    names = [f"node{i}" for i in range(config.nodes)]
-    balancer = _Balancer(names, registry, config.balancer, random.Random(f"balancer-{seed}"))
-    servers: dict[str, ReconnectServer] = {}
-    generations: list[ReconnectServer] = []
-    scopes: dict[str, trio.CancelScope] = {}
-    options = strategy_options(config.strategy)
-    options.update(max_attempts=None, ping_interval=None)
+@attrs.define(eq=False)
+class _Cluster:
+    """The nodes of one rolling deploy: their shared log and registry, every process."""
 
-    def new_server(name: str) -> ReconnectServer:
+    config: HerdConfig
+    network: MemoryNetwork
+    balancer: Balancer
+    #: The clients' options (the strategy's), shared by every client.
+    options: dict[str, Any]
+    log: ReplayLog = attrs.field(factory=lambda: ReplayLog(start=1))
+    servers: dict[str, ReconnectServer] = attrs.field(factory=dict)
+    generations: list[ReconnectServer] = attrs.field(factory=list)
+    scopes: dict[str, trio.CancelScope] = attrs.field(factory=dict)
+    ticking: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+
+    @classmethod
+    def build(cls, config: HerdConfig, recorder: _Recorder) -> _Cluster:
+        seed = config.seed
+        network = MemoryNetwork(
+            random=random.Random(f"network-{seed}"), latency=config.latency, jitter=config.jitter
+        )
+        network.on_connect(lambda link: recorder.arrival(link.target.host))
+        names = [f"node{i}" for i in range(config.nodes)]
+        balancer = Balancer(
+            names, MemoryRegistry(), config.balancer, random.Random(f"balancer-{seed}")
+        )
+        options = strategy_options(config.strategy)
+        options.update(max_attempts=None, ping_interval=None)
+        return cls(config, network, balancer, options)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.balancer.names)
+
+    @property
+    def registry(self) -> MemoryRegistry:
+        return self.balancer.registry
+
+    def new_server(self, name: str) -> ReconnectServer:
+        config = self.config
         server = ReconnectServer(
-            log,
+            self.log,
             spread=SpreadPolicy(rate=config.capacity),
             admission_rate=config.capacity,
-            registry=registry,
+            registry=self.registry,
             node=name,
-            rng=random.Random(f"server-{seed}-{name}-{len(generations)}"),
+            rng=random.Random(f"server-{config.seed}-{name}-{len(self.generations)}"),
         )
-        generations.append(server)
-        servers[name] = server
+        self.generations.append(server)
+        self.servers[name] = server
         return server
 
-    async def run_node(
+    async def start(self, name: str, nursery: trio.Nursery) -> None:
+        """Start a new process of the node ``name``."""
+        self.scopes[name] = await nursery.start(self._run_node, self.new_server(name), name)
+
+    async def _run_node(
+        self,
         server: ReconnectServer,
         name: str,
         *,
         task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """One node process: serve until the scope is cancelled (the process exits)."""
-        listener = network.listen(name, 80, accept_rate=config.effective_accept_rate)
+        listener = self.network.listen(name, 80, accept_rate=self.config.effective_accept_rate)
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 await nursery.start(server.serve_listeners, [listener])
                 task_status.started(scope)
 
-    ticking = trio.CancelScope()
-
-    async def ticker() -> None:
-        with ticking:
+    async def tick(self) -> None:
+        """Publish an event on the first node in rotation, every ``event_interval`` seconds."""
+        with self.ticking:
             while True:
-                up = [name for name in names if name not in balancer.out]
+                up = [name for name in self.names if name not in self.balancer.out]
                 if up:
-                    await servers[up[0]].publish({"tick": trio.current_time()})
-                await trio.sleep(config.event_interval)
+                    await self.servers[up[0]].publish({"tick": trio.current_time()})
+                await trio.sleep(self.config.event_interval)
 
-    async def open_stream(index: int, target: Target) -> trio.abc.Stream:
-        node = await balancer.pick()
-        if node is None:
-            raise ConnectionRefusedError("no node is up behind the load balancer")
-        link = await network.connect(attrs.evolve(target, host=node), client=f"c{index}")
-        return _TappedStream(link.client_stream, _FrameTap(recorder.clients[index].wire))
+    def refused(self) -> int:
+        return sum(s.statistics().refused for s in self.generations)
 
-    async def client(index: int) -> None:
-        await trio.sleep(index / ramp)
-        record = recorder.clients[index]
-        async with open_reconnecting_websocket(
-            _URL,
-            open_stream=lambda target: open_stream(index, target),
-            random=random.Random(f"client-{seed}-{index}"),
-            on_transition=lambda change: recorder.transition(index, change),
-            **options,
-        ) as ws:
-            async for item in ws:
-                if isinstance(item, ServerEvent | Snapshot | Gap):
-                    record.items.append(item)
+    def replayed(self) -> int:
+        return sum(s.statistics().events_replayed for s in self.generations)
 
-    ramp = 0.5 * config.capacity * config.nodes
+    async def replace(self, name: str, nursery: trio.Nursery, t0: float) -> dict[str, Any]:
+        """Take ``name`` out, stop it gracefully, start a new process; what its drain did."""
+        self.balancer.out.add(name)
+        await trio.sleep(DEREGISTER_DELAY)
+        at = trio.current_time() - t0
+        summary = await self.servers[name].shutdown()
+        left = {n.node: n for n in await self.registry.nodes()}.get(name)
+        self.scopes[name].cancel()
+        await trio.sleep(self.config.restart_delay)
+        await self.start(name, nursery)
+        self.balancer.out.discard(name)
+        ends = left.drain_ends if left is not None else None
+        return {
+            "node": name,
+            "at_s": round(at, 3),
+            "drained": summary.drained,
+            "aborted": summary.aborted,
+            "window_s": round(summary.window, 3),
+            "survivors": list(summary.survivors),
+            "ends_s": None if ends is None else round(ends - t0, 3),
+            "back_s": round(trio.current_time() - t0, 3),
+        }
+
+
+async def _open_stream(
+    cluster: _Cluster, recorder: _Recorder, index: int, target: Target
+) -> trio.abc.Stream:
+    node = await cluster.balancer.pick()
+    if node is None:
+        raise ConnectionRefusedError("no node is up behind the load balancer")
+    link = await cluster.network.connect(attrs.evolve(target, host=node), client=f"c{index}")
+    return TappedStream(link.client_stream, FrameTap(recorder.clients[index].wire))
+
+
+async def _client(cluster: _Cluster, recorder: _Recorder, index: int) -> None:
+    """One client: ramped in at half the cluster's capacity; records what it receives."""
+    config = cluster.config
+    await trio.sleep(index / (0.5 * config.capacity * config.nodes))
+    record = recorder.clients[index]
+    async with open_reconnecting_websocket(
+        _URL,
+        open_stream=lambda target: _open_stream(cluster, recorder, index, target),
+        random=random.Random(f"client-{config.seed}-{index}"),
+        on_transition=lambda change: recorder.transition(index, change),
+        **cluster.options,
+    ) as ws:
+        async for item in ws:
+            if isinstance(item, ServerEvent | Snapshot | Gap):
+                record.items.append(item)
+
+
+async def _simulate(config: HerdConfig, recorder: _Recorder, out: dict[str, Any]) -> None:
+    cluster = _Cluster.build(config, recorder)
     async with trio.open_nursery() as nursery:
-        for name in names:
-            scopes[name] = await nursery.start(run_node, new_server(name), name)
-        nursery.start_soon(ticker)
+        for name in cluster.names:
+            await cluster.start(name, nursery)
+        nursery.start_soon(cluster.tick)
         for index in range(config.clients):
-            nursery.start_soon(client, index)
+            nursery.start_soon(_client, cluster, recorder, index)
         await recorder.everyone_open.wait()
-        await trio.sleep(11.0)  # every connection stable, as in the restart herd
+        await trio.sleep(_STEADY)
         gc.collect()
         recorder.everyone_open = trio.Event()
-        refused_before = sum(s.statistics().refused for s in generations)
-        replayed_before = sum(s.statistics().events_replayed for s in generations)
+        refused_before, replayed_before = cluster.refused(), cluster.replayed()
         t0 = recorder.t0 = trio.current_time()
         drains: list[dict[str, Any]] = []
         with trio.move_on_after(config.effective_horizon) as waited:
-            for name in names:
-                balancer.out.add(name)
-                await trio.sleep(DEREGISTER_DELAY)
-                at = trio.current_time() - t0
-                summary = await servers[name].shutdown()
-                left = {n.node: n for n in await registry.nodes()}.get(name)
-                scopes[name].cancel()
-                await trio.sleep(config.restart_delay)
-                scopes[name] = await nursery.start(run_node, new_server(name), name)
-                balancer.out.discard(name)
-                ends = left.drain_ends if left is not None else None
-                drains.append(
-                    {
-                        "node": name,
-                        "at_s": round(at, 3),
-                        "drained": summary.drained,
-                        "aborted": summary.aborted,
-                        "window_s": round(summary.window, 3),
-                        "survivors": list(summary.survivors),
-                        "ends_s": None if ends is None else round(ends - t0, 3),
-                        "back_s": round(trio.current_time() - t0, 3),
-                    }
-                )
+            for name in cluster.names:
+                drains.append(await cluster.replace(name, nursery, t0))
             recorder.deployed = True
             if recorder.open == len(recorder.clients):
                 recorder.everyone_open.set()
             await recorder.everyone_open.wait()
         out["all_ready_s"] = None if waited.cancelled_caught else trio.current_time() - t0
         out["drains"] = drains
-        out["refused"] = sum(s.statistics().refused for s in generations) - refused_before
-        out["replayed"] = sum(s.statistics().events_replayed for s in generations) - replayed_before
-        out["final_clients"] = {name: len(servers[name].clients) for name in names}
+        out["refused"] = cluster.refused() - refused_before
+        out["replayed"] = cluster.replayed() - replayed_before
+        out["final_clients"] = {name: len(cluster.servers[name].clients) for name in cluster.names}
         # Stop the ticker and let the last events arrive before the count.
-        ticking.cancel()
+        cluster.ticking.cancel()
         await trio.sleep(_SETTLE)
-        newest = await log.newest()
+        newest = await cluster.log.newest()
         out["newest"] = int(newest) if newest is not None else 0
         out["not_ready"] = len(recorder.clients) - recorder.open
         nursery.cancel_scope.cancel()
@@ -459,19 +416,8 @@ def run_rolling_deploy(config: HerdConfig) -> RollingResult:
     wall = time.perf_counter() - started
     peak_rss = peak_rss_kb()
     newest = out["newest"]
-    lost = duplicated = app_duplicated = gaps = snapshots = 0
-    for client in recorder.clients:
-        counts = collections.Counter(client.wire)
-        duplicated += sum(n - 1 for n in counts.values() if n > 1)
-        client_lost, client_dups, client_gaps, client_snapshots = _check_deliveries(client, newest)
-        lost += client_lost
-        app_duplicated += client_dups
-        gaps += client_gaps
-        snapshots += client_snapshots
-    arrivals: dict[str, tuple[int, ...]] = {}
-    for name in (f"node{i}" for i in range(config.nodes)):
-        bins = recorder.arrivals.get(name, collections.Counter())
-        arrivals[name] = tuple(bins.get(i, 0) for i in range(max(bins, default=-1) + 1))
+    lost, duplicated, app_duplicated, gaps, snapshots = _tally(recorder.clients, newest)
+    arrivals = _arrivals(recorder, config.nodes)
     node_peaks = {name: max(bins, default=0) for name, bins in arrivals.items()}
     ideal = config.capacity * BIN_SECONDS
     durations = [d for c in recorder.clients for d in c.durations]
@@ -509,3 +455,26 @@ def run_rolling_deploy(config: HerdConfig) -> RollingResult:
         seed=config.seed,
         arrivals=arrivals,
     )
+
+
+def _tally(clients: list[_Client], newest: int) -> tuple[int, int, int, int, int]:
+    """``(lost, duplicated on the wire, app_duplicated, gaps, snapshots)`` of every client."""
+    lost = duplicated = app_duplicated = gaps = snapshots = 0
+    for client in clients:
+        counts = collections.Counter(client.wire)
+        duplicated += sum(n - 1 for n in counts.values() if n > 1)
+        client_lost, client_dups, client_gaps, client_snapshots = _check_deliveries(client, newest)
+        lost += client_lost
+        app_duplicated += client_dups
+        gaps += client_gaps
+        snapshots += client_snapshots
+    return lost, duplicated, app_duplicated, gaps, snapshots
+
+
+def _arrivals(recorder: _Recorder, nodes: int) -> dict[str, tuple[int, ...]]:
+    """Each node's connection attempts per bin from ``t0`` on, every bin up to its last."""
+    arrivals: dict[str, tuple[int, ...]] = {}
+    for name in (f"node{i}" for i in range(nodes)):
+        bins = recorder.arrivals.get(name, collections.Counter())
+        arrivals[name] = tuple(bins.get(i, 0) for i in range(max(bins, default=-1) + 1))
+    return arrivals

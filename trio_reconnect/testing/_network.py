@@ -32,6 +32,11 @@ latency / jitter              Per network, changeable at any time.
 
 Everything runs on trio's clock, so under ``autojump_clock`` a fault
 schedule is exact and, with a seeded ``random``, reproducible.
+
+This module holds the model (the network, its links and their faults); the
+bytes of one direction are a :class:`~trio_reconnect.testing._pipe.Pipe`, and
+the server's side of an address is a :class:`MemoryListener`
+(:mod:`trio_reconnect.testing._listener`).
 """
 
 from __future__ import annotations
@@ -43,169 +48,26 @@ import math
 import operator
 import random as _random
 import ssl
-import struct
 from collections.abc import Callable, Iterable
 from typing import Final
 
 import trio
 
+from .._hints import GOING_AWAY
 from .._transport import OpenStream, Target, start_tls
+from .._validators import check_int, check_positive, non_negative_problem
+from ._listener import MemoryListener
+from ._pipe import Pipe, close_frame
 
 __all__ = [
     "DEFAULT_WINDOW",
     "Link",
-    "MemoryListener",
     "MemoryNetwork",
     "NetworkStatistics",
 ]
 
 #: Bytes a pipe holds in flight before the sender waits (a TCP window).
 DEFAULT_WINDOW: Final = 256 * 1024
-
-_UPGRADE_REPLY: Final = b"HTTP/1.1 101"
-
-
-def close_frame(code: int, reason: str, *, masked: bool, rng: _random.Random) -> bytes:
-    """A websocket close frame (RFC 6455 section 5.5.1), as a middlebox would send it."""
-    payload = struct.pack("!H", code) + reason.encode("utf-8")
-    if len(payload) > 125:
-        raise ValueError("a close reason must fit in 123 bytes")
-    if not masked:
-        return bytes([0x88, len(payload)]) + payload
-    key = rng.randbytes(4)
-    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([0x88, 0x80 | len(payload)]) + key + body
-
-
-class _Pipe:
-    """Bytes one way: in order, delayed, bounded, with FIN, RST and black-hole."""
-
-    def __init__(self, network: MemoryNetwork, link: Link) -> None:
-        self._network = network
-        self._link = link
-        self._chunks: collections.deque[tuple[float, bytes]] = collections.deque()
-        self._buffered = 0
-        self._last_due = -math.inf
-        self._fin_due: float | None = None
-        self.reset = False
-        self.blackholed = False
-        self.reader_closed = False
-        self.writer_closed = False
-        self.carried_upgrade = False
-        self.carried_bytes = 0
-        self._readable = trio.lowlevel.ParkingLot()
-        self._writable = trio.lowlevel.ParkingLot()
-
-    def _due(self) -> float:
-        delay = self._network.latency
-        if self._network.jitter:
-            delay += self._network.random.uniform(0.0, self._network.jitter)
-        # In order: nothing overtakes what was sent before it.
-        self._last_due = max(self._last_due, trio.current_time() + delay)
-        return self._last_due
-
-    def _wake(self) -> None:
-        self._readable.unpark_all()
-        self._writable.unpark_all()
-
-    async def write(self, data: bytes) -> None:
-        while True:
-            if self.writer_closed:
-                raise trio.ClosedResourceError("this stream was closed")
-            if self.reset:
-                raise trio.BrokenResourceError("connection reset")
-            if self._fin_due is not None:
-                raise trio.BrokenResourceError("the connection was closed")
-            if self.reader_closed and not self.blackholed:  # no RST out of a black hole
-                raise trio.BrokenResourceError("the peer closed the connection")
-            if self.blackholed:
-                await trio.lowlevel.checkpoint()
-                return
-            if self._buffered == 0 or self._buffered + len(data) <= self._network.window:
-                break
-            await self._writable.park()
-        if not self.carried_bytes and data.startswith(_UPGRADE_REPLY):
-            self.carried_upgrade = True
-        self.carried_bytes += len(data)
-        self._chunks.append((self._due(), data))
-        self._buffered += len(data)
-        self._readable.unpark_all()
-        await trio.lowlevel.checkpoint()
-
-    async def wait_writable(self) -> None:
-        """Return once a write would not wait (or would fail at once)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while not (
-            self.reset
-            or self.blackholed
-            or self.reader_closed
-            or self._fin_due is not None
-            or self._buffered < self._network.window
-        ):
-            await self._writable.park()
-        if self.writer_closed:
-            raise trio.ClosedResourceError("this stream was closed")
-        await trio.lowlevel.cancel_shielded_checkpoint()
-
-    def inject(self, data: bytes) -> None:
-        """Queue bytes from a middlebox (after everything already in flight)."""
-        if not (self.reset or self.blackholed or self._fin_due is not None):
-            self._chunks.append((self._due(), data))
-            self._buffered += len(data)
-            self._readable.unpark_all()
-
-    def finish(self) -> None:
-        """FIN: the reader sees EOF once everything before it has arrived."""
-        if self._fin_due is None and not self.blackholed:
-            self._fin_due = self._due()
-            self._readable.unpark_all()
-        elif self._fin_due is None:
-            self._fin_due = math.inf  # the FIN vanished, but the writer is closed
-        self._writable.unpark_all()
-
-    def _next_due(self) -> float:
-        if self._chunks:
-            return self._chunks[0][0]
-        return self._fin_due if self._fin_due is not None else math.inf
-
-    async def read(self, max_bytes: int | None) -> bytes:
-        while True:
-            if self.reader_closed:
-                raise trio.ClosedResourceError("this stream was closed")
-            if self.reset:
-                raise trio.BrokenResourceError("connection reset")
-            due = self._next_due()
-            now = trio.current_time()
-            if due <= now and not self._link._held():
-                break
-            with trio.move_on_at(due if not self._link._held() else math.inf):
-                await self._readable.park()
-        if not self._chunks:
-            await trio.lowlevel.checkpoint()
-            return b""
-        due, data = self._chunks.popleft()
-        if max_bytes is not None and len(data) > max_bytes:
-            self._chunks.appendleft((due, data[max_bytes:]))
-            data = data[:max_bytes]
-        self._buffered -= len(data)
-        self._writable.unpark_all()
-        await trio.lowlevel.checkpoint()
-        return data
-
-    def vanish(self) -> None:
-        """Black-hole: what is in flight and everything later is lost."""
-        self.blackholed = True
-        self._chunks.clear()
-        self._buffered = 0
-        if self._fin_due is not None:
-            self._fin_due = math.inf
-        self._wake()
-
-    def break_(self) -> None:
-        self.reset = True
-        self._chunks.clear()
-        self._buffered = 0
-        self._wake()
 
 
 class _Addresses:
@@ -225,7 +87,7 @@ class _Addresses:
 class _Endpoint(trio.abc.Stream):
     """One end of a :class:`Link`."""
 
-    def __init__(self, link: Link, outgoing: _Pipe, incoming: _Pipe, name: str) -> None:
+    def __init__(self, link: Link, outgoing: Pipe, incoming: Pipe, name: str) -> None:
         self._link = link
         self._out = outgoing
         self._in = incoming
@@ -300,7 +162,7 @@ class _Endpoint(trio.abc.Stream):
             self._out.writer_closed = True
             self._out.finish()
             self._in.reader_closed = True
-            self._in._wake()
+            self._in.wake()
             self._link._endpoint_closed()
         await trio.lowlevel.checkpoint()
 
@@ -321,8 +183,8 @@ class Link:
         self.id = number
         self.client = client
         self.target = target
-        self._up = _Pipe(network, self)  # client -> server
-        self._down = _Pipe(network, self)  # server -> client
+        self._up = Pipe(network, self._held)  # client -> server
+        self._down = Pipe(network, self._held)  # server -> client
         self.client_stream: trio.abc.Stream = _Endpoint(self, self._up, self._down, "client")
         self.server_stream: trio.abc.Stream = _Endpoint(self, self._down, self._up, "server")
         self._open_ends = 2
@@ -368,7 +230,7 @@ class Link:
         self._network._count("blackholes")
         self._forget()
 
-    def close(self, code: int | None = 1001, reason: str = "") -> None:
+    def close(self, code: int | None = GOING_AWAY, reason: str = "") -> None:
         """End the connection as a proxy would: close frames (if upgraded), then FIN.
 
         Args:
@@ -384,84 +246,6 @@ class Link:
         self._up.finish()
         self._network._count("closes")
         self._forget()
-
-
-class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
-    """The server side of a :class:`MemoryNetwork` address.
-
-    Give it to ``ReconnectServer.serve_listeners([listener])`` or to
-    :func:`trio.serve_listeners`.
-
-    Args:
-        accept_rate: Connections handed to the server per second at most (a
-            model of the server's raw handshake throughput); ``None``: no limit.
-            Connections beyond it wait in the backlog; their clients' bytes
-            wait with them, as in a kernel's accept queue.
-        backlog: Connections waiting to be accepted before new ones are
-            refused (``None``: no limit).
-    """
-
-    def __init__(
-        self,
-        network: MemoryNetwork,
-        host: str,
-        port: int,
-        *,
-        accept_rate: float | None,
-        backlog: int | None,
-        ssl_context: ssl.SSLContext | None,
-    ) -> None:
-        self._network = network
-        self.host = host
-        self.port = port
-        self.accept_rate = accept_rate
-        self.backlog = backlog
-        self.ssl_context = ssl_context
-        self._pending: collections.deque[Link] = collections.deque()
-        self._arrived = trio.lowlevel.ParkingLot()
-        self._next_accept = -math.inf
-        self._closed = False
-        #: Connections handed to the server so far.
-        self.accepted = 0
-
-    def __repr__(self) -> str:
-        return f"<MemoryListener {self.host}:{self.port}>"
-
-    def _enqueue(self, link: Link) -> bool:
-        if self._closed or (self.backlog is not None and len(self._pending) >= self.backlog):
-            return False
-        self._pending.append(link)
-        self._arrived.unpark_all()
-        return True
-
-    async def accept(self) -> trio.abc.Stream:
-        while True:
-            if self._closed:
-                raise trio.ClosedResourceError("the listener was closed")
-            if self._pending:
-                break
-            await self._arrived.park()
-        if self.accept_rate is not None:
-            at = max(self._next_accept, trio.current_time())
-            self._next_accept = at + 1.0 / self.accept_rate
-            await trio.sleep_until(at)
-        else:
-            await trio.lowlevel.checkpoint()
-        link = self._pending.popleft()
-        self.accepted += 1
-        stream = link.server_stream
-        if self.ssl_context is not None:
-            return trio.SSLStream(stream, self.ssl_context, server_side=True)
-        return stream
-
-    async def aclose(self) -> None:
-        self._closed = True
-        pending, self._pending = self._pending, collections.deque()
-        for link in pending:
-            link.reset()
-        self._arrived.unpark_all()
-        self._network._listeners.pop((self.host, self.port), None)
-        await trio.lowlevel.checkpoint()
 
 
 class NetworkStatistics:
@@ -512,10 +296,8 @@ class MemoryNetwork:
         window: int = DEFAULT_WINDOW,
     ) -> None:
         for name, value in (("latency", latency), ("jitter", jitter)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window must be a positive integer, got {window!r}")
+            _check_non_negative(name, value)
+        check_int("window", window, minimum=1)
         self.random = random if random is not None else _random.Random()
         self.latency = float(latency)
         self.jitter = float(jitter)
@@ -552,8 +334,8 @@ class MemoryNetwork:
         """
         if (host, port) in self._listeners:
             raise OSError(f"address {host}:{port} already in use")
-        if accept_rate is not None and not (math.isfinite(accept_rate) and accept_rate > 0):
-            raise ValueError(f"accept_rate must be a positive number, got {accept_rate!r}")
+        if accept_rate is not None:
+            check_positive("accept_rate", accept_rate)
         listener = MemoryListener(
             self, host, port, accept_rate=accept_rate, backlog=backlog, ssl_context=ssl_context
         )
@@ -650,7 +432,7 @@ class MemoryNetwork:
             link.blackhole()
         return len(links)
 
-    def drop(self, *clients: str, code: int | None = 1001, reason: str = "") -> int:
+    def drop(self, *clients: str, code: int | None = GOING_AWAY, reason: str = "") -> int:
         """End the connections of ``clients`` (all, if none), as :meth:`Link.close`.
 
         ``code=None`` drops them without a close frame. Returns how many.
@@ -660,14 +442,13 @@ class MemoryNetwork:
             link.close(code, reason)
         return len(links)
 
-    def drop_all(self, *, code: int | None = 1001, reason: str = "") -> int:
+    def drop_all(self, *, code: int | None = GOING_AWAY, reason: str = "") -> int:
         """End every connection: with a close frame ``code``, or bare FIN with ``None``."""
         return self.drop(code=code, reason=reason)
 
     def refuse(self, seconds: float, *clients: str) -> None:
         """Refuse new connections from ``clients`` (all, if none) for ``seconds``."""
-        if not (math.isfinite(seconds) and seconds >= 0):
-            raise ValueError(f"seconds must be a non-negative number, got {seconds!r}")
+        _check_non_negative("seconds", seconds)
         until = trio.current_time() + seconds
         for key in clients or (None,):
             self._refuse_until[key] = max(self._refuse_until.get(key, -math.inf), until)
@@ -688,11 +469,17 @@ class MemoryNetwork:
             self._partitioned.clear()
         self._healed.unpark_all()
         for link in self._links.values():
-            link._up._readable.unpark_all()
-            link._down._readable.unpark_all()
+            link._up.wake_reader()
+            link._down.wake_reader()
 
     def _is_partitioned(self, client: str) -> bool:
         return self._partition_all or client in self._partitioned
 
     def _count(self, what: str) -> None:
         self._counts[what] += 1
+
+
+def _check_non_negative(name: str, value: object) -> None:
+    problem = non_negative_problem(value)
+    if problem is not None:
+        raise ValueError(f"{name} {problem}")

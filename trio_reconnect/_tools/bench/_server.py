@@ -26,7 +26,7 @@ from typing import Final
 
 import trio
 
-from ..._hints import format_close_reason
+from ..._hints import SERVICE_RESTART, format_close_reason
 from ...server import ConnectedClient, ReconnectServer, ReplayLog
 
 __all__ = ["DROP", "DROP_CODE", "READY_PREFIX", "main", "serve_echo"]
@@ -36,7 +36,7 @@ DROP: Final = "__drop__"
 #: What the line announcing the port starts with.
 READY_PREFIX: Final = "PORT "
 #: The close code of a drop: Service Restart, one of the hinted codes.
-DROP_CODE: Final = 1012
+DROP_CODE: Final = SERVICE_RESTART
 _DROP_REASON: Final = format_close_reason(0, "bench drop")
 
 

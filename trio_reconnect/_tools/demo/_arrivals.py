@@ -1,4 +1,7 @@
-"""Where the demo counts the clients' returns: at the server, when it accepts each connection.
+"""How evenly clients came back, as both demos count it: the peak arrivals per 100 ms.
+
+The single-node demo counts its clients' returns at the server, when it
+accepts each connection (:class:`AcceptTimes`).
 
 Why here (issue 20). The demo once binned each client's return at the end of
 its handshake, with the clients and the server in one process, and reported
@@ -38,11 +41,24 @@ from __future__ import annotations
 import collections
 import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
+from typing import Final
 
 import trio
 
-__all__ = ["AcceptTimes", "freeze_heap", "peak_per_bin"]
+__all__ = ["ARRIVAL_BIN", "AcceptTimes", "freeze_heap", "peak_per_bin"]
+
+#: Arrivals are counted in bins of this many seconds.
+ARRIVAL_BIN: Final = 0.1
+
+
+def peak_per_bin(times: Iterable[float], start: float) -> int:
+    """The most of ``times`` in one :data:`ARRIVAL_BIN` counted from ``start`` (earlier: ignored).
+
+    Bins are ``[start + k * ARRIVAL_BIN, start + (k + 1) * ARRIVAL_BIN)``; 0 if none is counted.
+    """
+    bins = collections.Counter(math.floor((t - start) / ARRIVAL_BIN) for t in times if t >= start)
+    return max(bins.values(), default=0)
 
 
 class AcceptTimes(trio.abc.Listener[trio.abc.Stream]):
@@ -64,12 +80,6 @@ class AcceptTimes(trio.abc.Listener[trio.abc.Stream]):
 
     async def aclose(self) -> None:
         await self.listener.aclose()
-
-
-def peak_per_bin(times: Sequence[float], start: float, end: float, width: float) -> int:
-    """The most ``times`` in ``[start, end)`` that fall in one bin of ``width`` from ``start``."""
-    bins = collections.Counter(math.floor((t - start) / width) for t in times if start <= t < end)
-    return max(bins.values(), default=0)
 
 
 def freeze_heap() -> None:

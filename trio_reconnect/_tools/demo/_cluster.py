@@ -29,13 +29,12 @@ import itertools
 import json
 import math
 import random
-import re
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import attrs
 import trio
@@ -43,15 +42,21 @@ import trio
 from ..._client import open_reconnecting_websocket
 from ..._protocol import Gap, ServerEvent, Snapshot
 from ..._state import ConnectionState, Transition
+from ..._validators import int_problem, positive_problem
+from ...server import DrainSummary
 from ...testing._node_process import NodeProcess, NodeStartError
 from ...testing._redis_server import RedisServer, RedisServerNotFound, _free_port, find_redis_server
 from .._interrupt import interruptible
 from .._serve import REDIS_EXTRA_HINT, redis_extra_missing
+from ._arrivals import ARRIVAL_BIN
+from ._arrivals import peak_per_bin as _peak
+
+if TYPE_CHECKING:
+    from ...server import LogRead
+    from ...server.redis import RedisStreamLog
 
 __all__ = ["ClusterDemoSummary", "run_cluster_demo", "run_command"]
 
-#: Arrivals are counted in bins of this many seconds.
-ARRIVAL_BIN: Final = 0.1
 #: Returns per second each node absorbs (``serve --spread-rate``): low enough
 #: that a few hundred clients are spread over a visible window.
 NODE_RATE: Final = 20.0
@@ -61,10 +66,6 @@ NODE_DRAIN_TIMEOUT: Final = 15.0
 DEMO_TIMEOUT: Final = 180.0
 #: Seconds between progress lines when stderr is not a terminal.
 _PLAIN_PROGRESS: Final = 2.0
-_DRAIN_LINE: Final = re.compile(
-    r"SIGTERM: drained (\d+) clients with spread hints over ([\d.]+) s"
-    r"(?: over (\d+) peer nodes)? in ([\d.]+) s \((\d+) did not leave in time\)"
-)
 
 
 @attrs.define(eq=False)
@@ -223,11 +224,6 @@ class ClusterDemoSummary:
         return json.dumps({**attrs.asdict(self), "ok": self.ok})
 
 
-def _peak(times: Sequence[float], start: float) -> int:
-    bins = collections.Counter(math.floor((t - start) / ARRIVAL_BIN) for t in times if t >= start)
-    return max(bins.values(), default=0)
-
-
 async def run_cluster_demo(
     redis_url: str,
     directory: Path,
@@ -250,11 +246,10 @@ async def run_cluster_demo(
         progress: One updating line (``True``), plain lines (``False``), or
             decided by whether ``out`` is a terminal (``None``).
     """
-    if nodes < 2 or clients < 1 or not (math.isfinite(rate) and rate > 0):
+    if int_problem(nodes, 2) or int_problem(clients, 1) or positive_problem(rate):
         raise ValueError("nodes >= 2, clients >= 1 and rate > 0 are required")
     from ...server.redis import RedisStreamLog
 
-    tty = out.isatty() if progress is None else progress
     serve_args = (
         "--redis", redis_url,
         "--interval", f"{nodes / rate:g}",
@@ -262,85 +257,27 @@ async def run_cluster_demo(
         "--drain-timeout", f"{NODE_DRAIN_TIMEOUT:g}",
     )  # fmt: skip
     procs = [NodeProcess(f"node{i + 1}", _free_port(), serve_args, directory) for i in range(nodes)]
-    names = {p.url: p.name for p in procs}
     balancer = _Balancer([p.url for p in procs])
     crowd = [_Client(balancer) for _ in range(clients)]
-    started = trio.current_time()
-    step = ["starting"]
-    deploys: list[NodeDeploy] = []
-
-    def status() -> str:
-        on = collections.Counter(names[c.url] for c in crowd if c.ready and c.url)
-        per_node = " ".join(f"{p.name} {on[p.name]:>3}" for p in procs)
-        delivered = sum(len(c.ids) for c in crowd)
-        return (
-            f"[{trio.current_time() - started:5.1f} s] connected "
-            f"{sum(c.ready for c in crowd):>4}/{clients} ({per_node})  "
-            f"events delivered {delivered:>7}  {step[0]}"
-        )
-
-    printed = [-math.inf]
-
-    async def report() -> None:
-        while True:
-            if tty:
-                print("\r" + status() + "\x1b[K", end="", file=out, flush=True)
-                await trio.sleep(0.2)
-            else:
-                if trio.current_time() - printed[0] >= _PLAIN_PROGRESS:
-                    counters()
-                await trio.sleep(0.1)
-
-    def counters() -> None:
-        """The same step, later: its counters, without repeating what the step did."""
-        printed[0] = trio.current_time()
-        print(status().removesuffix(step[0]) + "...", file=out, flush=True)
-
-    def say(text: str) -> None:
-        """A new step: on its own line (a terminal keeps the previous step's line)."""
-        step[0] = text
-        printed[0] = trio.current_time()
-        print(("\r" if tty else "") + status() + ("\x1b[K" if tty else ""), file=out, flush=True)
-
-    async def all_back() -> None:
-        while not all(c.ready for c in crowd):  # noqa: ASYNC110 (polling many clients)
-            await trio.sleep(0.05)
-
+    tty = out.isatty() if progress is None else progress
+    shown = _Progress(procs, crowd, out, tty)
     try:
         with trio.fail_after(DEMO_TIMEOUT):
             async with trio.open_nursery() as nursery:
                 for proc in procs:
                     nursery.start_soon(proc.start)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(report)
+                nursery.start_soon(shown.report)
                 for i, client in enumerate(crowd):
                     nursery.start_soon(client.run, i)
-                say(f"{nodes} nodes up; connecting {clients} clients")
-                await all_back()
+                shown.say(f"{nodes} nodes up; connecting {clients} clients")
+                await _all_back(crowd)
                 await trio.sleep(1.0)  # a moment of steady state
-                for proc in procs:
-                    say(f"deploying {proc.name}: SIGTERM")
-                    balancer.in_service.discard(proc.url)
-                    drained_from = [c for c in crowd if c.ready and c.url == proc.url]
-                    t0 = trio.current_time()
-                    exit_status = await proc.stop()
-                    say(f"deploying {proc.name}: stopped (exit {exit_status}); restarting it")
-                    await proc.start()
-                    back = trio.current_time() - t0
-                    balancer.in_service.add(proc.url)
-                    await all_back()
-                    home = trio.current_time() - t0
-                    deploys.append(_deploy(proc, exit_status, back, home, drained_from, t0, names))
-                    say(f"deployed {proc.name}")
-                say("deploy done; letting every client catch up")
-                async with RedisStreamLog(redis_url) as log:
-                    target = await log.newest()
-                    assert target is not None
-                    while not all(c.ids and int(c.ids[-1]) >= int(target) for c in crowd):  # noqa: ASYNC110
-                        await trio.sleep(0.05)
-                    read = await log.read_after(None, limit=10**9)
-                step[0] = "every client caught up"
-                final = status()
+                deploys = [await _deploy_one(proc, balancer, shown) for proc in procs]
+                shown.say("deploy done; letting every client catch up")
+                target, read = await _caught_up(RedisStreamLog(redis_url), crowd)
+                shown.step = "every client caught up"
+                final = shown.status()
                 nursery.cancel_scope.cancel()
             for proc in procs:
                 await proc.stop()
@@ -348,7 +285,103 @@ async def run_cluster_demo(
         for proc in procs:
             await proc.aclose()
     print(("\r" if tty else "") + final + ("\x1b[K" if tty else ""), file=out, flush=True)
+    return _summary(shown, deploys, read, target)
 
+
+@attrs.define(eq=False)
+class _Progress:
+    """The demo's progress line: where the clients are, what the deploy is doing."""
+
+    procs: list[NodeProcess]
+    crowd: list[_Client]
+    out: TextIO
+    tty: bool
+    started: float = attrs.field(factory=trio.current_time)
+    names: dict[str, str] = attrs.field(init=False)
+    step: str = "starting"
+    printed: float = -math.inf
+
+    def __attrs_post_init__(self) -> None:
+        self.names = {p.url: p.name for p in self.procs}
+
+    def status(self) -> str:
+        """The progress line."""
+        crowd = self.crowd
+        on = collections.Counter(self.names[c.url] for c in crowd if c.ready and c.url)
+        per_node = " ".join(f"{p.name} {on[p.name]:>3}" for p in self.procs)
+        delivered = sum(len(c.ids) for c in crowd)
+        return (
+            f"[{trio.current_time() - self.started:5.1f} s] connected "
+            f"{sum(c.ready for c in crowd):>4}/{len(crowd)} ({per_node})  "
+            f"events delivered {delivered:>7}  {self.step}"
+        )
+
+    async def report(self) -> None:
+        """Redraw the line on a terminal; else print it every few seconds."""
+        while True:
+            if self.tty:
+                print("\r" + self.status() + "\x1b[K", end="", file=self.out, flush=True)
+                await trio.sleep(0.2)
+            else:
+                if trio.current_time() - self.printed >= _PLAIN_PROGRESS:
+                    self.counters()
+                await trio.sleep(0.1)
+
+    def counters(self) -> None:
+        """The same step, later: its counters, without repeating what the step did."""
+        self.printed = trio.current_time()
+        print(self.status().removesuffix(self.step) + "...", file=self.out, flush=True)
+
+    def say(self, text: str) -> None:
+        """A new step: on its own line (a terminal keeps the previous step's line)."""
+        self.step = text
+        self.printed = trio.current_time()
+        tty = self.tty
+        print(
+            ("\r" if tty else "") + self.status() + ("\x1b[K" if tty else ""),
+            file=self.out,
+            flush=True,
+        )
+
+
+async def _all_back(crowd: Sequence[_Client]) -> None:
+    while not all(c.ready for c in crowd):  # noqa: ASYNC110 (polling many clients)
+        await trio.sleep(0.05)
+
+
+async def _deploy_one(proc: NodeProcess, balancer: _Balancer, shown: _Progress) -> NodeDeploy:
+    """Take ``proc`` out, stop it (SIGTERM), start it again, put it back; wait for everyone."""
+    shown.say(f"deploying {proc.name}: SIGTERM")
+    balancer.in_service.discard(proc.url)
+    drained_from = [c for c in shown.crowd if c.ready and c.url == proc.url]
+    t0 = trio.current_time()
+    exit_status = await proc.stop()
+    shown.say(f"deploying {proc.name}: stopped (exit {exit_status}); restarting it")
+    await proc.start()
+    back = trio.current_time() - t0
+    balancer.in_service.add(proc.url)
+    await _all_back(shown.crowd)
+    home = trio.current_time() - t0
+    deploy = _deploy(proc, exit_status, back, home, drained_from, t0, shown.names)
+    shown.say(f"deployed {proc.name}")
+    return deploy
+
+
+async def _caught_up(log: RedisStreamLog, crowd: Sequence[_Client]) -> tuple[str, LogRead]:
+    """Wait until every client has ``log``'s newest event; the newest id and the whole history."""
+    async with log:
+        target = await log.newest()
+        assert target is not None
+        while not all(c.ids and int(c.ids[-1]) >= int(target) for c in crowd):  # noqa: ASYNC110
+            await trio.sleep(0.05)
+        return target, await log.read_after(None, limit=10**9)
+
+
+def _summary(
+    shown: _Progress, deploys: list[NodeDeploy], read: LogRead, target: str
+) -> ClusterDemoSummary:
+    """Check every client against the history read back from Redis."""
+    crowd = shown.crowd
     assert read.events is not None
     history = [e.id for e in read.events]
     position = {event_id: n for n, event_id in enumerate(history)}
@@ -363,9 +396,9 @@ async def run_cluster_demo(
         str(e.data.get("node")) for e in read.events if isinstance(e.data, dict)
     )
     return ClusterDemoSummary(
-        nodes=nodes,
-        clients=clients,
-        duration_s=trio.current_time() - started,
+        nodes=len(shown.procs),
+        clients=len(crowd),
+        duration_s=trio.current_time() - shown.started,
         deploys=tuple(deploys),
         events_published=len(history),
         published_per_node=dict(per_node),
@@ -387,11 +420,10 @@ def _deploy(
     names: dict[str, str],
 ) -> NodeDeploy:
     """What ``proc``'s turn did, from its drain line and its clients' arrivals."""
-    lines = _DRAIN_LINE.findall(proc.stdout())
+    summary = DrainSummary.from_output(proc.stdout())
     drained, window, peers = (0, 0.0, 0)
-    if lines:
-        count, win, peer_count, _, _ = lines[-1]
-        drained, window, peers = int(count), float(win), int(peer_count or 0)
+    if summary is not None:
+        drained, window, peers = summary.drained, summary.window, len(summary.survivors)
     by_node: dict[str, list[float]] = collections.defaultdict(list)
     for client in drained_from:
         for when, url in client.arrivals:

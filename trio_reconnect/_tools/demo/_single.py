@@ -28,13 +28,11 @@ import trio
 from ..._metrics import HEALTHY_BELOW, INCIDENT_ABOVE, REGRESSION_ABOVE, health_level, percentile
 from ..._validators import check_int, check_positive
 from ...server import ReconnectServer, ReplayLog, SpreadPolicy
-from ._arrivals import AcceptTimes, freeze_heap, peak_per_bin
-from ._crowd import Crowd, CrowdStatus, open_crowd
+from ._arrivals import ARRIVAL_BIN, AcceptTimes, freeze_heap, peak_per_bin
+from ._crowd import ClientRecord, Crowd, CrowdStatus, open_crowd
 
 __all__ = ["DemoSummary", "run_demo"]
 
-#: Arrivals are counted in bins of this many seconds.
-ARRIVAL_BIN: Final = 0.1
 #: Erase from the cursor to the end of the line (ANSI EL), after each redraw.
 _CLEAR_TO_END: Final = "\x1b[K"
 _WIDTH: Final = 79
@@ -197,36 +195,8 @@ async def run_demo(
     tty = out.isatty() if progress is None else progress
     spread = SpreadPolicy()
     server = ReconnectServer(ReplayLog(max_events=100_000), spread=spread, max_replay=10_000)
-    restart_times: list[float] = []
-    published_ids: list[str] = []
+    run = _Run(clients, restarts)
     started = trio.current_time()
-    crowd: Crowd | None = None
-
-    def status() -> str:
-        now = CrowdStatus() if crowd is None else crowd.status
-        median = now.median_reconnect
-        shown = "-" if median is None else f"{median:.3f}s"
-        return (
-            f"connected {now.connected:>5}/{clients}  median reconnect {shown} "
-            f"({health_level(now.median_beyond).value})  events delivered "
-            f"{now.delivered:>8}  restarts {len(restart_times)}/{restarts}"
-        )
-
-    finished = False
-
-    async def report() -> None:
-        try:
-            while True:
-                if tty:
-                    print("\r" + status() + _CLEAR_TO_END, end="", file=out, flush=True)
-                    await trio.sleep(0.2)
-                else:
-                    print(status(), file=out, flush=True)
-                    await trio.sleep(5)
-        finally:
-            if tty and not finished:  # interrupted: end the live line before the prompt
-                print(file=out, flush=True)
-
     async with trio.open_nursery() as nursery:
         # Returns are counted where the server sees them, at accept() (_arrivals.py).
         (tcp,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -234,44 +204,104 @@ async def run_demo(
         await nursery.start(server.serve_listeners, [accepted])
         url = f"ws://127.0.0.1:{tcp.socket.getsockname()[1]}/demo"
         print(_opening(clients, url, restarts, duration, rate), file=out, flush=True)
-        nursery.start_soon(report)
+        nursery.start_soon(_report, run, out, tty)
         freeze_heap()  # what the server holds before any client: out of full collections
-        async with open_crowd(url, clients) as crowd:
-            await crowd.wait_until()
-            step = duration / (restarts + 1)
-            next_restart = trio.current_time() + step
-            end = trio.current_time() + duration
-            while trio.current_time() < end:
-                published_ids.append(await server.publish({"n": len(published_ids) + 1}))
-                if len(restart_times) < restarts and trio.current_time() >= next_restart:
-                    restart_times.append(trio.current_time())
-                    nursery.start_soon(server.restart)
-                    next_restart += step
-                await trio.sleep(1 / rate)
+        async with open_crowd(url, clients) as run.crowd:
+            await run.crowd.wait_until()
+            await _publish(server, run, nursery, duration=duration, rate=rate)
             # Let every client come back and catch up before counting.
             with trio.move_on_after(spread.base + spread.window(clients) + 10):
-                await crowd.wait_until(delivered=server.statistics().events_published)
-            final = status()
-            finished = True
-            records = await crowd.stop()  # every client leaves, closing with 1000
+                await run.crowd.wait_until(delivered=server.statistics().events_published)
+            final = run.status()
+            run.finished = True
+            run.records = await run.crowd.stop()  # every client leaves, closing with 1000
         nursery.cancel_scope.cancel()
     print(("\r" if tty else "") + final + (_CLEAR_TO_END if tty else ""), file=out, flush=True)
+    return _summary(run, server, spread, accepted.times, duration=duration, started=started)
 
-    published = len(published_ids)
-    expected = published_ids
+
+@attrs.define(eq=False)
+class _Run:
+    """What the demo tracks while it runs: the clients, the restarts, the events."""
+
+    clients: int
+    restarts: int
+    crowd: Crowd | None = None
+    records: list[ClientRecord] = attrs.field(factory=list)
+    restart_times: list[float] = attrs.field(factory=list)
+    published_ids: list[str] = attrs.field(factory=list)
+    finished: bool = False
+
+    def status(self) -> str:
+        """The progress line."""
+        now = CrowdStatus() if self.crowd is None else self.crowd.status
+        median = now.median_reconnect
+        shown = "-" if median is None else f"{median:.3f}s"
+        return (
+            f"connected {now.connected:>5}/{self.clients}  median reconnect {shown} "
+            f"({health_level(now.median_beyond).value})  events delivered "
+            f"{now.delivered:>8}  restarts {len(self.restart_times)}/{self.restarts}"
+        )
+
+
+async def _report(run: _Run, out: TextIO, tty: bool) -> None:
+    """Print the progress: one line redrawn on a terminal, else a line every 5 s."""
+    try:
+        while True:
+            if tty:
+                print("\r" + run.status() + _CLEAR_TO_END, end="", file=out, flush=True)
+                await trio.sleep(0.2)
+            else:
+                print(run.status(), file=out, flush=True)
+                await trio.sleep(5)
+    finally:
+        if tty and not run.finished:  # interrupted: end the live line before the prompt
+            print(file=out, flush=True)
+
+
+async def _publish(
+    server: ReconnectServer, run: _Run, nursery: trio.Nursery, *, duration: float, rate: float
+) -> None:
+    """Publish ``rate`` events a second for ``duration`` s, restarting the server evenly inside."""
+    step = duration / (run.restarts + 1)
+    next_restart = trio.current_time() + step
+    end = trio.current_time() + duration
+    while trio.current_time() < end:
+        run.published_ids.append(await server.publish({"n": len(run.published_ids) + 1}))
+        if len(run.restart_times) < run.restarts and trio.current_time() >= next_restart:
+            run.restart_times.append(trio.current_time())
+            nursery.start_soon(server.restart)
+            next_restart += step
+        await trio.sleep(1 / rate)
+
+
+def _summary(
+    run: _Run,
+    server: ReconnectServer,
+    spread: SpreadPolicy,
+    accepted: list[float],
+    *,
+    duration: float,
+    started: float,
+) -> DemoSummary:
+    """Count what every client got against what was published."""
+    records = run.records
+    clients = run.clients
+    published = len(run.published_ids)
+    expected = run.published_ids
     duplicated = sum(len(r.ids) - len(set(r.ids)) for r in records)
     lost = sum(len(set(expected) - set(r.ids)) for r in records)
     durations = [d for r in records for d in r.durations]
     median = percentile(durations, 50)
     beyond = percentile([b for r in records for b in r.beyond], 50)
     peak = 0
-    for n, t in enumerate(restart_times):
-        until = restart_times[n + 1] if n + 1 < len(restart_times) else math.inf
-        peak = max(peak, peak_per_bin(accepted.times, t, until, ARRIVAL_BIN))
+    for n, t in enumerate(run.restart_times):  # each restart's returns, until the next restart
+        until = run.restart_times[n + 1] if n + 1 < len(run.restart_times) else math.inf
+        peak = max(peak, peak_per_bin([a for a in accepted if a < until], t))
     return DemoSummary(
         clients=clients,
         duration_s=trio.current_time() - started,
-        restarts=len(restart_times),
+        restarts=len(run.restart_times),
         events_published=published,
         delivered_min=min(len(set(r.ids)) for r in records),
         delivered_max=max(len(set(r.ids)) for r in records),

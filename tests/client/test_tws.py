@@ -1,0 +1,95 @@
+"""trio-websocket's internals behind one module (trio_reconnect/_tws.py): probe and accesses."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import trio
+import trio.testing
+import trio_websocket
+
+from trio_reconnect import _tws
+from trio_reconnect._turn import Turn
+
+
+async def open_pair(
+    nursery: trio.Nursery,
+) -> tuple[trio_websocket.WebSocketConnection, trio_websocket.WebSocketConnection]:
+    """A client and a server websocket of trio-websocket over a memory stream pair."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    accepted: list[trio_websocket.WebSocketConnection] = []
+    done = trio.Event()
+
+    async def serve() -> None:
+        request = await trio_websocket.wrap_server_stream(nursery, server_stream)
+        accepted.append(await request.accept())
+        done.set()
+
+    nursery.start_soon(serve)
+    client = await trio_websocket.wrap_client_stream(
+        nursery, cast(trio.SocketStream, client_stream), "example.test", "/"
+    )
+    await done.wait()
+    return client, accepted[0]
+
+
+async def test_the_probe_finds_every_internal_of_this_trio_websocket(
+    nursery: trio.Nursery,
+) -> None:
+    with trio.fail_after(10):
+        client, server = await open_pair(nursery)
+        assert _tws.capable(client)
+        assert _tws.capable(server)
+        assert _tws.writable(client)
+        assert _tws.close_reason(client) is None
+        assert _tws.socket_stream(client) is None  # a memory stream, not TCP
+        await client.aclose()
+        assert not _tws.writable(client)
+        assert _tws.close_reason(client) is not None
+        assert not _tws.peer_started_close(client)  # we closed it
+        with trio.fail_after(5):
+            while _tws.close_reason(server) is None:
+                await trio.sleep(0.01)
+        assert _tws.peer_started_close(server)
+
+
+async def test_without_an_internal_the_probe_says_no(nursery: trio.Nursery) -> None:
+    assert not _tws.capable(object())
+    with trio.fail_after(10):
+        client, _ = await open_pair(nursery)
+        del client._wsproto
+        assert not _tws.capable(client)
+    assert _tws.peer_started_close(object())  # unknown: taken as the peer's
+
+
+async def test_the_send_lock_is_swapped_only_when_free_and_of_the_known_kind(
+    nursery: trio.Nursery,
+) -> None:
+    with trio.fail_after(10):
+        client, _ = await open_pair(nursery)
+        original = _tws.send_lock(client)
+        async with original:
+            assert not _tws.swap_send_lock(client, Turn())
+        turn = Turn()
+        assert _tws.swap_send_lock(client, turn)
+        assert _tws.send_lock(client) is turn
+        assert not _tws.swap_send_lock(client, Turn())  # not the StrictFIFOLock any more
+        assert _tws.capable(client)  # a lock of another kind still serves
+        assert not _tws.swap_send_lock(object(), Turn())
+
+
+async def test_a_batch_is_the_frames_send_message_would_write(nursery: trio.Nursery) -> None:
+    with trio.fail_after(10):
+        client, server = await open_pair(nursery)
+        await _tws.write_batch(server, ["a", b"b", "c"])
+        assert [await client.get_message() for _ in range(3)] == ["a", b"b", "c"]
+
+
+def test_replace_stream_only_replaces_the_stream_it_names() -> None:
+    holder: Any = type("Holder", (), {})()
+    old, new, other = (trio.testing.MemorySendStream() for _ in range(3))
+    holder._stream = old
+    _tws.replace_stream(holder, other, new)  # type: ignore[arg-type]
+    assert holder._stream is old
+    _tws.replace_stream(holder, old, new)  # type: ignore[arg-type]
+    assert holder._stream is new

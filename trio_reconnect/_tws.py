@@ -1,0 +1,208 @@
+"""trio-websocket's internals: every private access, and the one probe for them.
+
+Both sides write and read beneath trio-websocket 0.12's public API where its
+API costs too much: the server writes several frames in one ``send_all`` and
+writes to an idle client's socket from the fan-out; the client swaps the send
+lock for a cheaper one and has trio-websocket's reader hand messages straight
+to its inbox. Each of these needs private attributes of
+:class:`trio_websocket.WebSocketConnection`:
+
+======================================  =========================================
+``_wsproto``                            the wsproto connection (encode frames,
+                                        read its state)
+``_stream``                             the byte stream under the websocket
+``_stream_lock``                        the lock every write is made under
+``_close_reason``                       set once the websocket is closing
+``_abort_web_socket()``                 what ``send_message`` does on a broken
+                                        stream
+``_send_channel``, ``_recv_channel``    the reader's message queue
+``_for_testing_peer_closed_connection`` set when the peer started the close
+======================================  =========================================
+
+They are named here and nowhere else. :func:`capable` checks them once per
+connection (the one probe); a caller that finds them missing (another
+trio-websocket) takes the public path, so an upgrade of trio-websocket can
+make the library slower, never wrong. The functions below do one access
+each.
+
+One more fact about trio-websocket lives here because both sides decide by
+it: its reader handles no frame, pongs included, while its message queue is
+full, that is while the application holds the reader up. A pong missed then
+proves nothing about the peer: the rule is
+:func:`trio_reconnect._settings.missed_pong_is_backpressure` (pure, so that
+the server's pure verdicts may use it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Protocol
+
+import trio
+import wsproto
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
+from wsproto.connection import ConnectionState as WsState
+from wsproto.events import BytesMessage, TextMessage
+
+__all__ = [
+    "SendLock",
+    "capable",
+    "close_reason",
+    "encode_messages",
+    "message_queue",
+    "peer_started_close",
+    "replace_message_channels",
+    "replace_stream",
+    "send_lock",
+    "socket_stream",
+    "swap_send_lock",
+    "writable",
+    "write_batch",
+]
+
+
+class SendLock(Protocol):
+    """What trio-websocket needs of its ``_stream_lock``: ``async with`` and ``locked()``."""
+
+    def locked(self) -> bool: ...
+
+    async def __aenter__(self) -> object: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> object: ...
+
+
+def _is_lock(lock: object) -> bool:
+    return callable(getattr(lock, "locked", None)) and hasattr(lock, "__aenter__")
+
+
+def capable(ws: object) -> bool:
+    """Whether ``ws`` has every trio-websocket 0.12 internal this module reaches.
+
+    The one probe: without them, callers take trio-websocket's public path.
+    """
+    return (
+        isinstance(getattr(ws, "_wsproto", None), wsproto.WSConnection)
+        and isinstance(getattr(ws, "_stream", None), trio.abc.Stream)
+        and _is_lock(getattr(ws, "_stream_lock", None))
+        and hasattr(ws, "_close_reason")
+        and callable(getattr(ws, "_abort_web_socket", None))
+        and isinstance(getattr(ws, "_send_channel", None), trio.MemorySendChannel)
+        and isinstance(getattr(ws, "_recv_channel", None), trio.MemoryReceiveChannel)
+    )
+
+
+# -- reads ---------------------------------------------------------------------
+
+
+def close_reason(ws: WebSocketConnection) -> CloseReason | None:
+    """Why ``ws`` is closing (``None``: it is not), as ``send_message`` checks it."""
+    reason: CloseReason | None = ws._close_reason
+    return reason
+
+
+def writable(ws: WebSocketConnection) -> bool:
+    """Whether a frame may be written beneath ``ws`` now: not closing, wsproto open."""
+    return ws._close_reason is None and ws._wsproto.state is WsState.OPEN
+
+
+def send_lock(ws: WebSocketConnection) -> SendLock:
+    """The lock trio-websocket takes around every write on ``ws``."""
+    lock: SendLock = ws._stream_lock
+    return lock
+
+
+def socket_stream(ws: object) -> trio.SocketStream | None:
+    """``ws``'s stream if it is a plain TCP ``trio.SocketStream`` (not TLS, not in memory)."""
+    stream = getattr(ws, "_stream", None)
+    return stream if type(stream) is trio.SocketStream else None
+
+
+def message_queue(ws: WebSocketConnection) -> trio.MemoryReceiveChannel[str | bytes]:
+    """The messages trio-websocket's reader queued for ``get_message()``."""
+    queue: trio.MemoryReceiveChannel[str | bytes] = ws._recv_channel
+    return queue
+
+
+def peer_started_close(ws: object) -> bool:
+    """Whether the peer sent the close frame that ended ``ws`` (unknown: ``True``).
+
+    trio-websocket sets this event only when the peer started the close.
+    """
+    event = getattr(ws, "_for_testing_peer_closed_connection", None)
+    return not isinstance(event, trio.Event) or event.is_set()
+
+
+# -- writes --------------------------------------------------------------------
+
+
+def encode_messages(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> bytes:
+    """The bytes of ``messages``, one frame each, as ``ws``'s wsproto (open) writes them."""
+    protocol = ws._wsproto
+    return b"".join(
+        protocol.send(
+            TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
+        )
+        for message in messages
+    )
+
+
+async def write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> None:
+    """Send ``messages`` in one write, as ``send_message`` sends one each.
+
+    Raises:
+        trio_websocket.ConnectionClosed: if the connection is closing or closed
+            (checked first, as ``send_message`` does), or the stream broke.
+    """
+    if ws._close_reason is not None:
+        raise ConnectionClosed(ws._close_reason)
+    if ws._wsproto.state is not WsState.OPEN:
+        # Not a state send_message leaves us in; let it say what to.
+        for message in messages:
+            await ws.send_message(message)
+        return
+    data = encode_messages(ws, messages)
+    async with ws._stream_lock:
+        try:
+            await ws._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            broken = True
+        else:
+            broken = False
+    if broken:  # outside the lock: the abort may send through it
+        await ws._abort_web_socket()
+        raise ConnectionClosed(ws._close_reason)
+
+
+def swap_send_lock(ws: object, lock: SendLock) -> bool:
+    """Put ``lock`` in place of trio-websocket 0.12's free ``StrictFIFOLock``; ``False``: kept.
+
+    Only a free lock of that exact type is replaced: a task in the middle of
+    a send gives back the lock it took, so swapping it under that task would
+    let the next send write at the same time; and a lock of another kind
+    belongs to a trio-websocket whose needs we do not know.
+    """
+    current = getattr(ws, "_stream_lock", None)
+    if type(current) is not trio.StrictFIFOLock or current.locked():
+        return False
+    ws._stream_lock = lock  # type: ignore[attr-defined]
+    return True
+
+
+def replace_stream(ws: object, old: trio.abc.Stream, new: trio.abc.Stream) -> None:
+    """Have ``ws`` read and write ``new`` where it used ``old`` (no-op otherwise)."""
+    if getattr(ws, "_stream", None) is old:
+        ws._stream = new  # type: ignore[attr-defined]
+
+
+def replace_message_channels(ws: WebSocketConnection, sink: Any) -> None:
+    """Have trio-websocket's reader ``send`` to ``sink`` and ``get_message`` read it.
+
+    ``sink`` needs ``send``, ``receive`` and ``aclose`` as a memory channel's.
+    """
+    ws._send_channel = ws._recv_channel = sink

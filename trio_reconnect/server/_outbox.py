@@ -1,0 +1,142 @@
+"""A client's bounded outgoing queue: live events and application messages, in order.
+
+The fan-out puts events without waiting (:meth:`Outbox.put_many_nowait`: a
+client whose queue cannot take them is too slow), the application's
+:meth:`~trio_reconnect.server.ConnectedClient.send` waits for room
+(:meth:`Outbox.put`), and the connection's write loop takes several frames at
+once (:meth:`Outbox.get_many`) to write them in one ``send_all``. The frames
+taken but not written yet still count against the size (but the one being
+written). The persistent filter (:func:`~trio_reconnect.server._verdicts.uncovered`)
+drops the events a handshake already sent, here as everywhere.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+import trio
+
+from ._verdicts import Frame, uncovered
+
+__all__ = ["Outbox"]
+
+
+class Outbox:
+    """A client's bounded outgoing queue (a deque, woken through parking lots)."""
+
+    __slots__ = (
+        "_closed",
+        "_held",
+        "_items",
+        "_readable",
+        "_size",
+        "_taken",
+        "_woken",
+        "_writable",
+    )
+
+    def __init__(self, size: int) -> None:
+        self._items: collections.deque[Frame] = collections.deque()
+        self._size = size
+        self._closed = False
+        #: Frames taken by :meth:`get_many` and not yet written, but the first.
+        self._held = 0
+        #: Whether :meth:`get_many` returned frames not yet :meth:`written`.
+        self._taken = False
+        #: Whether :meth:`wake` asked the reader to come back with nothing.
+        self._woken = False
+        self._readable = trio.lowlevel.ParkingLot()
+        self._writable = trio.lowlevel.ParkingLot()
+
+    def __len__(self) -> int:
+        """Frames queued, and taken for a batch but not written yet (all but the first)."""
+        return len(self._items) + self._held
+
+    def idle(self) -> bool:
+        """Nothing queued, and no frames taken by the reader but not yet written."""
+        return not self._items and not self._taken
+
+    def wake(self) -> None:
+        """Make the reader's :meth:`get_many` return (empty-handed if nothing is queued)."""
+        self._woken = True
+        self._readable.unpark()
+
+    def put_many_nowait(self, frames: Sequence[Frame]) -> bool:
+        """Queue ``frames``; ``False`` if they do not all fit. Closed: dropped."""
+        if self._closed:
+            return True
+        if len(self._items) + self._held + len(frames) > self._size:
+            return False
+        self._items.extend(frames)
+        self._readable.unpark()
+        return True
+
+    async def put(self, frame: Frame) -> bool:
+        """Queue ``frame``, waiting for room; ``False`` if the queue is closed."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while len(self._items) + self._held >= self._size and not self._closed:
+            await self._writable.park()
+        if self._closed:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return False
+        self._items.append(frame)
+        self._readable.unpark()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return True
+
+    async def get_many(self, limit: int) -> list[Frame]:
+        """The oldest frames, at most ``limit`` of them, waiting for one (or a :meth:`wake`).
+
+        All but the first still count against the size until :meth:`written`.
+        An empty list: :meth:`wake` was called and nothing is queued.
+
+        Raises:
+            trio.EndOfChannel: once the queue is closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        items = self._items
+        while not items:
+            if self._closed:
+                raise trio.EndOfChannel
+            if self._woken:
+                self._woken = False
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return []
+            await self._readable.park()
+        if self._closed:
+            raise trio.EndOfChannel
+        self._woken = False
+        self._taken = True
+        if len(items) <= limit:
+            frames = list(items)
+            items.clear()
+        else:
+            frames = [items.popleft() for _ in range(limit)]
+        self._held = len(frames) - 1
+        self._writable.unpark()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return frames
+
+    def written(self) -> None:
+        """The frames :meth:`get_many` returned were written (or dropped)."""
+        self._taken = False
+        if self._held:
+            self._held = 0
+            self._writable.unpark_all()
+
+    def drop_events_through(self, seq: int) -> None:
+        """Drop the queued events at or below ``seq`` (messages stay, in order)."""
+        items = self._items
+        kept = uncovered(items, seq)
+        if len(kept) != len(items):
+            items.clear()
+            items.extend(kept)
+            self._writable.unpark_all()
+
+    def close(self) -> None:
+        """Drop everything queued and wake every waiter."""
+        self._closed = True
+        self._items.clear()
+        self._readable.unpark_all()
+        self._writable.unpark_all()

@@ -1,0 +1,101 @@
+"""The node's parts, made and wired together once, from its settings.
+
+:func:`assemble` builds every part of a node (:mod:`trio_reconnect.server._node`
+lists the roles) and hands each the others it needs; nothing else knows how
+they connect. :class:`~trio_reconnect.server.ReconnectServer` keeps the
+result and calls into it.
+"""
+
+from __future__ import annotations
+
+import attrs
+import trio
+
+from ._accept import Acceptor
+from ._clientbase import ConnectionSettings
+from ._cluster import Presence
+from ._connection import ConnectedClient
+from ._drain import Drains, Spreader
+from ._fanout import DEFAULT_LOG_RETRY_INTERVAL, FanOut, SoleTask
+from ._health import Admission
+from ._hooks import NodeHooks
+from ._node import ClientSet, NodeSettings
+from ._outage import LogWatch
+from ._presence import PresenceDriver
+from ._resume import Resumer
+from ._spread import AdmissionControl
+from ._stats import Counts
+
+__all__ = ["NodeParts", "assemble"]
+
+#: The messages of ready clients, when there is no ``on_message``.
+_Incoming = tuple[ConnectedClient, str | bytes]
+
+
+@attrs.frozen
+class NodeParts:
+    """Every part of one node (each has state; the bundle is fixed)."""
+
+    counts: Counts
+    clients: ClientSet
+    admission: Admission
+    watch: LogWatch
+    presence: PresenceDriver
+    drains: Drains
+    fanout: FanOut
+    fanout_task: SoleTask
+    acceptor: Acceptor
+    incoming_send: trio.MemorySendChannel[_Incoming]
+    incoming_receive: trio.MemoryReceiveChannel[_Incoming]
+
+
+def assemble(config: NodeSettings) -> NodeParts:
+    """Make the parts of a node with these settings, wired together."""
+    counts, clients = Counts(), ClientSet()
+    incoming_send, incoming_receive = trio.open_memory_channel[_Incoming](
+        config.incoming_queue_size
+    )
+    limiter = AdmissionControl(
+        config.admission_rate, burst=config.admission_burst, refusal_rate=config.spread.rate
+    )
+    admission = Admission(limiter, config.outage_retry_after)
+    spreader = Spreader(config)
+    watch = LogWatch(config, clients, counts, spreader)
+    presence = PresenceDriver(config, admission, Presence(config.node or ""))
+    drains = Drains(config, clients, counts, admission, spreader, presence)
+    fanout = FanOut(
+        config.log,
+        watch,
+        retry_interval=min(DEFAULT_LOG_RETRY_INTERVAL, config.outage_retry_after),
+    )
+    hooks = NodeHooks(config, counts, clients, fanout, watch, spreader, incoming_send)
+    settings = ConnectionSettings(
+        queue_size=config.queue_size,
+        close_timeout=config.close_timeout,
+        handshake_timeout=config.handshake_timeout,
+        ping_interval=config.ping_interval,
+        ping_timeout=config.ping_timeout,
+    )
+    resumer = Resumer(
+        config.log,
+        fanout,
+        hooks,
+        config.snapshot,
+        config.max_replay,
+        config.handshake_timeout,
+        config.replay_to_fresh,
+    )
+    acceptor = Acceptor(config, admission, watch.health, counts, clients, settings, hooks, resumer)
+    return NodeParts(
+        counts=counts,
+        clients=clients,
+        admission=admission,
+        watch=watch,
+        presence=presence,
+        drains=drains,
+        fanout=fanout,
+        fanout_task=SoleTask(fanout.run),
+        acceptor=acceptor,
+        incoming_send=incoming_send,
+        incoming_receive=incoming_receive,
+    )

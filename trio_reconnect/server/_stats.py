@@ -1,0 +1,101 @@
+"""The node's counters: typed fields, incremented by attribute, snapshotted as frozen values.
+
+:class:`Counts` is what the node's parts increment (``counts.refused += 1``);
+its fields are slots, so a misspelled counter raises instead of counting
+nothing. :meth:`Counts.snapshot` builds the public
+:class:`ServerStatistics` from them, field by field.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .._protocol import HandshakeOutcome
+
+__all__ = ["Counts", "ServerStatistics"]
+
+
+@attrs.frozen
+class ServerStatistics:
+    """A snapshot of a :class:`ReconnectServer`.
+
+    Attributes:
+        clients: Clients connected now (handshaking or ready).
+        ready_clients: Of those, the ones past ``ready``.
+        fresh: Handshakes that ended fresh (no ``lastEventId``, empty log).
+        replayed: Handshakes that replayed the missed events (possibly none).
+        snapshots: Handshakes that sent a snapshot.
+        lost: Handshakes that ended with ``lost: true``.
+        refused: Opening handshakes refused with HTTP 503.
+        protocol_errors: Clients closed for a bad or missing resume frame.
+        slow_clients: Clients closed because their queue was full.
+        handler_errors: Clients closed because ``on_message`` raised.
+        events_published: Events published by this node.
+        events_replayed: Events sent from the log during handshakes.
+        restarts: Calls of :meth:`~ReconnectServer.restart`,
+            :meth:`~ReconnectServer.drain` and :meth:`~ReconnectServer.shutdown`.
+        half_open: Clients dropped because they did not answer a ping.
+        log_errors: Log calls that failed because the log was unavailable.
+        log_discontinuities: Times the fan-out found the log no longer
+            holding what its clients were to get (each closes every client).
+        busy: Clients closed with 1013 because a log read of their handshake
+            did not end within ``handshake_timeout`` (the node was too busy,
+            the log did not fail; it is not a log error).
+    """
+
+    clients: int
+    ready_clients: int
+    fresh: int
+    replayed: int
+    snapshots: int
+    lost: int
+    refused: int
+    protocol_errors: int
+    slow_clients: int
+    handler_errors: int
+    events_published: int
+    events_replayed: int
+    restarts: int
+    half_open: int = 0
+    log_errors: int = 0
+    log_discontinuities: int = 0
+    busy: int = 0
+
+
+@attrs.define(eq=False)
+class Counts:
+    """The node's running counters (each a field of :class:`ServerStatistics`)."""
+
+    fresh: int = 0
+    replayed: int = 0
+    snapshots: int = 0
+    lost: int = 0
+    refused: int = 0
+    protocol_errors: int = 0
+    slow_clients: int = 0
+    handler_errors: int = 0
+    events_published: int = 0
+    events_replayed: int = 0
+    restarts: int = 0
+    half_open: int = 0
+    log_errors: int = 0
+    log_discontinuities: int = 0
+    busy: int = 0
+
+    def resumed(self, outcome: HandshakeOutcome, replayed: int) -> None:
+        """A handshake ended with ``outcome``, having sent ``replayed`` events from the log."""
+        if outcome is HandshakeOutcome.FRESH:
+            self.fresh += 1
+        elif outcome is HandshakeOutcome.REPLAYED:
+            self.replayed += 1
+        elif outcome is HandshakeOutcome.SNAPSHOT:
+            self.snapshots += 1
+        else:
+            self.lost += 1
+        self.events_replayed += replayed
+
+    def snapshot(self, *, clients: int, ready_clients: int) -> ServerStatistics:
+        """The frozen statistics: these counters, and the clients connected now."""
+        return ServerStatistics(
+            clients=clients, ready_clients=ready_clients, **attrs.asdict(self, recurse=False)
+        )
