@@ -155,7 +155,7 @@ def test_the_first_samples_run_until_ctrl_c() -> None:
     for name, code in SAMPLES:
         firsts.setdefault(name.split(":")[0], code)
     assert UNTIL_CTRL_C in firsts["README.md"]
-    assert UNTIL_CTRL_C in firsts["docs/tutorial.md"]
+    assert UNTIL_CTRL_C in firsts["docs/tutorial/client.md"]
 
 
 def _default_sigint() -> None:
