@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PAGE = ROOT / "docs" / "howto" / "third-party.md"
-SERVERS = Path(__file__).resolve().parent / "support" / "howto_servers.py"
+SERVERS = Path(__file__).resolve().parent.parent / "support" / "howto_servers.py"
 #: The address each sample uses, and the server that answers there.
 KINDS = {"ws://127.0.0.1:8000/feed": "exchange", "ws://127.0.0.1:4000/graphql": "graphql"}
 
