@@ -36,6 +36,7 @@ from ._handshake import Connection as Connection
 from ._hints import MAX_CLOSE_REASON_BYTES as MAX_CLOSE_REASON_BYTES
 from ._metrics import HEALTHY_BELOW as HEALTHY_BELOW
 from ._metrics import INCIDENT_ABOVE as INCIDENT_ABOVE
+from ._metrics import MIN_HEALTH_SAMPLES as MIN_HEALTH_SAMPLES
 from ._metrics import REGRESSION_ABOVE as REGRESSION_ABOVE
 from ._metrics import HealthLevel as HealthLevel
 from ._metrics import ReconnectStatistics as ReconnectStatistics
@@ -85,6 +86,7 @@ __all__ = [
     "HEALTHY_BELOW",
     "INCIDENT_ABOVE",
     "MAX_CLOSE_REASON_BYTES",
+    "MIN_HEALTH_SAMPLES",
     "REGRESSION_ABOVE",
     "SHORT_HINT_LIMIT",
     "Attempt",

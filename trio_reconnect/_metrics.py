@@ -4,8 +4,15 @@ A reconnect's duration runs from the moment a connection that was ``OPEN`` was
 lost to the moment the next connection's ``ready`` arrived, backoff included.
 That is what a user of the application feels.
 
-Health is read off the median of the recent durations (a bounded window of
-:data:`DEFAULT_WINDOW` reconnects):
+Health is read off the median of the recent reconnects (a bounded window of
+:data:`DEFAULT_WINDOW`), each counted *without the wait the server asked
+for*: a ``retryAfter`` in a close frame or a ``Retry-After`` on a refused
+handshake that the client honoured (:attr:`DelaySource.SERVER`). A restart
+that tells its clients "come back in 1.5 s" and has them back 1.6 s later
+went as planned; the 0.1 s beyond the plan is what the level judges. The full
+durations stay in the statistics (``median_reconnect``, what a user feels),
+and each one's server-requested part beside it (``recent_server_waits``).
+When the server asks for no waits the two medians are the same.
 
 =================  ==========================================
 median             level
@@ -16,7 +23,10 @@ over 2 s           :attr:`HealthLevel.REGRESSION`
 over 10 s          :attr:`HealthLevel.INCIDENT`
 =================  ==========================================
 
-With no reconnect in the window yet, the level is ``HEALTHY``.
+With no reconnect in the window yet, the level is ``HEALTHY``. A level read
+off fewer than :data:`MIN_HEALTH_SAMPLES` reconnects is one reconnect's story,
+not a trend: ``health_samples`` says how many it was read off, and
+:meth:`ReconnectStatistics.describe` says so in words.
 """
 
 from __future__ import annotations
@@ -30,11 +40,13 @@ from typing import Final
 import attrs
 
 from ._protocol import HandshakeOutcome, HandshakeResult
+from ._state import DelaySource
 
 __all__ = [
     "DEFAULT_WINDOW",
     "HEALTHY_BELOW",
     "INCIDENT_ABOVE",
+    "MIN_HEALTH_SAMPLES",
     "REGRESSION_ABOVE",
     "HealthLevel",
     "MetricsRecorder",
@@ -51,10 +63,12 @@ REGRESSION_ABOVE: Final = 2.0
 INCIDENT_ABOVE: Final = 10.0
 #: How many recent reconnect durations the statistics are computed over.
 DEFAULT_WINDOW: Final = 256
+#: Fewest reconnects a health level is a trend of; from fewer, it is said to be.
+MIN_HEALTH_SAMPLES: Final = 3
 
 
 class HealthLevel(enum.Enum):
-    """How healthy the recent reconnects are, from their median duration."""
+    """How healthy the recent reconnects are, from their median beyond the server's asked waits."""
 
     HEALTHY = "healthy"
     WATCH = "watch"
@@ -118,12 +132,21 @@ class ReconnectStatistics:
         max_reconnect: Longest reconnect in the window, seconds.
         recent_reconnects: The durations in the window, oldest first, seconds
             (what a histogram of the recent reconnects is drawn from).
-        health: The level read off ``median_reconnect``.
-        fresh: Handshakes with outcome fresh.
-        replayed: Handshakes with outcome replayed.
+        health: The level read off ``median_beyond_server_wait`` (the module
+            docstring has the rule).
+        fresh: Handshakes with outcome fresh: the client had no
+            ``lastEventId`` and the server sent nothing before ``ready``.
+        replayed: Handshakes with outcome replayed: the server sent events
+            before ``ready`` (possibly none, when the client was up to date).
+            A first connection counts here when the server gives a new client
+            its history.
         replayed_events: Events received in replays, in total.
         snapshots: Handshakes that delivered a snapshot.
         lost: Handshakes that reported lost events.
+        recent_server_waits: For each of ``recent_reconnects``, the seconds of
+            it that were waits the server asked for (hints honoured).
+        median_beyond_server_wait: Median of each recent reconnect's duration
+            less its server-requested wait, seconds: the part nobody planned.
     """
 
     connects: int
@@ -140,6 +163,35 @@ class ReconnectStatistics:
     replayed_events: int
     snapshots: int
     lost: int
+    recent_server_waits: tuple[float, ...] = ()
+    median_beyond_server_wait: float | None = None
+
+    @property
+    def health_samples(self) -> int:
+        """How many reconnects ``health`` is read off (under :data:`MIN_HEALTH_SAMPLES`: few)."""
+        return len(self.recent_reconnects)
+
+    def describe(self) -> str:
+        """One line: the median reconnect, the server's share of it, and the level.
+
+        For example ``median reconnect 1.62 s over 1 reconnect (1.50 s of it
+        waits the server asked for): healthy, from 1 reconnect only``.
+        """
+        if self.median_reconnect is None:
+            return "no reconnect yet: healthy"
+        count = len(self.recent_reconnects)
+        waited = percentile(self.recent_server_waits, 50) or 0.0
+        line = f"median reconnect {self.median_reconnect:.2f} s over {_reconnects(count)}"
+        if waited > 0:
+            line += f" ({waited:.2f} s of it waits the server asked for)"
+        line += f": {self.health.value}"
+        if self.health_samples < MIN_HEALTH_SAMPLES:
+            line += f", from {_reconnects(self.health_samples)} only"
+        return line
+
+
+def _reconnects(count: int) -> str:
+    return f"{count} reconnect" + ("" if count == 1 else "s")
 
 
 @attrs.define(eq=False)
@@ -157,6 +209,8 @@ class MetricsRecorder:
     server_directed: int = 0
     replayed_events: int = 0
     _durations: collections.deque[float] = attrs.field(init=False)
+    _server_waits: collections.deque[float] = attrs.field(init=False)
+    _waited: float = attrs.field(init=False, default=0.0)
     _outcomes: collections.Counter[HandshakeOutcome] = attrs.field(
         init=False, factory=collections.Counter
     )
@@ -165,6 +219,7 @@ class MetricsRecorder:
         if self.window < 1:
             raise ValueError(f"window must be at least 1, got {self.window!r}")
         self._durations = collections.deque(maxlen=self.window)
+        self._server_waits = collections.deque(maxlen=self.window)
 
     def record_failure(self) -> None:
         """An attempt failed."""
@@ -173,6 +228,15 @@ class MetricsRecorder:
     def record_server_directed(self) -> None:
         """The server closed a ready connection with a planned close and a hint."""
         self.server_directed += 1
+
+    def record_wait(self, delay: float, source: DelaySource) -> None:
+        """The client waits ``delay`` seconds before its next attempt, because of ``source``.
+
+        The waits the server asked for (:attr:`DelaySource.SERVER`) add up
+        until the next ``ready``, and are that reconnect's server-requested part.
+        """
+        if source is DelaySource.SERVER:
+            self._waited += delay
 
     def record_ready(self, lost_for: float | None, result: HandshakeResult | None) -> None:
         """A connection reached ``ready``.
@@ -183,9 +247,11 @@ class MetricsRecorder:
             result: The handshake's result (``None`` with ``resume=False``).
         """
         self.connects += 1
+        waited, self._waited = self._waited, 0.0
         if lost_for is not None:
             self.reconnects += 1
             self._durations.append(lost_for)
+            self._server_waits.append(min(waited, lost_for))
         if result is not None:
             self._outcomes[result.outcome] += 1
             self.replayed_events += result.replayed
@@ -194,6 +260,8 @@ class MetricsRecorder:
         """A frozen snapshot."""
         durations = list(self._durations)
         median = percentile(durations, 50)
+        waits = tuple(self._server_waits)
+        beyond = percentile([d - w for d, w in zip(durations, waits, strict=True)], 50)
         return ReconnectStatistics(
             connects=self.connects,
             reconnects=self.reconnects,
@@ -203,10 +271,12 @@ class MetricsRecorder:
             p95_reconnect=percentile(durations, 95),
             max_reconnect=max(durations, default=None),
             recent_reconnects=tuple(durations),
-            health=health_level(median),
+            health=health_level(beyond),
             fresh=self._outcomes[HandshakeOutcome.FRESH],
             replayed=self._outcomes[HandshakeOutcome.REPLAYED],
             replayed_events=self.replayed_events,
             snapshots=self._outcomes[HandshakeOutcome.SNAPSHOT],
             lost=self._outcomes[HandshakeOutcome.LOST],
+            recent_server_waits=waits,
+            median_beyond_server_wait=beyond,
         )

@@ -224,6 +224,7 @@ class Supervisor:
                 return
             if decision.server_directed:
                 self.metrics.record_server_directed()
+            self.metrics.record_wait(decision.delay, decision.source)
             self.number = self.retry.next_attempt  # the attempt this wait is for
             await self._back_off(outcome, decision)
 

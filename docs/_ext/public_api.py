@@ -15,6 +15,15 @@ wrong about that:
   cross-reference to a private path of a public object is rewritten to the
   public path (``trio_reconnect.DelaySource``), text and target; and a
   private base class (``_Collector``) is not listed among a class's bases.
+* napoleon reads the first line of an attribute's or constant's docstring as
+  ``type: description`` when it has a colon (Google style's inline attribute
+  type), so ``#: Consecutive failed attempts ... (``None``: never).`` became
+  the type "Consecutive failed attempts ... (None" and ``#: RFC 6455: a close
+  frame's reason ...`` the type "RFC 6455". Our attribute types come from
+  annotations, never from the text: here such a docstring starts with an
+  empty reST comment (``..``, which renders as nothing), a first line
+  without a colon, so the text stays whole (tests/test_docs.py checks that
+  every rendered type field is a type).
 
 The packages are listed in ``conf.py`` as ``public_api_packages``.
 tests/docs/test_docs.py checks the result in the built inventory and HTML.
@@ -125,9 +134,19 @@ def _public_bases(app: Sphinx, name: str, obj: Any, options: Any, bases: list[An
     bases[:] = shown or [object]
 
 
+def _no_inline_type(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    """Keep napoleon from reading an attribute docstring's first words as its type."""
+    if what in ("attribute", "data", "property") and lines and lines[0].strip():
+        lines[:0] = ["..", ""]  # an empty comment: napoleon finds no colon in it
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("public_api_packages", [], "env", types=[list])
     app.connect("builder-inited", _builder_inited)
     app.connect("doctree-read", _public_paths)
     app.connect("autodoc-process-bases", _public_bases)
+    # Before napoleon's own handler (priority 500) turns the docstring into fields.
+    app.connect("autodoc-process-docstring", _no_inline_type, priority=400)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -274,3 +274,41 @@ def test_nothing_reaches_stderr_unless_the_application_configures_logging() -> N
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert done.stderr == ""
+
+
+async def test_a_restart_s_planned_wait_is_reported_and_not_held_against_the_health(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Issue 20: one reconnect through a server that restarted read REGRESSION.
+    # The server says "come back in 1.5 s", is still down then (one failed
+    # attempt, one backoff step of the client's own), then serves.
+    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
+        if n == 2:  # still restarting
+            await request.reject(503)
+            return
+        ws, _ = await accept_and_resume(request)
+        await send_ready(ws, None)
+        if n == 1:
+            await trio.sleep(20)  # stable
+            await ws.aclose(1012, json.dumps({"reason": "restarting", "retryAfter": 1500}))
+            return
+        await trio.sleep_forever()
+
+    server = FakeServer(nursery, handler)
+    with trio.fail_after(100):
+        async with tr.open_reconnecting_websocket(
+            URL,
+            open_stream=server.open_stream,
+            backoff=tr.Backoff(initial=0.2, jitter=tr.Jitter.NONE),
+        ) as ws:
+            while len(server.connects) < 3 or ws.state is not S.OPEN:
+                await trio.sleep(0.01)
+            stats = ws.statistics()
+    step = 0.4  # the client's own backoff after the refused attempt 2: 0.2 * 2
+    assert stats.reconnects == 1
+    assert stats.recent_server_waits == (1.5,)
+    assert stats.median_reconnect == pytest.approx(1.5 + step, abs=0.02)
+    assert stats.median_beyond_server_wait == pytest.approx(step, abs=0.02)
+    assert stats.health is tr.HealthLevel.HEALTHY  # the full 1.9 s would read WATCH
+    assert stats.health_samples == 1
+    assert stats.describe().endswith("healthy, from 1 reconnect only")

@@ -13,6 +13,7 @@ from trio_reconnect._metrics import (
     DEFAULT_WINDOW,
     HEALTHY_BELOW,
     INCIDENT_ABOVE,
+    MIN_HEALTH_SAMPLES,
     REGRESSION_ABOVE,
     HealthLevel,
     MetricsRecorder,
@@ -21,6 +22,7 @@ from trio_reconnect._metrics import (
     percentile,
 )
 from trio_reconnect._protocol import HandshakeOutcome, HandshakeResult
+from trio_reconnect._state import DelaySource
 
 
 def test_constants() -> None:
@@ -28,6 +30,7 @@ def test_constants() -> None:
     assert REGRESSION_ABOVE == 2.0
     assert INCIDENT_ABOVE == 10.0
     assert DEFAULT_WINDOW == 256
+    assert MIN_HEALTH_SAMPLES == 3
 
 
 # --------------------------------------------------------------------------- percentile
@@ -190,6 +193,8 @@ def test_recorder_counts_and_durations() -> None:
         replayed_events=5,
         snapshots=1,
         lost=1,
+        recent_server_waits=(0.0, 0.0, 0.0, 0.0, 0.0),
+        median_beyond_server_wait=2.5,
     )
     # rank 4 * 0.95 = 3.8 -> 3.5 + 9 * 0.8 (within float rounding of 10.7).
     assert stats.p95_reconnect == pytest.approx(10.7, rel=1e-12)
@@ -291,3 +296,64 @@ def test_statistics_is_a_frozen_snapshot() -> None:
     assert metrics.statistics().failed_attempts == 1
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         before.connects = 5  # type: ignore[misc]
+
+
+# ------------------------------------------------------- the server's share of a reconnect
+
+
+def test_a_wait_the_server_asked_for_is_not_held_against_the_health() -> None:
+    # A restart: the server said "come back in 1.5 s", then was down a little
+    # longer (two backoff waits of the client's own), then ready at 2.3 s.
+    metrics = MetricsRecorder()
+    metrics.record_ready(None, result(HandshakeOutcome.FRESH))
+    metrics.record_wait(1.5, DelaySource.SERVER)
+    metrics.record_wait(0.1, DelaySource.BACKOFF)
+    metrics.record_wait(0.2, DelaySource.BACKOFF)
+    metrics.record_ready(2.3, result(HandshakeOutcome.REPLAYED, 2))
+    stats = metrics.statistics()
+    assert stats.median_reconnect == 2.3  # what the user felt, whole
+    assert stats.recent_server_waits == (1.5,)
+    assert stats.median_beyond_server_wait == pytest.approx(0.8)
+    assert stats.health is HealthLevel.HEALTHY  # not REGRESSION: 0.8 s beyond the plan
+    assert stats.health_samples == 1
+    assert stats.describe() == (
+        "median reconnect 2.30 s over 1 reconnect (1.50 s of it waits the server asked for): "
+        "healthy, from 1 reconnect only"
+    )
+
+
+def test_without_server_waits_the_level_is_the_median_s() -> None:
+    metrics = MetricsRecorder()
+    for duration in (2.5, 2.6, 2.7):
+        metrics.record_wait(duration, DelaySource.BACKOFF)
+        metrics.record_wait(9.0, DelaySource.SERVER_FLOORED)  # the client's floor, not asked
+        metrics.record_ready(duration, None)
+    stats = metrics.statistics()
+    assert stats.median_beyond_server_wait == stats.median_reconnect == 2.6
+    assert stats.health is HealthLevel.REGRESSION
+    assert stats.describe() == "median reconnect 2.60 s over 3 reconnects: regression"
+
+
+def test_server_waits_before_the_first_connection_are_no_reconnect_s() -> None:
+    metrics = MetricsRecorder()
+    metrics.record_wait(5.0, DelaySource.SERVER)  # a refused first handshake, Retry-After 5
+    metrics.record_ready(None, None)
+    metrics.record_wait(0.5, DelaySource.SERVER)
+    metrics.record_ready(0.7, None)
+    stats = metrics.statistics()
+    assert stats.recent_server_waits == (0.5,)
+    assert stats.describe().startswith("median reconnect 0.70 s over 1 reconnect (0.50 s")
+
+
+def test_a_server_wait_is_never_more_than_its_reconnect() -> None:
+    # reconnect_now() cut the planned wait short.
+    metrics = MetricsRecorder()
+    metrics.record_wait(3.0, DelaySource.SERVER)
+    metrics.record_ready(0.4, None)
+    stats = metrics.statistics()
+    assert stats.recent_server_waits == (0.4,)
+    assert stats.median_beyond_server_wait == 0.0
+
+
+def test_no_reconnect_describes_itself() -> None:
+    assert MetricsRecorder().statistics().describe() == "no reconnect yet: healthy"

@@ -9,6 +9,7 @@ HTML. The ``docs`` nox session builds the same site with ``-W``.
 from __future__ import annotations
 
 import ast
+import html
 import importlib
 import os
 import pkgutil
@@ -148,6 +149,93 @@ def test_a_constant_shows_its_comment_and_value(built_docs: tuple[Path, str]) ->
     entry = api[anchor : api.index("</dd>", anchor)]
     assert f"{trio_reconnect.DEFAULT_MAX_ATTEMPTS}" in entry
     assert "Consecutive failed attempts before the client gives up" in entry
+
+
+def _entries(api: str) -> list[str]:
+    """The ids of the top-level entries of the API page, in page order."""
+    ids = re.findall(r'<dt class="sig sig-object py" id="([^"]+)"', api)
+    public = {f"{package}.{name}" for package in PACKAGES for name in _all(package)}
+    return [found for found in ids if found in public]
+
+
+def _all(package: str) -> list[str]:
+    return list(importlib.import_module(package).__all__)
+
+
+def _is_a_type(text: str) -> bool:
+    """Whether ``text`` reads as a type expression (``int | None``, ``tuple[str, …]``)."""
+    try:
+        tree = ast.parse(text.replace("…", "..."), mode="eval")
+    except SyntaxError:
+        return False
+    allowed = (ast.Expression, ast.Name, ast.Attribute, ast.Subscript, ast.Tuple, ast.Load)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            continue
+        if isinstance(node, ast.BitOr | ast.List):
+            continue
+        if isinstance(node, ast.Constant) and node.value in (None, Ellipsis):
+            continue
+        if not isinstance(node, allowed):
+            return False
+    return True
+
+
+def test_the_type_check_tells_a_type_from_a_sentence() -> None:
+    for good in ("int", "float | None", "tuple[str, …]", "trio_reconnect.DelaySource | None"):
+        assert _is_a_type(good), good
+    # What napoleon once made of ``#:`` comments with a colon in their first line.
+    for garbled in (
+        "Consecutive failed attempts before the client gives up (None",
+        "RFC 6455",
+        "uniform(0, cap(n))",
+        "N / R",
+        "capacity / 10",
+        "An application\N{RIGHT SINGLE QUOTATION MARK}s snapshot",
+    ):
+        assert not _is_a_type(garbled), garbled
+
+
+def test_every_type_field_is_a_type_and_every_text_whole(built_docs: tuple[Path, str]) -> None:
+    api = (built_docs[0] / "reference" / "api.html").read_text()
+    field = r'<dt class="field-\w+">Type<.*?<dd class="field-\w+">(.*?)</dd>'
+    fields = re.findall(field, api, re.S)
+    assert len(fields) > 50
+    types_shown = [html.unescape(re.sub(r"<[^>]+>", "", field)).strip() for field in fields]
+    garbled = [shown for shown in types_shown if not _is_a_type(shown)]
+    assert not garbled, f"type fields that are no types (a docstring cut at a colon): {garbled}"
+    # The entries the issue saw, whole.
+    for anchor, text in [
+        ("trio_reconnect.DEFAULT_MAX_ATTEMPTS", "gives up (None: never)."),
+        (
+            "trio_reconnect.MAX_CLOSE_REASON_BYTES",
+            "RFC 6455: a close frame\N{RIGHT SINGLE QUOTATION MARK}s reason is at most",
+        ),
+        ("trio_reconnect.Jitter.FULL", "uniform(0, cap(n)): the widest spread"),
+    ]:
+        start = api.index(f'id="{anchor}"')
+        entry = html.unescape(re.sub(r"<[^>]+>", "", api[start : api.index("</dd>", start)]))
+        assert text in re.sub(r"\s+", " ", entry), entry
+
+
+def test_the_page_starts_from_the_entry_point(built_docs: tuple[Path, str]) -> None:
+    entries = _entries((built_docs[0] / "reference" / "api.html").read_text())
+    assert entries[:2] == [
+        "trio_reconnect.open_reconnecting_websocket",
+        "trio_reconnect.ReconnectingWebSocket",
+    ]
+    # Each package: its constants after everything else it has.
+    for package in PACKAGES:
+        own = [found for found in entries if found.rsplit(".", 1)[0] == package]
+        names = [found.rsplit(".", 1)[1] for found in own]
+        constants = [index for index, name in enumerate(names) if name.isupper()]
+        others = [index for index, name in enumerate(names) if not name.isupper()]
+        if constants and others and package != "trio_reconnect.testing.pytest_plugin":
+            assert max(others) < min(constants), f"{package}: {names}"
+    client = [found.rsplit(".", 1)[1] for found in entries if found.count(".") == 1]
+    groups = ("ServerEvent", "ReconnectError", "ReconnectStatistics", "DEFAULT_MAX_ATTEMPTS")
+    order = [client.index(name) for name in groups]
+    assert order == sorted(order), client
 
 
 def test_the_design_page_lists_every_module(built_docs: tuple[Path, str]) -> None:

@@ -44,6 +44,19 @@ def test_rolling_deploy_demo_loses_nothing() -> None:
     assert all(int(n) > 0 for _, n in drains), out
     assert len(re.findall(r"peak arrivals / 100 ms: node\d \d+, node\d \d+ \(plan", out)) == 3
     assert "connected   30/30" in result.stderr  # the live progress
+    # Each step is said once; the progress lines in between repeat only the counters.
+    for node in ("node1", "node2", "node3"):
+        assert result.stderr.count(f"deploying {node}: stopped (exit 0); restarting it") == 1
+
+
+def test_a_node_count_that_is_no_number(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        _cli.main(["demo", "--nodes", "abc"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "'abc' is not a number" in err
+    assert "at least 2" in err  # what a number must be
+    assert "needs at least 2 nodes" not in err
 
 
 def test_rolling_deploy_demo_json() -> None:

@@ -41,6 +41,7 @@ PUBLIC = {
     "FatalCloseError",
     "Gap",
     "HEALTHY_BELOW",
+    "MIN_HEALTH_SAMPLES",
     "HandshakeOutcome",
     "HandshakeRejectedError",
     "HealthLevel",

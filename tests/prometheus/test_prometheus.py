@@ -176,14 +176,15 @@ def test_every_client_counter_and_duration_is_exported() -> None:
         "median_reconnect": 1.25,
         "p95_reconnect": 3.5,
         "max_reconnect": 4.75,
+        "median_beyond_server_wait": 0.5,
     }
-    assert set(counts) | set(durations) | {"recent_reconnects", "health"} == {
-        f.name for f in fields
-    }
+    windows = {"recent_reconnects", "recent_server_waits"}
+    assert set(counts) | set(durations) | windows | {"health"} == {f.name for f in fields}
     stats = tr.ReconnectStatistics(
         **counts,
         **durations,
         recent_reconnects=(1.25, 4.75),
+        recent_server_waits=(0.75, 0.25),
         health=tr.HealthLevel.REGRESSION,
     )
     registry, _ = client_registry(feed=lambda: stats)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import random
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 import trio
+import trio_websocket
 
 from trio_reconnect import (
     ConnectionState,
+    DelaySource,
     ReconnectFailed,
     ServerEvent,
     Transition,
@@ -163,3 +166,96 @@ def test_the_plugin_loads_where_resource_does_not_exist(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+# ------------------------------------------------------------- your own server, any handler
+
+
+async def test_your_trio_websocket_handler_on_the_network(
+    autojump_clock: trio.abc.Clock,
+    memory_network: MemoryNetwork,
+    serve_websocket: Any,
+    connect_client: Any,
+) -> None:
+    # Issue 20: a newcomer's own trio-websocket server (not our protocol: a
+    # price feed that sends a greeting, then the price), with a fault.
+    connections = 0
+
+    async def prices(request: trio_websocket.WebSocketRequest) -> None:
+        nonlocal connections
+        connections += 1
+        ws = await request.accept()
+        await ws.send_message(f"hello #{connections}")
+        await ws.send_message("42.0")
+        await trio.sleep_forever()
+
+    url = await serve_websocket(prices, "prices")
+    assert url == "ws://prices/"
+    async with connect_client("alice", url=url, resume=False) as ws:
+        with trio.fail_after(60):
+            assert [await ws.get_message(), await ws.get_message()] == ["hello #1", "42.0"]
+            memory_network.reset("alice")  # RST: she reconnects on her own
+            assert [await ws.get_message(), await ws.get_message()] == ["hello #2", "42.0"]
+    assert ws.statistics().reconnects == 1
+    assert memory_network.statistics().resets == 1
+
+
+async def test_a_raw_stream_handler_on_the_network(
+    autojump_clock: trio.abc.Clock, serve_stream: Any, connect_client: Any
+) -> None:
+    # Bytes in, bytes out: a server that refuses the first handshake with an
+    # HTTP 503 and a Retry-After, then speaks websocket (trio-websocket's
+    # wrap_server_stream) on the next connection.
+    calls = 0
+
+    async def handler(stream: trio.abc.Stream) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await stream.receive_some()  # the client's opening request
+            await stream.send_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n"
+            )
+            await stream.aclose()
+            return
+        async with trio.open_nursery() as nursery:
+            request = await trio_websocket.wrap_server_stream(nursery, stream)
+            ws = await request.accept()
+            await ws.send_message("hello")
+            await trio.sleep_forever()
+
+    url = await serve_stream(handler, "legacy", 8080)
+    assert url == "ws://legacy:8080/"
+    transitions: list[Transition] = []
+    async with connect_client("bob", url=url, resume=False, on_transition=transitions.append) as ws:
+        with trio.fail_after(60):
+            assert await ws.get_message() == "hello"
+            assert trio.current_time() == 2.0  # the server's Retry-After, to the tick
+    waits = [t for t in transitions if t.state is ConnectionState.BACKING_OFF]
+    assert [(t.delay, t.delay_source, t.status_code) for t in waits] == [
+        (2.0, DelaySource.SERVER, 503)
+    ]
+
+
+def test_the_howto_s_own_server_samples_pass_as_pasted(tmp_path: Path) -> None:
+    # docs/howto/faults.md, "Your own server": each sample is a test file a
+    # user pastes into a project with trio_mode on.
+    root = Path(__file__).resolve().parents[2]
+    page = (root / "docs" / "howto" / "faults.md").read_text()
+    section = page[page.index("## Your own server") : page.index("## The faults")]
+    samples = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(samples) == 2
+    for n, sample in enumerate(samples):
+        (tmp_path / f"test_sample_{n}.py").write_text(sample)
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout

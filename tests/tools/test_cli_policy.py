@@ -15,6 +15,7 @@ from trio_reconnect._tools._policy import (
     EXIT_INTERRUPTED,
     describe_error,
     exit_status,
+    node_count,
     non_negative_int,
     non_negative_number,
     port,
@@ -167,3 +168,11 @@ def test_exit_status() -> None:
     assert exit_status(ValueError("bug")) is None
     assert exit_status(ExceptionGroup("", [in_use, ValueError("bug")])) is None
     assert exit_status(SystemExit(2)) is None
+
+
+def test_node_count() -> None:
+    assert node_count("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^'abc' is not a number"):
+        node_count("abc")
+    with pytest.raises(argparse.ArgumentTypeError, match="needs at least 2 nodes"):
+        node_count("1")

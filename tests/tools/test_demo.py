@@ -12,6 +12,7 @@ import trio
 
 from trio_reconnect._metrics import HEALTHY_BELOW, INCIDENT_ABOVE, REGRESSION_ABOVE
 from trio_reconnect._tools._cli import main
+from trio_reconnect._tools.demo._arrivals import AcceptTimes
 from trio_reconnect._tools.demo._single import DemoSummary, run_demo
 
 
@@ -27,6 +28,9 @@ async def test_demo_small_crowd_loses_nothing() -> None:
     assert summary.reconnects >= 20
     assert summary.median_reconnect_s is not None
     assert summary.median_reconnect_s <= 0.25 + 2.0 + 1.0  # base + window + slack
+    # The hints are the server's plan: the health reads what is left beyond them.
+    assert summary.median_beyond_server_wait_s is not None
+    assert summary.median_beyond_server_wait_s < summary.median_reconnect_s
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("demo: 20 clients on the embedded server at ws://127.0.0.1:")
     assert lines[0].endswith("; 2 restarts (each drops every client with close code 1012 and a"
@@ -82,7 +86,8 @@ def test_demo_summary_explains_its_terms() -> None:
     assert "  peak vs planned           37 vs 15.0 arrivals per 100 ms (2.5 x the plan)" in table
     text = " ".join(table.split())  # unwrapped
     assert (
-        f"watch: the health level of the median reconnect: healthy under {HEALTHY_BELOW:g} s,"
+        "watch: the health level of the median reconnect less the wait the server asked for"
+        f" (the client's own part): healthy under {HEALTHY_BELOW:g} s,"
         f" watch from {HEALTHY_BELOW:g} s to {REGRESSION_ABOVE:g} s, regression over"
         f" {REGRESSION_ABOVE:g} s, incident over {INCIDENT_ABOVE:g} s." in text
     )
@@ -161,3 +166,32 @@ async def test_connect_and_serve_commands_talk_to_each_other(
     assert f"serving the reconnect protocol on ws://127.0.0.1:{port}/" in captured.out
     assert "restarting" in captured.out
     assert "-> open" in captured.err  # transitions go to stderr
+
+
+def test_demo_json_has_the_peak_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo", "--clients", "5", "--duration", "1", "--restarts", "1", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert (
+        summary["peak_ratio"] == summary["peak_arrivals_per_100ms"] / summary["planned_per_100ms"]
+    )
+    assert summary["peak_arrivals_per_100ms"] >= 1  # returns were counted at the server
+
+
+async def test_returns_are_counted_at_the_server_s_accept() -> None:
+    # The demo's measure (trio_reconnect/_tools/demo/_arrivals.py): each accepted
+    # connection's time, binned from a restart.
+    (tcp,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    accepted = AcceptTimes(tcp)
+    port = tcp.socket.getsockname()[1]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, lambda stream: stream.aclose(), [accepted])
+            before = trio.current_time()
+            for _ in range(3):
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                await stream.aclose()
+            while len(accepted.times) < 3:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert all(before <= t <= trio.current_time() for t in accepted.times)
+    assert accepted.times == sorted(accepted.times)

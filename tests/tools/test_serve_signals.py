@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Seconds the process has to start, and to drain and exit.
 START_BOUND = 20.0
 EXIT_BOUND = 10.0
+#: Seconds an idle node has from Ctrl-C to its exit (about 0.1 s measured).
+IDLE_EXIT_BOUND = 1.0
 
 
 async def _line(stream: Any, buffer: bytearray) -> str:
@@ -191,3 +193,35 @@ async def test_serve_until_signal_in_process_returns_what_it_drained() -> None:
     (summary,) = summaries
     assert (summary.drained, summary.aborted, summary.signal) == (1, 0, signal.SIGUSR1)
     assert summary.describe().startswith("SIGUSR1: drained 1 clients")
+
+
+async def test_ctrl_c_on_an_idle_serve_exits_at_once() -> None:
+    # Nothing to drain: the summary line comes right after the signal (the
+    # issue saw about 1.5 s; the drain of no clients must not wait for anything).
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trio_reconnect", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=str(ROOT),
+    )
+    try:
+        assert process.stdout is not None
+        out = bytearray()
+        with trio.fail_after(START_BOUND):
+            first = await _line(process.stdout, out)
+        assert first.startswith("serving the reconnect protocol on ws://"), first
+        await trio.sleep(0.3)  # a tick or none: idle either way
+        sent_at = trio.current_time()
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(EXIT_BOUND):
+            summary = await _line(process.stdout, out)
+            await process.wait()
+        assert summary.startswith("serve: SIGINT: drained 0 clients"), summary
+        assert process.returncode == 0
+        assert trio.current_time() - sent_at < IDLE_EXIT_BOUND
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

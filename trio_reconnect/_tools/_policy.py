@@ -204,7 +204,9 @@ def node_count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number (a whole number of nodes, at least 2)"
+        ) from None
     if value < 2:
         raise argparse.ArgumentTypeError(
             f"{text!r}: a rolling deploy needs at least 2 nodes (the others take the clients)"

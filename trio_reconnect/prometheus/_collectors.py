@@ -204,6 +204,11 @@ class ReconnectCollector(_Collector[ReconnectStatistics]):
             ("median", "Median reconnect duration over the window.", "median_reconnect"),
             ("p95", "95th percentile reconnect duration over the window.", "p95_reconnect"),
             ("max", "Longest reconnect in the window.", "max_reconnect"),
+            (
+                "beyond_server_wait_median",
+                "Median reconnect less its server-requested wait (what the health reads).",
+                "median_beyond_server_wait",
+            ),
         ):
             gauge = GaugeMetricFamily(
                 f"{prefix}reconnect_{name}_seconds", doc, labels=labels, unit="seconds"
@@ -232,7 +237,7 @@ class ReconnectCollector(_Collector[ReconnectStatistics]):
         yield histogram
         health = GaugeMetricFamily(
             prefix + "health",
-            "The health level read off the median (1: the current level).",
+            "The health level read off the median beyond the server's asked waits (1: the level).",
             labels=[*labels, "level"],
         )
         for client, stats in snapshots:

@@ -16,7 +16,19 @@ fixtures are there in every project that has trio_reconnect and pytest-trio
 ``connect_client``
     ``connect_client(name="client", **options)``: an async context manager
     that opens :func:`~trio_reconnect.open_reconnecting_websocket` to the
-    server as host ``name`` on the memory network, with a seeded ``random``.
+    server as host ``name`` on the memory network, with a seeded ``random``;
+    ``url=`` points it at another server on the network.
+``serve_websocket``
+    ``await serve_websocket(handler, host="server", port=80, **options)``:
+    serve *your* trio-websocket handler (``async def handler(request)``, as
+    for :func:`trio_websocket.serve_websocket`) on ``memory_network``; returns
+    its URL. Every fault of the network applies to its connections.
+``serve_stream``
+    ``await serve_stream(handler, host="server", port=80)``: serve a raw
+    stream handler (``async def handler(stream)``, bytes in and out, as for
+    :func:`trio.serve_listeners`) on ``memory_network``; returns the URL a
+    client connects to. For a server that is no websocket server at all, or
+    a broken one.
 
 Example::
 
@@ -33,12 +45,14 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import pytest
 import trio
+import trio_websocket
 
 from .._client import ReconnectingWebSocket, open_reconnecting_websocket
 from ..server import ReconnectServer, ReplayLog
@@ -52,6 +66,8 @@ __all__ = [
     "memory_network",
     "reconnect_server",
     "reconnect_server_options",
+    "serve_stream",
+    "serve_websocket",
 ]
 
 #: Where ``reconnect_server`` listens on ``memory_network``.
@@ -60,6 +76,12 @@ SERVER_PORT: Final = 80
 SERVER_URL: Final = f"ws://{SERVER_HOST}/"
 
 ClientFactory = Callable[..., contextlib.AbstractAsyncContextManager[ReconnectingWebSocket]]
+#: ``serve_websocket(handler, host, port, **options)`` and ``serve_stream(handler, host, port)``.
+Serve = Callable[..., Awaitable[str]]
+
+
+def _url(host: str, port: int) -> str:
+    return f"ws://{host}/" if port == 80 else f"ws://{host}:{port}/"
 
 
 @pytest.fixture
@@ -106,3 +128,49 @@ def connect_client(memory_network: MemoryNetwork, request: pytest.FixtureRequest
             yield ws
 
     return connect
+
+
+@pytest.fixture
+def serve_websocket(memory_network: MemoryNetwork, nursery: trio.Nursery) -> Serve:
+    """``await serve_websocket(handler, host="server", port=80, **options)``: your handler's URL.
+
+    ``handler`` is a trio-websocket request handler; ``options`` go to
+    :class:`trio_websocket.WebSocketServer` (``max_message_size=`` ...). It
+    serves until the test ends.
+    """
+
+    async def serve(
+        handler: Callable[[trio_websocket.WebSocketRequest], Awaitable[None]],
+        host: str = SERVER_HOST,
+        port: int = SERVER_PORT,
+        **options: Any,
+    ) -> str:
+        listener = memory_network.listen(host, port)
+        # Typed for socket listeners only, but it serves any trio Listener
+        # (and describes the others by their repr).
+        server = trio_websocket.WebSocketServer(handler, [listener], **options)  # type: ignore[list-item]
+        await nursery.start(server.run)
+        return _url(host, port)
+
+    return serve
+
+
+@pytest.fixture
+def serve_stream(memory_network: MemoryNetwork, nursery: trio.Nursery) -> Serve:
+    """``await serve_stream(handler, host="server", port=80)``: the URL of a raw stream handler.
+
+    ``handler`` gets each accepted connection's :class:`trio.abc.Stream`
+    (the client's opening HTTP request is its first bytes). It serves until
+    the test ends.
+    """
+
+    async def serve(
+        handler: Callable[[trio.abc.Stream], Awaitable[object]],
+        host: str = SERVER_HOST,
+        port: int = SERVER_PORT,
+    ) -> str:
+        listener = memory_network.listen(host, port)
+        await nursery.start(functools.partial(trio.serve_listeners, handler, [listener]))
+        return _url(host, port)
+
+    return serve

@@ -276,6 +276,7 @@ async def run_cluster_demo(
                 deploys = [await _deploy_one(proc, balancer, shown) for proc in procs]
                 shown.say("deploy done; letting every client catch up")
                 target, read = await _caught_up(RedisStreamLog(redis_url), crowd)
+                shown.step = "every client caught up"
                 final = shown.status()
                 nursery.cancel_scope.cancel()
             for proc in procs:
@@ -323,8 +324,13 @@ class _Progress:
                 await trio.sleep(0.2)
             else:
                 if trio.current_time() - self.printed >= _PLAIN_PROGRESS:
-                    self.say(self.step)
+                    self.counters()
                 await trio.sleep(0.1)
+
+    def counters(self) -> None:
+        """The same step, later: its counters, without repeating what the step did."""
+        self.printed = trio.current_time()
+        print(self.status().removesuffix(self.step) + "...", file=self.out, flush=True)
 
     def say(self, text: str) -> None:
         """A new step: on its own line (a terminal keeps the previous step's line)."""
@@ -350,7 +356,7 @@ async def _deploy_one(proc: NodeProcess, balancer: _Balancer, shown: _Progress) 
     drained_from = [c for c in shown.crowd if c.ready and c.url == proc.url]
     t0 = trio.current_time()
     exit_status = await proc.stop()
-    shown.say(f"deploying {proc.name}: exited {exit_status}; starting it again")
+    shown.say(f"deploying {proc.name}: stopped (exit {exit_status}); restarting it")
     await proc.start()
     back = trio.current_time() - t0
     balancer.in_service.add(proc.url)
