@@ -218,6 +218,12 @@ class ReconnectCollector(_Collector[ReconnectStatistics]):
                 if value is not None:
                     gauge.add_metric([client], value)
             yield gauge
+        yield self._histogram(prefix, labels, snapshots)
+        yield self._health(prefix, labels, snapshots)
+
+    def _histogram(
+        self, prefix: str, labels: list[str], snapshots: list[tuple[str, ReconnectStatistics]]
+    ) -> Metric:
         histogram = GaugeHistogramMetricFamily(
             prefix + "reconnect_seconds",
             "Reconnect durations in the window (a gauge histogram: buckets can shrink).",
@@ -234,7 +240,12 @@ class ReconnectCollector(_Collector[ReconnectStatistics]):
                 ],
                 sum(durations),
             )
-        yield histogram
+        return histogram
+
+    @staticmethod
+    def _health(
+        prefix: str, labels: list[str], snapshots: list[tuple[str, ReconnectStatistics]]
+    ) -> Metric:
         health = GaugeMetricFamily(
             prefix + "health",
             "The health level read off the median beyond the server's asked waits (1: the level).",
@@ -243,7 +254,7 @@ class ReconnectCollector(_Collector[ReconnectStatistics]):
         for client, stats in snapshots:
             for level in HealthLevel:
                 health.add_metric([client, level.value], float(level is stats.health))
-        yield health
+        return health
 
 
 @attrs.define(eq=False)
