@@ -6,6 +6,7 @@ import inspect
 import json
 import logging
 import random
+from typing import Any
 
 import attrs
 import pytest
@@ -78,7 +79,8 @@ async def test_sends_held_until_ready_released_in_call_order(
                     senders.start_soon(send, i)
                     await trio.sleep(0.01)
             await trio.sleep(1)
-    assert {k: received[0][k] for k in ("type", "lastEventId")} == {
+    first: Any = received[0]
+    assert {k: first[k] for k in ("type", "lastEventId")} == {
         "type": "resume",
         "lastEventId": None,
     }
