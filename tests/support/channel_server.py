@@ -17,8 +17,8 @@ import trio_websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.fake_channels import ChannelStore  # noqa: E402
-from trio_reconnect._wire import RefusedCode  # noqa: E402
+from tests.support.fake_channels import ChannelStore
+from trio_reconnect._wire import RefusedCode
 
 #: Seconds between two events of ``room:1``.
 INTERVAL = 0.05
