@@ -244,6 +244,60 @@ async def test_subscribing_while_offline_goes_right_after_ready_before_the_gate(
     assert store.resumes[0]["channels"] == {}
 
 
+async def test_on_connect_reads_past_the_channel_frames(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The subscribe goes before on_connect; its answer, arriving while
+    on_connect reads, goes to the subscription, not to on_connect."""
+    store = ChannelStore(echo=True, presence={"room": {"x": {}}})
+    server = FakeServer(nursery, store.serve)
+    server.refuse = lambda n: OSError("down") if n == 1 else None
+    heard: list[str | bytes] = []
+
+    async def on_connect(connection: tr.Connection) -> None:
+        await connection.send_message("hello")
+        heard.append(await connection.get_message())
+
+    with trio.fail_after(10):
+        async with client(server, on_connect=on_connect) as ws, trio.open_nursery() as inner:
+            entered = trio.Event()
+
+            async def subscriber() -> None:
+                async with ws.subscribe("room") as sub:
+                    assert dict(sub.members) == {"x": {}}
+                    entered.set()
+
+            inner.start_soon(subscriber)
+            await entered.wait()
+    assert heard == ["hello"]
+    assert [f if isinstance(f, str) else f["type"] for _, f in store.received][:2] == [
+        "subscribe",
+        "hello",
+    ]
+
+
+async def test_an_unsubscribed_with_a_code_ends_the_iteration(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = ChannelStore()
+    server = FakeServer(nursery, store.serve)
+    with trio.fail_after(10):
+        async with client(server) as ws, ws.subscribe("room") as sub:
+            store.publish("room", 1)
+            store.send_raw(
+                json.dumps(
+                    {"type": "unsubscribed", "channel": "room", "code": "revoked", "reason": "r"}
+                )
+            )
+            with pytest.raises(tr.SubscriptionRefused) as caught:
+                async for item in sub:
+                    assert item == tr.ServerEvent("101", 1)
+            assert (caught.value.code, caught.value.reason) == ("revoked", "r")
+            # The channel can be subscribed again.
+            async with ws.subscribe("room") as again:
+                assert again.last_event_id == "101"
+
+
 async def test_a_version_1_server_refuses_every_subscription_as_unsupported(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: Any
 ) -> None:

@@ -66,6 +66,8 @@ class ChannelStore:
     snapshots: set[str] = attrs.Factory(set)
     bases: dict[str, int] = attrs.Factory(dict)
     v1: bool = False
+    #: Send the application's own messages back.
+    echo: bool = False
     max_replay: int = 1000
     conns: list[Conn] = attrs.Factory(list)
     #: Every resume frame, decoded.
@@ -190,6 +192,8 @@ class ChannelStore:
                     conn.put([Unsubscribed(frame.channel).encode()])
                 elif isinstance(frame, Refused):
                     conn.put([frame.encode()])
+                elif self.echo and isinstance(frame, str):
+                    conn.put([frame])
         except trio_websocket.ConnectionClosed:
             return
 
