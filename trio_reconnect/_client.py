@@ -451,7 +451,10 @@ async def open_reconnecting_websocket(
         max_server_delay: The clamp for server retry hints, seconds
             (:data:`DEFAULT_MAX_SERVER_DELAY`).
         max_queue: Items buffered for the application before reading pauses
-            (:data:`DEFAULT_MAX_QUEUE`).
+            (:data:`DEFAULT_MAX_QUEUE`). Each channel subscription has its own
+            bound of as many live events: past it that channel (only) drops
+            its live events and asks for them again once its reader has
+            caught up (docs/howto/channels.md).
         max_message_size: Largest message accepted (larger: close 1009;
             :data:`DEFAULT_MAX_MESSAGE_SIZE`).
         max_replay: Most events one handshake may replay before the attempt
