@@ -547,7 +547,8 @@ def test_restart_reads_an_unasked_answer_from_the_last_delivered_id() -> None:
     with pytest.raises(ValueError, match="restart"):
         ChannelState("d", 8).restart()  # only an active one
     state.restart()
-    assert state.phase is Phase.ASKING
+    phase: Phase = state.phase
+    assert phase is Phase.ASKING
     out = state.receive(ChannelItem("c", ServerEvent("11", 1)))
     assert out == []  # already delivered: the window stayed
     out = state.receive(Subscribed("c", "900", lost=True))
