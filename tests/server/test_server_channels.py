@@ -1,4 +1,4 @@
-"""Channels on the server (protocol v2, PROTOCOL.md section 4), with raw clients speaking the wire."""
+"""Channels on the server (protocol v2, PROTOCOL.md section 4), with raw clients."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ async def test_without_client_id_the_server_is_v1(
     assert await until_ready(ws) == [{"type": "ready", "id": None, "lost": False}]
     message = json.dumps({"type": "subscribe", "channel": "a", "lastEventId": None})
     await ws.send_message(message)
-    client, received = await server.messages().receive()
+    _client, received = await server.messages().receive()
     assert received == message
 
 
@@ -409,7 +409,7 @@ async def test_events_appended_between_registration_and_read(
 class LossyStore(MemoryChannelStore):
     """A store whose live stream skips the notifications the test names."""
 
-    skip: set[str] = set()
+    skip: frozenset[str] = frozenset()
 
     @asynccontextmanager
     async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent]]]:
@@ -429,7 +429,7 @@ async def test_a_gap_in_one_channel_is_repaired(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:
     store = LossyStore(start=1)
-    store.skip = {"2", "3"}
+    store.skip = frozenset({"2", "3"})
     server = make_server(store)
     with trio.fail_after(5):
         ws, _ = await v2(nursery, server, {"a": "0"})
@@ -445,7 +445,7 @@ async def test_an_unrepairable_channel_is_resynced_alone(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:
     store = LossyStore(start=1, channel_max_len=2)
-    store.skip = {str(i) for i in range(2, 6)}
+    store.skip = frozenset(str(i) for i in range(2, 6))
     server = make_server(store)
     with trio.fail_after(5):
         ws, _ = await v2(nursery, server, {"a": "0", "b": "0"})
