@@ -523,3 +523,81 @@ async def test_clients_hopping_between_nodes_see_a_gap_free_run(
             conn.cancel_scope.cancel()
     for channel in channels:
         assert seen[channel] == list(range(1, 101)), channel
+
+
+async def test_a_subscribe_after_ready_registers_before_it_reads(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = GatedStore(start=1)
+    store.append_nowait("a", 1)
+    server = make_server(store)
+    with trio.fail_after(5):
+        ws, _ = await v2(nursery, server)
+        store.gate, store.at_gate = trio.Event(), trio.Event()
+        await send(ws, type="subscribe", channel="a", lastEventId="0")
+        await store.at_gate.wait()
+        for i in range(2, 5):
+            await server.publish("a", i)
+        await wait_all_tasks_blocked()
+        store.gate.set()
+        got = await frames_until(ws, "subscribed")
+        store.gate = None
+        await server.publish("a", 5)
+        got.append(await receive_json(ws))
+        await no_more_frames(ws)
+    assert got == [event("a", i, i) for i in range(1, 5)] + [subscribed("a", 4), event("a", 5, 5)]
+
+
+async def test_notifications_lost_while_a_subscription_answers(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = GatedStore(start=1, listener_buffer=2)
+    server = make_server(store)
+    with trio.fail_after(5):
+        ws, _ = await v2(nursery, server)
+        store.gate, store.at_gate = trio.Event(), trio.Event()
+        await send(ws, type="subscribe", channel="a", lastEventId="0")
+        await store.at_gate.wait()
+        gate = store.gate
+        store.gate = None  # the feed's repair reads pass
+        for i in range(1, 4):
+            store.append_nowait("a", i)  # overflows the feed's buffer: lost
+        await wait_all_tasks_blocked()
+        gate.set()
+        got = await frames_until(ws, "subscribed")
+        for i in range(4, 7):
+            await server.publish("a", i)
+        got += [await receive_json(ws) for _ in range(3)]
+        await no_more_frames(ws)
+    ids = [int(f["id"]) for f in got if f["type"] == "event"]
+    assert ids == list(range(1, 7))
+
+
+async def test_unsubscribe_stops_frames_queued_later(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    server = make_server()
+    with trio.fail_after(5):
+        ws, _ = await v2(nursery, server, {"a": "0", "b": "0"})
+        await send(ws, type="unsubscribe", channel="a")
+        assert await receive_json(ws) == {"type": "unsubscribed", "channel": "a"}
+        await server.publish("a", 1)
+        await server.publish("b", 1)
+        assert await receive_json(ws) == event("b", 1, 1)
+        await no_more_frames(ws)
+
+
+async def test_a_closed_client_leaves_no_subscription(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    server = make_server()
+    with trio.fail_after(5):
+        ws, _ = await v2(nursery, server, {"a": "0", "b": "0"})
+        frames = server._parts.channels
+        assert frames is not None
+        feed = frames.answerer.feed
+        assert feed.held() == 2
+        await ws.aclose()
+        while server.clients:
+            await trio.sleep(0.1)
+        assert feed.held() == 0
