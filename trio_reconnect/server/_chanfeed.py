@@ -153,13 +153,18 @@ class ChannelFeed:
     max_replay: int
     retry_interval: float
     _feeds: dict[str, dict[Subscription, None]] = attrs.field(init=False, factory=dict)
-    _live: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _live: bool = attrs.field(init=False, default=False)
+    _became_live: trio.lowlevel.ParkingLot = attrs.field(
+        init=False, factory=trio.lowlevel.ParkingLot
+    )
+    #: A run ended before (its task was handed over): what came meanwhile was missed.
+    _ran: bool = attrs.field(init=False, default=False)
     _repairs: int = attrs.field(init=False, default=0)
 
     @property
     def live(self) -> bool:
         """Whether the notification stream is live (registration is safe)."""
-        return self._live.is_set()
+        return self._live
 
     @property
     def repairs(self) -> int:
@@ -168,7 +173,9 @@ class ChannelFeed:
 
     async def wait_live(self) -> None:
         """Wait until the notification stream is live."""
-        await self._live.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._live:
+            await self._became_live.park()
 
     def register(self, subscription: Subscription) -> None:
         """Offer ``subscription`` every notification of its channel from now on."""
@@ -189,23 +196,27 @@ class ChannelFeed:
 
     async def run(self) -> None:
         """Listen, dispatch and repair, until cancelled; re-listen after any loss."""
-        lost = False
-        while True:
-            try:
-                async with self.store.listen() as stream:
-                    self._live.set()
-                    if lost:
-                        await self._repair_all()
-                    lost = False
-                    async for batch in stream:
-                        await self._dispatch(batch)
-            except NotificationsLost as error:
-                logger.warning("channel notifications lost (%s); repairing every channel", error)
-                lost = True
-            except LogUnavailableError as error:
-                logger.warning("channel store unavailable (%s); retrying", error)
-                lost = True
-                await trio.sleep(self.retry_interval)
+        lost, self._ran = self._ran, True
+        try:
+            while True:
+                try:
+                    async with self.store.listen() as stream:
+                        self._live = True
+                        self._became_live.unpark_all()
+                        if lost:
+                            await self._repair_all()
+                        lost = False
+                        async for batch in stream:
+                            await self._dispatch(batch)
+                except NotificationsLost as error:
+                    logger.warning("channel notifications lost (%s); repairing", error)
+                    lost = True
+                except LogUnavailableError as error:
+                    logger.warning("channel store unavailable (%s); retrying", error)
+                    lost = True
+                    await trio.sleep(self.retry_interval)
+        finally:
+            self._live = False  # until the next run's stream is live
 
     async def _dispatch(self, batch: Sequence[ChannelEvent]) -> None:
         by_channel: dict[str, list[ChannelEvent]] = {}
