@@ -601,3 +601,45 @@ async def test_a_closed_client_leaves_no_subscription(
         while server.clients:
             await trio.sleep(0.1)
         assert feed.held() == 0
+
+
+async def test_the_resume_map_counts_against_the_limit(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    server = make_server(max_subscriptions=2)
+    with trio.fail_after(5):
+        ws, frames = await v2(nursery, server, {"a": "0", "b": "0", "c": "0"})
+        assert [f["type"] for f in frames] == ["subscribed", "subscribed", "refused", "ready"]
+        assert frames[2]["code"] == "limit"
+        assert frames[-1]["channels"] == ["a", "b"]
+        await send(ws, type="subscribe", channel="a", lastEventId="0")  # renewing is no new one
+        assert await receive_json(ws) == subscribed("a", 0)
+        await send(ws, type="unsubscribe", channel="b")
+        assert (await receive_json(ws))["type"] == "unsubscribed"
+        await send(ws, type="subscribe", channel="c", lastEventId=None)
+        assert await receive_json(ws) == subscribed("c", 0)
+
+
+async def test_refuse_403_and_a_failing_authorize(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    def authenticate(request: Any) -> None:
+        raise Refuse(403, "banned")
+
+    assert (await refused_with(make_server(authenticate=authenticate))).status_code == 403
+
+    async def authorize(principal: Any, channel: str, action: str) -> bool:
+        await trio.sleep(1)
+        if channel == "boom":
+            raise RuntimeError("the policy service is down")
+        return True
+
+    server = make_server(authorize=authorize)
+    with trio.fail_after(10):
+        _ws, frames = await v2(nursery, server, {"boom": "0", "ok": "0"})
+    assert [(f["type"], f.get("channel")) for f in frames] == [
+        ("refused", "boom"),
+        ("subscribed", "ok"),
+        ("ready", None),
+    ]
+    assert frames[0]["code"] == "forbidden"
