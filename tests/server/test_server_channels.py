@@ -643,3 +643,26 @@ async def test_refuse_403_and_a_failing_authorize(
         ("ready", None),
     ]
     assert frames[0]["code"] == "forbidden"
+
+
+async def test_a_revoked_right_refuses_the_resubscribe_and_ends_the_feed(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    allowed = {"room"}
+
+    def authorize(principal: Any, channel: str, action: str) -> bool:
+        return channel in allowed
+
+    server = make_server(authorize=authorize)
+    with trio.fail_after(5):
+        ws, _ = await v2(nursery, server, {"room": "0"})
+        await server.publish("room", 1)
+        assert await receive_json(ws) == event("room", 1, 1)
+        allowed.clear()
+        await send(ws, type="subscribe", channel="room", lastEventId="1")
+        assert (await receive_json(ws))["code"] == "forbidden"
+        await server.publish("room", 2)
+        await no_more_frames(ws)
+        # ... and the next resume does not get it back either.
+        _ws2, frames = await v2(nursery, server, {"room": "1"})
+        assert [f["type"] for f in frames] == ["refused", "ready"]

@@ -93,6 +93,7 @@ class ChannelAnswerer:
     ) -> Refused | Subscription:
         """Authorize and count one channel; register its new subscription (replacing a held one)."""
         if not await self.allowed(session.principal, channel, "subscribe"):
+            self.drop(session, channel)  # refused: a held subscription is dropped too
             return Refused(channel, RefusedCode.FORBIDDEN, "not authorized")
         held = session.subscriptions.get(channel)
         code = subscribe_refusal(
