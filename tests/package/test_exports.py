@@ -72,6 +72,17 @@ PUBLIC = {
 
 SERVER_PUBLIC = {
     "AdmissionControl",
+    "ChannelEvent",
+    "ChannelRead",
+    "ChannelRequest",
+    "ChannelSnapshotProvider",
+    "DEFAULT_MAX_SUBSCRIPTIONS",
+    "Refuse",
+    "ChannelStore",
+    "DEFAULT_CHANNEL_MAX_LEN",
+    "DEFAULT_LISTENER_BUFFER",
+    "MemoryChannelStore",
+    "NotificationsLost",
     "CLOSE_INTERNAL_ERROR",
     "CLOSE_PROTOCOL_ERROR",
     "CLOSE_TRY_AGAIN_LATER",
