@@ -1,4 +1,4 @@
-"""Channels end to end: our client against our server (``ReconnectServer(channels=MemoryChannelStore())``).
+"""Channels end to end: our client against ReconnectServer(channels=MemoryChannelStore()).
 
 Over the memory network, in virtual time: the client's streams are served by
 ``server.serve_stream``; an ``open_stream`` that waits on a gate keeps the
