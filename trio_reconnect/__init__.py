@@ -31,6 +31,7 @@ from ._exceptions import ReconnectError as ReconnectError
 from ._exceptions import ReconnectFailed as ReconnectFailed
 from ._exceptions import ResumeProtocolError as ResumeProtocolError
 from ._exceptions import ResumeTimeout as ResumeTimeout
+from ._exceptions import SubscriptionRefused as SubscriptionRefused
 from ._exceptions import TLSError as TLSError
 from ._handshake import Connection as Connection
 from ._hints import MAX_CLOSE_REASON_BYTES as MAX_CLOSE_REASON_BYTES
@@ -63,7 +64,10 @@ from ._state import Attempt as Attempt
 from ._state import ConnectionState as ConnectionState
 from ._state import DelaySource as DelaySource
 from ._state import Transition as Transition
+from ._subscriptions import Subscription as Subscription
 from ._transport import Target as Target
+from ._wire import Join as Join
+from ._wire import Leave as Leave
 
 __version__ = "0.1.0"
 
@@ -105,6 +109,8 @@ __all__ = [
     "HealthLevel",
     "Item",
     "Jitter",
+    "Join",
+    "Leave",
     "MAX_HISTORY",
     "RetryPolicy",
     "PingTimeout",
@@ -116,6 +122,8 @@ __all__ = [
     "ResumeTimeout",
     "ServerEvent",
     "Snapshot",
+    "Subscription",
+    "SubscriptionRefused",
     "TLSError",
     "Target",
     "Transition",

@@ -42,7 +42,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar, cast
 
 import attrs
 import trio
@@ -70,6 +70,9 @@ from ._tws import (
     replace_stream,
     swap_send_lock,
 )
+
+if TYPE_CHECKING:
+    from ._subscriptions import Channels
 
 __all__ = ["AttemptContext", "Phase", "Run"]  # Phase: from _handshake
 
@@ -109,6 +112,8 @@ class AttemptContext:
     resuming: Callable[[], None]
     ready: Callable[[HandshakeResult | None], None]
     closing: Callable[[], bool]
+    #: The client's subscriptions (``resume=True``).
+    channels: Channels | None = None
 
 
 @attrs.define(eq=False)
@@ -354,7 +359,10 @@ class Run:
         self.gate.set()
         if options.ping_interval is not None:
             nursery.start_soon(self._pinger, context, ws, nursery.cancel_scope)
-        accept = live_acceptor(options.resume, context.cursor)
+        channels = context.channels
+        if channels is not None:
+            nursery.start_soon(channels.pump, ws)
+        accept = live_acceptor(options.resume, context.cursor, channels if link.v2 else None)
         await deliver(ws, context.inbox, accept, reader_ended)
 
     def _started(self, step: Step) -> None:

@@ -547,6 +547,17 @@ class ChannelState:
         self._answer = self.cursor.answer(max_replay=self.max_replay)
         return self.cursor.subscribe_frame()
 
+    def restart(self) -> None:
+        """An answer the client did not ask for begins (the server starts the channel again).
+
+        The lead's decision 2: a ``snapshot``, member list, ``refused`` or
+        ``subscribed`` for an active subscription is read as the answer to a
+        ``subscribe`` from the last delivered id (the dedupe window stays).
+        """
+        self._check_phase(Phase.ACTIVE, "restart")
+        self.phase = Phase.ASKING
+        self._answer = self.cursor.answer(max_replay=self.max_replay)
+
     def unsubscribe(self) -> Unsubscribe | None:
         """The application leaves; the ``unsubscribe`` frame to send, if any is needed."""
         if self.phase is Phase.CLOSED:

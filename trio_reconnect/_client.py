@@ -60,6 +60,7 @@ from ._settings import (
     DEFAULT_PING_TIMEOUT,
 )
 from ._state import ConnectionState, Transition
+from ._subscriptions import Subscription
 from ._supervisor import RETRIED_FAILURE_MESSAGE as RETRIED_FAILURE_MESSAGE
 from ._supervisor import Supervisor
 from ._transport import OpenStream
@@ -115,6 +116,7 @@ class ReconnectingWebSocket:
         on_transition: Callable[[Transition], None] | None = None,
         on_connect: OnConnect | None = None,
         subprotocols: Sequence[str] = (),
+        client_id: str | None = None,
     ) -> None:
         self._setup(
             ClientOptions(
@@ -144,6 +146,7 @@ class ReconnectingWebSocket:
                 on_transition=on_transition,
                 on_connect=on_connect,
                 subprotocols=subprotocols,
+                client_id=client_id,
             )
         )
 
@@ -172,6 +175,61 @@ class ReconnectingWebSocket:
     def state(self) -> ConnectionState:
         """The current :class:`ConnectionState`."""
         return self._sup.state
+
+    @property
+    def client_id(self) -> str:
+        """The ``clientId`` sent in every resume frame (PROTOCOL.md 4.1)."""
+        return self._sup.client_id
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, channel: str, *, last_event_id: str | None = None, history: int | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe to ``channel`` for the duration of an ``async with`` block.
+
+        Entering waits until the server answers ``subscribed`` (on the
+        current connection, or on the next ready one). The subscription then
+        re-establishes itself at every reconnect (in the resume frame, before
+        the gate opens), and ``async for item in sub`` yields the channel's
+        items once each, in order. Leaving sends ``unsubscribe`` (when
+        connected; bounded by ``close_timeout``). See docs/howto/channels.md.
+
+        Args:
+            channel: The channel's name (1 to 256 bytes of UTF-8, no control
+                characters).
+            last_event_id: Resume the channel from this id (for example
+                persisted by a previous run); ``None``: from now.
+            history: With no ``last_event_id``: ask for the channel's newest
+                ``history`` events first (capped by the server).
+
+        Raises:
+            SubscriptionRefused: the server refused (``.code``: ``forbidden``,
+                ``invalid``, ``limit``, ``unavailable``; ``unsupported`` for a
+                version 1 server).
+            ValueError: a bad channel name or ``history``, or the channel is
+                already subscribed by this client.
+            RuntimeError: the client was opened with ``resume=False``
+                (channels need the resume protocol).
+            ReconnectFailed: the client gave up.
+            ClientClosedError: the client was closed.
+        """
+        channels = self._sup.channels
+        if channels is None:
+            raise RuntimeError(
+                "channels need the resume protocol: this client was opened with resume=False"
+            )
+        self._sup.raise_if_ended()
+        sub = channels.add(channel, last_event_id, history)
+        try:
+            await sub._wait_settled()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await channels.leave(sub, self._sup.options.close_timeout)
+            raise
+        try:
+            yield sub
+        finally:
+            await channels.leave(sub, self._sup.options.close_timeout)
 
     @property
     def last_event_id(self) -> str | None:
@@ -353,6 +411,7 @@ async def open_reconnecting_websocket(
     on_transition: Callable[[Transition], None] | None = None,
     on_connect: OnConnect | None = None,
     subprotocols: Sequence[str] = (),
+    client_id: str | None = None,
 ) -> AsyncIterator[ReconnectingWebSocket]:
     """Open a websocket that reconnects, for the duration of an ``async with`` block.
 
@@ -392,7 +451,10 @@ async def open_reconnecting_websocket(
         max_server_delay: The clamp for server retry hints, seconds
             (:data:`DEFAULT_MAX_SERVER_DELAY`).
         max_queue: Items buffered for the application before reading pauses
-            (:data:`DEFAULT_MAX_QUEUE`).
+            (:data:`DEFAULT_MAX_QUEUE`). Each channel subscription has its own
+            bound of as many live events: past it that channel (only) drops
+            its live events and asks for them again once its reader has
+            caught up (docs/howto/channels.md).
         max_message_size: Largest message accepted (larger: close 1009;
             :data:`DEFAULT_MAX_MESSAGE_SIZE`).
         max_replay: Most events one handshake may replay before the attempt
@@ -424,6 +486,10 @@ async def open_reconnecting_websocket(
         subprotocols: The websocket subprotocols to offer, in order of
             preference (``Sec-WebSocket-Protocol``; for example
             ``["graphql-transport-ws"]``); the server's choice is checked.
+        client_id: The client's ``clientId`` (PROTOCOL.md 4.1), sent in every
+            resume frame: at most 128 bytes of UTF-8. Default: 128 random
+            bits, hex, new for each client; pass your own to keep it across
+            process restarts.
 
     Raises:
         ReconnectFailed: out of the block, bare, when the client gave up
@@ -457,6 +523,7 @@ async def open_reconnecting_websocket(
         on_transition=on_transition,
         on_connect=on_connect,
         subprotocols=subprotocols,
+        client_id=client_id,
     )
     ws = ReconnectingWebSocket._from_options(options)
     async with ws._session():

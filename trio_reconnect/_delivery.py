@@ -12,15 +12,19 @@ trio-websocket's reader, then the application.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 import trio_websocket
 
 from ._cursor import Cursor
 from ._inbox import Inbox
-from ._protocol import Item, parse_live
+from ._protocol import Item, ServerEvent, parse_live
 from ._tws import capable, message_queue, replace_message_channels
+from ._wire import Malformed, parse_server_frame
+
+if TYPE_CHECKING:
+    from ._subscriptions import Channels
 
 __all__ = ["deliver", "live_acceptor"]
 
@@ -32,13 +36,34 @@ __all__ = ["deliver", "live_acceptor"]
 _DIRECT_DELIVERY = True
 
 
-def live_acceptor(resume: bool, cursor: Cursor) -> Callable[[str | bytes], Item | None]:
+def live_acceptor(
+    resume: bool, cursor: Cursor, channels: Channels | None = None
+) -> Callable[[str | bytes], Item | None]:
     """What a ready connection delivers for each message (``None``: a duplicate, dropped).
 
     Without resume every message is delivered raw; with it an event frame
     becomes a :class:`~._protocol.ServerEvent` that moves the cursor, and
-    any other frame is delivered raw.
+    any other frame is delivered raw. With ``channels`` (a connection whose
+    ``ready`` had ``channels``: protocol version 2) each channel frame goes to
+    its subscription instead (synchronously: never waits), and a malformed
+    one is logged and dropped.
     """
+    if resume and channels is not None:
+        hub = channels
+
+        def accept_v2(message: str | bytes) -> Item | None:
+            frame = parse_server_frame(message)
+            if isinstance(frame, ServerEvent):
+                return frame if cursor.deliver(frame) else None
+            if isinstance(frame, str | bytes):
+                return frame
+            if isinstance(frame, Malformed):
+                hub.malformed(frame)
+            else:
+                hub.route(frame)
+            return None
+
+        return accept_v2
 
     def accept(message: str | bytes) -> Item | None:
         if not resume:

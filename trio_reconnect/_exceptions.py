@@ -45,6 +45,7 @@ __all__ = [
     "ReconnectFailed",
     "ResumeProtocolError",
     "ResumeTimeout",
+    "SubscriptionRefused",
     "TLSError",
 ]
 
@@ -155,3 +156,24 @@ def leaves(error: BaseException) -> list[BaseException]:
     if isinstance(error, BaseExceptionGroup):
         return [leaf for inner in error.exceptions for leaf in leaves(inner)]
     return [error]
+
+
+class SubscriptionRefused(ReconnectError):
+    """The server refused a subscription (or ended it), PROTOCOL.md 4.2-4.3.
+
+    Raised when entering ``ws.subscribe()``, or out of the subscription's
+    iteration when it is refused at a later reconnect.
+
+    Attributes:
+        channel: The channel.
+        code: ``forbidden``, ``invalid``, ``limit``, ``unavailable``, or the
+            client's own ``unsupported`` (a version 1 server); a server's own
+            string for an ``unsubscribed`` it sent with a code.
+        reason: The server's explanation.
+    """
+
+    def __init__(self, channel: str, code: str, reason: str = "") -> None:
+        self.channel = channel
+        self.code = code
+        self.reason = reason
+        super().__init__(f"subscription to channel {channel!r} refused: {code}: {reason}")

@@ -25,17 +25,22 @@ import enum
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
 import trio
 import trio_websocket
 
+from ._channel import ChannelHandshake, HandshakeOutput
 from ._cursor import Cursor
 from ._exceptions import ResumeProtocolError, ResumeTimeout
 from ._inbox import Inbox
-from ._protocol import HandshakeResult, Item, ResumeHandshake, ServerEvent
+from ._protocol import Gap, HandshakeResult, Item, ResumeHandshake, ServerEvent, Snapshot
 from ._retry import Outcome
+from ._wire import Malformed, parse_server_frame
+
+if TYPE_CHECKING:
+    from ._subscriptions import Channels
 
 __all__ = [
     "NOT_A_RESUME_SERVER",
@@ -46,6 +51,7 @@ __all__ = [
     "Phase",
     "ResumeStep",
     "Step",
+    "SubscribeStep",
     "run_steps",
     "steps_for",
 ]
@@ -83,9 +89,14 @@ class Connection:
     methods raise ``trio_websocket.ConnectionClosed``.
     """
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        channels: Channels | None = None,
+    ) -> None:
         self._ws = ws
         self._valid = True
+        self._channels = channels
 
     def __repr__(self) -> str:
         return f"<trio_reconnect.Connection {'open' if self._valid else 'ended'}>"
@@ -113,7 +124,10 @@ class Connection:
             trio_websocket.ConnectionClosed: the connection has ended.
         """
         self._check()
-        return await self._ws.get_message()
+        while True:
+            message = await self._ws.get_message()
+            if self._channels is None or not _routed(self._channels, message):
+                return message
 
     def _end(self) -> None:
         self._valid = False
@@ -140,6 +154,8 @@ class Link:
     result: HandshakeResult | None = None
     #: Frames the server sent during the resume step.
     frames: int = 0
+    #: Whether the server's ``ready`` had ``channels`` (protocol version 2).
+    v2: bool = False
 
 
 class Step(Protocol):
@@ -165,7 +181,15 @@ class Step(Protocol):
 
 @attrs.frozen
 class ResumeStep:
-    """The resume handshake of docs/reference/protocol.md: ``resume``, the replay, ``ready``."""
+    """The resume handshake of docs/reference/protocol.md: ``resume``, the replay, ``ready``.
+
+    With ``channels`` (always, with ``resume=True``) it is version 2's
+    (:class:`~._channel.ChannelHandshake`): the frame carries the
+    ``clientId`` and every subscription's position, and each channel's
+    answer goes to its subscription.
+    """
+
+    channels: Channels | None = None
 
     @property
     def phase(self) -> Phase:
@@ -185,29 +209,53 @@ class ResumeStep:
                 than ``max_replay`` events.
         """
         cursor = link.cursor
-        handshake = ResumeHandshake(cursor.last_event_id)
+        hub = self.channels
+        handshake: ResumeHandshake | ChannelHandshake
+        if hub is None:
+            handshake = ResumeHandshake(cursor.last_event_id)
+        else:
+            handshake = ChannelHandshake(
+                cursor.last_event_id,
+                hub.client_id,
+                hub.resume_positions(),
+                max_replay=link.max_replay,
+            )
         await link.ws.send_message(handshake.frame())
         received = 0
         while handshake.result is None:
             message = await link.ws.get_message()
             try:
-                item = handshake.receive(message)
+                if isinstance(handshake, ResumeHandshake):
+                    item = handshake.receive(message)
+                    outputs: tuple[HandshakeOutput, ...] = () if item is None else (item,)
+                else:
+                    outputs = handshake.receive(message)
             except ResumeProtocolError as exc:
                 if link.frames:
                     raise
                 link.outcome.foreign_server = True
                 raise ResumeProtocolError(f"{exc}: {NOT_A_RESUME_SERVER}") from None
             link.frames += 1
-            if isinstance(item, ServerEvent):
-                received += 1
-                if received > link.max_replay:
-                    raise ResumeProtocolError(
-                        f"the server replayed more than max_replay={link.max_replay} events"
-                    )
-            if item is not None and cursor.deliver(item):
-                await _deliver_replayed(link, item)
-        cursor.ready(handshake.result)
-        link.result = handshake.result
+            for output in outputs:
+                if not isinstance(output, ServerEvent | Snapshot | Gap):
+                    assert hub is not None
+                    hub.handshake_output(output)
+                    continue
+                if isinstance(output, ServerEvent):
+                    received += 1
+                    if received > link.max_replay:
+                        raise ResumeProtocolError(
+                            f"the server replayed more than max_replay={link.max_replay} events"
+                        )
+                if cursor.deliver(output):
+                    await _deliver_replayed(link, output)
+        if isinstance(handshake.result, HandshakeResult):
+            result = handshake.result
+        else:
+            result = handshake.result.default
+            link.v2 = handshake.result.v2
+        cursor.ready(result)
+        link.result = result
 
 
 async def _deliver_replayed(link: Link, item: Item) -> None:
@@ -241,10 +289,48 @@ async def _deliver_replayed(link: Link, item: Item) -> None:
 
 
 @attrs.frozen
+class SubscribeStep:
+    """Right after ``ready``: the ``subscribe`` frames of the subscriptions not in the resume.
+
+    Those made while the client was offline, and those held after
+    ``unavailable`` whose backoff is over (PROTOCOL.md 4.2). The gate opens
+    once they are sent, not answered. On a version 1 server every
+    subscription is refused ``unsupported`` here.
+    """
+
+    channels: Channels
+
+    @property
+    def phase(self) -> Phase:
+        return Phase.RESUME
+
+    def timed_out(self, link: Link, timeout: float) -> ResumeTimeout:
+        return ResumeTimeout(f"the subscribe frames were not sent within {timeout} s")
+
+    async def run(self, link: Link) -> None:
+        await self.channels.after_ready(link.ws, link.v2)
+
+
+def _routed(channels: Channels, message: str | bytes) -> bool:
+    """Whether ``message`` is a channel frame (handed to ``channels``) on a v2 connection."""
+    if not channels.v2:
+        return False
+    frame = parse_server_frame(message)
+    if isinstance(frame, Malformed):
+        channels.malformed(frame)
+        return True
+    if isinstance(frame, str | bytes | ServerEvent):
+        return False
+    channels.route(frame)
+    return True
+
+
+@attrs.frozen
 class OnConnectStep:
     """The application's ``on_connect``, given this connection."""
 
     hook: OnConnect
+    channels: Channels | None = None
 
     @property
     def phase(self) -> Phase:
@@ -255,7 +341,7 @@ class OnConnectStep:
 
     async def run(self, link: Link) -> None:
         """Await the hook; what it raises fails the attempt and goes to ``should_reconnect``."""
-        connection = Connection(link.ws)
+        connection = Connection(link.ws, self.channels)
         try:
             await self.hook(connection)
         except trio_websocket.ConnectionClosed:
@@ -267,13 +353,22 @@ class OnConnectStep:
             connection._end()
 
 
-def steps_for(*, resume: bool, on_connect: OnConnect | None) -> tuple[Step, ...]:
-    """The handshake's steps, in order, for a client's options."""
+def steps_for(
+    *, resume: bool, on_connect: OnConnect | None, channels: Channels | None = None
+) -> tuple[Step, ...]:
+    """The handshake's steps, in order, for a client's options.
+
+    With ``channels`` (``resume=True``): the version 2 resume, then the
+    subscribes of the subscriptions it did not carry, then ``on_connect``
+    (whose reads skip the channels' frames).
+    """
     steps: list[Step] = []
     if resume:
-        steps.append(ResumeStep())
+        steps.append(ResumeStep(channels))
+        if channels is not None:
+            steps.append(SubscribeStep(channels))
     if on_connect is not None:
-        steps.append(OnConnectStep(on_connect))
+        steps.append(OnConnectStep(on_connect, channels if resume else None))
     return tuple(steps)
 
 

@@ -35,6 +35,7 @@ from ._validators import (
     positive_int,
     positive_number,
 )
+from ._wire import client_id_problem
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -92,6 +93,13 @@ def _strings(value: Sequence[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _check_client_id(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        problem = client_id_problem(value)
+        if problem is not None:
+            raise ValueError(f"client_id: {problem}")
+
+
 @attrs.frozen(kw_only=True)
 class ClientOptions:
     """Every option of one client, checked (documented on ``open_reconnecting_websocket``).
@@ -134,3 +142,5 @@ class ClientOptions:
     on_transition: Callable[[Transition], None] | None = None
     on_connect: OnConnect | None = None
     subprotocols: Sequence[str] = attrs.field(default=(), converter=_strings)
+    #: ``None``: 128 random bits, hex (``_wire.new_client_id``).
+    client_id: str | None = attrs.field(default=None, validator=_check_client_id)

@@ -41,7 +41,9 @@ from ._options import ClientOptions
 from ._protocol import HandshakeResult, Item
 from ._retry import GiveUp, Outcome, RetryState, Wait
 from ._state import ConnectionState, DelaySource, Transition, check_transition
+from ._subscriptions import Channels
 from ._transport import Target, parse_url
+from ._wire import new_client_id
 
 __all__ = ["FOREIGN_SERVER_ATTEMPTS", "RETRIED_FAILURE_MESSAGE", "Supervisor", "logger"]
 
@@ -85,20 +87,40 @@ class Supervisor:
         self.metrics = MetricsRecorder()
         self.cursor = Cursor(options.last_event_id, options.dedupe_window)
         self.inbox: Inbox[Item] = Inbox(options.max_queue)
+        self.client_id = (
+            options.client_id
+            if options.client_id is not None
+            else new_client_id(_random.SystemRandom())
+        )
+        url = options.url
+        # Safe to log: no query string (tokens live there), never the headers.
+        self.display = Target(*parse_url(url)).display if isinstance(url, str) else "<url>"
+        #: The subscriptions (channels need the resume protocol).
+        self.channels: Channels | None = (
+            Channels(
+                self.client_id,
+                options.max_queue,
+                options.dedupe_window,
+                options.max_replay,
+                options.backoff,
+                options.random or _random.Random(),
+                self.display,
+            )
+            if options.resume
+            else None
+        )
         self.context = AttemptContext(
             options,
             self.inbox,
             self.cursor,
-            steps_for(resume=options.resume, on_connect=options.on_connect),
+            steps_for(resume=options.resume, on_connect=options.on_connect, channels=self.channels),
             targeted=self._targeted,
             resuming=self._resuming,
             ready=self._ready,
             closing=lambda: self.closing,
+            channels=self.channels,
         )
         self.state = ConnectionState.CONNECTING
-        url = options.url
-        # Safe to log: no query string (tokens live there), never the headers.
-        self.display = Target(*parse_url(url)).display if isinstance(url, str) else "<url>"
         self.run = Run()  # the attempt in progress, or the next one
         # The number of the attempt being made, or waited for in BACKING_OFF
         # (see _retry): the one number every transition, history record and
@@ -163,6 +185,8 @@ class Supervisor:
         run = self.run
         self.set_state(state, error=error)
         self.inbox.close(error)
+        if self.channels is not None:
+            self.channels.close(error)
         run.gate.set()  # wake the waiters; they see the end and raise
         run.end()
 
@@ -296,10 +320,14 @@ class Supervisor:
         finally:
             if not self.ended:
                 self.run = run.next()  # before run.end(): its waiters look for the next
+            if self.channels is not None:
+                self.channels.connection_lost()
             run.end()
 
     def _targeted(self, target: Target) -> None:
         self.display = target.display
+        if self.channels is not None:
+            self.channels.display = target.display
 
     def _resuming(self) -> None:
         self.set_state(ConnectionState.RESUMING)

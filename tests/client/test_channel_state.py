@@ -534,3 +534,24 @@ def test_out_of_order_frames_of_an_asking_subscription() -> None:
         state.resumed()
     with pytest.raises(TypeError, match="not a frame"):
         state.apply(Ack("1", "room", "2"))
+
+
+def test_restart_reads_an_unasked_answer_from_the_last_delivered_id() -> None:
+    """The lead's decision 2: a snapshot or subscribed for an active
+    subscription starts it again; its window stays for events it had."""
+    state = ChannelState("c", 8)
+    state.subscribe()
+    state.receive(Subscribed("c", "10"))
+    assert state.phase is Phase.ACTIVE
+    state.receive(ChannelItem("c", ServerEvent("11", 1)))
+    with pytest.raises(ValueError, match="restart"):
+        ChannelState("d", 8).restart()  # only an active one
+    state.restart()
+    phase: Phase = state.phase
+    assert phase is Phase.ASKING
+    out = state.receive(ChannelItem("c", ServerEvent("11", 1)))
+    assert out == []  # already delivered: the window stayed
+    out = state.receive(Subscribed("c", "900", lost=True))
+    assert out[0] == Gap("11", "900")
+    assert state.phase is Phase.ACTIVE
+    assert state.position == "900"

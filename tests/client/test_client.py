@@ -52,7 +52,13 @@ async def test_resume_frame_first_then_ready_opens_gate(
             assert ws.state is tr.ConnectionState.OPEN
             await ws.send_message(json.dumps({"n": 2}))
             await trio.sleep(1)
-    assert frames == [{"type": "resume", "lastEventId": None}, {"n": 1}, {"n": 2}]
+    resume: dict[str, object] = {
+        "type": "resume",
+        "lastEventId": None,
+        "clientId": ws.client_id,
+        "channels": {},
+    }
+    assert frames == [resume, {"n": 1}, {"n": 2}]
     assert server.targets[0].resource == "/feed"
     assert ws.state.value == "closed"
 

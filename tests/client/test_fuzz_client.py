@@ -187,7 +187,8 @@ class RawPeer:
         opcode, payload = self.messages[0]
         assert opcode == OP_TEXT
         frame = json.loads(payload)
-        assert set(frame) == {"type", "lastEventId"}
+        assert set(frame) == {"type", "lastEventId", "clientId", "channels"}
+        assert frame["channels"] == {}
         assert frame["type"] == "resume"
         return frame["lastEventId"]
 
