@@ -68,6 +68,14 @@ PUBLIC = {
 
 SERVER_PUBLIC = {
     "AdmissionControl",
+    "ChannelEvent",
+    "ChannelRead",
+    "ChannelRequest",
+    "ChannelStore",
+    "DEFAULT_CHANNEL_MAX_LEN",
+    "DEFAULT_LISTENER_BUFFER",
+    "MemoryChannelStore",
+    "NotificationsLost",
     "CLOSE_INTERNAL_ERROR",
     "CLOSE_PROTOCOL_ERROR",
     "CLOSE_TRY_AGAIN_LATER",

@@ -17,6 +17,14 @@ from .._settings import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from .._settings import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from .._settings import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
 from .._settings import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
+from ._channelbase import ChannelEvent as ChannelEvent
+from ._channelbase import ChannelRead as ChannelRead
+from ._channelbase import ChannelRequest as ChannelRequest
+from ._channelbase import ChannelStore as ChannelStore
+from ._channelbase import NotificationsLost as NotificationsLost
+from ._channels import DEFAULT_CHANNEL_MAX_LEN as DEFAULT_CHANNEL_MAX_LEN
+from ._channels import DEFAULT_LISTENER_BUFFER as DEFAULT_LISTENER_BUFFER
+from ._channels import MemoryChannelStore as MemoryChannelStore
 from ._clientbase import CLOSE_INTERNAL_ERROR as CLOSE_INTERNAL_ERROR
 from ._clientbase import CLOSE_PROTOCOL_ERROR as CLOSE_PROTOCOL_ERROR
 from ._clientbase import CLOSE_TRY_AGAIN_LATER as CLOSE_TRY_AGAIN_LATER
@@ -70,10 +78,12 @@ __all__ = [
     "DEFAULT_ANNOUNCE_INTERVAL",
     "DEFAULT_ANNOUNCE_TTL",
     "DEFAULT_BASE",
+    "DEFAULT_CHANNEL_MAX_LEN",
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_INCOMING_QUEUE_SIZE",
+    "DEFAULT_LISTENER_BUFFER",
     "DEFAULT_MAX_EVENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_REPLAY",
@@ -86,6 +96,10 @@ __all__ = [
     "DEFAULT_RATE",
     "DEFAULT_STOP_SIGNALS",
     "AdmissionControl",
+    "ChannelEvent",
+    "ChannelRead",
+    "ChannelRequest",
+    "ChannelStore",
     "ClientState",
     "ClientStatistics",
     "ClusterDrainPlan",
@@ -98,9 +112,11 @@ __all__ = [
     "LogRead",
     "LogUnavailableError",
     "LoggedEvent",
+    "MemoryChannelStore",
     "MemoryRegistry",
     "MessageHandler",
     "NodeStatus",
+    "NotificationsLost",
     "ReconnectServer",
     "ReplayLog",
     "ServerStatistics",

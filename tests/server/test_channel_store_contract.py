@@ -1,0 +1,298 @@
+"""The ChannelStore contract (trio_reconnect/server/_channelbase.py), run against every backend.
+
+Each backend is one entry of STORES: an async context manager factory
+``(request, channel_max_len, listener_buffer) -> ChannelStore``. A new
+backend passes the same suite by adding one line there.
+
+Nothing here assumes small ids (a backend may count from the clock): every
+expectation is arithmetic on the ids the store issued. No test uses the
+autojump clock (a backend may run on a real store); every wait is under
+``fail_after``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from trio_reconnect.server import (
+    ChannelEvent,
+    ChannelRead,
+    ChannelRequest,
+    ChannelStore,
+    NotificationsLost,
+)
+from trio_reconnect.server._logbase import parse_event_id
+
+#: Generous bound for anything one test waits on (real time).
+GUARD = 10.0
+
+Factory = Callable[[pytest.FixtureRequest, int, int], AbstractAsyncContextManager[ChannelStore]]
+
+
+@asynccontextmanager
+async def _memory_store(
+    request: pytest.FixtureRequest, channel_max_len: int, listener_buffer: int
+) -> AsyncIterator[ChannelStore]:
+    from trio_reconnect.server import MemoryChannelStore
+
+    yield MemoryChannelStore(channel_max_len=channel_max_len, listener_buffer=listener_buffer)
+
+
+#: Every backend the suite runs against: add one line for another.
+STORES: dict[str, Factory] = {
+    "memory": _memory_store,
+}
+
+#: Small enough that a test overfills a channel (Redis trims ``MAXLEN ~``: allow ~100 more).
+SMALL = 10
+
+
+@pytest.fixture(params=sorted(STORES))
+def backend(
+    request: pytest.FixtureRequest,
+) -> Callable[..., AbstractAsyncContextManager[ChannelStore]]:
+    factory = STORES[request.param]
+
+    def open_store(
+        channel_max_len: int = 1_000, listener_buffer: int = 10_000
+    ) -> AbstractAsyncContextManager[ChannelStore]:
+        return factory(request, channel_max_len, listener_buffer)
+
+    return open_store
+
+
+def seq(event_id: str) -> int:
+    number = parse_event_id(event_id)
+    assert number is not None, event_id
+    return number
+
+
+def ids_of(events: Any) -> list[str]:
+    return [event.id for event in events]
+
+
+def consecutive(ids: Sequence[str]) -> bool:
+    return all(seq(b) == seq(a) + 1 for a, b in itertools.pairwise(ids))
+
+
+async def fill(store: ChannelStore, channel: str, n: int) -> list[str]:
+    return [await store.append(channel, {"c": channel, "n": i}) for i in range(n)]
+
+
+async def read_one(
+    store: ChannelStore, channel: str, after: str | None, history: int = 0, max_replay: int = 1_000
+) -> ChannelRead:
+    [answer] = await store.read([ChannelRequest(channel, after, history)], max_replay=max_replay)
+    return answer
+
+
+async def test_starting_point_is_fixed_at_first_read(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            first = await read_one(store, "room", None)
+            assert first.newest is not None
+            assert first.events == []
+            assert parse_event_id(first.newest) is not None
+            again = await read_one(store, "room", None)
+            assert again.newest == first.newest
+            ids = await fill(store, "room", 3)
+            assert seq(ids[0]) == seq(first.newest) + 1
+            assert consecutive(ids)
+            resumed = await read_one(store, "room", first.newest)
+            assert resumed.newest == ids[-1]
+            assert resumed.events is not None
+            assert ids_of(resumed.events) == ids
+            assert [e.data for e in resumed.events] == [{"c": "room", "n": i} for i in range(3)]
+
+
+async def test_ids_are_consecutive_per_channel(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            a, b = [], []
+            for _ in range(10):
+                a.append(await store.append("a", 1))
+                b.append(await store.append("b", 2))
+            assert consecutive(a)
+            assert consecutive(b)
+            assert len(set(a)) == 10
+            assert await store.heads(["a", "b"]) == {"a": a[-1], "b": b[-1]}
+
+
+async def test_one_read_answers_many_channels_in_order(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            channels = [f"ch:{i}" for i in range(100)]
+            starts = {c: (await read_one(store, c, None)).newest for c in channels}
+            written = {c: await fill(store, c, i % 4) for i, c in enumerate(channels)}
+            answers = await store.read(
+                [ChannelRequest(c, starts[c]) for c in channels], max_replay=10
+            )
+            assert [a.channel for a in answers] == channels
+            for answer in answers:
+                ids = written[answer.channel]
+                assert answer.newest == (ids[-1] if ids else starts[answer.channel])
+                assert answer.events is not None
+                assert ids_of(answer.events) == ids
+
+
+async def test_history_gives_the_newest_events(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            ids = await fill(store, "h", 10)
+            for history, expected in ((0, []), (3, ids[-3:]), (10, ids), (50, ids)):
+                answer = await read_one(store, "h", None, history=history)
+                assert answer.newest == ids[-1]
+                assert answer.events is not None
+                assert ids_of(answer.events) == expected
+            fresh = await read_one(store, "new", None, history=5)
+            assert fresh.events == []
+
+
+async def test_after_the_newest_is_empty(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            ids = await fill(store, "x", 4)
+            answer = await read_one(store, "x", ids[-1])
+            assert answer == ChannelRead("x", ids[-1], [])
+            middle = await read_one(store, "x", ids[1])
+            assert middle.events is not None
+            assert ids_of(middle.events) == ids[2:]
+
+
+async def test_trimmed_gap_is_not_held(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend(channel_max_len=SMALL) as store:
+            start = (await read_one(store, "t", None)).newest
+            ids = await fill(store, "t", SMALL + 300)
+            answer = await read_one(store, "t", start)
+            assert answer.newest == ids[-1]
+            assert answer.events is None
+            recent = await read_one(store, "t", ids[-3])
+            assert recent.events is not None
+            assert ids_of(recent.events) == ids[-2:]
+
+
+@pytest.mark.parametrize(
+    "hostile", ["", "-1", "abc", "01", " 1", "\u0663", "9" * 1000, "9" * 40, "1.0"]
+)
+async def test_unknown_ids_are_not_held(backend: Any, hostile: str) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            ids = await fill(store, "u", 3)
+            assert await read_one(store, "u", hostile) == ChannelRead("u", ids[-1], None)
+
+
+async def test_ids_around_the_channel_are_not_held(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            start = (await read_one(store, "u", None)).newest
+            ids = await fill(store, "u", 3)
+            for unknown in (str(seq(start) - 1), str(seq(ids[-1]) + 1), str(seq(ids[-1]) + 99)):
+                assert await read_one(store, "u", unknown) == ChannelRead("u", ids[-1], None)
+
+
+async def test_a_gap_over_max_replay_is_not_held(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            start = (await read_one(store, "m", None)).newest
+            ids = await fill(store, "m", 10)
+            assert (await read_one(store, "m", start, max_replay=9)).events is None
+            exact = await read_one(store, "m", start, max_replay=10)
+            assert exact.events is not None
+            assert ids_of(exact.events) == ids
+            assert (await read_one(store, "m", ids[-1], max_replay=0)).events == []
+
+
+async def test_heads_leave_out_channels_without_a_starting_point(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            start = (await read_one(store, "read-only", None)).newest
+            ids = await fill(store, "written", 2)
+            heads = await store.heads(["read-only", "written", "never"])
+            assert heads == {"read-only": start, "written": ids[-1]}
+            assert await store.heads([]) == {}
+
+
+async def collect(stream: AsyncIterator[Sequence[ChannelEvent]], n: int) -> list[ChannelEvent]:
+    got: list[ChannelEvent] = []
+    while len(got) < n:
+        got.extend(await stream.__anext__())
+    return got
+
+
+async def test_listen_is_live_when_entered(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store, store.listen() as stream:
+            event_id = await store.append("live", {"x": 1})
+            assert await collect(stream, 1) == [ChannelEvent("live", event_id, {"x": 1})]
+
+
+async def test_listen_gives_every_channel_in_order(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store, store.listen() as one, store.listen() as two:
+            written: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+            for i in range(60):
+                channel = "abc"[i % 3]
+                written[channel].append(await store.append(channel, i))
+            for stream in (one, two):
+                got = await collect(stream, 60)
+                for channel, ids in written.items():
+                    assert [e.id for e in got if e.channel == channel] == ids
+
+
+async def test_listen_raises_notifications_lost_on_overflow(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend(listener_buffer=SMALL) as store, store.listen() as stream:
+            for i in range(SMALL * 20):
+                await store.append("flood", i)
+            with pytest.raises(NotificationsLost):
+                for _ in range(SMALL * 20 + 1):
+                    await stream.__anext__()
+
+
+async def test_listen_waits_for_an_append(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store, store.listen() as stream:
+            got: list[ChannelEvent] = []
+
+            async def reader() -> None:
+                got.extend(await stream.__anext__())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                await trio.sleep(0.01)
+                assert got == []
+                event_id = await store.append("late", None)
+            assert got == [ChannelEvent("late", event_id, None)]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3", None])
+async def test_bad_max_replay_is_rejected(backend: Any, bad: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            with pytest.raises(ValueError, match="max_replay"):
+                await store.read([ChannelRequest("c", None)], max_replay=bad)
+
+
+@pytest.mark.parametrize("bad", ["", "a\x00b", "x" * 257, "\ud800", None, 5])
+async def test_bad_channel_names_are_rejected(backend: Any, bad: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            with pytest.raises(ValueError, match="channel"):
+                await store.read([ChannelRequest(bad, None)], max_replay=10)
+            with pytest.raises(ValueError, match="channel"):
+                await store.append(bad, 1)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, False])
+async def test_bad_history_is_rejected(backend: Any, bad: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            with pytest.raises(ValueError, match="history"):
+                await store.read([ChannelRequest("c", None, bad)], max_replay=10)
