@@ -10,7 +10,6 @@ How to run a node on Redis: docs/howto/redis.md.
 """
 
 from ._redis._channel_plan import DEFAULT_CHANNEL_PREFIX as DEFAULT_CHANNEL_PREFIX
-from ._redis._channels import DEFAULT_CHANNEL_MAX_LEN as DEFAULT_CHANNEL_MAX_LEN
 from ._redis._channels import DEFAULT_NOTIFY_SHARDS as DEFAULT_NOTIFY_SHARDS
 from ._redis._channels import DEFAULT_READ_BUDGET as DEFAULT_READ_BUDGET
 from ._redis._channels import RedisChannelStore as RedisChannelStore
@@ -26,7 +25,6 @@ from ._redis._store import DEFAULT_MAX_IN_FLIGHT as DEFAULT_MAX_IN_FLIGHT
 from ._redis._store import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 
 __all__ = [
-    "DEFAULT_CHANNEL_MAX_LEN",
     "DEFAULT_CHANNEL_PREFIX",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_IN_FLIGHT",

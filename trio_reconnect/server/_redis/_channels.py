@@ -45,6 +45,7 @@ import coredis
 from ..._validators import check_int, positive_int, positive_number
 from ..._wire import channel_problem
 from .._channelbase import ChannelRead, ChannelRequest
+from .._channels import DEFAULT_CHANNEL_MAX_LEN, DEFAULT_LISTENER_BUFFER
 from .._logbase import EventLogError, clock_start_id
 from ._channel_plan import (
     DEFAULT_CHANNEL_PREFIX,
@@ -66,16 +67,8 @@ from ._store import (
     Store,
 )
 
-__all__ = [
-    "DEFAULT_CHANNEL_MAX_LEN",
-    "DEFAULT_CHANNEL_PREFIX",
-    "DEFAULT_NOTIFY_SHARDS",
-    "DEFAULT_READ_BUDGET",
-    "RedisChannelStore",
-]
+__all__ = ["DEFAULT_NOTIFY_SHARDS", "DEFAULT_READ_BUDGET", "RedisChannelStore"]
 
-#: Events each channel's stream keeps (``MAXLEN ~``: Redis keeps up to about 100 more).
-DEFAULT_CHANNEL_MAX_LEN: Final = 1000
 #: Pub/sub channels the notifications are spread over (every node listens to all).
 DEFAULT_NOTIFY_SHARDS: Final = 16
 #: Replayed entries one read call returns at most before the rest go in another call.
@@ -101,7 +94,8 @@ class RedisChannelStore:
         url: ``redis://[[user]:password@]host:port/db`` (or ``rediss://``, ``unix://``).
         prefix: Prefix of every key and pub/sub channel. Pub/sub ignores the
             database number, so two deployments on one Redis need two prefixes.
-        channel_max_len: Events each channel's stream keeps (``MAXLEN ~``).
+        channel_max_len: Events each channel's stream keeps (``MAXLEN ~``:
+            Redis keeps up to about 100 more).
         notify_shards: Pub/sub channels the notifications are spread over;
             every node must use the same number.
         timeout: Seconds to connect and for any command to answer, counted
@@ -111,6 +105,10 @@ class RedisChannelStore:
         max_in_flight: Commands in flight at once; the others wait their turn.
         read_budget: Replayed entries one read call returns at most; a read
             that needs more is split into several calls.
+        listener_buffer: Most notifications one read of the live stream may
+            find waiting: a node that far behind gives the stream up
+            (:class:`~trio_reconnect.server.NotificationsLost`) and repairs
+            from the store rather than work through the backlog.
         max_pending: Largest partial frame the notification reader holds, bytes.
     """
 
@@ -131,6 +129,9 @@ class RedisChannelStore:
     )
     read_budget: int = attrs.field(
         default=DEFAULT_READ_BUDGET, kw_only=True, validator=positive_int
+    )
+    listener_buffer: int = attrs.field(
+        default=DEFAULT_LISTENER_BUFFER, kw_only=True, validator=positive_int
     )
     max_pending: int = attrs.field(
         default=DEFAULT_MAX_PENDING, kw_only=True, validator=positive_int
@@ -162,13 +163,14 @@ class RedisChannelStore:
         A read whose replayed entries pass ``read_budget`` takes more calls.
 
         Raises:
-            ValueError: if ``max_replay`` is not a whole number of at least 0,
-                or a channel name is not valid.
+            ValueError: if ``max_replay`` or a ``history`` is not a whole
+                number of at least 0, or a channel name is not valid.
             LogUnavailableError: Redis did not answer.
         """
         check_int("max_replay", max_replay, minimum=0)
         for request in requests:
             _check_channel(request.channel)
+            check_int("history", request.history, minimum=0)
         reads: list[ChannelRead] = []
         remaining = list(requests)
         while remaining:
@@ -240,5 +242,9 @@ class RedisChannelStore:
             LogUnavailableError: on entering, when Redis cannot be reached.
         """
         return listen_notifications(
-            self.url, self.notify_channels, timeout=self.timeout, max_pending=self.max_pending
+            self.url,
+            self.notify_channels,
+            timeout=self.timeout,
+            max_backlog=self.listener_buffer,
+            max_pending=self.max_pending,
         )

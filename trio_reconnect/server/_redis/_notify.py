@@ -28,7 +28,10 @@ Buffering is bounded: the reader has no task of its own and reads the
 socket only when the node asks for the next batch, so a slow node leaves
 the backlog in the kernel and in Redis's output buffer (whose limit
 disconnects it: a loss, reported), and the parser holds at most one
-partial frame (``max_pending``).
+partial frame (``max_pending``). A read that finds more than
+``max_backlog`` notifications waiting says the node is that far behind: it
+gives the stream up (a loss) and repairs from the store, which is exact,
+rather than work through the backlog.
 """
 
 from __future__ import annotations
@@ -144,6 +147,8 @@ class NotificationStream:
     _stream: trio.abc.Stream
     _parser: RespParser
     _where: str
+    #: Most events one read may find waiting before the stream is given up.
+    _max_backlog: int
     _ready: list[ChannelEvent] = attrs.field(factory=list)
     _lost: str | None = attrs.field(default=None, init=False)
 
@@ -167,6 +172,9 @@ class NotificationStream:
                 batch = _events_of(self._parser.feed(chunk))
             except (RespError, EventLogError) as exc:
                 self._lose(str(exc))
+                break
+            if len(batch) > self._max_backlog:
+                self._lose(f"more than {self._max_backlog} notifications were waiting")
                 break
             if batch:
                 return batch
@@ -203,8 +211,9 @@ async def listen_notifications(
     url: str,
     names: Sequence[str],
     *,
-    timeout: float,
-    max_pending: int,  # noqa: ASYNC109
+    timeout: float,  # noqa: ASYNC109
+    max_backlog: int,
+    max_pending: int,
 ) -> AsyncIterator[NotificationStream]:
     """Subscribe to ``names`` and yield the live stream once every subscription is confirmed.
 
@@ -230,7 +239,7 @@ async def listen_notifications(
             ready = _events_of(rest)
         except (RespError, EventLogError) as exc:
             raise LogUnavailableError(f"Redis at {_where(target)}: listen: {exc}") from exc
-        yield NotificationStream(stream, parser, _where(target), ready)
+        yield NotificationStream(stream, parser, _where(target), max_backlog, ready)
     finally:
         if stream is not None:
             await trio.aclose_forcefully(stream)
