@@ -74,14 +74,16 @@ class _Target:
 
 
 def _target(url: str) -> _Target:
+    # Read as coredis reads it (its from_url), so both sockets log in alike:
+    # no percent-decoding, an empty password is none, ?db= before the path.
     parts = urllib.parse.urlsplit(url)
-    username = urllib.parse.unquote(parts.username) if parts.username else None
-    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+    username = parts.username or None
+    password = parts.password or None
+    query = urllib.parse.parse_qs(parts.query)
     if parts.scheme == "unix":
-        query = urllib.parse.parse_qs(parts.query)
         db = int(query.get("db", ["0"])[0])
         return _Target("unix", "", 0, parts.path, username, password, db)
-    db_text = parts.path.lstrip("/")
+    db_text = query.get("db", [parts.path.lstrip("/")])[0]
     return _Target(
         parts.scheme,
         parts.hostname or "127.0.0.1",
