@@ -201,7 +201,8 @@ def test_redis_names_pinned() -> None:
     assert redis_backends.DEFAULT_READ_BLOCK == 0.1
     assert redis_backends.MAX_REDIS_ID == 2**53 - 1
     assert redis_backends.RedisChannelStore.__module__ == "trio_reconnect.server._redis._channels"
-    assert (redis_backends.DEFAULT_NOTIFY_SHARDS, redis_backends.DEFAULT_READ_BUDGET) == (16, 10_000)
+    assert redis_backends.DEFAULT_NOTIFY_SHARDS == 16
+    assert redis_backends.DEFAULT_READ_BUDGET == 10_000
 
 
 def test_server_does_not_import_coredis() -> None:

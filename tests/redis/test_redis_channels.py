@@ -353,7 +353,9 @@ async def test_a_close_inside_a_frame_is_a_loss() -> None:
 
 def _tasks() -> int:
     count = 0
-    nurseries = list(trio.lowlevel.current_root_task().child_nurseries)
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    nurseries = list(root.child_nurseries)
     while nurseries:
         nursery = nurseries.pop()
         for task in nursery.child_tasks:
