@@ -387,3 +387,39 @@ async def test_10000_channels_take_no_task_or_read_each(
             assert got == [ChannelEvent(c, i, c) for c, i in zip(picked, ids, strict=True)]
             heads = await store.heads(channels)
             assert len(heads) == 10_000
+
+
+async def test_an_idle_stream_pings_and_stays_live(redis_server: RedisServer) -> None:
+    got: list[ChannelEvent] = []
+    with trio.fail_after(GUARD):
+        async with (
+            RedisChannelStore(redis_server.url, notify_ping_interval=0.02) as store,
+            store.listen() as live,
+        ):
+
+            async def reader() -> None:
+                got.extend(await live.__anext__())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                await trio.sleep(0.3)  # about 15 PINGs, each answered
+                event_id = await store.append("idle", 1)
+            assert got == [ChannelEvent("idle", event_id, 1)]
+            assert commandstats(redis_server.port)["ping"] >= 5
+
+
+async def test_a_silent_peer_is_a_loss() -> None:
+    done = trio.Event()  # never set: the peer confirms, then never answers again
+    handle = fake_redis([], done=done)
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(partial(trio.serve_tcp, host="127.0.0.1"), handle, 0)
+            port = listener.socket.getsockname()[1]
+            url = f"redis://127.0.0.1:{port}/0"
+            store = RedisChannelStore(url, notify_ping_interval=0.05, timeout=0.1)
+            async with store.listen() as live:
+                start = trio.current_time()
+                with pytest.raises(NotificationsLost, match="PING"):
+                    await live.__anext__()
+                assert 0.15 <= trio.current_time() - start < 2.0
+            nursery.cancel_scope.cancel()

@@ -10,6 +10,7 @@ How to run a node on Redis: docs/howto/redis.md.
 """
 
 from ._redis._channel_plan import DEFAULT_CHANNEL_PREFIX as DEFAULT_CHANNEL_PREFIX
+from ._redis._channels import DEFAULT_NOTIFY_PING_INTERVAL as DEFAULT_NOTIFY_PING_INTERVAL
 from ._redis._channels import DEFAULT_NOTIFY_SHARDS as DEFAULT_NOTIFY_SHARDS
 from ._redis._channels import DEFAULT_READ_BUDGET as DEFAULT_READ_BUDGET
 from ._redis._channels import RedisChannelStore as RedisChannelStore
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_LEN",
+    "DEFAULT_NOTIFY_PING_INTERVAL",
     "DEFAULT_NOTIFY_SHARDS",
     "DEFAULT_READ_BUDGET",
     "DEFAULT_READ_BLOCK",

@@ -67,12 +67,19 @@ from ._store import (
     Store,
 )
 
-__all__ = ["DEFAULT_NOTIFY_SHARDS", "DEFAULT_READ_BUDGET", "RedisChannelStore"]
+__all__ = [
+    "DEFAULT_NOTIFY_PING_INTERVAL",
+    "DEFAULT_NOTIFY_SHARDS",
+    "DEFAULT_READ_BUDGET",
+    "RedisChannelStore",
+]
 
 #: Pub/sub channels the notifications are spread over (every node listens to all).
 DEFAULT_NOTIFY_SHARDS: Final = 16
 #: Replayed entries one read call returns at most before the rest go in another call.
 DEFAULT_READ_BUDGET: Final = 10_000
+#: Seconds of silence on the live stream before a PING checks the link.
+DEFAULT_NOTIFY_PING_INTERVAL: Final = 5.0
 
 
 def _check_channel(channel: object) -> None:
@@ -110,6 +117,9 @@ class RedisChannelStore:
             (:class:`~trio_reconnect.server.NotificationsLost`) and repairs
             from the store rather than work through the backlog.
         max_pending: Largest partial frame the notification reader holds, bytes.
+        notify_ping_interval: Seconds of silence on the live stream before a
+            PING checks the link; no answer within ``timeout`` is a loss
+            (a half-open link sends no error of its own).
     """
 
     url: str = attrs.field(repr=False)  # it may hold a password
@@ -135,6 +145,9 @@ class RedisChannelStore:
     )
     max_pending: int = attrs.field(
         default=DEFAULT_MAX_PENDING, kw_only=True, validator=positive_int
+    )
+    notify_ping_interval: float = attrs.field(
+        default=DEFAULT_NOTIFY_PING_INTERVAL, kw_only=True, validator=positive_number
     )
     _store: Store = attrs.field(init=False, repr=False)
     _main: ClientOwner = attrs.field(init=False, repr=False)
@@ -247,4 +260,5 @@ class RedisChannelStore:
             timeout=self.timeout,
             max_backlog=self.listener_buffer,
             max_pending=self.max_pending,
+            ping_interval=self.notify_ping_interval,
         )

@@ -22,7 +22,9 @@ Any error or end of the socket ends the stream with
 connection was killed (``CLIENT KILL TYPE pubsub``, or Redis's
 ``client-output-buffer-limit pubsub`` for a node that reads too slowly), a
 frame that is not RESP2. Nothing reconnects behind the caller's back: the
-node opens a new stream and then repairs its channels.
+node opens a new stream and then repairs its channels. A link that went
+half-open (the peer vanished without closing) is found by a ``PING`` after
+``ping_interval`` seconds of silence: no answer within ``timeout``, a loss.
 
 Buffering is bounded: the reader has no task of its own and reads the
 socket only when the node asks for the next batch, so a slow node leaves
@@ -58,6 +60,9 @@ _logger = logging.getLogger("trio_reconnect.server")
 #: Bytes asked of the socket per read.
 RECEIVE_SIZE: Final = 256 * 1024
 _DEFAULT_PORT: Final = 6379
+_PING: Final = encode_command("PING")
+#: What a broken socket raises.
+_BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 @attrs.frozen
@@ -142,6 +147,10 @@ def _events_of(values: Sequence[RespValue]) -> list[ChannelEvent]:
     return events
 
 
+class _Lost(Exception):
+    """Why the stream is over."""
+
+
 @attrs.define(eq=False)
 class NotificationStream:
     """Batches of events from the shard channels; raises :class:`NotificationsLost` when it ends."""
@@ -151,6 +160,10 @@ class NotificationStream:
     _where: str
     #: Most events one read may find waiting before the stream is given up.
     _max_backlog: int
+    #: Seconds of silence before a PING probes the link.
+    _ping_interval: float
+    #: Seconds the PING's answer may take.
+    _timeout: float
     _ready: list[ChannelEvent] = attrs.field(factory=list)
     _lost: str | None = attrs.field(default=None, init=False)
 
@@ -163,24 +176,47 @@ class NotificationStream:
             return batch
         while self._lost is None:
             try:
-                chunk = await self._stream.receive_some(RECEIVE_SIZE)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._lose(f"the connection failed: {exc!r}")
-                break
-            if not chunk:
-                self._lose("Redis closed the connection")
-                break
-            try:
-                batch = _events_of(self._parser.feed(chunk))
-            except (RespError, EventLogError) as exc:
+                batch = await self._next_batch()
+            except _Lost as exc:
                 self._lose(str(exc))
-                break
-            if len(batch) > self._max_backlog:
-                self._lose(f"more than {self._max_backlog} notifications were waiting")
                 break
             if batch:
                 return batch
         raise NotificationsLost(f"Redis at {self._where}: notifications lost: {self._lost}")
+
+    async def _next_batch(self) -> list[ChannelEvent]:
+        chunk = await self._receive()
+        try:
+            batch = _events_of(self._parser.feed(chunk))
+        except (RespError, EventLogError) as exc:
+            raise _Lost(str(exc)) from None
+        if len(batch) > self._max_backlog:
+            raise _Lost(f"more than {self._max_backlog} notifications were waiting")
+        return batch
+
+    async def _receive(self) -> bytes | bytearray:
+        # Only a probe finds a half-open link (a peer that vanished without a
+        # FIN): after ``ping_interval`` of silence, a PING; no byte within
+        # ``timeout`` after it, a loss. The answer is a push the parser skips.
+        probed = False
+        while True:
+            with trio.move_on_after(self._timeout if probed else self._ping_interval):
+                try:
+                    chunk = await self._stream.receive_some(RECEIVE_SIZE)
+                except _BROKEN as exc:
+                    raise _Lost(f"the connection failed: {exc!r}") from None
+                if not chunk:
+                    raise _Lost("Redis closed the connection")
+                return chunk
+            if probed:
+                raise _Lost(f"no answer to a PING within {self._timeout:g} s")
+            # Shielded: a PING cut halfway would corrupt the stream.
+            with trio.move_on_after(self._timeout, shield=True):
+                try:
+                    await self._stream.send_all(_PING)
+                except _BROKEN as exc:
+                    raise _Lost(f"the connection failed: {exc!r}") from None
+            probed = True
 
     def _lose(self, why: str) -> None:
         self._lost = why
@@ -216,12 +252,16 @@ async def listen_notifications(
     timeout: float,  # noqa: ASYNC109
     max_backlog: int,
     max_pending: int,
+    ping_interval: float,
 ) -> AsyncIterator[NotificationStream]:
     """Subscribe to ``names`` and yield the live stream once every subscription is confirmed.
 
     Raises:
         LogUnavailableError: Redis could not be reached, refused the
             handshake, or did not confirm within ``timeout`` seconds.
+
+    The stream sends a PING after ``ping_interval`` seconds without a byte,
+    and is lost when nothing answers within ``timeout``.
     """
     target = _target(url)
     parser = RespParser(max_pending)
@@ -241,7 +281,9 @@ async def listen_notifications(
             ready = _events_of(rest)
         except (RespError, EventLogError) as exc:
             raise LogUnavailableError(f"Redis at {_where(target)}: listen: {exc}") from exc
-        yield NotificationStream(stream, parser, _where(target), max_backlog, ready)
+        yield NotificationStream(
+            stream, parser, _where(target), max_backlog, ping_interval, timeout, ready
+        )
     finally:
         if stream is not None:
             await trio.aclose_forcefully(stream)
