@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+import trustme
 
 from trio_reconnect.server import (
     ChannelEvent,
@@ -290,11 +293,14 @@ async def test_a_wrong_password_is_unavailable_and_never_shown(
 def fake_redis(pushes: Sequence[bytes], *, done: trio.Event) -> Any:
     """A server that confirms the subscriptions, sends ``pushes`` (one write each), then closes."""
 
-    async def handle(stream: trio.SocketStream) -> None:
+    async def handle(stream: trio.abc.Stream) -> None:
         parser = RespParser()
         values: list[RespValue] = []
         while not values:
-            values = parser.feed(await stream.receive_some(65536))
+            try:
+                values = parser.feed(await stream.receive_some(65536))
+            except trio.BrokenResourceError:  # a client that refused our certificate
+                return
         [subscribe] = values
         assert isinstance(subscribe, list)
         for count, name in enumerate(subscribe[1:], 1):
@@ -422,4 +428,39 @@ async def test_a_silent_peer_is_a_loss() -> None:
                 with pytest.raises(NotificationsLost, match="PING"):
                     await live.__anext__()
                 assert 0.15 <= trio.current_time() - start < 2.0
+            nursery.cancel_scope.cancel()
+
+
+async def test_listen_over_a_unix_socket(tmp_path: Path) -> None:
+    path = tmp_path / "redis.sock"
+    options = ("--unixsocket", str(path), "--unixsocketperm", "700")
+    with RedisServer(find_redis_server(), options=options) as server, trio.fail_after(GUARD):
+        async with (
+            RedisChannelStore(server.url) as store,
+            RedisChannelStore(f"unix://{path}?db=0").listen() as live,
+        ):
+            event_id = await store.append("u", "x")
+            assert await next_batch(live) == [ChannelEvent("u", event_id, "x")]
+
+
+async def test_listen_over_tls_checks_the_ca_from_the_url(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    handle = fake_redis([push("t", "5", {"tls": True})], done=trio.Event())
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            serve = partial(trio.serve_ssl_over_tcp, host="127.0.0.1")
+            [listener] = await nursery.start(serve, handle, 0, server_context)
+            port = listener.transport_listener.socket.getsockname()[1]
+            base = f"rediss://localhost:{port}/0?ssl_cert_reqs=required&ssl_check_hostname=true"
+            store = RedisChannelStore(f"{base}&ssl_ca_certs={ca_file}", notify_shards=1)
+            async with store.listen() as live:
+                assert await next_batch(live) == [ChannelEvent("t", "5", {"tls": True})]
+            untrusted = RedisChannelStore(base, notify_shards=1, timeout=1.0)
+            with pytest.raises(LogUnavailableError):
+                async with untrusted.listen():
+                    pass  # pragma: no cover
             nursery.cancel_scope.cancel()

@@ -39,9 +39,10 @@ rather than work through the backlog.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -60,6 +61,7 @@ _logger = logging.getLogger("trio_reconnect.server")
 #: Bytes asked of the socket per read.
 RECEIVE_SIZE: Final = 256 * 1024
 _DEFAULT_PORT: Final = 6379
+_TRUE: Final = ("1", "T", "TRUE", "Y", "YES")
 _PING: Final = encode_command("PING")
 #: What a broken socket raises.
 _BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
@@ -76,6 +78,34 @@ class _Target:
     username: str | None
     password: str | None = attrs.field(repr=False)
     db: int
+    #: ``rediss://`` only: the URL's ``ssl_*`` query arguments.
+    tls: Mapping[str, str] = attrs.field(factory=dict)
+
+
+#: ``ssl_cert_reqs`` values, as coredis reads them.
+_CERT_REQS: Final = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+
+
+def _ssl_context(tls: Mapping[str, str]) -> ssl.SSLContext:
+    """The TLS settings coredis derives from the same URL (its ``RedisSSLContext``).
+
+    Its defaults too: the certificate checked if one is sent
+    (``ssl_cert_reqs=optional``) and no host name check, unless the URL says
+    ``ssl_cert_reqs=required`` and ``ssl_check_hostname=true``.
+    """
+    context = ssl.create_default_context()
+    if tls.get("ssl_certfile") and tls.get("ssl_keyfile"):
+        context.load_cert_chain(certfile=tls["ssl_certfile"], keyfile=tls["ssl_keyfile"])
+    ca = tls.get("ssl_ca_certs")
+    if ca:
+        context.load_verify_locations(**{("capath" if os.path.isdir(ca) else "cafile"): ca})
+    context.check_hostname = tls.get("ssl_check_hostname", "").upper() in _TRUE
+    context.verify_mode = _CERT_REQS[tls.get("ssl_cert_reqs") or "optional"]
+    return context
 
 
 def _target(url: str) -> _Target:
@@ -89,6 +119,7 @@ def _target(url: str) -> _Target:
         db = int(query.get("db", ["0"])[0])
         return _Target("unix", "", 0, parts.path, username, password, db)
     db_text = query.get("db", [parts.path.lstrip("/")])[0]
+    tls = {name: values[0] for name, values in query.items() if name.startswith("ssl_")}
     return _Target(
         parts.scheme,
         parts.hostname or "127.0.0.1",
@@ -97,6 +128,7 @@ def _target(url: str) -> _Target:
         username,
         password,
         int(db_text) if db_text else 0,
+        tls,
     )
 
 
@@ -110,8 +142,12 @@ async def _connect(target: _Target) -> trio.abc.Stream:
     sock = await trio.open_tcp_stream(target.host, target.port)
     if target.scheme != "rediss":
         return sock
-    tls = trio.SSLStream(sock, ssl.create_default_context(), server_hostname=target.host)
-    await tls.do_handshake()
+    try:
+        tls = trio.SSLStream(sock, _ssl_context(target.tls), server_hostname=target.host)
+        await tls.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(sock)
+        raise
     return tls
 
 
