@@ -42,7 +42,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
-from tests.support.server_clients import connect, handshake, receive_json, resumed
+from tests.support.server_clients import (
+    connect,
+    handshake,
+    receive_json,
+    resumed,
+    until_ready,
+)
 from trio_reconnect._protocol import encode_resume
 from trio_reconnect.server import ConnectedClient, ReconnectServer, ReplayLog
 
@@ -752,3 +758,67 @@ async def test_a_flood_of_resume_frames_is_just_messages(
     assert hostile.statistics().close_code == 1000
     assert hostile.statistics().messages_received == 19
     assert server.statistics().protocol_errors == 0
+
+
+# --------------------------------------------------------------------------- version 2 frames
+
+_channel_values = st.one_of(
+    st.sampled_from(["a", "b", "c"]), st.none(), st.integers(), st.text(max_size=4), st.just("")
+)
+_v2_frames = st.fixed_dictionaries(
+    {"type": st.sampled_from(["subscribe", "unsubscribe", "publish", "other"])},
+    optional={
+        "channel": _channel_values,
+        "lastEventId": st.one_of(st.none(), st.sampled_from(["0", "1", "9", "x"]), st.integers()),
+        "history": st.one_of(st.none(), st.integers(-2, 4), st.booleans(), st.text(max_size=2)),
+        "msgId": st.one_of(st.text(max_size=3), st.none(), st.integers()),
+        "data": st.one_of(st.none(), st.integers(), st.text(max_size=300)),
+    },
+)
+#: What ends the server's answer to each kind of version 2 frame.
+_TERMINAL: Final = {
+    "Subscribe": {"subscribed", "refused"},
+    "Unsubscribe": {"unsubscribed"},
+    "Publish": {"ack", "nack"},
+}
+
+
+@given(frames=st.lists(_v2_frames, max_size=12))
+@settings(FUZZ, max_examples=100)
+def test_fuzz_v2_frames_after_ready(frames: list[dict[str, Any]]) -> None:
+    """Any v2-shaped frames after ready: each is answered as _wire classifies it
+    (refused/nack for a malformed one), or handed to the application; never a close."""
+    from trio_reconnect._wire import Nack, Refused, parse_client_frame
+    from trio_reconnect.server import MemoryChannelStore
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            server = make_server(channels=MemoryChannelStore(start=1), max_subscriptions=2)
+            ws = await connect(nursery, server)
+            with trio.fail_after(60):
+                await ws.send_message(
+                    json.dumps({"type": "resume", "lastEventId": None, "clientId": "k"})
+                )
+                assert (await until_ready(ws))[-1]["channels"] == []
+                for frame in frames:
+                    message = json.dumps(frame)
+                    if len(message.encode()) > MAX_MESSAGE_SIZE:
+                        continue
+                    await ws.send_message(message)
+                    kind = parse_client_frame(message, max_data_bytes=MAX_MESSAGE_SIZE)
+                    if isinstance(kind, str | bytes):
+                        assert (await server.messages().receive())[1] == message
+                        continue
+                    answer = await receive_json(ws)
+                    if isinstance(kind, Refused | Nack):
+                        assert answer == json.loads(kind.encode())
+                        continue
+                    while answer["type"] not in _TERMINAL[type(kind).__name__]:
+                        assert answer["type"] in ("event", "snapshot")
+                        answer = await receive_json(ws)
+                assert not server.clients[0].closing
+            nursery.cancel_scope.cancel()
+
+    with server_errors() as errors:
+        trio.run(main, clock=MockClock(autojump_threshold=0))
+    assert errors == [], [r.getMessage() for r in errors]

@@ -41,6 +41,7 @@ from ..server import (
     EventLog,
     EventLogError,
     LogUnavailableError,
+    MemoryChannelStore,
     ReconnectServer,
     ReplayLog,
     SpreadPolicy,
@@ -232,6 +233,9 @@ async def _serve(args: Any) -> int:
             outage_retry_after=args.outage_retry_after,
             registry=registry,
             node=name if registry is not None else None,
+            # Channels (protocol v2) out of the box in memory; on Redis they
+            # wait for the Redis channel store.
+            channels=MemoryChannelStore() if args.redis is None else None,
         )
         summaries: list[DrainSummary] = []
         async with trio.open_nursery() as nursery:

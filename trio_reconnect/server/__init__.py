@@ -17,6 +17,8 @@ from .._settings import DEFAULT_CLOSE_TIMEOUT as DEFAULT_CLOSE_TIMEOUT
 from .._settings import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from .._settings import DEFAULT_PING_INTERVAL as DEFAULT_PING_INTERVAL
 from .._settings import DEFAULT_PING_TIMEOUT as DEFAULT_PING_TIMEOUT
+from ._auth import Refuse as Refuse
+from ._chananswer import ChannelSnapshotProvider as ChannelSnapshotProvider
 from ._channelbase import ChannelEvent as ChannelEvent
 from ._channelbase import ChannelRead as ChannelRead
 from ._channelbase import ChannelRequest as ChannelRequest
@@ -36,6 +38,17 @@ from ._cluster import ClusterRegistry as ClusterRegistry
 from ._cluster import NodeStatus as NodeStatus
 from ._cluster import plan_cluster_drain as plan_cluster_drain
 from ._connection import ConnectedClient as ConnectedClient
+from ._defaults import DEFAULT_ANNOUNCE_INTERVAL as DEFAULT_ANNOUNCE_INTERVAL
+from ._defaults import DEFAULT_ANNOUNCE_TTL as DEFAULT_ANNOUNCE_TTL
+from ._defaults import DEFAULT_DRAIN_TIMEOUT as DEFAULT_DRAIN_TIMEOUT
+from ._defaults import DEFAULT_HANDSHAKE_TIMEOUT as DEFAULT_HANDSHAKE_TIMEOUT
+from ._defaults import DEFAULT_INCOMING_QUEUE_SIZE as DEFAULT_INCOMING_QUEUE_SIZE
+from ._defaults import DEFAULT_MAX_REPLAY as DEFAULT_MAX_REPLAY
+from ._defaults import DEFAULT_MAX_SUBSCRIPTIONS as DEFAULT_MAX_SUBSCRIPTIONS
+from ._defaults import DEFAULT_OUTAGE_LIMIT as DEFAULT_OUTAGE_LIMIT
+from ._defaults import DEFAULT_OUTAGE_RETRY_AFTER as DEFAULT_OUTAGE_RETRY_AFTER
+from ._defaults import DEFAULT_QUEUE_SIZE as DEFAULT_QUEUE_SIZE
+from ._defaults import DEFAULT_STOP_SIGNALS as DEFAULT_STOP_SIGNALS
 from ._log import DEFAULT_MAX_EVENTS as DEFAULT_MAX_EVENTS
 from ._log import ReplayLog as ReplayLog
 from ._logbase import EventLog as EventLog
@@ -49,16 +62,6 @@ from ._logbase import parse_event_id as parse_event_id
 from ._node import MessageHandler as MessageHandler
 from ._registry import MemoryRegistry as MemoryRegistry
 from ._resume import SnapshotProvider as SnapshotProvider
-from ._server import DEFAULT_ANNOUNCE_INTERVAL as DEFAULT_ANNOUNCE_INTERVAL
-from ._server import DEFAULT_ANNOUNCE_TTL as DEFAULT_ANNOUNCE_TTL
-from ._server import DEFAULT_DRAIN_TIMEOUT as DEFAULT_DRAIN_TIMEOUT
-from ._server import DEFAULT_HANDSHAKE_TIMEOUT as DEFAULT_HANDSHAKE_TIMEOUT
-from ._server import DEFAULT_INCOMING_QUEUE_SIZE as DEFAULT_INCOMING_QUEUE_SIZE
-from ._server import DEFAULT_MAX_REPLAY as DEFAULT_MAX_REPLAY
-from ._server import DEFAULT_OUTAGE_LIMIT as DEFAULT_OUTAGE_LIMIT
-from ._server import DEFAULT_OUTAGE_RETRY_AFTER as DEFAULT_OUTAGE_RETRY_AFTER
-from ._server import DEFAULT_QUEUE_SIZE as DEFAULT_QUEUE_SIZE
-from ._server import DEFAULT_STOP_SIGNALS as DEFAULT_STOP_SIGNALS
 from ._server import DrainSummary as DrainSummary
 from ._server import ReconnectServer as ReconnectServer
 from ._server import ServerStatistics as ServerStatistics
@@ -87,6 +90,7 @@ __all__ = [
     "DEFAULT_MAX_EVENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_REPLAY",
+    "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_MIN_WINDOW",
     "DEFAULT_OUTAGE_LIMIT",
     "DEFAULT_OUTAGE_RETRY_AFTER",
@@ -99,6 +103,7 @@ __all__ = [
     "ChannelEvent",
     "ChannelRead",
     "ChannelRequest",
+    "ChannelSnapshotProvider",
     "ChannelStore",
     "ClientState",
     "ClientStatistics",
@@ -118,6 +123,7 @@ __all__ = [
     "NodeStatus",
     "NotificationsLost",
     "ReconnectServer",
+    "Refuse",
     "ReplayLog",
     "ServerStatistics",
     "SnapshotProvider",

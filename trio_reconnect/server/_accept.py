@@ -18,6 +18,7 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, Endpoint, WebSocketRequest
 from wsproto.utilities import LocalProtocolError
 
+from ._auth import Refuse, resolve
 from ._clientbase import ConnectionSettings
 from ._connection import ConnectedClient
 from ._health import Admission, LogHealth
@@ -79,6 +80,15 @@ class Acceptor:
                     503, extra_headers=[(b"Retry-After", str(retry_after).encode("ascii"))]
                 )
             return
+        principal = None
+        if self.config.authenticate is not None:
+            try:
+                principal = await resolve(self.config.authenticate(request))
+            except Refuse as refusal:
+                logger.debug("authenticate refused a handshake: %d", refusal.status)
+                with contextlib.suppress(ConnectionClosed):
+                    await request.reject(refusal.status, body=refusal.reason.encode("utf-8"))
+                return
         try:
             ws = await request.accept()
         except ConnectionClosed:
@@ -99,6 +109,7 @@ class Acceptor:
             self.settings,
             self.hooks,
         )
+        client.principal = principal
         self.clients.add(client)
         logger.debug("client %d connected from %s", client.id, client.remote)
         await client.run(self.resumer)

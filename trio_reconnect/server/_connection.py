@@ -59,7 +59,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 import trio
@@ -137,6 +137,7 @@ class ConnectedClient:
         state: Where the client is in its lifetime.
         last_event_id: The ``lastEventId`` of its resume frame.
         outcome: How its handshake ended (``None`` until ``ready``).
+        principal: What ``authenticate`` returned for it (``None``: anonymous).
     """
 
     id: int
@@ -149,6 +150,7 @@ class ConnectedClient:
     state: ClientState = ClientState.HANDSHAKING
     last_event_id: str | None = None
     outcome: HandshakeOutcome | None = None
+    principal: Any = None
     _outbox: Outbox = attrs.field(init=False, repr=False)
     #: Writes live events straight to the socket while the client is idle (``None``: never).
     _direct: DirectWriter | None = attrs.field(init=False, default=None, repr=False)
@@ -241,7 +243,7 @@ class ConnectedClient:
         """Whether a close was requested (or the peer closed)."""
         return self._close_requested
 
-    def feed(self, frames: Sequence[tuple[int, str]]) -> None:
+    def feed(self, frames: Sequence[tuple[int | None, str]]) -> None:
         """Queue live events (from the fan-out, in log order), without waiting.
 
         A client whose queue cannot take them all is too slow: the hooks are

@@ -15,6 +15,7 @@ import attrs
 import trio
 
 from .._protocol import HandshakeOutcome
+from ._chanframes import ChannelFrames
 from ._clientbase import CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER
 from ._connection import ConnectedClient
 from ._drain import Spreader
@@ -41,6 +42,8 @@ class NodeHooks:
     spreader: Spreader
     #: Where messages go when there is no ``on_message`` (read by ``messages()``).
     incoming: trio.MemorySendChannel[tuple[ConnectedClient, str | bytes]]
+    #: The node's channels (``None``: a version 1 server); set once the parts are made.
+    channels: ChannelFrames | None = None
 
     # -- ConnectionHooks and ResumeHooks --------------------------------------
 
@@ -51,7 +54,9 @@ class NodeHooks:
     # -- ConnectionHooks --------------------------------------------------------
 
     async def received(self, client: ConnectedClient, message: str | bytes) -> None:
-        """Hand a ready client's message to ``on_message`` or to ``messages()``."""
+        """Answer a channel frame, or hand the message to ``on_message`` or to ``messages()``."""
+        if self.channels is not None and await self.channels.received(client, message):
+            return
         on_message = self.config.on_message
         if on_message is None:
             try:
@@ -86,12 +91,14 @@ class NodeHooks:
         )
 
     def leaving(self, client: ConnectedClient) -> None:
-        """The client started closing: the fan-out feeds it no more."""
+        """The client started closing: the fan-outs feed it no more."""
         self.fanout.unregister(client)
+        if self.channels is not None:
+            self.channels.gone(client)
 
     def gone(self, client: ConnectedClient) -> None:
         """The connection is over."""
-        self.fanout.unregister(client)
+        self.leaving(client)
         self.clients.discard(client)
         logger.debug("client %d closed (%s)", client.id, client.statistics().close_code)
 

@@ -6,6 +6,13 @@ Each rule of the server lives in its own module:
 ``_logbase``              the async event-log contract and the id rules
 ``_log``                  :class:`~trio_reconnect.server.ReplayLog`, the in-memory log
 ``_planner`` (pure)       replay / snapshot / lost, the ready id
+``_channelbase``          the async channel-store contract (protocol v2)
+``_channels``             :class:`~trio_reconnect.server.MemoryChannelStore`
+``_chanplan`` (pure)      a channel's answer, the covered filter, limits
+``_chanfeed``             ONE task per node reads every channel's notifications
+``_chananswer``           answering subscriptions: authorize, register, read
+``_chanframes``           a v2 connection's frames: map, subscribe, publish
+``_auth``                 the authenticate / authorize hooks, ``Refuse``
 ``_resume``               the handshake: register first, read second
 ``_fanout``               ONE task per node reads the log's tail for all
 ``_connection``           one client: loops, pings, close protocol
@@ -46,6 +53,9 @@ from typing import Protocol
 
 import attrs
 
+from ._auth import Authenticator, Authorizer
+from ._chananswer import ChannelSnapshotProvider
+from ._channelbase import ChannelStore
 from ._clientbase import ClientState
 from ._cluster import ClusterRegistry
 from ._connection import ConnectedClient
@@ -74,6 +84,7 @@ class NodeConfig(Protocol):
     node: str | None
     announce_interval: float
     announce_ttl: float
+    authenticate: Authenticator | None
 
 
 class NodeSettings(NodeConfig, Protocol):
@@ -89,6 +100,10 @@ class NodeSettings(NodeConfig, Protocol):
     incoming_queue_size: int
     ping_interval: float | None
     outage_retry_after: float
+    channels: ChannelStore | None
+    authorize: Authorizer | None
+    max_subscriptions: int
+    channel_snapshot: ChannelSnapshotProvider | None
 
 
 @attrs.define(eq=False)

@@ -12,6 +12,9 @@ import attrs
 import trio
 
 from ._accept import Acceptor
+from ._chananswer import ChannelAnswerer
+from ._chanfeed import ChannelFeed
+from ._chanframes import ChannelFrames
 from ._clientbase import ConnectionSettings
 from ._cluster import Presence
 from ._connection import ConnectedClient
@@ -47,6 +50,35 @@ class NodeParts:
     acceptor: Acceptor
     incoming_send: trio.MemorySendChannel[_Incoming]
     incoming_receive: trio.MemoryReceiveChannel[_Incoming]
+    #: The node's channels and their fan-out's task (``None``: a version 1 server).
+    channels: ChannelFrames | None = None
+    channel_task: SoleTask | None = None
+
+
+def _channels(config: NodeSettings, hooks: NodeHooks) -> tuple[ChannelFrames, SoleTask] | None:
+    """The channel parts, when the node has a channel store."""
+    store = config.channels
+    if store is None:
+        return None
+    feed = ChannelFeed(
+        store,
+        config.max_replay,
+        min(DEFAULT_LOG_RETRY_INTERVAL, config.outage_retry_after),
+    )
+    answerer = ChannelAnswerer(
+        store,
+        feed,
+        config.authorize,
+        config.channel_snapshot,
+        config.max_replay,
+        config.max_subscriptions,
+        config.queue_size,
+        config.handshake_timeout,
+        hooks.too_slow,
+    )
+    frames = ChannelFrames(store, answerer, config.max_message_size)
+    hooks.channels = frames
+    return frames, SoleTask(feed.run)
 
 
 def assemble(config: NodeSettings) -> NodeParts:
@@ -76,6 +108,7 @@ def assemble(config: NodeSettings) -> NodeParts:
         ping_interval=config.ping_interval,
         ping_timeout=config.ping_timeout,
     )
+    channels = _channels(config, hooks)
     resumer = Resumer(
         config.log,
         fanout,
@@ -84,6 +117,7 @@ def assemble(config: NodeSettings) -> NodeParts:
         config.max_replay,
         config.handshake_timeout,
         config.replay_to_fresh,
+        channels[0] if channels else None,
     )
     acceptor = Acceptor(config, admission, watch.health, counts, clients, settings, hooks, resumer)
     return NodeParts(
@@ -98,4 +132,6 @@ def assemble(config: NodeSettings) -> NodeParts:
         acceptor=acceptor,
         incoming_send=incoming_send,
         incoming_receive=incoming_receive,
+        channels=channels[0] if channels else None,
+        channel_task=channels[1] if channels else None,
     )

@@ -74,6 +74,9 @@ import trio
 
 from .._exceptions import ResumeProtocolError
 from .._protocol import HandshakeOutcome, encode_ready, encode_snapshot, parse_resume
+from .._wire import Refused, ResumeFrame, encode_ready_v2, parse_resume_v2
+from ._chananswer import Busy
+from ._chanframes import ChannelFrames
 from ._clientbase import CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN_LATER, CLOSE_UNSUPPORTED_DATA
 from ._connection import ConnectedClient
 from ._fanout import FanOut, encode_logged_event
@@ -150,6 +153,8 @@ class Resumer:
     timeout: float
     #: ``False``: a fresh client starts at the newest event (no history).
     replay_to_fresh: bool = True
+    #: The node's channels (``None``: a version 1 server).
+    channels: ChannelFrames | None = None
 
     async def __call__(self, client: ConnectedClient) -> bool:
         """Run the handshake; ``True`` once ``ready`` was sent."""
@@ -163,17 +168,26 @@ class Resumer:
                 client, CLOSE_UNSUPPORTED_DATA, "expected a text resume frame"
             )
         try:
-            last = parse_resume(first)
+            frame: ResumeFrame | None = None
+            refusals: tuple[Refused, ...] = ()
+            if self.channels is None:
+                last = parse_resume(first)
+            else:
+                frame, refusals = parse_resume_v2(first)
+                last = frame.last_event_id
         except ResumeProtocolError:
             return await self._refuse(client, CLOSE_PROTOCOL_ERROR, "expected a resume frame")
         client.last_event_id = last
         try:
-            return await self._resume(client, last)
+            active = None
+            if self.channels is not None and frame is not None:
+                active = await self.channels.handshake(client, frame, refusals)
+            return await self._resume(client, last, active)
         except LogUnavailableError as error:
             self.hooks.log_unavailable(error)
             logger.warning("client %d: %s; closing it", client.id, error)
             client.close(CLOSE_TRY_AGAIN_LATER, self.hooks.hint_reason("log unavailable"))
-        except _Busy:
+        except (_Busy, Busy):
             self.hooks.busy()
             logger.warning(
                 "client %d: a log read did not end within %s s; closing it",
@@ -191,7 +205,9 @@ class Resumer:
         await trio.lowlevel.checkpoint()
         return False
 
-    async def _resume(self, client: ConnectedClient, last: str | None) -> bool:
+    async def _resume(
+        self, client: ConnectedClient, last: str | None, channels: Sequence[str] | None
+    ) -> bool:
         has_snapshot = self.snapshot is not None
         # 1. Register (the fan-out feeds the queue every event after its position) ...
         registered = False
@@ -231,7 +247,10 @@ class Resumer:
                 await client.send_frame(taken[1])
                 replayed = await self._send_events(client, fill or ())
         assert outcome is not None
-        await client.send_frame(encode_ready(ready_id, lost=lost))
+        if channels is None:
+            await client.send_frame(encode_ready(ready_id, lost=lost))
+        else:  # a version 2 connection: ``ready`` lists its active channels
+            await client.send_frame(encode_ready_v2(ready_id, lost=lost, channels=channels))
         # 4. The filter, for the connection's lifetime.
         client.set_ready(outcome, covered)
         self.hooks.resumed(outcome, replayed)

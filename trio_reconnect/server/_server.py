@@ -12,8 +12,7 @@ the read and the registration; purging the queue once at ``ready`` would
 send twice what a lagging fan-out queues afterwards. The argument in full
 opens :mod:`trio_reconnect.server._resume`.
 
-The close codes the node uses and when: :mod:`trio_reconnect.server._clientbase`.
-What happens while the log is unavailable: :mod:`trio_reconnect.server._outage`.
+Close codes: :mod:`._clientbase`; the log unavailable: :mod:`._outage`; channels: :mod:`._chanfeed`.
 """
 
 from __future__ import annotations
@@ -21,9 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-import signal
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import attrs
 import trio
@@ -42,28 +40,35 @@ from .._validators import (
     positive_int,
     positive_number,
 )
+from ._auth import Authenticator, Authorizer
+from ._chananswer import ChannelSnapshotProvider
+from ._channelbase import ChannelStore
 from ._clientbase import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from ._cluster import ClusterRegistry
 from ._connection import ConnectedClient
+from ._defaults import (
+    DEFAULT_ANNOUNCE_INTERVAL,
+    DEFAULT_ANNOUNCE_TTL,
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_INCOMING_QUEUE_SIZE,
+    DEFAULT_MAX_REPLAY,
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    DEFAULT_OUTAGE_LIMIT,
+    DEFAULT_OUTAGE_RETRY_AFTER,
+    DEFAULT_QUEUE_SIZE,
+    DEFAULT_STOP_SIGNALS,
+)
 from ._drain import DrainSummary
 from ._logbase import EventLog, LogUnavailableError
 from ._node import MessageHandler
 from ._parts import NodeParts, assemble
 from ._resume import SnapshotProvider
+from ._signals import until_signal
 from ._spread import SpreadPolicy
 from ._stats import ServerStatistics
 
 __all__ = [
-    "DEFAULT_ANNOUNCE_INTERVAL",
-    "DEFAULT_ANNOUNCE_TTL",
-    "DEFAULT_DRAIN_TIMEOUT",
-    "DEFAULT_HANDSHAKE_TIMEOUT",
-    "DEFAULT_INCOMING_QUEUE_SIZE",
-    "DEFAULT_MAX_REPLAY",
-    "DEFAULT_OUTAGE_LIMIT",
-    "DEFAULT_OUTAGE_RETRY_AFTER",
-    "DEFAULT_QUEUE_SIZE",
-    "DEFAULT_STOP_SIGNALS",
     "DrainSummary",
     "MessageHandler",
     "ReconnectServer",
@@ -71,27 +76,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trio_reconnect.server")
-
-#: Most events replayed in one handshake; beyond it, a snapshot or ``lost``.
-DEFAULT_MAX_REPLAY: Final = 1_000
-#: Seconds a client has for the HTTP upgrade, and again for its resume frame.
-DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
-#: Frames (live events and :meth:`ConnectedClient.send` messages) queued per client.
-DEFAULT_QUEUE_SIZE: Final = 1_024
-#: ``(client, message)`` pairs buffered for :meth:`ReconnectServer.messages`.
-DEFAULT_INCOMING_QUEUE_SIZE: Final = 256
-#: Seconds :meth:`ReconnectServer.shutdown` waits for the drained clients to go.
-DEFAULT_DRAIN_TIMEOUT: Final = 10.0
-#: Seconds the log may stay unavailable before the node closes its clients.
-DEFAULT_OUTAGE_LIMIT: Final = 30.0
-#: Least ``Retry-After`` (seconds) of a handshake refused while the log is down.
-DEFAULT_OUTAGE_RETRY_AFTER: Final = 5.0
-#: Seconds between a node's announcements in its cluster registry.
-DEFAULT_ANNOUNCE_INTERVAL: Final = 1.0
-#: Seconds an announcement counts as alive (a few missed announcements).
-DEFAULT_ANNOUNCE_TTL: Final = 5.0
-#: The signals :meth:`ReconnectServer.serve_until_signal` drains on.
-DEFAULT_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 #: Settings that the node's parts copy when it is created: assigning one later raises.
 _FIXED: Final = attrs.setters.frozen
@@ -165,6 +149,15 @@ class ReconnectServer:
         announce_interval: Seconds between announcements.
         announce_ttl: Seconds an announcement counts as alive.
         rng: The randomness for the spread; seed it for reproducible plans.
+        channels: The channel store (PROTOCOL.md section 4), such as a
+            :class:`~trio_reconnect.server.MemoryChannelStore`; ``None``:
+            version 1 only. docs/howto/channels-server.md has the rest.
+        authenticate: ``(request) -> principal`` at each upgrade, sync or
+            async; raise :class:`~trio_reconnect.server.Refuse` to refuse it.
+        authorize: ``(principal, channel, action) -> bool``, sync or async,
+            on every subscribe and publish; ``None``: all allowed.
+        max_subscriptions: Subscriptions per connection (past it: ``limit``).
+        channel_snapshot: ``(channel) -> (id, data) | None``, sync or async.
     """
 
     log: EventLog = attrs.field(on_setattr=_FIXED)
@@ -224,6 +217,15 @@ class ReconnectServer:
         default=DEFAULT_ANNOUNCE_TTL, kw_only=True, validator=positive_number
     )
     rng: random.Random = attrs.field(factory=random.Random, kw_only=True, repr=False)
+    channels: ChannelStore | None = attrs.field(on_setattr=_FIXED, default=None, kw_only=True)
+    authenticate: Authenticator | None = attrs.field(default=None, kw_only=True)
+    authorize: Authorizer | None = attrs.field(on_setattr=_FIXED, default=None, kw_only=True)
+    max_subscriptions: int = attrs.field(
+        on_setattr=_FIXED, default=DEFAULT_MAX_SUBSCRIPTIONS, kw_only=True, validator=positive_int
+    )
+    channel_snapshot: ChannelSnapshotProvider | None = attrs.field(
+        on_setattr=_FIXED, default=None, kw_only=True
+    )
 
     _parts: NodeParts = attrs.field(init=False, repr=False)
 
@@ -288,6 +290,8 @@ class ReconnectServer:
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._parts.fanout_task.volunteer)
+            if self._parts.channel_task is not None:
+                nursery.start_soon(self._parts.channel_task.volunteer)
             if self.registry is not None:
                 await nursery.start(self._parts.presence.run)
             await nursery.start(
@@ -307,6 +311,8 @@ class ReconnectServer:
         """
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._parts.fanout_task.volunteer)
+            if self._parts.channel_task is not None:
+                nursery.start_soon(self._parts.channel_task.volunteer)
             await self._parts.acceptor.serve_stream(stream)
             nursery.cancel_scope.cancel()
 
@@ -340,28 +346,15 @@ class ReconnectServer:
         Returns:
             What the stop drained, with the signal that started it.
         """
-        with trio.open_signal_receiver(*signals) as received:
-            async with trio.open_nursery() as nursery:
-                description = await nursery.start(
-                    lambda task_status: self.serve(
-                        host, port, ssl_context=ssl_context, task_status=task_status
-                    )
-                )
-                task_status.started(description)
-                first = None
-                async for signum in received:
-                    first = signum
-                    break
-                logger.info("%s: draining", signal.Signals(first).name if first else "signal")
-                nursery.start_soon(self._cut_short, received)
-                summary = await self.shutdown(drain_timeout=drain_timeout)
-                nursery.cancel_scope.cancel()
-        return attrs.evolve(summary, signal=first)
-
-    async def _cut_short(self, received: Any) -> None:
-        async for _ in received:
-            logger.warning("second signal: not waiting for the drained clients")
-            self._parts.drains.cut_short()
+        return await until_signal(
+            lambda task_status: self.serve(
+                host, port, ssl_context=ssl_context, task_status=task_status
+            ),
+            lambda: self.shutdown(drain_timeout=drain_timeout),
+            self._parts.drains.cut_short,
+            signals,
+            task_status,
+        )
 
     # -- the application's side ---------------------------------------------
 
@@ -378,15 +371,21 @@ class ReconnectServer:
         """
         return self._parts.incoming_receive
 
-    async def publish(self, data: Any) -> str:
-        """Append an event to the log; every node's clients get it from there.
+    @overload
+    async def publish(self, data: Any, /) -> str: ...
 
-        The node's fan-out reads the event back from the log's tail and
-        queues it to every ready client without waiting; a client whose
-        queue is full is closed with 1013 and a retry hint (it will resume
-        from its ``lastEventId``).
+    @overload
+    async def publish(self, channel: str, data: Any, /) -> str: ...
+
+    async def publish(self, *args: Any) -> str:
+        """Append an event to the log, ``publish(data)``, or to a channel, ``(channel, data)``.
+
+        The node's fan-out (for a channel: the channel feed of every node)
+        reads the event back and queues it to every ready client (subscriber)
+        without waiting; a client whose queue is full is closed with 1013.
 
         Args:
+            channel: The channel (a name of 1 to 256 bytes of UTF-8).
             data: The event's payload; anything :func:`json.dumps` accepts.
                 The event is what it encodes to now: changing ``data``
                 afterwards changes no event.
@@ -400,12 +399,20 @@ class ReconnectServer:
                 cannot carry (nothing is logged).
             LogUnavailableError: if the log could not be reached. The event
                 may or may not be stored; it is never appended twice.
+            RuntimeError: a channel's event on a server without ``channels``.
         """
+        if len(args) not in (1, 2):
+            raise TypeError(f"publish takes (data) or (channel, data), got {len(args)} arguments")
         await trio.lowlevel.checkpoint_if_cancelled()
         # Fail before the event enters the log; and store a copy, as a store
         # would: the fan-out encodes the event later, so an in-memory log
         # holding the caller's object would send what it was mutated into.
-        data = json.loads(json.dumps(data, allow_nan=False))
+        data = json.loads(json.dumps(args[-1], allow_nan=False))
+        if len(args) == 2:
+            channels = self._parts.channels
+            if channels is None:
+                raise RuntimeError("this server has no channel store (channels=None)")
+            return await channels.publish(args[0], data)
         try:
             event_id = await self.log.append(data)
         except LogUnavailableError as error:

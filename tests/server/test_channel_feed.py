@@ -1,0 +1,106 @@
+"""The node's channel feed (trio_reconnect/server/_chanfeed.py) on its own, with a fake sink."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import attrs
+import trio
+from trio.testing import MockClock, wait_all_tasks_blocked
+
+from trio_reconnect.server import MemoryChannelStore
+from trio_reconnect.server._chanfeed import ChannelFeed, Subscription
+
+
+@attrs.define
+class Sink:
+    frames: list[dict[str, object]] = attrs.Factory(list)
+    closed: bool = False
+
+    def feed(self, frames: Sequence[tuple[int | None, str]]) -> None:
+        self.frames.extend(json.loads(text) for _, text in frames)
+
+    def close(self, code: int | None, reason: str | None) -> None:
+        self.closed = True
+
+
+def ids(sink: Sink) -> list[str]:
+    return [str(f["id"]) for f in sink.frames if f["type"] == "event"]
+
+
+async def live_subscription(
+    feed: ChannelFeed, sink: Sink, channel: str, covered: int, slow: list[int]
+) -> Subscription:
+    subscription = Subscription(channel, sink, 100, lambda: slow.append(1))
+    feed.register(subscription)
+    assert not subscription.resume(covered)
+    return subscription
+
+
+async def test_a_handed_over_feed_repairs_what_came_meanwhile(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = MemoryChannelStore(start=1)
+    feed = ChannelFeed(store, 1_000, 1.0)
+    sink, slow = Sink(), list[int]()
+    with trio.fail_after(5):
+        scope = trio.CancelScope()
+
+        async def run_once() -> None:
+            with scope:
+                await feed.run()
+
+        nursery.start_soon(run_once)
+        await feed.wait_live()
+        await live_subscription(feed, sink, "a", 0, slow)
+        store.append_nowait("a", 1)
+        await wait_all_tasks_blocked()
+        scope.cancel()  # the task running the feed is handed over ...
+        await wait_all_tasks_blocked()
+        assert not feed.live
+        store.append_nowait("a", 2)  # ... and nobody listens now
+        store.append_nowait("a", 3)
+        nursery.start_soon(feed.run)
+        await feed.wait_live()
+        store.append_nowait("a", 4)
+        await wait_all_tasks_blocked()
+    assert ids(sink) == ["1", "2", "3", "4"]
+    assert slow == []
+
+
+async def test_a_waiting_subscription_that_overflows_is_too_slow(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = MemoryChannelStore(start=1)
+    feed = ChannelFeed(store, 1_000, 1.0)
+    slow: list[int] = []
+    subscription = Subscription("a", Sink(), 3, lambda: slow.append(1))
+    nursery.start_soon(feed.run)
+    with trio.fail_after(5):
+        await feed.wait_live()
+        feed.register(subscription)  # answering: it buffers
+        for i in range(4):
+            store.append_nowait("a", i)
+            await wait_all_tasks_blocked()
+    assert slow == [1]
+    assert subscription.closed
+
+
+async def test_unregister_sends_nothing_more(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = MemoryChannelStore(start=1)
+    feed = ChannelFeed(store, 1_000, 1.0)
+    sink, slow = Sink(), list[int]()
+    nursery.start_soon(feed.run)
+    with trio.fail_after(5):
+        await feed.wait_live()
+        subscription = await live_subscription(feed, sink, "a", 0, slow)
+        store.append_nowait("a", 1)
+        await wait_all_tasks_blocked()
+        feed.unregister(subscription)
+        assert feed.held() == 0
+        store.append_nowait("a", 2)
+        await wait_all_tasks_blocked()
+    assert ids(sink) == ["1"]

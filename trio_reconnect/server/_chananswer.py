@@ -1,0 +1,196 @@
+"""Answering subscriptions: the resume's channel map, and one ``subscribe``.
+
+For every channel asked for (PROTOCOL.md 4.2, 4.3), in order: authorize it
+(``forbidden``), count it (``limit``), register its :class:`~._chanfeed.Subscription`
+with the node's feed synchronously, then ONE :meth:`~._channelbase.ChannelStore.read`
+for every channel of the frame, then per channel: a replay, a snapshot
+(the ``channel_snapshot`` provider's, placed against the read as the default
+stream's is) or neither, then ``subscribed`` with the newest id the client
+now has; the subscription then sends what its feed buffered above that id.
+
+The handshake sends these frames itself, before ``ready``; after ``ready``
+they go through the connection's queue (:meth:`ConnectedClient.send`), so
+they keep their place among the live frames of the other channels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from .._wire import (
+    Refused,
+    RefusedCode,
+    Subscribed,
+    encode_channel_event,
+    encode_channel_snapshot,
+)
+from ._auth import Action, Authorizer, resolve
+from ._chanfeed import ChannelFeed, Subscription
+from ._channelbase import ChannelRead, ChannelRequest, ChannelStore
+from ._chanplan import ChannelAction, plan_channel, subscribe_refusal
+from ._connection import ConnectedClient
+from ._logbase import LoggedEvent
+from ._planner import SnapshotFit, plan_snapshot, snapshot_issued
+
+__all__ = ["ChannelAnswerer", "ChannelSession", "ChannelSnapshotProvider", "Send"]
+
+logger = logging.getLogger("trio_reconnect.server")
+
+_T = TypeVar("_T")
+
+#: ``channel_snapshot(channel) -> (id, data) | None``; sync or async.
+ChannelSnapshotProvider = Callable[
+    [str], Awaitable[tuple[str, Any] | None] | tuple[str, Any] | None
+]
+#: How an answer's frames go out (``send_frame`` before ready, ``send`` after).
+Send = Callable[[str], Awaitable[None]]
+
+
+class Busy(Exception):
+    """A store call of an answer did not end within the handshake timeout."""
+
+
+@attrs.define(eq=False)
+class ChannelSession:
+    """A version 2 connection's channels: who it is, and its subscriptions."""
+
+    principal: Any
+    client_id: str
+    subscriptions: dict[str, Subscription] = attrs.field(factory=dict)
+
+
+@attrs.define(eq=False)
+class ChannelAnswerer:
+    """Answers subscriptions (the module comment)."""
+
+    store: ChannelStore
+    feed: ChannelFeed
+    authorize: Authorizer | None
+    snapshot: ChannelSnapshotProvider | None
+    max_replay: int
+    max_subscriptions: int
+    queue_size: int
+    timeout: float
+    too_slow: Callable[[ConnectedClient], None]
+
+    async def allowed(self, principal: Any, channel: str, action: Action) -> bool:
+        """Whether ``authorize`` lets ``principal`` do ``action`` (a hook that fails: no)."""
+        if self.authorize is None:
+            return True
+        try:
+            return bool(await resolve(self.authorize(principal, channel, action)))
+        except Exception:
+            logger.exception("authorize failed for channel %r; refusing", channel)
+            return False
+
+    async def admit(
+        self, session: ChannelSession, client: ConnectedClient, channel: str
+    ) -> Refused | Subscription:
+        """Authorize and count one channel; register its new subscription (replacing a held one)."""
+        if not await self.allowed(session.principal, channel, "subscribe"):
+            return Refused(channel, RefusedCode.FORBIDDEN, "not authorized")
+        held = session.subscriptions.get(channel)
+        code = subscribe_refusal(
+            held=held is not None,
+            count=len(session.subscriptions),
+            max_subscriptions=self.max_subscriptions,
+        )
+        if code is not None:
+            return Refused(channel, code, f"at most {self.max_subscriptions} subscriptions")
+        if held is not None:
+            self.feed.unregister(held)
+        subscription = Subscription(channel, client, self.queue_size, lambda: self.too_slow(client))
+        session.subscriptions[channel] = subscription
+        self.feed.register(subscription)  # no checkpoint from here to the read
+        return subscription
+
+    def drop(self, session: ChannelSession, channel: str) -> bool:
+        """Unsubscribe ``channel`` (``False``: it was not held)."""
+        subscription = session.subscriptions.pop(channel, None)
+        if subscription is None:
+            return False
+        self.feed.unregister(subscription)
+        return True
+
+    async def within(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``await call()`` within the handshake timeout, else :class:`Busy`."""
+        with trio.move_on_after(self.timeout):
+            return await call()
+        raise Busy
+
+    async def read(self, requests: Sequence[ChannelRequest]) -> Sequence[ChannelRead]:
+        """One read for every request (waits for the feed to be live first)."""
+        await self.within(self.feed.wait_live)
+        if not requests:
+            return []
+        return await self.within(lambda: self.store.read(requests, max_replay=self.max_replay))
+
+    async def answer(
+        self, send: Send, subscription: Subscription, request: ChannelRequest, read: ChannelRead
+    ) -> None:
+        """Send one channel's answer and start its live feed."""
+        plan = plan_channel(request, read, has_snapshot=self.snapshot is not None)
+        fresh = request.after is None
+        events: Sequence[LoggedEvent] = plan.events
+        newest, lost, frames = plan.newest, plan.action is ChannelAction.LOST, []
+        if plan.action is ChannelAction.SNAPSHOT:
+            placed = await self._snapshot(request.channel, read.newest)
+            if placed is None:
+                lost = not fresh  # a fresh subscription just starts at the newest id
+            else:
+                frames.append(placed[0])
+                events, newest = placed[1], placed[2]
+        frames.extend(encode_channel_event(request.channel, e.id, e.data) for e in events)
+        for frame in frames:
+            if subscription.closed:
+                return
+            await send(frame)
+        if subscription.closed:
+            return
+        await send(Subscribed(request.channel, newest, lost=lost).encode())
+        if subscription.resume(int(newest)):
+            await self.within(lambda: self.feed.repair([subscription]))
+
+    async def _snapshot(
+        self, channel: str, newest: str
+    ) -> tuple[str, Sequence[LoggedEvent], str] | None:
+        """The channel's snapshot frame, the events after it, and the id they reach; or ``None``."""
+        assert self.snapshot is not None
+        try:
+            with trio.move_on_after(self.timeout):
+                taken = await resolve(self.snapshot(channel))
+                if taken is None:
+                    return None
+                snapshot_id, data = taken
+                if not isinstance(snapshot_id, str):
+                    raise TypeError(f"a channel snapshot id must be a str, got {snapshot_id!r}")
+                frame = encode_channel_snapshot(channel, snapshot_id, data)
+                return await self._place(channel, snapshot_id, newest, frame)
+            logger.warning("no snapshot of channel %r within %s s", channel, self.timeout)
+        except Exception:
+            logger.exception("the snapshot of channel %r failed; not sending one", channel)
+        return None
+
+    async def _place(
+        self, channel: str, snapshot_id: str, newest: str, frame: str
+    ) -> tuple[str, Sequence[LoggedEvent], str] | None:
+        plan = plan_snapshot(snapshot_id, newest)
+        if plan.fit is SnapshotFit.EXACT:
+            return frame, (), newest
+        if plan.fit is SnapshotFit.AHEAD:
+            heads = await self.store.heads([channel])
+            if snapshot_issued(snapshot_id, heads.get(channel)):
+                return frame, (), snapshot_id
+        elif plan.fit is SnapshotFit.BEHIND:
+            [fill] = await self.store.read(
+                [ChannelRequest(channel, snapshot_id)], max_replay=self.max_replay
+            )
+            if fill.events is not None:
+                return frame, fill.events, fill.newest
+        logger.warning("channel %r: snapshot id %r unknown to the store", channel, snapshot_id)
+        return None

@@ -1,0 +1,278 @@
+"""The node's channel fan-out: ONE task reads the store's notifications for every channel.
+
+Register first, read second, per channel
+----------------------------------------
+
+The node enters :meth:`~._channelbase.ChannelStore.listen` before any
+subscription is registered (a registration waits until the stream is
+live). A :class:`Subscription` is registered with the feed of its channel
+synchronously, before its answer's read; from then on it is offered every
+notification of its channel. Until its answer is out it only buffers them
+(bounded by the client's queue size: past it the client is too slow); once
+its answer carried every event through ``covered``, :meth:`Subscription.resume`
+sends the buffered ones above it, and live ones follow through the
+connection's queue (or its direct writes), under the covered filter of
+:func:`~._chanplan.split_live`. So what the answer carried is not sent
+again, and nothing appended after its read is missed: the read came after
+the registration.
+
+Repairs
+-------
+
+* **A gap in one channel** (a live event past ``covered + 1``: the store
+  skipped a notification): the subscription buffers again and the feed reads
+  that channel after its ``covered`` (one :meth:`~._channelbase.ChannelStore.read`
+  for every channel that needs it), sends what it missed, then the buffer.
+* **NotificationsLost**: the feed enters a new stream, then repairs every
+  subscription it holds the same way; one still answering is marked, and
+  repaired when its answer is out.
+* **A channel that cannot be repaired** (its gap is no longer held, or is
+  longer than ``max_replay``): its subscribers alone are resynced (decision
+  2): ``{"type": "subscribed", ..., "lost": true}`` at the channel's newest
+  id, unasked; every other channel goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
+
+import attrs
+import trio
+
+from .._wire import Subscribed, encode_channel_event
+from ._channelbase import ChannelEvent, ChannelRead, ChannelRequest, ChannelStore, NotificationsLost
+from ._chanplan import split_live
+from ._logbase import LoggedEvent, LogUnavailableError
+
+__all__ = ["ChannelFeed", "Subscription"]
+
+logger = logging.getLogger("trio_reconnect.server")
+
+#: Rounds of repair one subscription gets before it is resynced instead.
+_REPAIR_ROUNDS: Final = 3
+
+
+class Sink(Protocol):
+    """Where a subscription's frames go: the connection (:meth:`ConnectedClient.feed`)."""
+
+    def feed(self, frames: Sequence[tuple[int | None, str]]) -> None:
+        """Queue frames without waiting (a full queue closes the client)."""
+        ...
+
+    def close(self, code: int | None, reason: str | None) -> None:
+        """Start closing."""
+        ...
+
+
+@attrs.define(eq=False)
+class Subscription:
+    """One connection's subscription to one channel (the module comment).
+
+    ``covered`` is ``None`` until the answer is out; while ``waiting``, live
+    events are buffered (at most ``bound``).
+    """
+
+    channel: str
+    sink: Sink
+    bound: int
+    #: Closes the client as too slow (its buffer overflowed).
+    too_slow: Callable[[], None]
+    covered: int | None = None
+    waiting: bool = True
+    closed: bool = False
+    #: Notifications may have been lost while it was answering.
+    suspect: bool = False
+    _buffer: list[ChannelEvent | LoggedEvent] = attrs.field(factory=list, repr=False)
+
+    def offer(self, events: Sequence[ChannelEvent | LoggedEvent]) -> bool:
+        """Send (or buffer) live events; ``True``: a gap, the feed must repair it."""
+        if self.closed or not events:
+            return False
+        if self.waiting or self.covered is None:
+            self._buffer.extend(events)
+            if len(self._buffer) > self.bound:
+                self.closed = True
+                self._buffer = []
+                self.too_slow()
+            return False
+        split = split_live(self.covered, events)
+        if split.send:
+            channel = self.channel
+            self.sink.feed(
+                [(None, encode_channel_event(channel, e.id, e.data)) for e in split.send]
+            )
+        self.covered = split.covered
+        if split.gap:
+            self.waiting = True
+            self._buffer.extend(events)
+        return split.gap
+
+    def resume(self, covered: int | None = None, *, repaired: bool = False) -> bool:
+        """The answer (or a repair) is out: send what was buffered above ``covered``.
+
+        Returns:
+            ``True`` if a gap remains (or notifications may have been lost
+            while it answered): the feed must repair it.
+        """
+        if covered is not None:
+            self.covered = covered
+        self.waiting = False
+        buffered, self._buffer = self._buffer, []
+        gap = self.offer(buffered)
+        suspect, self.suspect = self.suspect and not repaired, False
+        return (gap or suspect) and not self.closed
+
+    def resync(self, read: ChannelRead) -> bool:
+        """The gap is not held: start again at the channel's newest id, unasked (decision 2).
+
+        Returns:
+            ``True`` if a gap remains after the buffered events.
+        """
+        self.sink.feed([(None, Subscribed(self.channel, read.newest, lost=True).encode())])
+        return self.resume(int(read.newest), repaired=True)
+
+    def cancel(self) -> None:
+        """No frame of this subscription goes out any more."""
+        self.closed = True
+        self._buffer = []
+
+
+@attrs.define(eq=False)
+class ChannelFeed:
+    """The node's one reader of the store's notifications (the module comment).
+
+    Args:
+        store: The channel store.
+        max_replay: The longest gap a repair reads.
+        retry_interval: Seconds between attempts while the store is unavailable.
+    """
+
+    store: ChannelStore
+    max_replay: int
+    retry_interval: float
+    _feeds: dict[str, dict[Subscription, None]] = attrs.field(init=False, factory=dict)
+    _live: bool = attrs.field(init=False, default=False)
+    _became_live: trio.lowlevel.ParkingLot = attrs.field(
+        init=False, factory=trio.lowlevel.ParkingLot
+    )
+    #: A run ended before (its task was handed over): what came meanwhile was missed.
+    _ran: bool = attrs.field(init=False, default=False)
+    _repairs: int = attrs.field(init=False, default=0)
+
+    @property
+    def live(self) -> bool:
+        """Whether the notification stream is live (registration is safe)."""
+        return self._live
+
+    @property
+    def repairs(self) -> int:
+        """Channel reads made to repair gaps so far."""
+        return self._repairs
+
+    async def wait_live(self) -> None:
+        """Wait until the notification stream is live."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._live:
+            await self._became_live.park()
+
+    def register(self, subscription: Subscription) -> None:
+        """Offer ``subscription`` every notification of its channel from now on."""
+        self._feeds.setdefault(subscription.channel, {})[subscription] = None
+
+    def unregister(self, subscription: Subscription) -> None:
+        """Offer it nothing more (idempotent); it sends nothing more."""
+        subscription.cancel()
+        feed = self._feeds.get(subscription.channel)
+        if feed is not None:
+            feed.pop(subscription, None)
+            if not feed:
+                del self._feeds[subscription.channel]
+
+    def held(self) -> int:
+        """How many channels have subscribers on this node."""
+        return len(self._feeds)
+
+    async def run(self) -> None:
+        """Listen, dispatch and repair, until cancelled; re-listen after any loss."""
+        lost, self._ran = self._ran, True
+        try:
+            while True:
+                try:
+                    async with self.store.listen() as stream:
+                        self._live = True
+                        self._became_live.unpark_all()
+                        if lost:
+                            await self._repair_all()
+                        lost = False
+                        async for batch in stream:
+                            await self._dispatch(batch)
+                except NotificationsLost as error:
+                    logger.warning("channel notifications lost (%s); repairing", error)
+                    lost = True
+                except LogUnavailableError as error:
+                    logger.warning("channel store unavailable (%s); retrying", error)
+                    lost = True
+                    await trio.sleep(self.retry_interval)
+        finally:
+            self._live = False  # until the next run's stream is live
+
+    async def _dispatch(self, batch: Sequence[ChannelEvent]) -> None:
+        by_channel: dict[str, list[ChannelEvent]] = {}
+        for event in batch:
+            if event.channel in self._feeds:
+                by_channel.setdefault(event.channel, []).append(event)
+        gaps = [
+            subscription
+            for channel, events in by_channel.items()
+            for subscription in list(self._feeds.get(channel, ()))
+            if subscription.offer(events)
+        ]
+        if gaps:
+            await self.repair(gaps)
+
+    async def _repair_all(self) -> None:
+        every = [s for feed in self._feeds.values() for s in feed]
+        for subscription in every:
+            if subscription.covered is None:
+                subscription.suspect = True  # still answering: repaired once it is out
+            else:
+                subscription.waiting = True
+        await self.repair([s for s in every if s.covered is not None])
+
+    async def repair(self, subscriptions: Sequence[Subscription]) -> None:
+        """Read what each subscription missed, in one read per round, and send it.
+
+        Raises:
+            LogUnavailableError: the store failed (the subscriptions keep
+                buffering; the feed repairs them after it is back).
+        """
+        todo = [s for s in subscriptions if not s.closed and s.covered is not None]
+        for round_ in range(_REPAIR_ROUNDS + 1):
+            if not todo:
+                return
+            for s in todo:
+                s.waiting = True  # live events wait in its buffer during the read
+            start: dict[str, int] = {}
+            for s in todo:
+                assert s.covered is not None
+                start[s.channel] = min(start.get(s.channel, s.covered), s.covered)
+            requests = [ChannelRequest(c, str(after)) for c, after in start.items()]
+            reads = await self.store.read(requests, max_replay=self.max_replay)
+            self._repairs += len(requests)
+            answers = {read.channel: read for read in reads}
+            again = []
+            for s in todo:
+                read = answers[s.channel]
+                if s.closed:
+                    continue
+                if read.events is None or round_ == _REPAIR_ROUNDS:
+                    logger.warning("channel %r: a gap the store no longer holds; resync", s.channel)
+                    if s.resync(read) and round_ < _REPAIR_ROUNDS:
+                        again.append(s)
+                    continue
+                s.waiting = False
+                if s.offer(read.events) or s.resume(repaired=True):
+                    again.append(s)
+            todo = again

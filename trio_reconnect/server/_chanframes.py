@@ -1,0 +1,168 @@
+"""A version 2 connection's channel frames: the resume's map, then subscribe, unsubscribe, publish.
+
+Only a connection whose ``resume`` carried a ``clientId`` speaks version 2
+(decision 1); on any other, every message after ``ready`` is the
+application's, as in version 1. On a version 2 connection a message that
+:func:`~trio_reconnect._wire.parse_client_frame` classifies as a channel
+frame is answered here and never reaches the application; a malformed one
+is answered ``refused`` or ``nack`` (never a close), an ``unsubscribe`` for
+a channel not held is answered ``unsubscribed`` (decision 10).
+
+Memory stays bounded whatever a client sends: at most ``max_subscriptions``
+subscriptions per connection, and every answer goes through the
+connection's bounded queue (a client that does not read them waits in its
+own read loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from .._wire import (
+    Ack,
+    Nack,
+    NackCode,
+    Publish,
+    Refused,
+    RefusedCode,
+    ResumeFrame,
+    Subscribe,
+    Unsubscribe,
+    Unsubscribed,
+    parse_client_frame,
+)
+from ._chananswer import Busy, ChannelAnswerer, ChannelSession, Send
+from ._chanfeed import Subscription
+from ._channelbase import ChannelRequest, ChannelStore
+from ._chanplan import channel_request
+from ._clientbase import CLOSE_TRY_AGAIN_LATER
+from ._connection import ConnectedClient
+from ._logbase import LogUnavailableError
+
+__all__ = ["ChannelFrames"]
+
+logger = logging.getLogger("trio_reconnect.server")
+
+
+@attrs.define(eq=False)
+class ChannelFrames:
+    """The channel side of every version 2 connection of a node."""
+
+    store: ChannelStore
+    answerer: ChannelAnswerer
+    max_data_bytes: int
+    _sessions: dict[ConnectedClient, ChannelSession] = attrs.field(init=False, factory=dict)
+
+    def session(self, client: ConnectedClient) -> ChannelSession | None:
+        """The client's channels (``None``: a version 1 connection)."""
+        return self._sessions.get(client)
+
+    def gone(self, client: ConnectedClient) -> None:
+        """The connection is closing: its subscriptions end (idempotent)."""
+        session = self._sessions.pop(client, None)
+        if session is not None:
+            for channel in list(session.subscriptions):
+                self.answerer.drop(session, channel)
+
+    async def handshake(
+        self, client: ConnectedClient, frame: ResumeFrame, refusals: Sequence[Refused]
+    ) -> list[str] | None:
+        """Answer the resume's channel map before ``ready``; the channels now active.
+
+        ``None`` for a version 1 connection (no ``clientId``).
+
+        Raises:
+            LogUnavailableError: the store is down (the handshake is refused).
+            Busy: the read did not end within the handshake timeout.
+        """
+        if frame.client_id is None:
+            return None
+        session = ChannelSession(client.principal, frame.client_id)
+        self._sessions[client] = session
+        send = client.send_frame
+        for refusal in refusals:
+            await send(refusal.encode())
+        answers: list[Refused | tuple[Subscription, ChannelRequest]] = []
+        for channel, position in frame.channels:
+            admitted = await self.answerer.admit(session, client, channel)
+            if isinstance(admitted, Refused):
+                answers.append(admitted)
+            else:
+                answers.append((admitted, ChannelRequest(channel, position)))
+        requests = [a[1] for a in answers if not isinstance(a, Refused)]
+        reads = iter(await self.answerer.read(requests))
+        for answer in answers:
+            if isinstance(answer, Refused):
+                await send(answer.encode())
+            else:
+                await self.answerer.answer(send, answer[0], answer[1], next(reads))
+        return [c for c, s in session.subscriptions.items() if not s.closed]
+
+    async def received(self, client: ConnectedClient, message: str | bytes) -> bool:
+        """Answer a channel frame of a ready client; ``False``: the message is the application's."""
+        session = self._sessions.get(client)
+        if session is None:
+            return False
+        frame = parse_client_frame(message, max_data_bytes=self.max_data_bytes)
+        if isinstance(frame, str | bytes):
+            return False
+        send = client.send
+        if isinstance(frame, Refused | Nack):
+            await send(frame.encode())
+        elif isinstance(frame, Subscribe):
+            await self._subscribe(client, session, frame, send)
+        elif isinstance(frame, Unsubscribe):
+            self.answerer.drop(session, frame.channel)
+            await send(Unsubscribed(frame.channel).encode())
+        else:
+            await self._publish(session, frame, send)
+        return True
+
+    async def _subscribe(
+        self, client: ConnectedClient, session: ChannelSession, frame: Subscribe, send: Send
+    ) -> None:
+        admitted = await self.answerer.admit(session, client, frame.channel)
+        if isinstance(admitted, Refused):
+            await send(admitted.encode())
+            return
+        request = channel_request(frame, max_replay=self.answerer.max_replay)
+        try:
+            [read] = await self.answerer.read([request])
+        except (LogUnavailableError, Busy) as error:
+            logger.warning("subscribe to %r: %s", frame.channel, error or "store busy")
+            self.answerer.drop(session, frame.channel)
+            await send(
+                Refused(frame.channel, RefusedCode.UNAVAILABLE, "store unavailable").encode()
+            )
+            return
+        try:
+            await self.answerer.answer(send, admitted, request, read)
+        except (LogUnavailableError, Busy) as error:
+            logger.warning("client %d: repairing %r failed (%r)", client.id, frame.channel, error)
+            client.close(CLOSE_TRY_AGAIN_LATER, "channel store unavailable")
+
+    async def _publish(self, session: ChannelSession, frame: Publish, send: Send) -> None:
+        if not await self.answerer.allowed(session.principal, frame.channel, "publish"):
+            await send(
+                Nack(frame.msg_id, frame.channel, NackCode.FORBIDDEN, "not authorized").encode()
+            )
+            return
+        try:
+            event_id = await self.store.append(frame.channel, frame.data)
+        except LogUnavailableError as error:
+            logger.warning("publish to %r: %s", frame.channel, error)
+            await send(
+                Nack(
+                    frame.msg_id, frame.channel, NackCode.UNAVAILABLE, "store unavailable"
+                ).encode()
+            )
+            return
+        await send(Ack(frame.msg_id, frame.channel, event_id).encode())
+
+    async def publish(self, channel: str, data: Any) -> str:
+        """The application's publish: append ``data`` to ``channel``."""
+        return await self.store.append(channel, data)
