@@ -464,3 +464,19 @@ async def test_listen_over_tls_checks_the_ca_from_the_url(tmp_path: Path) -> Non
                 async with untrusted.listen():
                     pass  # pragma: no cover
             nursery.cancel_scope.cancel()
+
+
+async def test_a_lost_counter_restarts_above_the_streams_top_entry(
+    redis_server: RedisServer, store: RedisChannelStore
+) -> None:
+    meta, log = channel_keys("trio_reconnect", "kept")
+    big = 2**53 - 10  # far above the clock: the top entry decides, formatted exactly
+    command(redis_server.port, "XADD", log, f"{big}-0", "d", "0")
+    with trio.fail_after(GUARD):
+        [start] = await store.read([ChannelRequest("kept", None)], max_replay=10)
+        assert start.newest == str(big)
+        assert await store.append("kept", 1) == str(big + 1)
+        command(redis_server.port, "DEL", meta)  # the counter alone is lost (evicted, say)
+        assert await store.append("kept", 2) == str(big + 2)
+        [old] = await store.read([ChannelRequest("kept", str(big))], max_replay=10)
+        assert old.events is None  # below the new incarnation's first - 1
