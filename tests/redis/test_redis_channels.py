@@ -480,3 +480,23 @@ async def test_a_lost_counter_restarts_above_the_streams_top_entry(
         assert await store.append("kept", 2) == str(big + 2)
         [old] = await store.read([ChannelRequest("kept", str(big))], max_replay=10)
         assert old.events is None  # below the new incarnation's first - 1
+
+
+async def test_a_burst_crosses_many_reads_whole_and_in_order(
+    redis_server: RedisServer, store: RedisChannelStore
+) -> None:
+    # 20,000 notifications of ~300 bytes from one script: several MB, cut
+    # wherever the socket cuts them.
+    lua = (
+        "for i = 1, 20000 do redis.call('PUBLISH', KEYS[1], "
+        "'e\\nburst\\n' .. i .. '\\n\"' .. string.rep('y', 280) .. '\"') end return 1"
+    )
+    shard = notify_channel("trio_reconnect", 0)
+    with trio.fail_after(30):
+        async with store.listen() as live:
+            command(redis_server.port, "EVAL", lua, 1, shard)
+            got: list[ChannelEvent] = []
+            while len(got) < 20_000:
+                got += await next_batch(live)
+    assert [e.id for e in got] == [str(i) for i in range(1, 20_001)]
+    assert {e.data for e in got} == {"y" * 280}
