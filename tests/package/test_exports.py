@@ -181,6 +181,11 @@ def test_defaults_documented_values() -> None:
 
 
 REDIS_PUBLIC = {
+    "DEFAULT_CHANNEL_PREFIX",
+    "DEFAULT_NOTIFY_PING_INTERVAL",
+    "DEFAULT_NOTIFY_SHARDS",
+    "DEFAULT_READ_BUDGET",
+    "RedisChannelStore",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_LEN",
@@ -204,6 +209,9 @@ def test_redis_names_pinned() -> None:
     assert (redis_backends.DEFAULT_MAX_LEN, redis_backends.DEFAULT_TIMEOUT) == (10_000, 2.0)
     assert redis_backends.DEFAULT_READ_BLOCK == 0.1
     assert redis_backends.MAX_REDIS_ID == 2**53 - 1
+    assert redis_backends.RedisChannelStore.__module__ == "trio_reconnect.server._redis._channels"
+    assert redis_backends.DEFAULT_NOTIFY_SHARDS == 16
+    assert redis_backends.DEFAULT_READ_BUDGET == 10_000
 
 
 def test_server_does_not_import_coredis() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests.support.redis_fixtures import redis_server  # noqa: F401  (the fixture)
 from trio_reconnect.server import (
     ChannelEvent,
     ChannelRead,
@@ -44,9 +45,24 @@ async def _memory_store(
     yield MemoryChannelStore(channel_max_len=channel_max_len, listener_buffer=listener_buffer)
 
 
+@asynccontextmanager
+async def _redis_store(
+    request: pytest.FixtureRequest, channel_max_len: int, listener_buffer: int
+) -> AsyncIterator[ChannelStore]:
+    from trio_reconnect.server.redis import RedisChannelStore
+
+    server = request.getfixturevalue("redis_server")
+    store = RedisChannelStore(
+        server.url, channel_max_len=channel_max_len, listener_buffer=listener_buffer
+    )
+    async with store:
+        yield store
+
+
 #: Every backend the suite runs against: add one line for another.
 STORES: dict[str, Factory] = {
     "memory": _memory_store,
+    "redis": _redis_store,
 }
 
 #: Small enough that a test overfills a channel (Redis trims ``MAXLEN ~``: allow ~100 more).

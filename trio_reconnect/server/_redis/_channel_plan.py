@@ -1,0 +1,141 @@
+"""The Redis channel store's decisions: key names, shards, notifications, replies. Pure.
+
+No Redis, no trio: names and script arguments go out, script replies and
+notification payloads come in as values.
+
+Keys
+----
+
+Every key of channel ``C`` carries the hash tag ``{T}``, ``T = tag(C)``: the
+name with ``%``, ``{`` and ``}`` percent-encoded. That is injective, never
+empty (names are 1-256 bytes) and never holds a brace, so Redis hashes
+exactly ``T`` and all of a channel's keys sit in one slot (a raw ``{C}``
+breaks for a name such as ``}x``: ``{}`` is an empty tag and Redis then
+hashes the whole key).
+
+==================  =========  =================================================
+``P:{T}:meta``      hash       ``seq`` newest id issued, ``first`` first id of
+                               this incarnation
+``P:{T}:log``       stream     entry ``n-0``, field ``d``: the event's JSON
+``P:n:<k>``         pub/sub    notifications of every channel with
+                               ``shard_of(C) == k``
+==================  =========  =================================================
+
+Notifications
+-------------
+
+``e\\n<channel>\\n<id>\\n<data JSON>``, published by the append script to the
+channel's shard, the last field unsplit (data may hold newlines; channel
+names hold no control characters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+from .._channelbase import ChannelEvent, ChannelRead, ChannelRequest
+from .._logbase import EventLogError
+from ._continuity import decode, parse_entries, safe_seq
+
+__all__ = [
+    "DEFAULT_CHANNEL_PREFIX",
+    "NOT_HELD",
+    "channel_keys",
+    "notify_channel",
+    "parse_notification",
+    "parse_read_reply",
+    "position_arg",
+    "read_args",
+    "shard_of",
+    "tag",
+]
+
+#: The prefix of every key and pub/sub channel of a :class:`RedisChannelStore`.
+DEFAULT_CHANNEL_PREFIX: Final = "trio_reconnect"
+#: The position argument for an ``after`` this backend could not have issued.
+NOT_HELD: Final = "x"
+#: The kind tag of an event notification.
+_EVENT: Final = b"e"
+
+
+def tag(channel: str) -> str:
+    """The hash tag of ``channel``: ``%``, ``{``, ``}`` percent-encoded (never empty, no braces)."""
+    if "%" not in channel and "{" not in channel and "}" not in channel:
+        return channel  # the common case, at a resume of 100 channels
+    return channel.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def channel_keys(prefix: str, channel: str) -> list[str]:
+    """The keys of ``channel`` a script takes, in order: ``meta``, ``log``."""
+    base = f"{prefix}:{{{tag(channel)}}}:"
+    return [base + "meta", base + "log"]
+
+
+def shard_of(channel: str, shards: int) -> int:
+    """The notification shard of ``channel`` (every node computes the same)."""
+    digest = hashlib.blake2b(channel.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
+
+
+def notify_channel(prefix: str, shard: int) -> str:
+    """The pub/sub channel of notification shard ``shard``."""
+    return f"{prefix}:n:{shard}"
+
+
+def position_arg(request: ChannelRequest) -> str:
+    """The read script's position argument: ``''`` fresh, the id, or :data:`NOT_HELD`."""
+    if request.after is None:
+        return ""
+    return NOT_HELD if safe_seq(request.after) is None else request.after
+
+
+def read_args(prefix: str, requests: Sequence[ChannelRequest]) -> tuple[list[str], list[str]]:
+    """The read script's KEYS and the per-channel ARGV tail (position, history) of ``requests``."""
+    keys: list[str] = []
+    args: list[str] = []
+    for request in requests:
+        keys += channel_keys(prefix, request.channel)
+        args += (position_arg(request), str(request.history))
+    return keys, args
+
+
+def parse_read_reply(requests: Sequence[ChannelRequest], reply: Sequence[Any]) -> list[ChannelRead]:
+    """The answers of a read script's reply, one per request it reached (maybe fewer).
+
+    Each item is ``['r', seq, entries]`` (held: the events after the asked
+    id) or ``['u', seq]`` (not held).
+
+    Raises:
+        EventLogError: for a reply this script cannot have made.
+    """
+    reads: list[ChannelRead] = []
+    for request, item in zip(requests, reply, strict=False):
+        kind, newest = item[0], decode(item[1])
+        if kind == b"u":
+            reads.append(ChannelRead(request.channel, newest, None))
+        elif kind == b"r":
+            entries = item[2] if len(item) > 2 else None
+            reads.append(ChannelRead(request.channel, newest, parse_entries(entries or ())))
+        else:
+            raise EventLogError(f"unexpected channel read reply {item!r}")
+    return reads
+
+
+def parse_notification(payload: bytes) -> ChannelEvent | None:
+    """The event a notification carries; ``None`` for a kind this store does not know.
+
+    Raises:
+        EventLogError: for a malformed event notification.
+    """
+    parts = payload.split(b"\n", 3)
+    if parts[0] != _EVENT:
+        return None
+    if len(parts) != 4:
+        raise EventLogError(f"malformed channel notification {payload[:80]!r}")
+    try:
+        return ChannelEvent(parts[1].decode(), parts[2].decode(), json.loads(parts[3]))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EventLogError(f"malformed channel notification {payload[:80]!r}: {exc}") from None

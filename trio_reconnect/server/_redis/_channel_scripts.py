@@ -1,0 +1,134 @@
+"""The Lua scripts of the Redis channel store: read many channels, append and notify, heads.
+
+Each is one atomic step on the server (EVALSHA, EVAL after ``NOSCRIPT``),
+so what it reads is one instant and what it writes is all or nothing. The
+key layout and the notification format: :mod:`._channel_plan`.
+
+A channel's counter is set if missing, from the clock id the caller passes
+(or one above the stream's top entry, if that is higher): by the first read
+(``seq = n - 1, first = n``: the answer is the id just before the first
+one the channel will issue) or by the first append (the event gets ``n``).
+Lua formats ids with ``string.format('%d', n)`` (``n .. ''`` prints
+16-digit numbers as ``1.79e+15``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ._scripts import Lua
+
+__all__ = ["APPEND_CHANNEL", "HEADS", "READ_CHANNELS"]
+
+# Shared by the scripts: the first id of a channel whose counter is missing.
+_START_LUA: Final = """
+local function start_id(log, clock)
+  local n = clock
+  local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+  if top[1] then
+    local t = tonumber(string.match(top[1][1], '^(%d+)-'))
+    if t and t >= n then n = t + 1 end
+  end
+  return n
+end
+"""
+
+# The position a request reads after: a fresh request (pos '') gets the newest
+# `hist` events that are held (capped by max_replay, never below first - 1 nor
+# below the oldest held entry - 1: a fresh subscription is never 'lost').
+_POSITION_LUA: Final = """
+local function position(log, pos, hist, seq, first, maxr)
+  if pos ~= '' then return tonumber(pos) end
+  local h = tonumber(hist) or 0
+  if h > maxr then h = maxr end
+  local a = seq - h
+  if a < first - 1 then a = first - 1 end
+  if a < seq then
+    local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+    if not oldest[1] then return seq end
+    local o = tonumber(string.match(oldest[1][1], '^(%d+)-'))
+    if o and o - 1 > a then a = o - 1 end
+  end
+  return a
+end
+"""
+
+# KEYS: per channel (meta, log). ARGV: clock start id, max_replay, budget of
+# replayed entries, then per channel (position: '' fresh, an id, or 'x' never
+# issued; history). Returns per channel {'r', seq, entries} (held: the events
+# after the position) or {'u', seq} (not held: outside [first - 1, seq], more
+# than max_replay, or trimmed). Stops before a channel whose replay would take
+# the call past the budget (never before the first): the caller sends the rest
+# in another call.
+_READ_CHANNELS_LUA: Final = (
+    _START_LUA
+    + _POSITION_LUA
+    + """
+local out = {}
+local clock, maxr, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local spent = 0
+for i = 0, #KEYS / 2 - 1 do
+  local meta, log = KEYS[2*i+1], KEYS[2*i+2]
+  local m = redis.call('HMGET', meta, 'seq', 'first')
+  local seq, first
+  if m[1] then
+    seq, first = tonumber(m[1]), tonumber(m[2])
+  else
+    first = start_id(log, clock)
+    seq = first - 1
+    redis.call('HSET', meta, 'seq', string.format('%d', seq), 'first', string.format('%d', first))
+  end
+  local a = position(log, ARGV[4+2*i], ARGV[5+2*i], seq, first, maxr)
+  local held = a ~= nil and a >= first - 1 and a <= seq and seq - a <= maxr
+  local want = 0
+  if held then want = seq - a end
+  if i > 0 and spent + want > budget then return out end
+  spent = spent + want
+  local s = string.format('%d', seq)
+  local entries = {}
+  if held and want > 0 then
+    entries = redis.call('XRANGE', log, string.format('%d-0', a + 1), '+', 'COUNT', want)
+    held = #entries == want and entries[1][1] == string.format('%d-0', a + 1)
+  end
+  if held then out[#out+1] = {'r', s, entries} else out[#out+1] = {'u', s} end
+end
+return out
+"""
+)
+
+# KEYS: meta, log. ARGV: clock start id, max_len, payload, notification
+# channel, channel name. Returns the new id. The XADD comes before any other
+# write, so a script that fails leaves nothing behind. (Issue 19's dedupe
+# record goes in front: a KEYS[3] checked first, set after the XADD.)
+_APPEND_CHANNEL_LUA: Final = (
+    _START_LUA
+    + """
+local seq = redis.call('HGET', KEYS[1], 'seq')
+local n
+local fresh = not seq
+if seq then n = tonumber(seq) + 1 else n = start_id(KEYS[2], tonumber(ARGV[1])) end
+local id = string.format('%d', n)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id .. '-0', 'd', ARGV[3])
+if fresh then
+  redis.call('HSET', KEYS[1], 'seq', id, 'first', id)
+else
+  redis.call('HSET', KEYS[1], 'seq', id)
+end
+redis.call('PUBLISH', ARGV[4], 'e\\n' .. ARGV[5] .. '\\n' .. id .. '\\n' .. ARGV[3])
+return id
+"""
+)
+
+# KEYS: each channel's meta. Returns each channel's seq, or false (no starting point).
+_HEADS_LUA: Final = """
+local out = {}
+for i, meta in ipairs(KEYS) do
+  local seq = redis.call('HGET', meta, 'seq')
+  if seq then out[i] = seq else out[i] = false end
+end
+return out
+"""
+
+READ_CHANNELS = Lua(_READ_CHANNELS_LUA)
+APPEND_CHANNEL = Lua(_APPEND_CHANNEL_LUA)
+HEADS = Lua(_HEADS_LUA)

@@ -1,0 +1,264 @@
+"""The channel store on Redis (:class:`RedisChannelStore`): a stream per channel, one live path.
+
+How it sits on Redis
+--------------------
+
+Each channel has a hash (``seq``, ``first``) and a stream whose entry ``n-0``
+is event ``n``, both under the channel's hash tag (:mod:`._channel_plan`),
+so they share a slot. Ids follow the log's rules channel by channel:
+consecutive integers from the clock id at the channel's first read or
+append, so a channel whose data Redis lost restarts above every id it
+issued before, and an old position reads as not held.
+
+* :meth:`RedisChannelStore.read` is **one EVALSHA for every request**: the
+  script sets missing starting points, and per channel answers the events
+  after the asked id when the gap is held (``first - 1 <= a <= seq``, at
+  most ``max_replay``, and the XRANGE returns exactly ``seq - a`` entries
+  from ``a + 1``), else "not held". It splits into further calls only when
+  the replayed entries of one call would pass ``read_budget``, so that no
+  script holds Redis long; with nothing missed, 100 channels are one call.
+* :meth:`RedisChannelStore.append` is one script: set-if-missing, XADD with
+  the explicit id and ``MAXLEN ~ channel_max_len``, store ``seq``, and
+  PUBLISH the notification to the channel's shard ``P:n:<k>``. An event and
+  its notification exist together or not at all. Never retried (coredis
+  runs with ``NoRetryPolicy``): an append whose connection failed raises
+  :class:`~trio_reconnect.server.LogUnavailableError`, stored or not.
+* :meth:`RedisChannelStore.heads` is one script over every channel's hash.
+* :meth:`RedisChannelStore.listen` is one socket subscribed to the
+  ``notify_shards`` shard channels (:mod:`._notify`): no task and no blocked
+  read per channel, whatever the number of channels.
+
+Commands run through :class:`~._store.Store` (uncancelled, in turns, a
+broken client replaced): :mod:`._store`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final
+
+import attrs
+import coredis
+
+from ..._validators import check_int, positive_int, positive_number
+from ..._wire import channel_problem
+from .._channelbase import ChannelRead, ChannelRequest
+from .._channels import DEFAULT_CHANNEL_MAX_LEN, DEFAULT_LISTENER_BUFFER
+from .._logbase import EventLogError, clock_start_id
+from ._channel_plan import (
+    DEFAULT_CHANNEL_PREFIX,
+    channel_keys,
+    notify_channel,
+    parse_read_reply,
+    read_args,
+    shard_of,
+)
+from ._channel_scripts import APPEND_CHANNEL, HEADS, READ_CHANNELS
+from ._continuity import decode
+from ._notify import NotificationStream, listen_notifications
+from ._resp import DEFAULT_MAX_PENDING
+from ._store import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT,
+    ClientOwner,
+    Store,
+)
+
+__all__ = [
+    "DEFAULT_NOTIFY_PING_INTERVAL",
+    "DEFAULT_NOTIFY_SHARDS",
+    "DEFAULT_READ_BUDGET",
+    "RedisChannelStore",
+]
+
+#: Pub/sub channels the notifications are spread over (every node listens to all).
+DEFAULT_NOTIFY_SHARDS: Final = 16
+#: Replayed entries one read call returns at most before the rest go in another call.
+DEFAULT_READ_BUDGET: Final = 10_000
+#: Seconds of silence on the live stream before a PING checks the link.
+DEFAULT_NOTIFY_PING_INTERVAL: Final = 5.0
+
+
+def _check_channel(channel: object) -> None:
+    problem = channel_problem(channel)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+@attrs.define(eq=False)
+class RedisChannelStore:
+    """A :class:`~trio_reconnect.server.ChannelStore` on Redis, shared by every node.
+
+    Use it as an async context manager; it owns its Redis client for that long::
+
+        async with RedisChannelStore("redis://127.0.0.1:6379/0") as store:
+            event_id = await store.append("room:1", {"text": "hi"})
+
+    Args:
+        url: ``redis://[[user]:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        prefix: Prefix of every key and pub/sub channel. Pub/sub ignores the
+            database number, so two deployments on one Redis need two prefixes.
+        channel_max_len: Events each channel's stream keeps (``MAXLEN ~``:
+            Redis keeps up to about 100 more).
+        notify_shards: Pub/sub channels the notifications are spread over;
+            every node must use the same number.
+        timeout: Seconds to connect and for any command to answer, counted
+            from its turn; beyond it the call raises
+            :class:`~trio_reconnect.server.LogUnavailableError`.
+        max_connections: Connections in the client's pool.
+        max_in_flight: Commands in flight at once; the others wait their turn.
+        read_budget: Replayed entries one read call returns at most; a read
+            that needs more is split into several calls.
+        listener_buffer: Most notifications one read of the live stream may
+            find waiting: a node that far behind gives the stream up
+            (:class:`~trio_reconnect.server.NotificationsLost`) and repairs
+            from the store rather than work through the backlog.
+        max_pending: Largest partial frame the notification reader holds, bytes.
+        notify_ping_interval: Seconds of silence on the live stream before a
+            PING checks the link; no answer within ``timeout`` is a loss
+            (a half-open link sends no error of its own).
+    """
+
+    url: str = attrs.field(repr=False)  # it may hold a password
+    prefix: str = attrs.field(default=DEFAULT_CHANNEL_PREFIX, kw_only=True)
+    channel_max_len: int = attrs.field(
+        default=DEFAULT_CHANNEL_MAX_LEN, kw_only=True, validator=positive_int
+    )
+    notify_shards: int = attrs.field(
+        default=DEFAULT_NOTIFY_SHARDS, kw_only=True, validator=positive_int
+    )
+    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, kw_only=True, validator=positive_number)
+    max_connections: int = attrs.field(
+        default=DEFAULT_MAX_CONNECTIONS, kw_only=True, validator=positive_int
+    )
+    max_in_flight: int = attrs.field(
+        default=DEFAULT_MAX_IN_FLIGHT, kw_only=True, validator=positive_int
+    )
+    read_budget: int = attrs.field(
+        default=DEFAULT_READ_BUDGET, kw_only=True, validator=positive_int
+    )
+    listener_buffer: int = attrs.field(
+        default=DEFAULT_LISTENER_BUFFER, kw_only=True, validator=positive_int
+    )
+    max_pending: int = attrs.field(
+        default=DEFAULT_MAX_PENDING, kw_only=True, validator=positive_int
+    )
+    notify_ping_interval: float = attrs.field(
+        default=DEFAULT_NOTIFY_PING_INTERVAL, kw_only=True, validator=positive_number
+    )
+    _store: Store = attrs.field(init=False, repr=False)
+    _main: ClientOwner = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._store = Store(self.url, self.timeout, self.max_connections, self.max_in_flight)
+        self._main = self._store.owner("channels", stream_timeout=self.timeout)
+
+    async def __aenter__(self) -> RedisChannelStore:
+        await self._store.open([self._main])
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._store.close()
+
+    @property
+    def notify_channels(self) -> list[str]:
+        """The pub/sub channels a node listens to."""
+        return [notify_channel(self.prefix, k) for k in range(self.notify_shards)]
+
+    async def read(
+        self, requests: Sequence[ChannelRequest], *, max_replay: int
+    ) -> Sequence[ChannelRead]:
+        """Answer every request, in order, in one script call; fix missing starting points.
+
+        A read whose replayed entries pass ``read_budget`` takes more calls.
+
+        Raises:
+            ValueError: if ``max_replay`` or a ``history`` is not a whole
+                number of at least 0, or a channel name is not valid.
+            LogUnavailableError: Redis did not answer.
+        """
+        check_int("max_replay", max_replay, minimum=0)
+        for request in requests:
+            _check_channel(request.channel)
+            check_int("history", request.history, minimum=0)
+        reads: list[ChannelRead] = []
+        remaining = list(requests)
+        while remaining:
+            answered = await self._read_once(remaining, max_replay)
+            if not answered:
+                raise EventLogError("the channel read script answered nothing")
+            reads += answered
+            remaining = remaining[len(answered) :]
+        return reads
+
+    async def _read_once(
+        self, requests: Sequence[ChannelRequest], max_replay: int
+    ) -> list[ChannelRead]:
+        keys, tail = read_args(self.prefix, requests)
+        args = [str(clock_start_id()), str(max_replay), str(self.read_budget), *tail]
+
+        async def op(client: coredis.Redis[bytes]) -> Any:
+            return await READ_CHANNELS.run(client, keys=keys, args=args)
+
+        reply = await self._store.call(self._main, op, what="read channels")
+        return parse_read_reply(requests, reply)
+
+    async def append(self, channel: str, data: Any) -> str:
+        """Store one event in ``channel`` and notify every listener, in one script; never retried.
+
+        Raises:
+            TypeError: if ``data`` is not JSON-serialisable (nothing is stored).
+            ValueError: if it holds a NaN or an infinity, or the name is not
+                valid (nothing is stored).
+            LogUnavailableError: Redis did not answer; the event may or may not be stored.
+        """
+        _check_channel(channel)
+        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        keys = channel_keys(self.prefix, channel)
+        shard = notify_channel(self.prefix, shard_of(channel, self.notify_shards))
+        args = [str(clock_start_id()), str(self.channel_max_len), payload, shard, channel]
+
+        async def op(client: coredis.Redis[bytes]) -> Any:
+            return await APPEND_CHANNEL.run(client, keys=keys, args=args)
+
+        # No checkpoint after: an append that ran returns its id even if cancelled meanwhile.
+        reply = await self._store.call(self._main, op, what="append", checkpoint=False)
+        return decode(reply)
+
+    async def heads(self, channels: Sequence[str]) -> Mapping[str, str]:
+        """The newest id of each channel that has a starting point, in one script call."""
+        for channel in channels:
+            _check_channel(channel)
+        if not channels:
+            return {}
+        keys = [channel_keys(self.prefix, channel)[0] for channel in channels]
+
+        async def op(client: coredis.Redis[bytes]) -> Any:
+            return await HEADS.run(client, keys=keys, args=[])
+
+        reply = await self._store.call(self._main, op, what="heads")
+        return {
+            channel: decode(seq)
+            for channel, seq in zip(channels, reply, strict=False)
+            if seq is not None
+        }
+
+    def listen(self) -> AbstractAsyncContextManager[NotificationStream]:
+        """A live stream of every channel's events, in batches (one socket, :mod:`._notify`).
+
+        Entering returns once every shard subscription is confirmed.
+
+        Raises:
+            LogUnavailableError: on entering, when Redis cannot be reached.
+        """
+        return listen_notifications(
+            self.url,
+            self.notify_channels,
+            timeout=self.timeout,
+            max_backlog=self.listener_buffer,
+            max_pending=self.max_pending,
+            ping_interval=self.notify_ping_interval,
+        )
