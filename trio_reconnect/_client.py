@@ -118,37 +118,7 @@ class ReconnectingWebSocket:
         subprotocols: Sequence[str] = (),
         client_id: str | None = None,
     ) -> None:
-        self._setup(
-            ClientOptions(
-                url=url,
-                backoff=backoff,
-                server_hints=server_hints,
-                max_attempts=max_attempts,
-                give_up_after=give_up_after,
-                stable_after=stable_after,
-                resume=resume,
-                last_event_id=last_event_id,
-                resume_timeout=resume_timeout,
-                connect_timeout=connect_timeout,
-                close_timeout=close_timeout,
-                ping_interval=ping_interval,
-                ping_timeout=ping_timeout,
-                max_server_delay=max_server_delay,
-                max_queue=max_queue,
-                max_message_size=max_message_size,
-                max_replay=max_replay,
-                dedupe_window=dedupe_window,
-                headers=headers,
-                ssl_context=ssl_context,
-                should_reconnect=should_reconnect,
-                random=random,
-                open_stream=open_stream,
-                on_transition=on_transition,
-                on_connect=on_connect,
-                subprotocols=subprotocols,
-                client_id=client_id,
-            )
-        )
+        self._setup(ClientOptions.of(locals()))
 
     @classmethod
     def _from_options(cls, options: ClientOptions) -> ReconnectingWebSocket:
@@ -496,35 +466,7 @@ async def open_reconnecting_websocket(
             (the block is cancelled); subclasses for fatal closes and refusals.
         ValueError: for an invalid option.
     """
-    options = ClientOptions(
-        url=url,
-        backoff=backoff,
-        server_hints=server_hints,
-        max_attempts=max_attempts,
-        give_up_after=give_up_after,
-        stable_after=stable_after,
-        resume=resume,
-        last_event_id=last_event_id,
-        resume_timeout=resume_timeout,
-        connect_timeout=connect_timeout,
-        close_timeout=close_timeout,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        max_server_delay=max_server_delay,
-        max_queue=max_queue,
-        max_message_size=max_message_size,
-        max_replay=max_replay,
-        dedupe_window=dedupe_window,
-        headers=headers,
-        ssl_context=ssl_context,
-        should_reconnect=should_reconnect,
-        random=random,
-        open_stream=open_stream,
-        on_transition=on_transition,
-        on_connect=on_connect,
-        subprotocols=subprotocols,
-        client_id=client_id,
-    )
+    options = ClientOptions.of(locals())
     ws = ReconnectingWebSocket._from_options(options)
     async with ws._session():
         yield ws

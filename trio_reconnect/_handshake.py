@@ -31,7 +31,8 @@ import attrs
 import trio
 import trio_websocket
 
-from ._channel import ChannelHandshake, HandshakeOutput
+from ._chandshake import ChannelHandshake
+from ._channel import HandshakeOutput
 from ._cursor import Cursor
 from ._exceptions import ResumeProtocolError, ResumeTimeout
 from ._inbox import Inbox
@@ -184,7 +185,7 @@ class ResumeStep:
     """The resume handshake of docs/reference/protocol.md: ``resume``, the replay, ``ready``.
 
     With ``channels`` (always, with ``resume=True``) it is version 2's
-    (:class:`~._channel.ChannelHandshake`): the frame carries the
+    (:class:`~._chandshake.ChannelHandshake`): the frame carries the
     ``clientId`` and every subscription's position, and each channel's
     answer goes to its subscription.
     """

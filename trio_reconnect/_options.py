@@ -144,3 +144,14 @@ class ClientOptions:
     subprotocols: Sequence[str] = attrs.field(default=(), converter=_strings)
     #: ``None``: 128 random bits, hex (``_wire.new_client_id``).
     client_id: str | None = attrs.field(default=None, validator=_check_client_id)
+
+    @classmethod
+    def of(cls, namespace: Mapping[str, Any]) -> ClientOptions:
+        """The options named in ``namespace`` (an entry point's ``locals()``), checked.
+
+        Both entry points list every option as a keyword of their own (typed,
+        documented, visible to IDEs) and hand them over with this one call;
+        ``tests/client/test_options.py`` keeps their signatures equal to the
+        fields, so a missing keyword is a ``KeyError`` in the tests first.
+        """
+        return cls(**{field.name: namespace[field.name] for field in attrs.fields(cls)})

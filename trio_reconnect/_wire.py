@@ -1,6 +1,9 @@
-"""The frames of protocol version 2 (PROTOCOL.md section 4), both directions, sans IO.
+"""Reading the frames of protocol version 2 (PROTOCOL.md section 4), both directions, sans IO.
 
 Everything here is pure: no trio, no sockets, no clock, no global random.
+The frames themselves are the values of :mod:`._frames`; names, ids and codes
+are checked by :mod:`._names`. This module reads messages into them (and
+re-exports both, so that the layer has one import path).
 Version 2 adds channels, presence and acknowledged publish to the handshake and
 the frames of version 1 (:mod:`trio_reconnect._protocol`, which stays the codec
 of the default stream). Each frame is a frozen value with an ``encode()``
@@ -28,30 +31,14 @@ Frame summary (TEXT messages, one JSON object each; keys in this order)::
                       {"type": "ack", "msgId": m, "channel": c, "id": "19"}
                       {"type": "nack", "msgId": m, "channel": c, "code": ..., "reason": "..."}
 
-The rules the protocol page leaves to us, stated once here:
+The rules the protocol page leaves to us, stated once here (those on names,
+ids and codes in :mod:`._names`):
 
-* **Names.** A channel name is a string of 1 to :data:`MAX_CHANNEL_BYTES`
-  bytes of UTF-8 without a control character (Unicode category Cc: U+0000 to
-  U+001F and U+007F to U+009F; format characters such as U+200B are allowed).
-  A ``clientId`` and a ``msgId`` are strings of at most
-  :data:`MAX_CLIENT_ID_BYTES` and :data:`MAX_MSG_ID_BYTES` bytes of UTF-8 (the
-  empty string included, control characters allowed: the page forbids
-  neither). A string holding a lone surrogate (JSON ``"\\ud800"``) has no
-  UTF-8 form and is never a valid name, ``clientId`` or ``msgId``.
-* **Ids a client sends** (``lastEventId``, a position in the resume map) are
-  strings of at most :data:`MAX_ID_BYTES` bytes; a longer one cannot be an id
-  the server issued and is ``invalid``. Otherwise they stay opaque here (the
-  server's log says whether it knows them).
 * **The default stream stays apart.** An ``event`` or ``snapshot`` frame
   without a ``channel`` key is the default stream's (section 2, parsed as
   version 1 does); with the key it belongs to a channel, and a key whose value
   is not a valid channel name makes the frame malformed (``"channel": null``
   included).
-* **Codes** are exactly the page's lists (:class:`RefusedCode`,
-  :class:`NackCode`); ``unsupported`` is the client's own code for a version 1
-  server and is never accepted from the wire. Final: every refusal and nack
-  code but ``unavailable``. ``unsubscribed`` may carry any string code (the
-  page names none).
 * **Optional keys.** ``lastEventId`` absent in a ``subscribe`` means null;
   ``history`` absent or null means none, else a non-negative integer;
   ``data`` absent means null (as in version 1); ``reason`` absent means ``""``;
@@ -83,16 +70,49 @@ The rules the protocol page leaves to us, stated once here:
 
 from __future__ import annotations
 
-import enum
-import json
-import re
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol
-
-import attrs
+from typing import Any, Final
 
 from ._exceptions import ResumeProtocolError
-from ._protocol import Gap, ServerEvent, Snapshot, _loads_object, _quote, live_event
+from ._frames import (
+    Ack,
+    ChannelItem,
+    ClientFrame,
+    Join,
+    Leave,
+    Malformed,
+    Nack,
+    Presence,
+    Publish,
+    Refused,
+    ResumeFrame,
+    ServerFrame,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    encode_channel_event,
+    encode_channel_snapshot,
+    encode_ready_v2,
+)
+from ._names import (
+    _WIRE_NACK,
+    _WIRE_REFUSED,
+    MAX_CHANNEL_BYTES,
+    MAX_CLIENT_ID_BYTES,
+    MAX_ID_BYTES,
+    MAX_MSG_ID_BYTES,
+    NackCode,
+    RandomBits,
+    RefusedCode,
+    _last_id_problem,
+    channel_problem,
+    client_id_problem,
+    compact_json,
+    id_problem,
+    msg_id_problem,
+    new_client_id,
+)
+from ._protocol import ServerEvent, Snapshot, _loads_object, _quote, live_event
 
 __all__ = [
     "MAX_CHANNEL_BYTES",
@@ -134,433 +154,6 @@ __all__ = [
     "parse_resume_v2",
     "parse_server_frame",
 ]
-
-#: Longest ``clientId``, in bytes of UTF-8 (PROTOCOL.md 4.1).
-MAX_CLIENT_ID_BYTES: Final = 128
-#: Longest channel name, in bytes of UTF-8; the shortest is 1 byte (4.3).
-MAX_CHANNEL_BYTES: Final = 256
-#: Longest ``msgId``, in bytes of UTF-8 (ours: the page sets none; a counter needs 20).
-MAX_MSG_ID_BYTES: Final = 128
-#: Longest event id a client may send (ours: channel ids are decimal integers).
-MAX_ID_BYTES: Final = 128
-#: Random bits in a default ``clientId`` (4.1): 32 hex digits.
-CLIENT_ID_BITS: Final = 128
-
-#: Control characters (Unicode category Cc), which no channel name may hold.
-_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-class RefusedCode(enum.StrEnum):
-    """Why a subscription was refused (4.2). All final but :attr:`UNAVAILABLE`."""
-
-    FORBIDDEN = "forbidden"
-    INVALID = "invalid"
-    LIMIT = "limit"
-    UNAVAILABLE = "unavailable"
-    #: The client's own: the server speaks version 1 (never on the wire).
-    UNSUPPORTED = "unsupported"
-
-    @property
-    def final(self) -> bool:
-        """Whether asking again cannot help."""
-        return self is not RefusedCode.UNAVAILABLE
-
-
-class NackCode(enum.StrEnum):
-    """Why a publish was not applied (4.5). All final but :attr:`UNAVAILABLE`."""
-
-    FORBIDDEN = "forbidden"
-    INVALID = "invalid"
-    TOO_LARGE = "too_large"
-    UNAVAILABLE = "unavailable"
-    #: The client's own: the server speaks version 1 (never on the wire).
-    UNSUPPORTED = "unsupported"
-
-    @property
-    def final(self) -> bool:
-        """Whether sending the publish again cannot help."""
-        return self is not NackCode.UNAVAILABLE
-
-
-_WIRE_REFUSED: Final = frozenset(c.value for c in RefusedCode if c is not RefusedCode.UNSUPPORTED)
-_WIRE_NACK: Final = frozenset(c.value for c in NackCode if c is not NackCode.UNSUPPORTED)
-
-
-# --------------------------------------------------------------------------- names and ids
-
-
-class RandomBits(Protocol):
-    """A source of random bits: :class:`random.Random` or :class:`random.SystemRandom`."""
-
-    def getrandbits(self, k: int, /) -> int: ...
-
-
-def new_client_id(source: RandomBits) -> str:
-    """A fresh ``clientId``: :data:`CLIENT_ID_BITS` random bits as lower-case hex.
-
-    Args:
-        source: The randomness (``random.SystemRandom()`` in production, a
-            seeded ``random.Random`` in tests).
-    """
-    return format(source.getrandbits(CLIENT_ID_BITS), f"0{CLIENT_ID_BITS // 4}x")
-
-
-def _utf8_size(value: str) -> int | None:
-    """Bytes of UTF-8 of ``value``, or None if it has no UTF-8 form (a lone surrogate)."""
-    try:
-        return len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        return None
-
-
-def _string_problem(what: str, value: object, low: int, high: int) -> str | None:
-    if not isinstance(value, str):
-        return f"{what} must be a string, got {type(value).__name__}"
-    if len(value) > high:  # each character is at least one byte: skip encoding a huge one
-        return f"{what} must be at most {high} bytes of UTF-8, got {len(value)} characters"
-    size = _utf8_size(value)
-    if size is None:
-        return f"{what} has no UTF-8 form (a lone surrogate)"
-    if not low <= size <= high:
-        return f"{what} must be {low} to {high} bytes of UTF-8, got {size}"
-    return None
-
-
-def channel_problem(value: object) -> str | None:
-    """Why ``value`` is not a valid channel name, or None if it is one."""
-    problem = _string_problem("a channel name", value, 1, MAX_CHANNEL_BYTES)
-    if problem is None and isinstance(value, str) and _CONTROL.search(value):
-        return "a channel name must not hold control characters"
-    return problem
-
-
-def client_id_problem(value: object) -> str | None:
-    """Why ``value`` is not a valid ``clientId``, or None if it is one."""
-    return _string_problem("a clientId", value, 0, MAX_CLIENT_ID_BYTES)
-
-
-def msg_id_problem(value: object) -> str | None:
-    """Why ``value`` is not a valid ``msgId``, or None if it is one."""
-    return _string_problem("a msgId", value, 0, MAX_MSG_ID_BYTES)
-
-
-def id_problem(value: object) -> str | None:
-    """Why ``value`` is not an event id a client may send, or None if it is one."""
-    return _string_problem("an event id", value, 0, MAX_ID_BYTES)
-
-
-def _last_id_problem(value: object) -> str | None:
-    return None if value is None else id_problem(value)
-
-
-def compact_json(data: Any) -> bytes:
-    """The compact re-encoding that ``too_large`` measures (4.5), as UTF-8 bytes.
-
-    Separators ``,`` and ``:``, non-ASCII characters as UTF-8 (not escaped).
-
-    Raises:
-        ValueError: ``data`` is not JSON (NaN, Infinity, a type JSON lacks, a
-            nesting too deep to encode) or has no UTF-8 form (a lone surrogate).
-    """
-    try:
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as error:
-        raise ValueError(f"data is not JSON: {error}") from None
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("data has no UTF-8 form (a lone surrogate)") from None
-
-
-def _dumps(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, allow_nan=False)
-
-
-# --------------------------------------------------------------------------- client -> server
-
-
-@attrs.frozen
-class ResumeFrame:
-    """The version 2 resume frame (4.2).
-
-    Attributes:
-        last_event_id: The default stream's position (section 2).
-        client_id: The client's identity (``None``: a version 1 client).
-        channels: Each subscription's channel and position, in the order sent.
-    """
-
-    last_event_id: str | None
-    client_id: str | None = None
-    channels: tuple[tuple[str, str], ...] = ()
-
-    def encode(self) -> str:
-        """The frame's text (``clientId`` and ``channels`` only when there is a client id)."""
-        frame: dict[str, Any] = {"type": "resume", "lastEventId": self.last_event_id}
-        if self.client_id is not None:
-            frame["clientId"] = self.client_id
-            frame["channels"] = dict(self.channels)
-        return _dumps(frame)
-
-
-@attrs.frozen
-class Subscribe:
-    """``subscribe`` (4.3): from ``last_event_id``, or the newest ``history`` events."""
-
-    channel: str
-    last_event_id: str | None = None
-    history: int | None = None
-
-    def encode(self) -> str:
-        """The frame's text (``history`` only when set)."""
-        frame: dict[str, Any] = {
-            "type": "subscribe",
-            "channel": self.channel,
-            "lastEventId": self.last_event_id,
-        }
-        if self.history is not None:
-            frame["history"] = self.history
-        return _dumps(frame)
-
-
-@attrs.frozen
-class Unsubscribe:
-    """``unsubscribe`` (4.3)."""
-
-    channel: str
-
-    def encode(self) -> str:
-        """The frame's text."""
-        return _dumps({"type": "unsubscribe", "channel": self.channel})
-
-
-@attrs.frozen
-class Publish:
-    """``publish`` (4.5): ``data`` to append to ``channel`` once per ``msg_id``.
-
-    Attributes:
-        channel: The channel to append to.
-        msg_id: Unique within the client's ``clientId``.
-        data: Any JSON value.
-        compact: The server side's :func:`compact_json` of ``data`` (what it
-            measured; empty when the value was built, not parsed).
-    """
-
-    channel: str
-    msg_id: str
-    data: Any
-    compact: bytes = attrs.field(default=b"", eq=False, repr=False)
-
-    def encode(self) -> str:
-        """The frame's text.
-
-        Raises:
-            ValueError: ``data`` is not JSON (NaN, Infinity).
-        """
-        return _dumps(
-            {"type": "publish", "channel": self.channel, "msgId": self.msg_id, "data": self.data}
-        )
-
-
-ClientFrame = Subscribe | Unsubscribe | Publish
-
-
-# --------------------------------------------------------------------------- server -> client
-
-
-@attrs.frozen
-class ChannelItem:
-    """Something to deliver to one channel's subscription.
-
-    Attributes:
-        channel: The channel.
-        item: A replayed or live event, a snapshot, or a gap (the last has no
-            frame of its own: a handshake makes it from ``lost``).
-    """
-
-    channel: str
-    item: ServerEvent | Snapshot | Gap
-
-    def encode(self) -> str:
-        """The ``event`` or ``snapshot`` frame (a gap has none).
-
-        Raises:
-            TypeError: ``item`` is a gap.
-        """
-        if isinstance(self.item, ServerEvent):
-            return encode_channel_event(self.channel, self.item.id, self.item.data)
-        if isinstance(self.item, Snapshot) and self.item.id is not None:
-            return encode_channel_snapshot(self.channel, self.item.id, self.item.data)
-        raise TypeError(f"no frame for {self.item!r}")
-
-
-def encode_channel_event(channel: str, event_id: str, data: Any) -> str:
-    """A channel's replayed or live ``event`` frame."""
-    return _dumps({"type": "event", "channel": channel, "id": event_id, "data": data})
-
-
-def encode_channel_snapshot(channel: str, event_id: str, data: Any) -> str:
-    """A channel's ``snapshot`` frame: its state as of ``event_id``."""
-    return _dumps({"type": "snapshot", "channel": channel, "id": event_id, "data": data})
-
-
-def encode_ready_v2(event_id: str | None, *, lost: bool, channels: Sequence[str]) -> str:
-    """A version 2 server's ``ready``: ``channels`` lists the active subscriptions."""
-    return _dumps({"type": "ready", "id": event_id, "lost": lost, "channels": list(channels)})
-
-
-@attrs.frozen
-class Refused:
-    """``refused`` (4.2): the subscription is dropped (kept, if ``unavailable``).
-
-    ``channel`` is ``None`` only in the server's answer to a frame without a
-    string channel.
-    """
-
-    channel: str | None
-    code: RefusedCode
-    reason: str = ""
-
-    def encode(self) -> str:
-        """The frame's text."""
-        return _dumps(
-            {"type": "refused", "channel": self.channel, "code": self.code, "reason": self.reason}
-        )
-
-
-@attrs.frozen
-class Subscribed:
-    """``subscribed`` (4.2): the channel's answer is complete; ``id`` is never null."""
-
-    channel: str
-    id: str
-    lost: bool = False
-
-    def encode(self) -> str:
-        """The frame's text."""
-        return _dumps(
-            {"type": "subscribed", "channel": self.channel, "id": self.id, "lost": self.lost}
-        )
-
-
-@attrs.frozen
-class Unsubscribed:
-    """``unsubscribed`` (4.3): no frame of the channel follows; a code when the server chose."""
-
-    channel: str
-    code: str | None = None
-    reason: str = ""
-
-    def encode(self) -> str:
-        """The frame's text (``code`` and ``reason`` only with a code)."""
-        frame: dict[str, Any] = {"type": "unsubscribed", "channel": self.channel}
-        if self.code is not None:
-            frame["code"] = self.code
-            frame["reason"] = self.reason
-        return _dumps(frame)
-
-
-def _member_map(members: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return dict(members)
-
-
-@attrs.frozen
-class Presence:
-    """``presence`` (4.4): the channel's whole member list, key -> info.
-
-    Attributes:
-        channel: The channel.
-        members: Each member's key and info, in the frame's order.
-    """
-
-    channel: str
-    members: Mapping[str, dict[str, Any]] = attrs.field(converter=_member_map, hash=False)
-
-    def encode(self) -> str:
-        """The frame's text."""
-        return _dumps({"type": "presence", "channel": self.channel, "members": dict(self.members)})
-
-
-@attrs.frozen
-class Join:
-    """``join`` (4.4): a member arrived (or its info changed)."""
-
-    channel: str
-    client_id: str
-    info: dict[str, Any] = attrs.field(factory=dict, hash=False)
-
-    def encode(self) -> str:
-        """The frame's text."""
-        return _dumps(
-            {"type": "join", "channel": self.channel, "clientId": self.client_id, "info": self.info}
-        )
-
-
-@attrs.frozen
-class Leave:
-    """``leave`` (4.4): a member left."""
-
-    channel: str
-    client_id: str
-
-    def encode(self) -> str:
-        """The frame's text."""
-        return _dumps({"type": "leave", "channel": self.channel, "clientId": self.client_id})
-
-
-@attrs.frozen
-class Ack:
-    """``ack`` (4.5): the publish ``msg_id`` is event ``id`` of ``channel``."""
-
-    msg_id: str
-    channel: str
-    id: str
-
-    def encode(self) -> str:
-        """The frame's text."""
-        return _dumps({"type": "ack", "msgId": self.msg_id, "channel": self.channel, "id": self.id})
-
-
-@attrs.frozen
-class Nack:
-    """``nack`` (4.5): the publish was not applied; final unless ``unavailable``.
-
-    ``msg_id`` and ``channel`` are ``None`` only in the answer to a publish
-    frame without a string one.
-    """
-
-    msg_id: str | None
-    channel: str | None
-    code: NackCode
-    reason: str = ""
-
-    def encode(self) -> str:
-        """The frame's text."""
-        return _dumps(
-            {
-                "type": "nack",
-                "msgId": self.msg_id,
-                "channel": self.channel,
-                "code": self.code,
-                "reason": self.reason,
-            }
-        )
-
-
-@attrs.frozen
-class Malformed:
-    """A version 2 server frame that breaks the rules (the driver logs and drops it).
-
-    Attributes:
-        reason: What is wrong, for the log (quotes at most 80 characters).
-    """
-
-    reason: str
-
-
-ServerFrame = (
-    ChannelItem | Refused | Presence | Join | Leave | Subscribed | Unsubscribed | Ack | Nack
-)
-
 
 # --------------------------------------------------------------------------- parsing helpers
 

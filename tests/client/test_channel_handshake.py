@@ -1,4 +1,4 @@
-"""The version 2 handshake and per-channel answers (trio_reconnect/_channel.py), in pairs.
+"""The version 2 handshake and per-channel answers (_chandshake.py, _channel.py), in pairs.
 
 A tiny fake server, written from PROTOCOL.md section 4 with the encoders of
 trio_reconnect/_wire.py, answers the client's resume frame; the pure client
@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trio_reconnect import ResumeProtocolError
+from trio_reconnect._chandshake import ChannelHandshake
 from trio_reconnect._channel import (
     UNSUPPORTED_REASON,
     ChannelAnswer,
-    ChannelHandshake,
     ChannelOutput,
     ChannelReady,
     ChannelState,
