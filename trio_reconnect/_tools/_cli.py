@@ -182,7 +182,7 @@ def _connect_parser(
 
 
 def _metrics_port(text: str) -> int:
-    """``--metrics-port``: a port (``_cli_policy.port``), with prometheus-client installed."""
+    """``--metrics-port``: a port (``_policy.port``), with prometheus-client installed."""
     value = port(text)
     try:
         import prometheus_client  # noqa: F401  (only when the option is given)
