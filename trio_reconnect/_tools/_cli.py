@@ -133,6 +133,9 @@ def _serve_parser(
     commands: argparse._SubParsersAction[Parser],
 ) -> argparse.ArgumentParser:
     """``serve``'s options (the server's own in :func:`._serve.add_arguments`)."""
+    from ._serve import DEFAULT_INTERVAL
+    from ._serve import add_arguments as add_serve_arguments
+
     serve = commands.add_parser("serve", help="a standalone protocol server with a ticker")
     serve.add_argument(
         "--host", default=SERVE_HOST, help="address to listen on (default %(default)s)"
@@ -144,7 +147,10 @@ def _serve_parser(
         help="TCP port to listen on, 0 for any free port (default %(default)s)",
     )
     serve.add_argument(
-        "--interval", type=positive_number, default=1.0, help="seconds between ticks (default 1)"
+        "--interval",
+        type=positive_number,
+        default=DEFAULT_INTERVAL,
+        help=f"seconds between ticks (default {DEFAULT_INTERVAL:g})",
     )
     serve.add_argument(
         "--restart-every",
@@ -158,8 +164,6 @@ def _serve_parser(
         default=None,
         help="serve Prometheus metrics on http://HOST:N/metrics (needs the prometheus extra)",
     )
-    from ._serve import add_arguments as add_serve_arguments
-
     add_serve_arguments(serve)
     return serve
 
