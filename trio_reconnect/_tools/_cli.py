@@ -109,15 +109,33 @@ def _demo_parser(
     commands: argparse._SubParsersAction[Parser],
 ) -> argparse.ArgumentParser:
     """``demo``'s options."""
+    from .demo._single import DEFAULT_CLIENTS, DEFAULT_DURATION, DEFAULT_RATE, DEFAULT_RESTARTS
+
     demo = commands.add_parser("demo", help="a crowd of clients through server restarts")
-    demo.add_argument("--clients", type=positive_int, default=300, help="clients (default 300)")
     demo.add_argument(
-        "--duration", type=positive_number, default=15.0, help="seconds of events (default 15)"
+        "--clients",
+        type=positive_int,
+        default=DEFAULT_CLIENTS,
+        help=f"clients (default {DEFAULT_CLIENTS})",
     )
     demo.add_argument(
-        "--restarts", type=non_negative_int, default=3, help="server restarts (default 3)"
+        "--duration",
+        type=positive_number,
+        default=DEFAULT_DURATION,
+        help=f"seconds of events (default {DEFAULT_DURATION:g})",
     )
-    demo.add_argument("--rate", type=positive_number, default=5.0, help="events/s (default 5)")
+    demo.add_argument(
+        "--restarts",
+        type=non_negative_int,
+        default=DEFAULT_RESTARTS,
+        help=f"server restarts (default {DEFAULT_RESTARTS})",
+    )
+    demo.add_argument(
+        "--rate",
+        type=positive_number,
+        default=DEFAULT_RATE,
+        help=f"events/s (default {DEFAULT_RATE:g})",
+    )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.add_argument(
         "--nodes",
