@@ -65,6 +65,8 @@ __all__ = [
     "BALANCERS",
     "BIN_SECONDS",
     "DEFAULT_EVENT_INTERVAL",
+    "DEFAULT_JITTER",
+    "DEFAULT_LATENCY",
     "DEFAULT_RESTART_DELAY",
     "DEPLOYS",
     "HerdConfig",
@@ -79,6 +81,10 @@ _URL: Final = "ws://server/"
 DEPLOYS: Final = ("restart", "rolling")
 #: How a rolling deploy's load balancer spreads new connections over the nodes it sees up.
 BALANCERS: Final = ("round-robin", "random")
+#: One-way latency of the simulated network, seconds.
+DEFAULT_LATENCY: Final = 0.025
+#: Extra one-way latency of the simulated network (uniform in ``[0, jitter]``), seconds.
+DEFAULT_JITTER: Final = 0.010
 #: Seconds between the events a rolling deploy's ticker publishes.
 DEFAULT_EVENT_INTERVAL: Final = 0.5
 #: Seconds between a node's exit and its replacement's start in a rolling deploy.
@@ -129,8 +135,8 @@ class HerdConfig:
     clients: int = attrs.field(validator=positive_int)
     capacity: float = attrs.field(validator=positive_number)
     strategy: str = attrs.field(default="server-spread", validator=_strategy)
-    latency: float = attrs.field(default=0.025, validator=non_negative_number)
-    jitter: float = attrs.field(default=0.010, validator=non_negative_number)
+    latency: float = attrs.field(default=DEFAULT_LATENCY, validator=non_negative_number)
+    jitter: float = attrs.field(default=DEFAULT_JITTER, validator=non_negative_number)
     accept_rate: float | None = attrs.field(default=None, validator=optional_positive_number)
     horizon: float | None = attrs.field(default=None, validator=optional_positive_number)
     seed: int = 0
