@@ -55,7 +55,7 @@ import trio
 
 from .._hints import GOING_AWAY
 from .._transport import OpenStream, Target, start_tls
-from .._validators import check_int, check_positive, non_negative_problem
+from .._validators import check_int, check_non_negative, check_positive
 from ._listener import MemoryListener
 from ._pipe import Pipe, close_frame
 
@@ -296,7 +296,7 @@ class MemoryNetwork:
         window: int = DEFAULT_WINDOW,
     ) -> None:
         for name, value in (("latency", latency), ("jitter", jitter)):
-            _check_non_negative(name, value)
+            check_non_negative(name, value)
         check_int("window", window, minimum=1)
         self.random = random if random is not None else _random.Random()
         self.latency = float(latency)
@@ -448,7 +448,7 @@ class MemoryNetwork:
 
     def refuse(self, seconds: float, *clients: str) -> None:
         """Refuse new connections from ``clients`` (all, if none) for ``seconds``."""
-        _check_non_negative("seconds", seconds)
+        check_non_negative("seconds", seconds)
         until = trio.current_time() + seconds
         for key in clients or (None,):
             self._refuse_until[key] = max(self._refuse_until.get(key, -math.inf), until)
@@ -477,9 +477,3 @@ class MemoryNetwork:
 
     def _count(self, what: str) -> None:
         self._counts[what] += 1
-
-
-def _check_non_negative(name: str, value: object) -> None:
-    problem = non_negative_problem(value)
-    if problem is not None:
-        raise ValueError(f"{name} {problem}")
