@@ -41,7 +41,6 @@ the server's side of an address is a :class:`MemoryListener`
 
 from __future__ import annotations
 
-import collections
 import ipaddress
 import itertools
 import math
@@ -51,6 +50,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Final
 
+import attrs
 import trio
 
 from .._hints import GOING_AWAY
@@ -220,14 +220,14 @@ class Link:
         """RST: both ends fail at once with ``BrokenResourceError``."""
         self._up.break_()
         self._down.break_()
-        self._network._count("resets")
+        self._network._counts.resets += 1
         self._forget()
 
     def blackhole(self) -> None:
         """Half-open: bytes (and FIN) vanish both ways from now on; nobody is told."""
         self._up.vanish()
         self._down.vanish()
-        self._network._count("blackholes")
+        self._network._counts.blackholes += 1
         self._forget()
 
     def close(self, code: int | None = GOING_AWAY, reason: str = "") -> None:
@@ -244,8 +244,19 @@ class Link:
             self._up.inject(close_frame(code, reason, masked=True, rng=rng))
         self._down.finish()
         self._up.finish()
-        self._network._count("closes")
+        self._network._counts.closes += 1
         self._forget()
+
+
+@attrs.define
+class _NetworkCounts:
+    """What :class:`MemoryNetwork` counts, one field each (a misspelled one fails)."""
+
+    connects: int = 0
+    refused: int = 0
+    resets: int = 0
+    closes: int = 0
+    blackholes: int = 0
 
 
 class NetworkStatistics:
@@ -305,7 +316,7 @@ class MemoryNetwork:
         self._listeners: dict[tuple[str, int], MemoryListener] = {}
         self._links: dict[int, Link] = {}
         self._ids = itertools.count(1)
-        self._counts: collections.Counter[str] = collections.Counter()
+        self._counts = _NetworkCounts()
         self._refuse_until: dict[str | None, float] = {}
         self._partitioned: set[str] = set()
         self._partition_all = False
@@ -375,14 +386,14 @@ class MemoryNetwork:
             self._refuse_until.get(None, -math.inf), self._refuse_until.get(client, -math.inf)
         )
         if listener is None or now < refusing:
-            self._count("refused")
+            self._counts.refused += 1
             raise ConnectionRefusedError(f"connection to {target.host}:{target.port} refused")
         link = Link(self, next(self._ids), client, target)
         if not listener._enqueue(link):
-            self._count("refused")
+            self._counts.refused += 1
             raise ConnectionRefusedError(f"backlog of {target.host}:{target.port} is full")
         self._links[link.id] = link
-        self._count("connects")
+        self._counts.connects += 1
         for hook in self._on_connect:
             hook(link)
         return link
@@ -410,7 +421,7 @@ class MemoryNetwork:
 
     def statistics(self) -> NetworkStatistics:
         """A snapshot of the counters."""
-        return NetworkStatistics(dict(self._counts), len(self._links))
+        return NetworkStatistics(attrs.asdict(self._counts), len(self._links))
 
     # -- faults --------------------------------------------------------------
 
@@ -474,6 +485,3 @@ class MemoryNetwork:
 
     def _is_partitioned(self, client: str) -> bool:
         return self._partition_all or client in self._partitioned
-
-    def _count(self, what: str) -> None:
-        self._counts[what] += 1
