@@ -16,12 +16,13 @@ from typing import Final
 import attrs
 import trio
 
+from .._protocol import encode_event
 from ..server import MemoryRegistry
 
 __all__ = ["Balancer", "FrameTap", "TappedStream"]
 
-#: The start of every event frame the server encodes (``encode_event``).
-_EVENT_PREFIX: Final = b'{"type": "event", "id": "'
+#: The start of every event frame the server encodes, up to the id's first character.
+_EVENT_PREFIX: Final = encode_event("ID", None).encode().partition(b"ID")[0]
 
 
 @attrs.define(eq=False)
