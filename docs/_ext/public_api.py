@@ -22,7 +22,7 @@ wrong about that:
   frame's reason ...`` the type "RFC 6455". Our attribute types come from
   annotations, never from the text: here such a docstring starts with an
   empty reST comment (``..``, which renders as nothing), a first line
-  without a colon, so the text stays whole (tests/test_docs.py checks that
+  without a colon, so the text stays whole (tests/docs/test_docs.py checks that
   every rendered type field is a type).
 
 The packages are listed in ``conf.py`` as ``public_api_packages``.

@@ -362,3 +362,12 @@ async def test_wss_over_the_memory_network(autojump_clock: trio.abc.Clock) -> No
     error = failure.value.last_error
     assert isinstance(error, TLSError)
     assert isinstance(error.__cause__, ssl.SSLError)
+
+
+def test_a_misspelled_network_counter_raises_instead_of_counting_nothing() -> None:
+    from trio_reconnect.testing._network import _NetworkCounts
+
+    counts = _NetworkCounts()
+    with pytest.raises(AttributeError):
+        counts.reset += 1  # type: ignore[attr-defined]
+    assert MemoryNetwork().statistics().connects == 0

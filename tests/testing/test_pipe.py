@@ -1,4 +1,4 @@
-"""The middlebox close frame of the memory network (a pure helper of ``_pipe``)."""
+"""The pure helpers of ``_pipe``: the middlebox close frame, the walk over server frames."""
 
 from __future__ import annotations
 
@@ -30,3 +30,21 @@ def test_the_reason_limit_is_the_rfc_one() -> None:
         close_frame(1000, longest + "x", masked=False, rng=random.Random(1))
     with pytest.raises(ValueError, match="fit in"):
         close_frame(1000, "é" * 62, masked=True, rng=random.Random(1))  # 124 bytes of UTF-8
+
+
+def test_frame_at_walks_server_frames_of_every_length_form() -> None:
+    from trio_reconnect.testing._pipe import OP_CLOSE, OP_TEXT, frame_at
+
+    short = bytes([0x81, 3]) + b"abc"
+    medium = bytes([0x81, 126]) + (300).to_bytes(2, "big") + b"m" * 300
+    long = bytes([0x88, 127]) + (70_000).to_bytes(8, "big") + b"l" * 70_000
+    buffer = short + medium + long
+    assert frame_at(buffer) == (OP_TEXT, 2, 5)
+    assert frame_at(buffer, 5) == (OP_TEXT, 9, 309)
+    assert frame_at(buffer, 309) == (OP_CLOSE, 319, len(buffer))
+    # Not all there yet: the header, the extended length, or the payload.
+    assert frame_at(short[:1]) is None
+    assert frame_at(medium[:3]) is None
+    assert frame_at(long[:9]) is None
+    assert frame_at(short[:4]) is None
+    assert frame_at(buffer, len(buffer)) is None

@@ -109,15 +109,33 @@ def _demo_parser(
     commands: argparse._SubParsersAction[Parser],
 ) -> argparse.ArgumentParser:
     """``demo``'s options."""
+    from .demo._single import DEFAULT_CLIENTS, DEFAULT_DURATION, DEFAULT_RATE, DEFAULT_RESTARTS
+
     demo = commands.add_parser("demo", help="a crowd of clients through server restarts")
-    demo.add_argument("--clients", type=positive_int, default=300, help="clients (default 300)")
     demo.add_argument(
-        "--duration", type=positive_number, default=15.0, help="seconds of events (default 15)"
+        "--clients",
+        type=positive_int,
+        default=DEFAULT_CLIENTS,
+        help=f"clients (default {DEFAULT_CLIENTS})",
     )
     demo.add_argument(
-        "--restarts", type=non_negative_int, default=3, help="server restarts (default 3)"
+        "--duration",
+        type=positive_number,
+        default=DEFAULT_DURATION,
+        help=f"seconds of events (default {DEFAULT_DURATION:g})",
     )
-    demo.add_argument("--rate", type=positive_number, default=5.0, help="events/s (default 5)")
+    demo.add_argument(
+        "--restarts",
+        type=non_negative_int,
+        default=DEFAULT_RESTARTS,
+        help=f"server restarts (default {DEFAULT_RESTARTS})",
+    )
+    demo.add_argument(
+        "--rate",
+        type=positive_number,
+        default=DEFAULT_RATE,
+        help=f"events/s (default {DEFAULT_RATE:g})",
+    )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.add_argument(
         "--nodes",
@@ -133,6 +151,9 @@ def _serve_parser(
     commands: argparse._SubParsersAction[Parser],
 ) -> argparse.ArgumentParser:
     """``serve``'s options (the server's own in :func:`._serve.add_arguments`)."""
+    from ._serve import DEFAULT_INTERVAL
+    from ._serve import add_arguments as add_serve_arguments
+
     serve = commands.add_parser("serve", help="a standalone protocol server with a ticker")
     serve.add_argument(
         "--host", default=SERVE_HOST, help="address to listen on (default %(default)s)"
@@ -144,7 +165,10 @@ def _serve_parser(
         help="TCP port to listen on, 0 for any free port (default %(default)s)",
     )
     serve.add_argument(
-        "--interval", type=positive_number, default=1.0, help="seconds between ticks (default 1)"
+        "--interval",
+        type=positive_number,
+        default=DEFAULT_INTERVAL,
+        help=f"seconds between ticks (default {DEFAULT_INTERVAL:g})",
     )
     serve.add_argument(
         "--restart-every",
@@ -158,8 +182,6 @@ def _serve_parser(
         default=None,
         help="serve Prometheus metrics on http://HOST:N/metrics (needs the prometheus extra)",
     )
-    from ._serve import add_arguments as add_serve_arguments
-
     add_serve_arguments(serve)
     return serve
 
@@ -182,7 +204,7 @@ def _connect_parser(
 
 
 def _metrics_port(text: str) -> int:
-    """``--metrics-port``: a port (``_cli_policy.port``), with prometheus-client installed."""
+    """``--metrics-port``: a port (``_policy.port``), with prometheus-client installed."""
     value = port(text)
     try:
         import prometheus_client  # noqa: F401  (only when the option is given)

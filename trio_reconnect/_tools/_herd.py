@@ -16,7 +16,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..testing._herd import BALANCERS, DEPLOYS, HerdConfig, run_herd
+from ..testing._herd import (
+    BALANCERS,
+    DEFAULT_JITTER,
+    DEFAULT_LATENCY,
+    DEPLOYS,
+    HerdConfig,
+    run_herd,
+)
 from ..testing._strategies import STRATEGIES
 from ._herd_report import format_rolling_table, format_table, plot, plot_rolling
 from ._policy import non_negative_number, positive_int, positive_number
@@ -44,14 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--latency",
         type=non_negative_number,
-        default=0.025,
-        help="one-way latency, s (default 0.025)",
+        default=DEFAULT_LATENCY,
+        help=f"one-way latency, s (default {DEFAULT_LATENCY})",
     )
     parser.add_argument(
         "--jitter",
         type=non_negative_number,
-        default=0.010,
-        help="extra one-way latency, s (default 0.010)",
+        default=DEFAULT_JITTER,
+        help=f"extra one-way latency, s (default {DEFAULT_JITTER:.3f})",
     )
     parser.add_argument(
         "--accept-rate",

@@ -8,8 +8,9 @@ milliseconds of wall time.
   to servers (``server.serve_listeners([network.listen(...)])``) and injects
   resets, close frames, half-open links, refusals, partitions and latency.
 * The pytest fixtures of :mod:`trio_reconnect.testing.pytest_plugin`
-  (``memory_network``, ``reconnect_server``, ``connect_client``), registered
-  automatically when trio_reconnect is installed.
+  (``memory_network``, ``reconnect_server``, ``connect_client``, and
+  ``serve_websocket`` / ``serve_stream`` for a handler of your own),
+  registered automatically when trio_reconnect is installed.
 * :func:`run_herd` and :data:`STRATEGIES`: N clients through a server restart,
   for ``python -m trio_reconnect herd``.
 

@@ -50,6 +50,7 @@ import trio.testing
 
 from .._client import open_reconnecting_websocket
 from .._metrics import nearest_rank
+from .._options import DEFAULT_STABLE_AFTER
 from .._state import ConnectionState, Transition
 from .._validators import (
     non_negative_number,
@@ -65,7 +66,10 @@ __all__ = [
     "BALANCERS",
     "BIN_SECONDS",
     "DEFAULT_EVENT_INTERVAL",
+    "DEFAULT_JITTER",
+    "DEFAULT_LATENCY",
     "DEFAULT_RESTART_DELAY",
+    "STEADY_SECONDS",
     "DEPLOYS",
     "HerdConfig",
     "HerdResult",
@@ -79,6 +83,13 @@ _URL: Final = "ws://server/"
 DEPLOYS: Final = ("restart", "rolling")
 #: How a rolling deploy's load balancer spreads new connections over the nodes it sees up.
 BALANCERS: Final = ("round-robin", "random")
+#: One-way latency of the simulated network, seconds.
+DEFAULT_LATENCY: Final = 0.025
+#: Extra one-way latency of the simulated network (uniform in ``[0, jitter]``), seconds.
+DEFAULT_JITTER: Final = 0.010
+#: Seconds the clients stay connected before the restart or the deploy: long
+#: enough for every connection to be stable, so that the drop resets no streak.
+STEADY_SECONDS: Final = DEFAULT_STABLE_AFTER + 1.0
 #: Seconds between the events a rolling deploy's ticker publishes.
 DEFAULT_EVENT_INTERVAL: Final = 0.5
 #: Seconds between a node's exit and its replacement's start in a rolling deploy.
@@ -129,8 +140,8 @@ class HerdConfig:
     clients: int = attrs.field(validator=positive_int)
     capacity: float = attrs.field(validator=positive_number)
     strategy: str = attrs.field(default="server-spread", validator=_strategy)
-    latency: float = attrs.field(default=0.025, validator=non_negative_number)
-    jitter: float = attrs.field(default=0.010, validator=non_negative_number)
+    latency: float = attrs.field(default=DEFAULT_LATENCY, validator=non_negative_number)
+    jitter: float = attrs.field(default=DEFAULT_JITTER, validator=non_negative_number)
     accept_rate: float | None = attrs.field(default=None, validator=optional_positive_number)
     horizon: float | None = attrs.field(default=None, validator=optional_positive_number)
     seed: int = 0
@@ -310,8 +321,7 @@ async def _simulate(config: HerdConfig, recorder: _Recorder, memory: list[float]
         for index in range(config.clients):
             nursery.start_soon(client, index)
         await recorder.everyone_stable.wait()
-        # Let every connection become stable, so that the drop resets no streak.
-        await trio.sleep(11.0)
+        await trio.sleep(STEADY_SECONDS)
         gc.collect()
         memory.append(_rss_kb())
         for record in recorder.clients:

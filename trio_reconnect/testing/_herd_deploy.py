@@ -69,6 +69,7 @@ from ..server import (
 )
 from ._herd import (
     BIN_SECONDS,
+    STEADY_SECONDS,
     HerdConfig,
     peak_rss_kb,
     round3,
@@ -89,9 +90,6 @@ __all__ = [
 DEREGISTER_DELAY: Final = 0.5
 #: Seconds the run waits after the ticker stops, for the last events to arrive.
 _SETTLE: Final = 2.0
-#: Seconds the clients stay connected before the deploy: every connection stable,
-#: as in the restart herd.
-_STEADY: Final = 11.0
 _URL: Final = "ws://cluster/"
 
 
@@ -372,7 +370,7 @@ async def _simulate(config: HerdConfig, recorder: _Recorder, out: dict[str, Any]
         for index in range(config.clients):
             nursery.start_soon(_client, cluster, recorder, index)
         await recorder.everyone_open.wait()
-        await trio.sleep(_STEADY)
+        await trio.sleep(STEADY_SECONDS)
         gc.collect()
         recorder.everyone_open = trio.Event()
         refused_before, replayed_before = cluster.refused(), cluster.replayed()

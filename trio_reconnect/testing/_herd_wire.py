@@ -16,12 +16,14 @@ from typing import Final
 import attrs
 import trio
 
+from .._protocol import encode_event
 from ..server import MemoryRegistry
+from ._pipe import OP_TEXT, frame_at
 
 __all__ = ["Balancer", "FrameTap", "TappedStream"]
 
-#: The start of every event frame the server encodes (``encode_event``).
-_EVENT_PREFIX: Final = b'{"type": "event", "id": "'
+#: The start of every event frame the server encodes, up to the id's first character.
+_EVENT_PREFIX: Final = encode_event("ID", None).encode().partition(b"ID")[0]
 
 
 @attrs.define(eq=False)
@@ -69,23 +71,12 @@ class FrameTap:
                 return
             del buffer[: end + 4]
             self._upgraded = True
-        while len(buffer) >= 2:
-            length = buffer[1] & 0x7F
-            start = 2
-            if length == 126:
-                if len(buffer) < 4:
-                    return
-                length, start = int.from_bytes(buffer[2:4], "big"), 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    return
-                length, start = int.from_bytes(buffer[2:10], "big"), 10
-            if len(buffer) < start + length:
-                return
-            if buffer[0] & 0x0F == 1 and buffer.startswith(_EVENT_PREFIX, start):
+        while (frame := frame_at(buffer)) is not None:
+            opcode, start, end = frame
+            if opcode == OP_TEXT and buffer.startswith(_EVENT_PREFIX, start):
                 first = start + len(_EVENT_PREFIX)
                 self._seen.append(int(buffer[first : buffer.index(b'"', first)]))
-            del buffer[: start + length]
+            del buffer[:end]
 
 
 class TappedStream(trio.abc.Stream):

@@ -41,7 +41,6 @@ the server's side of an address is a :class:`MemoryListener`
 
 from __future__ import annotations
 
-import collections
 import ipaddress
 import itertools
 import math
@@ -51,11 +50,12 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Final
 
+import attrs
 import trio
 
 from .._hints import GOING_AWAY
 from .._transport import OpenStream, Target, start_tls
-from .._validators import check_int, check_positive, non_negative_problem
+from .._validators import check_int, check_non_negative, check_positive
 from ._listener import MemoryListener
 from ._pipe import Pipe, close_frame
 
@@ -220,14 +220,14 @@ class Link:
         """RST: both ends fail at once with ``BrokenResourceError``."""
         self._up.break_()
         self._down.break_()
-        self._network._count("resets")
+        self._network._counts.resets += 1
         self._forget()
 
     def blackhole(self) -> None:
         """Half-open: bytes (and FIN) vanish both ways from now on; nobody is told."""
         self._up.vanish()
         self._down.vanish()
-        self._network._count("blackholes")
+        self._network._counts.blackholes += 1
         self._forget()
 
     def close(self, code: int | None = GOING_AWAY, reason: str = "") -> None:
@@ -244,8 +244,19 @@ class Link:
             self._up.inject(close_frame(code, reason, masked=True, rng=rng))
         self._down.finish()
         self._up.finish()
-        self._network._count("closes")
+        self._network._counts.closes += 1
         self._forget()
+
+
+@attrs.define
+class _NetworkCounts:
+    """What :class:`MemoryNetwork` counts, one field each (a misspelled one fails)."""
+
+    connects: int = 0
+    refused: int = 0
+    resets: int = 0
+    closes: int = 0
+    blackholes: int = 0
 
 
 class NetworkStatistics:
@@ -296,7 +307,7 @@ class MemoryNetwork:
         window: int = DEFAULT_WINDOW,
     ) -> None:
         for name, value in (("latency", latency), ("jitter", jitter)):
-            _check_non_negative(name, value)
+            check_non_negative(name, value)
         check_int("window", window, minimum=1)
         self.random = random if random is not None else _random.Random()
         self.latency = float(latency)
@@ -305,7 +316,7 @@ class MemoryNetwork:
         self._listeners: dict[tuple[str, int], MemoryListener] = {}
         self._links: dict[int, Link] = {}
         self._ids = itertools.count(1)
-        self._counts: collections.Counter[str] = collections.Counter()
+        self._counts = _NetworkCounts()
         self._refuse_until: dict[str | None, float] = {}
         self._partitioned: set[str] = set()
         self._partition_all = False
@@ -375,14 +386,14 @@ class MemoryNetwork:
             self._refuse_until.get(None, -math.inf), self._refuse_until.get(client, -math.inf)
         )
         if listener is None or now < refusing:
-            self._count("refused")
+            self._counts.refused += 1
             raise ConnectionRefusedError(f"connection to {target.host}:{target.port} refused")
         link = Link(self, next(self._ids), client, target)
         if not listener._enqueue(link):
-            self._count("refused")
+            self._counts.refused += 1
             raise ConnectionRefusedError(f"backlog of {target.host}:{target.port} is full")
         self._links[link.id] = link
-        self._count("connects")
+        self._counts.connects += 1
         for hook in self._on_connect:
             hook(link)
         return link
@@ -410,7 +421,7 @@ class MemoryNetwork:
 
     def statistics(self) -> NetworkStatistics:
         """A snapshot of the counters."""
-        return NetworkStatistics(dict(self._counts), len(self._links))
+        return NetworkStatistics(attrs.asdict(self._counts), len(self._links))
 
     # -- faults --------------------------------------------------------------
 
@@ -448,7 +459,7 @@ class MemoryNetwork:
 
     def refuse(self, seconds: float, *clients: str) -> None:
         """Refuse new connections from ``clients`` (all, if none) for ``seconds``."""
-        _check_non_negative("seconds", seconds)
+        check_non_negative("seconds", seconds)
         until = trio.current_time() + seconds
         for key in clients or (None,):
             self._refuse_until[key] = max(self._refuse_until.get(key, -math.inf), until)
@@ -474,12 +485,3 @@ class MemoryNetwork:
 
     def _is_partitioned(self, client: str) -> bool:
         return self._partition_all or client in self._partitioned
-
-    def _count(self, what: str) -> None:
-        self._counts[what] += 1
-
-
-def _check_non_negative(name: str, value: object) -> None:
-    problem = non_negative_problem(value)
-    if problem is not None:
-        raise ValueError(f"{name} {problem}")

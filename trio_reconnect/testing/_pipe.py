@@ -4,7 +4,8 @@ A :class:`Pipe` carries bytes in order, ``latency`` (plus ``jitter``) seconds
 late, at most ``window`` bytes in flight, with FIN, RST and black-hole; the
 conditions are the network's (:class:`Conditions`), read at every write, so
 a test may change them at any time. :func:`close_frame` is the websocket
-close frame a middlebox injects.
+close frame a middlebox injects; :func:`frame_at` walks the frames a server
+sends (for the raw clients of the herd simulator's tap and of ``bench``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ import trio
 
 from .._hints import MAX_CLOSE_REASON_BYTES
 
-__all__ = ["Conditions", "Pipe", "close_frame"]
+__all__ = ["OP_CLOSE", "OP_TEXT", "Conditions", "Pipe", "close_frame", "frame_at"]
 
 _UPGRADE_REPLY: Final = b"HTTP/1.1 101"
+#: RFC 6455 opcodes: a text frame, a close frame.
+OP_TEXT: Final = 0x1
+OP_CLOSE: Final = 0x8
+#: The FIN bit of a frame's first byte, and the MASK bit of its second.
+_FIN: Final = 0x80
+_MASK: Final = 0x80
 
 
 class Conditions(Protocol):
@@ -41,10 +48,36 @@ def close_frame(code: int, reason: str, *, masked: bool, rng: _random.Random) ->
         raise ValueError(f"a close reason must fit in {MAX_CLOSE_REASON_BYTES} bytes")
     payload = struct.pack("!H", code) + encoded
     if not masked:
-        return bytes([0x88, len(payload)]) + payload
+        return bytes([_FIN | OP_CLOSE, len(payload)]) + payload
     key = rng.randbytes(4)
     body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([0x88, 0x80 | len(payload)]) + key + body
+    return bytes([_FIN | OP_CLOSE, _MASK | len(payload)]) + key + body
+
+
+def frame_at(buffer: bytes | bytearray, offset: int = 0) -> tuple[int, int, int] | None:
+    """The unmasked frame starting at ``offset``: ``(opcode, payload start, end)``.
+
+    ``None`` while ``buffer`` does not hold all of it yet. Server frames only
+    (no masking key); lengths of 126 and 127 announce the 2- and 8-byte
+    extended lengths of RFC 6455 section 5.2.
+    """
+    size = len(buffer)
+    if size - offset < 2:
+        return None
+    length = buffer[offset + 1] & 0x7F
+    head = 2
+    if length == 126:
+        if size - offset < 4:
+            return None
+        length, head = int.from_bytes(buffer[offset + 2 : offset + 4], "big"), 4
+    elif length == 127:
+        if size - offset < 10:
+            return None
+        length, head = int.from_bytes(buffer[offset + 2 : offset + 10], "big"), 10
+    end = offset + head + length
+    if end > size:
+        return None
+    return buffer[offset] & 0x0F, offset + head, end
 
 
 class Pipe:

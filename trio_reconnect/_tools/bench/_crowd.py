@@ -24,13 +24,13 @@ from typing import Final
 import attrs
 import trio
 
+from ...testing._pipe import OP_CLOSE, OP_TEXT, frame_at
+
 __all__ = ["STEP_TIMEOUT", "Crowd", "FanoutError", "connect_all"]
 
 #: Seconds a server process has to announce its port, a crowd to connect, a burst to arrive.
 STEP_TIMEOUT: Final = 60.0
 _RECEIVE_SIZE: Final = 65536
-_OP_TEXT: Final = 0x1
-_OP_CLOSE: Final = 0x8
 _RESUME: Final = json.dumps({"type": "resume", "lastEventId": None}).encode()
 
 
@@ -42,7 +42,7 @@ def _masked_text(payload: bytes) -> bytes:
     """One client-to-server text frame (clients must mask), for a payload under 126 bytes."""
     mask = os.urandom(4)
     body = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-    return bytes([0x80 | _OP_TEXT, 0x80 | len(payload)]) + mask + body
+    return bytes([0x80 | OP_TEXT, 0x80 | len(payload)]) + mask + body
 
 
 @attrs.define(eq=False)
@@ -77,30 +77,14 @@ class _Client:
         # Walk the frame headers; server frames are unmasked and, from these
         # servers, never fragmented.
         buffer = self.buffer
-        size = len(buffer)
         offset = 0
         frames = 0
-        while size - offset >= 2:
-            length = buffer[offset + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if size - offset < 4:
-                    break
-                length = int.from_bytes(buffer[offset + 2 : offset + 4], "big")
-                head = 4
-            elif length == 127:
-                if size - offset < 10:
-                    break
-                length = int.from_bytes(buffer[offset + 2 : offset + 10], "big")
-                head = 10
-            end = offset + head + length
-            if end > size:
-                break
-            opcode = buffer[offset] & 0x0F
-            if opcode == _OP_TEXT:
+        while (frame := frame_at(buffer, offset)) is not None:
+            opcode, start, end = frame
+            if opcode == OP_TEXT:
                 frames += 1
-            elif opcode == _OP_CLOSE:
-                body = bytes(buffer[offset + head : end])
+            elif opcode == OP_CLOSE:
+                body = bytes(buffer[start:end])
                 code = int.from_bytes(body[:2], "big") if len(body) >= 2 else None
                 raise FanoutError(
                     f"closed by the server: {code} {body[2:].decode(errors='replace')}"

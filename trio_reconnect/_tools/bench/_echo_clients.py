@@ -1,11 +1,11 @@
 """The clients of ``python -m trio_reconnect bench`` and what they measure.
 
 Three clients of the echo server (:mod:`trio_reconnect._tools.bench._server`)
-take turns in every round (:func:`throughput`): ``ours``
+take turns in every round (:func:`measure_throughput`): ``ours``
 (:func:`~trio_reconnect.open_reconnecting_websocket`), ``raw`` (trio-websocket
 with the resume handshake done by hand) and, when installed, ``websockets``.
 Each measures sequential round trips and a pipelined burst, with the CPU
-time of this process per message. :func:`reconnects` times a drop and the
+time of this process per message. :func:`measure_reconnects` times a drop and the
 reconnect to ``ready`` against a fresh raw connection, alternately.
 """
 

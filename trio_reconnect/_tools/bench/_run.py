@@ -79,6 +79,7 @@ __all__ = [
     "DEFAULT_ROUNDS",
     "DEFAULT_TIMEOUT",
     "MESSAGE_SIZE",
+    "MIN_MESSAGE_SIZE",
     "TARGET_FANOUT_MEMORY",
     "TARGET_FANOUT_REDIS",
     "TARGET_PIPE",
@@ -94,6 +95,9 @@ __all__ = [
 
 #: Size of every echoed message, in bytes (ASCII text, so also characters).
 MESSAGE_SIZE: Final = 100
+#: The smallest message size (``echo_payloads`` numbers each message in its
+#: first 10 characters, so that no two are alike).
+MIN_MESSAGE_SIZE: Final = 16
 #: Sequential round trips per client per round.
 DEFAULT_MESSAGES: Final = 200
 #: Messages in one pipelined burst, per client per round.
@@ -220,8 +224,8 @@ def _check_options(*, size: int, **counts: int) -> None:
     """Raise ``ValueError`` for a count below 1 or a message size below 16."""
     for name, value in counts.items():
         check_int(name, value, minimum=1)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
-        raise ValueError(f"size must be an integer of at least 16, got {size!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_MESSAGE_SIZE:
+        raise ValueError(f"size must be an integer of at least {MIN_MESSAGE_SIZE}, got {size!r}")
 
 
 def _throughput_figures(rates: dict[str, Rates]) -> dict[str, Any]:
@@ -347,8 +351,8 @@ async def bench_server(host: str = "127.0.0.1") -> AsyncIterator[int]:
 
 def _message_size(text: str) -> int:
     value = positive_int(text)
-    if value < 16:
-        raise argparse.ArgumentTypeError(f"must be at least 16, got {value}")
+    if value < MIN_MESSAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_MESSAGE_SIZE}, got {value}")
     return value
 
 
@@ -389,7 +393,7 @@ def _echo_arguments(parser: argparse.ArgumentParser) -> None:
         "--size",
         type=_message_size,
         default=MESSAGE_SIZE,
-        help=f"message size in bytes, at least 16 (default {MESSAGE_SIZE})",
+        help=f"message size in bytes, at least {MIN_MESSAGE_SIZE} (default {MESSAGE_SIZE})",
     )
     parser.add_argument(
         "--timeout",

@@ -46,10 +46,12 @@ from typing import Final
 
 import trio
 
+from ...testing._herd import BIN_SECONDS
+
 __all__ = ["ARRIVAL_BIN", "AcceptTimes", "freeze_heap", "peak_per_bin"]
 
-#: Arrivals are counted in bins of this many seconds.
-ARRIVAL_BIN: Final = 0.1
+#: Arrivals are counted in bins of this many seconds: the herd simulator's, so the two compare.
+ARRIVAL_BIN: Final = BIN_SECONDS
 
 
 def peak_per_bin(times: Iterable[float], start: float) -> int:

@@ -50,6 +50,7 @@ from .._interrupt import interruptible
 from .._serve import REDIS_EXTRA_HINT, redis_extra_missing
 from ._arrivals import ARRIVAL_BIN
 from ._arrivals import peak_per_bin as _peak
+from ._single import DEFAULT_CLIENTS, DEFAULT_RATE
 
 if TYPE_CHECKING:
     from ...server import LogRead
@@ -229,8 +230,8 @@ async def run_cluster_demo(
     directory: Path,
     *,
     nodes: int = 3,
-    clients: int = 300,
-    rate: float = 5.0,
+    clients: int = DEFAULT_CLIENTS,
+    rate: float = DEFAULT_RATE,
     out: TextIO = sys.stderr,
     progress: bool | None = None,
 ) -> ClusterDemoSummary:

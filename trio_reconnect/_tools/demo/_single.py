@@ -31,7 +31,23 @@ from ...server import ReconnectServer, ReplayLog, SpreadPolicy
 from ._arrivals import ARRIVAL_BIN, AcceptTimes, freeze_heap, peak_per_bin
 from ._crowd import ClientRecord, Crowd, CrowdStatus, open_crowd
 
-__all__ = ["DemoSummary", "run_demo"]
+__all__ = [
+    "DEFAULT_CLIENTS",
+    "DEFAULT_DURATION",
+    "DEFAULT_RATE",
+    "DEFAULT_RESTARTS",
+    "DemoSummary",
+    "run_demo",
+]
+
+#: Clients of the demo (one node or a cluster).
+DEFAULT_CLIENTS: Final = 300
+#: Seconds of publishing in the one-node demo.
+DEFAULT_DURATION: Final = 15.0
+#: Restarts of the one-node demo.
+DEFAULT_RESTARTS: Final = 3
+#: Events per second the demo publishes (one node or a cluster).
+DEFAULT_RATE: Final = 5.0
 
 #: Erase from the cursor to the end of the line (ANSI EL), after each redraw.
 _CLEAR_TO_END: Final = "\x1b[K"
@@ -166,10 +182,10 @@ class DemoSummary:
 
 async def run_demo(
     *,
-    clients: int = 300,
-    duration: float = 15.0,
-    restarts: int = 3,
-    rate: float = 5.0,
+    clients: int = DEFAULT_CLIENTS,
+    duration: float = DEFAULT_DURATION,
+    restarts: int = DEFAULT_RESTARTS,
+    rate: float = DEFAULT_RATE,
     out: TextIO = sys.stderr,
     progress: bool | None = None,
 ) -> DemoSummary:
