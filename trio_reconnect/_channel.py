@@ -74,6 +74,7 @@ from ._protocol import (
     Snapshot,
     outcome_of,
 )
+from ._validators import check_int
 from ._wire import (
     ChannelItem,
     Join,
@@ -228,8 +229,8 @@ class ChannelCursor:
         problem = channel_problem(self.channel)
         if problem is not None:
             raise ValueError(problem)
-        if self.history is not None and self.history < 0:
-            raise ValueError(f"history must be non-negative, got {self.history}")
+        if self.history is not None:
+            check_int("history", self.history, minimum=0)
         self._cursor = Cursor(self.last_event_id, self.window)
 
     @property

@@ -35,6 +35,7 @@ from ._chandshake import ChannelHandshake
 from ._channel import HandshakeOutput
 from ._cursor import Cursor
 from ._exceptions import ResumeProtocolError, ResumeTimeout
+from ._hints import NORMAL_CLOSURE
 from ._inbox import Inbox
 from ._protocol import Gap, HandshakeResult, Item, ResumeHandshake, ServerEvent, Snapshot
 from ._retry import Outcome
@@ -105,7 +106,7 @@ class Connection:
     def _check(self) -> None:
         if not self._valid:
             reason = self._ws.closed or trio_websocket.CloseReason(
-                1000, "on_connect has returned: this connection object is no longer valid"
+                NORMAL_CLOSURE, "on_connect has returned: this connection object is no longer valid"
             )
             raise trio_websocket.ConnectionClosed(reason)
 

@@ -41,6 +41,7 @@ import attrs
 
 from ._protocol import HandshakeOutcome, HandshakeResult
 from ._state import DelaySource
+from ._validators import check_int
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -216,8 +217,7 @@ class MetricsRecorder:
     )
 
     def __attrs_post_init__(self) -> None:
-        if self.window < 1:
-            raise ValueError(f"window must be at least 1, got {self.window!r}")
+        check_int("window", self.window, minimum=1)
         self._durations = collections.deque(maxlen=self.window)
         self._server_waits = collections.deque(maxlen=self.window)
 

@@ -39,6 +39,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._validators import check_int
 from ._wire import Ack, Nack, Publish, compact_json
 
 __all__ = [
@@ -66,8 +67,7 @@ class MsgIdCounter:
     next_value: int = 0
 
     def __attrs_post_init__(self) -> None:
-        if self.next_value < 0:
-            raise ValueError(f"next_value must be non-negative, got {self.next_value}")
+        check_int("next_value", self.next_value, minimum=0)
 
     def take(self) -> str:
         """The next msgId."""
@@ -162,8 +162,7 @@ class Outbox:
     _bytes: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
-        if self.max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, got {self.max_bytes}")
+        check_int("max_bytes", self.max_bytes, minimum=1)
 
     def add(self, channel: str, data: Any) -> PendingPublish | None:
         """A new publish, with the next msgId; ``None`` (nothing taken) when it must wait.

@@ -50,6 +50,11 @@ __all__ = [
 MAX_REFUSAL_BYTES: Final = 64 * 1024
 
 
+def default_port(secure: bool) -> int:
+    """The port a ``wss://`` (443) or ``ws://`` (80) URL without one stands for."""
+    return 443 if secure else 80
+
+
 @attrs.frozen
 class Target:
     """What one connection attempt connects to.
@@ -72,8 +77,7 @@ class Target:
     def host_header(self) -> str:
         """The ``Host`` header value."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.secure else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        return host if self.port == default_port(self.secure) else f"{host}:{self.port}"
 
     @property
     def display(self) -> str:
@@ -99,7 +103,7 @@ def parse_url(url: str) -> tuple[bool, str, int, str]:
     if not parts.hostname:
         raise ValueError("URL has no host")
     secure = parts.scheme == "wss"
-    port = parts.port if parts.port is not None else (443 if secure else 80)
+    port = parts.port if parts.port is not None else default_port(secure)
     resource = parts.path or "/"
     if parts.query:
         resource += "?" + parts.query

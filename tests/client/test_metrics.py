@@ -284,7 +284,7 @@ def test_replayed_events_total() -> None:
 
 @pytest.mark.parametrize("window", [0, -1])
 def test_window_validation(window: int) -> None:
-    with pytest.raises(ValueError, match="window must be at least 1"):
+    with pytest.raises(ValueError, match="window must be a positive integer"):
         MetricsRecorder(window=window)
 
 

@@ -218,7 +218,7 @@ def test_a_live_sample_across_a_restart_of_serve(
         cwd=tmp_path,
         # Ctrl-C as in a terminal, whatever this process does with SIGINT (a
         # child inherits an ignored SIGINT, and Python then never raises
-        # KeyboardInterrupt; tests/test_bench.py leaves it ignored).
+        # KeyboardInterrupt; tests/tools/test_bench.py leaves it ignored).
         preexec_fn=_default_sigint,
     )
     try:

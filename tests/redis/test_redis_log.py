@@ -271,7 +271,7 @@ async def test_coredis_still_leaks_a_pool_slot_per_killed_xread(redis_server: Re
     """Canary: the upstream bug the workaround exists for (coredis 6.9).
 
     When this starts failing, coredis has fixed its pool: the shielding and
-    client replacement in _redis.py can then be revisited.
+    client replacement in server/_redis/_store.py can then be revisited.
     """
     with trio.fail_after(GUARD):
         async with (

@@ -55,6 +55,7 @@ import trio
 import trio_websocket
 
 from .._client import ReconnectingWebSocket, open_reconnecting_websocket
+from .._transport import default_port
 from ..server import ReconnectServer, ReplayLog
 from ._network import MemoryNetwork
 
@@ -81,7 +82,7 @@ Serve = Callable[..., Awaitable[str]]
 
 
 def _url(host: str, port: int) -> str:
-    return f"ws://{host}/" if port == 80 else f"ws://{host}:{port}/"
+    return f"ws://{host}/" if port == default_port(secure=False) else f"ws://{host}:{port}/"
 
 
 @pytest.fixture
