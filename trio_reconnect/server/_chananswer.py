@@ -153,9 +153,14 @@ class ChannelAnswerer:
             await send(frame)
         if subscription.closed:
             return
+        await self.members(send, subscription)
         await send(Subscribed(request.channel, newest, lost=lost).encode())
         if subscription.resume(int(newest)):
             await self.within(lambda: self.feed.repair([subscription]))
+
+    async def members(self, send: Send, subscription: Subscription) -> None:
+        """The channel's member list, where it has presence (4.4): issue 19's hook point."""
+        await trio.lowlevel.checkpoint()
 
     async def _snapshot(
         self, channel: str, newest: str
