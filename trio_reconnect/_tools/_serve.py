@@ -37,6 +37,7 @@ from ..server import (
     DEFAULT_MAX_REPLAY,
     DEFAULT_OUTAGE_LIMIT,
     DEFAULT_OUTAGE_RETRY_AFTER,
+    ChannelStore,
     DrainSummary,
     EventLog,
     EventLogError,
@@ -196,24 +197,27 @@ def _node_name(args: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _open_backends(args: Any) -> AsyncIterator[tuple[EventLog, ClusterRegistry | None, str]]:
-    """The log (and registry) ``args`` ask for, and how to describe them."""
+async def _open_backends(
+    args: Any,
+) -> AsyncIterator[tuple[EventLog, ChannelStore, ClusterRegistry | None, str]]:
+    """The log, channel store (and registry) ``args`` ask for, and how to describe them."""
     if args.redis is None:
-        yield ReplayLog(max_events=args.max_len), None, "log in memory"
+        yield ReplayLog(max_events=args.max_len), MemoryChannelStore(), None, "log in memory"
         return
-    from ..server.redis import DEFAULT_STREAM, RedisRegistry, RedisStreamLog
+    from ..server.redis import DEFAULT_STREAM, RedisChannelStore, RedisRegistry, RedisStreamLog
 
     stream = args.stream or DEFAULT_STREAM
     async with (
         RedisStreamLog(args.redis, stream=stream, max_len=args.max_len) as log,
+        RedisChannelStore(args.redis) as channels,
         RedisRegistry(args.redis, prefix=stream + ":nodes") as registry,
     ):
-        yield log, registry, f"log on Redis stream {stream!r}"
+        yield log, channels, registry, f"log on Redis stream {stream!r}"
 
 
 async def _serve(args: Any) -> int:
     name = _node_name(args)
-    async with _open_backends(args) as (log, registry, where):
+    async with _open_backends(args) as (log, channels, registry, where):
         try:
             await log.newest()
         except LogUnavailableError as exc:
@@ -233,9 +237,8 @@ async def _serve(args: Any) -> int:
             outage_retry_after=args.outage_retry_after,
             registry=registry,
             node=name if registry is not None else None,
-            # Channels (protocol v2) out of the box in memory; on Redis they
-            # wait for the Redis channel store.
-            channels=MemoryChannelStore() if args.redis is None else None,
+            # Channels (protocol v2) out of the box: in memory, or shared on Redis.
+            channels=channels,
         )
         summaries: list[DrainSummary] = []
         async with trio.open_nursery() as nursery:

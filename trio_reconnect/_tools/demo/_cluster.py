@@ -13,13 +13,12 @@ clients with 1012 and ``retryAfter`` hints spread over the other nodes'
 admission rates, and exits 0), starts it again, puts it back, and waits
 until every client is connected again. At the end it reads the shared
 history back from Redis and checks every client against it: every event
-exactly once, in order, no gap.
+exactly once, in order, no gap. The exit status is 1 if any event was lost or duplicated.
 
 The summary shows, per node, what its drain did and how its clients
 arrived at the survivors: the peak arrivals (connection attempts that
 succeeded, timed when they started) in any 100 ms on each survivor against
 the plan (the drained clients over the window, shared by the survivors).
-The exit status is 1 if any event was lost or duplicated.
 """
 
 from __future__ import annotations
