@@ -66,10 +66,11 @@ async def test_channels_through_a_rolling_deploy_and_a_sigkill(
         with trio.fail_after(60):
             await start_all(nodes)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(publisher.run)
                 for i, recorder in enumerate(recorders):
                     nursery.start_soon(recorder.run, recorder.rotating_urls(urls, i), i)
                 await wait_until(lambda: all(r.ready and r.subscribed for r in recorders))
+                # Only now: each subscription's start is its subscribed id, no event taken yet.
+                nursery.start_soon(publisher.run)
                 timings["clients subscribed"] = time.monotonic() - started
                 for node in nodes:
                     opened = sum(r.opened for r in recorders)

@@ -42,7 +42,8 @@ class ChannelRecorder(Recorder):
     """A client subscribed to ``channels``; ``items[channel]`` is what it yielded, in order."""
 
     channels: Sequence[str] = ()
-    #: Per channel: the id its first ``subscribed`` answered (the run starts after it).
+    #: Per channel: ``sub.last_event_id`` right after subscribing: the ``subscribed`` id
+    #: when no event of the channel was appended meanwhile (the tests publish after).
     start: dict[str, str | None] = attrs.field(factory=dict)
     per_channel: dict[str, list[Item]] = attrs.field(factory=dict)
     #: The client's own statistics when it ended.
