@@ -29,15 +29,34 @@ from tests.support.channel_cluster import (
     channel_log,
     channels_of,
     check_run,
+    scrape,
 )
-from tests.support.cluster import make_nodes, start_all, wait_until
-from trio_reconnect.testing._redis_server import RedisServer
+from tests.support.cluster import NODE_ARGS, start_all, wait_until
+from trio_reconnect.testing._node_process import NodeProcess
+from trio_reconnect.testing._redis_server import RedisServer, _free_port
 
 CLIENTS = 20
 CHANNELS = [f"room:{i}" for i in range(20)]
 PER_CLIENT = 5
 #: serve's ticker is not what this test is about: a slow one.
 TICKS = ("--interval", "0.25")
+
+
+def make_nodes(redis_url: str, directory: Path) -> list[NodeProcess]:
+    """Three nodes, each with its ``/metrics`` on its own port (kept across restarts)."""
+    return [
+        NodeProcess(
+            f"node{i}",
+            _free_port(),
+            ("--redis", redis_url, *NODE_ARGS, *TICKS, "--metrics-port", str(_free_port())),
+            directory,
+        )
+        for i in range(3)
+    ]
+
+
+def metrics_port(node: NodeProcess) -> int:
+    return int(node.serve_args[list(node.serve_args).index("--metrics-port") + 1])
 
 
 def all_back(recorders: list[ChannelRecorder], opened: int) -> bool:
@@ -55,7 +74,7 @@ async def test_channels_through_a_rolling_deploy_and_a_sigkill(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    nodes = make_nodes(redis_server.url, tmp_path, *TICKS)
+    nodes = make_nodes(redis_server.url, tmp_path)
     urls = [node.url for node in nodes]
     recorders = [
         ChannelRecorder(channels=channels_of(i, CHANNELS, PER_CLIENT)) for i in range(CLIENTS)
@@ -91,6 +110,7 @@ async def test_channels_through_a_rolling_deploy_and_a_sigkill(
                 heads = await channel_heads(redis_server.url, CHANNELS)
                 await wait_until(functools.partial(caught_up, recorders, heads))
                 timings["caught up"] = time.monotonic() - started
+                metrics = [await scrape(metrics_port(node)) for node in nodes]
                 nursery.cancel_scope.cancel()
             logs = {c: await channel_log(redis_server.url, c) for c in CHANNELS}
             for node in nodes:
@@ -111,6 +131,21 @@ async def test_channels_through_a_rolling_deploy_and_a_sigkill(
         assert len(drained) == 2, node.stdout()  # the rolling stop and the final one
         assert drained[0] > 0, node.stdout()
         assert "Traceback" not in node.stderr(), node.stderr()
+    # The nodes' channel figures, scraped at the end: every subscription is
+    # held somewhere, once, and nothing was refused, lost or resynced.
+    gauge = 'trio_reconnect_server_{}{{server="serve"}}'
+    assert sum(m[gauge.format("channel_subscriptions")] for m in metrics) == CLIENTS * PER_CLIENT
+    assert all(
+        0 < m[gauge.format("channels")] <= len(CHANNELS)
+        for m in metrics
+        if m[gauge.format("channel_subscriptions")]
+    )
+    for name in ("channel_lost_total", "channel_resyncs_total", "channel_notifications_lost_total"):
+        assert all(m[gauge.format(name)] == 0 for m in metrics), name
+    assert all(
+        value == 0 for m in metrics for line, value in m.items() if "channel_refusals_total" in line
+    )
+    assert sum(m[gauge.format("channel_subscribed_total")] for m in metrics) >= CLIENTS * PER_CLIENT
     for i, recorder in enumerate(recorders):
         # Every client was drained at least once, and followed the node's hint.
         assert recorder.server_directed >= 1, i

@@ -137,6 +137,23 @@ class Publisher:
                 await trio.sleep(self.interval)
 
 
+async def scrape(port: int) -> dict[str, float]:
+    """A ``serve --metrics-port`` node's ``/metrics``: each sample by its name and labels."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := await stream.receive_some():
+            reply += chunk
+    body = reply.split(b"\r\n\r\n", 1)[1].decode()
+    samples = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
 async def channel_heads(url: str, channels: Sequence[str]) -> dict[str, int]:
     """Each channel's newest id on Redis now."""
     async with RedisChannelStore(url) as store:
