@@ -29,34 +29,19 @@ from tests.support.channel_cluster import (
     channel_log,
     channels_of,
     check_run,
+    metric,
+    metrics_port,
+    nodes_with_metrics,
     scrape,
 )
-from tests.support.cluster import NODE_ARGS, start_all, wait_until
-from trio_reconnect.testing._node_process import NodeProcess
-from trio_reconnect.testing._redis_server import RedisServer, _free_port
+from tests.support.cluster import start_all, wait_until
+from trio_reconnect.testing._redis_server import RedisServer
 
 CLIENTS = 20
 CHANNELS = [f"room:{i}" for i in range(20)]
 PER_CLIENT = 5
 #: serve's ticker is not what this test is about: a slow one.
 TICKS = ("--interval", "0.25")
-
-
-def make_nodes(redis_url: str, directory: Path) -> list[NodeProcess]:
-    """Three nodes, each with its ``/metrics`` on its own port (kept across restarts)."""
-    return [
-        NodeProcess(
-            f"node{i}",
-            _free_port(),
-            ("--redis", redis_url, *NODE_ARGS, *TICKS, "--metrics-port", str(_free_port())),
-            directory,
-        )
-        for i in range(3)
-    ]
-
-
-def metrics_port(node: NodeProcess) -> int:
-    return int(node.serve_args[list(node.serve_args).index("--metrics-port") + 1])
 
 
 def all_back(recorders: list[ChannelRecorder], opened: int) -> bool:
@@ -74,7 +59,7 @@ async def test_channels_through_a_rolling_deploy_and_a_sigkill(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    nodes = make_nodes(redis_server.url, tmp_path)
+    nodes = nodes_with_metrics(redis_server.url, tmp_path, *TICKS)
     urls = [node.url for node in nodes]
     recorders = [
         ChannelRecorder(channels=channels_of(i, CHANNELS, PER_CLIENT)) for i in range(CLIENTS)
@@ -132,20 +117,17 @@ async def test_channels_through_a_rolling_deploy_and_a_sigkill(
         assert drained[0] > 0, node.stdout()
         assert "Traceback" not in node.stderr(), node.stderr()
     # The nodes' channel figures, scraped at the end: every subscription is
-    # held somewhere, once, and nothing was refused, lost or resynced.
-    gauge = 'trio_reconnect_server_{}{{server="serve"}}'
-    assert sum(m[gauge.format("channel_subscriptions")] for m in metrics) == CLIENTS * PER_CLIENT
-    assert all(
-        0 < m[gauge.format("channels")] <= len(CHANNELS)
-        for m in metrics
-        if m[gauge.format("channel_subscriptions")]
-    )
+    # held somewhere, once; the hops replayed what the clients missed; and
+    # nothing was refused, lost or resynced.
+    assert sum(metric(m, "channel_subscriptions") for m in metrics) == CLIENTS * PER_CLIENT
+    for m in metrics:
+        assert metric(m, "channels") <= len(CHANNELS)
+        assert metric(m, "channels") > 0 or metric(m, "channel_subscriptions") == 0
+    assert sum(metric(m, "channel_events_total", kind="replayed") for m in metrics) > 0
     for name in ("channel_lost_total", "channel_resyncs_total", "channel_notifications_lost_total"):
-        assert all(m[gauge.format(name)] == 0 for m in metrics), name
-    assert all(
-        value == 0 for m in metrics for line, value in m.items() if "channel_refusals_total" in line
-    )
-    assert sum(m[gauge.format("channel_subscribed_total")] for m in metrics) >= CLIENTS * PER_CLIENT
+        assert all(metric(m, name) == 0 for m in metrics), name
+    for code in ("forbidden", "invalid", "limit", "unavailable"):
+        assert all(metric(m, "channel_refusals_total", code=code) == 0 for m in metrics), code
     for i, recorder in enumerate(recorders):
         # Every client was drained at least once, and followed the node's hint.
         assert recorder.server_directed >= 1, i

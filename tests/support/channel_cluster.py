@@ -14,16 +14,20 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.cluster import Recorder
+from tests.support.cluster import NODE_ARGS, Recorder
 from trio_reconnect import Backoff, open_reconnecting_websocket
 from trio_reconnect._protocol import Gap, ServerEvent, Snapshot
 from trio_reconnect.server import ChannelRequest, LogUnavailableError
 from trio_reconnect.server.redis import RedisChannelStore
+from trio_reconnect.testing._node_process import NodeProcess
+from trio_reconnect.testing._redis_server import _free_port
 
 #: Events a channel's log holds (RedisChannelStore's default ``channel_max_len``).
 LOG_READ: int = 1_000
@@ -137,8 +141,36 @@ class Publisher:
                 await trio.sleep(self.interval)
 
 
-async def scrape(port: int) -> dict[str, float]:
-    """A ``serve --metrics-port`` node's ``/metrics``: each sample by its name and labels."""
+def nodes_with_metrics(redis_url: str, directory: Path, *extra: str) -> list[NodeProcess]:
+    """Three ``serve --redis`` nodes, each with ``/metrics`` on its own port (kept on restart)."""
+    return [
+        NodeProcess(
+            f"node{i}",
+            _free_port(),
+            ("--redis", redis_url, *NODE_ARGS, *extra, "--metrics-port", str(_free_port())),
+            directory,
+        )
+        for i in range(3)
+    ]
+
+
+def metrics_port(node: NodeProcess) -> int:
+    args = list(node.serve_args)
+    return int(args[args.index("--metrics-port") + 1])
+
+
+#: A scrape: each sample's value by its name and labels.
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float:
+    """One series of a ``serve`` node's scrape (its server label is ``serve``)."""
+    key = frozenset({"server": "serve", **labels}.items())
+    return samples[f"trio_reconnect_server_{name}", key]
+
+
+async def scrape(port: int) -> Samples:
+    """A ``serve --metrics-port`` node's ``/metrics``, parsed."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
         await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -146,12 +178,11 @@ async def scrape(port: int) -> dict[str, float]:
         while chunk := await stream.receive_some():
             reply += chunk
     body = reply.split(b"\r\n\r\n", 1)[1].decode()
-    samples = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
 
 
 async def channel_heads(url: str, channels: Sequence[str]) -> dict[str, int]:
