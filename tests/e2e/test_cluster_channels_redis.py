@@ -42,8 +42,12 @@ from tests.support.channel_cluster import (
     channel_log,
     channels_of,
     check_run,
+    metric,
+    metrics_port,
+    nodes_with_metrics,
+    scrape,
 )
-from tests.support.cluster import make_nodes, start_all, wait_until
+from tests.support.cluster import start_all, wait_until
 from trio_reconnect.server._redis._channel_plan import DEFAULT_CHANNEL_PREFIX, channel_keys
 from trio_reconnect.testing._redis_server import RedisServer, find_redis_server
 
@@ -114,7 +118,7 @@ async def test_channel_data_lost_redis_restarted_with_data_then_empty(
 ) -> None:
     redis, data = persistent_redis
     started = time.monotonic()
-    nodes = make_nodes(
+    nodes = nodes_with_metrics(
         redis.url, tmp_path, *TICKS, "--outage-limit", "60", "--outage-retry-after", "1"
     )
     urls = [node.url for node in nodes]
@@ -147,6 +151,7 @@ async def test_channel_data_lost_redis_restarted_with_data_then_empty(
                     lambda: all(gaps(r, c) for r in recorders for c in r.channels if c in LOST)
                 )
                 timings["lost channels told"] = time.monotonic() - started
+                told = [await scrape(metrics_port(node)) for node in nodes]
                 await trio.sleep(0.5)
 
                 # 2. Redis stops and comes back with its data.
@@ -178,6 +183,7 @@ async def test_channel_data_lost_redis_restarted_with_data_then_empty(
                 await trio.sleep(0.5)
                 await settle(redis.url, recorders, publisher)
                 timings["caught up"] = time.monotonic() - started
+                final = [await scrape(metrics_port(node)) for node in nodes]
                 nursery.cancel_scope.cancel()
             logs.append({c: await channel_log(redis.url, c) for c in CHANNELS})
             for node in nodes:
@@ -189,6 +195,17 @@ async def test_channel_data_lost_redis_restarted_with_data_then_empty(
     print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
 
     assert publisher.failed > 0  # appends failed loudly while Redis was away
+    # The nodes counted it: after the lost channels, one resync per subscription
+    # to them and nothing else; after the restarts, every subscription resynced
+    # or answered lost, and every node's notification stream lost twice.
+    pairs = sum(c in LOST for r in recorders for c in r.channels)
+    assert sum(metric(m, "channel_resyncs_total") for m in told) == pairs
+    assert sum(metric(m, "channel_lost_total") for m in told) == 0
+    told_after = sum(
+        metric(m, "channel_resyncs_total") + metric(m, "channel_lost_total") for m in final
+    )
+    assert told_after >= pairs + CLIENTS * PER_CLIENT
+    assert all(metric(m, "channel_notifications_lost_total") >= 2 for m in final)
     for node in nodes:
         assert "Traceback" not in node.stderr(), node.stderr()
         # Each node's feed lost its notifications at each stop, and repaired.
