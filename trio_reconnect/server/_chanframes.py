@@ -70,6 +70,11 @@ class ChannelFrames:
             for channel in list(session.subscriptions):
                 self.answerer.drop(session, channel)
 
+    def _refusal(self, refused: Refused) -> str:
+        """The frame of a ``refused`` answer, counted by its code."""
+        self.counts.channel_refused(refused.code)
+        return refused.encode()
+
     async def handshake(
         self, client: ConnectedClient, frame: ResumeFrame, refusals: Sequence[Refused]
     ) -> list[str] | None:
@@ -148,11 +153,6 @@ class ChannelFrames:
         except (LogUnavailableError, Busy) as error:
             logger.warning("client %d: repairing %r failed (%r)", client.id, frame.channel, error)
             client.close(CLOSE_TRY_AGAIN_LATER, "channel store unavailable")
-
-    def _refusal(self, refused: Refused) -> str:
-        """The frame of a ``refused`` answer, counted by its code."""
-        self.counts.channel_refused(refused.code)
-        return refused.encode()
 
     async def _publish(self, session: ChannelSession, frame: Publish, send: Send) -> None:
         if not await self.answerer.allowed(session.principal, frame.channel, "publish"):
