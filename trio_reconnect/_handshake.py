@@ -2,7 +2,8 @@
 
 A connection opens, then the protocol's resume runs (:class:`ResumeStep`,
 with ``resume=True``), then the application's ``on_connect``
-(:class:`OnConnectStep`), then the gate opens. Each step is a small frozen
+(:class:`OnConnectStep`), then the outbox's re-sends
+(:class:`~._publishing.ResendStep`), then the gate opens. Each step is a small frozen
 object with a :attr:`~Step.phase` and an async ``run``; the attempt
 (:mod:`._attempt`) runs them in order, each under its own
 ``resume_timeout`` deadline. A later step (an outbox's re-sends, a channel's
@@ -356,13 +357,18 @@ class OnConnectStep:
 
 
 def steps_for(
-    *, resume: bool, on_connect: OnConnect | None, channels: Channels | None = None
+    *,
+    resume: bool,
+    on_connect: OnConnect | None,
+    channels: Channels | None = None,
+    after: tuple[Step, ...] = (),
 ) -> tuple[Step, ...]:
     """The handshake's steps, in order, for a client's options.
 
     With ``channels`` (``resume=True``): the version 2 resume, then the
     subscribes of the subscriptions it did not carry, then ``on_connect``
-    (whose reads skip the channels' frames).
+    (whose reads skip the channels' frames), then the steps ``after`` (the
+    outbox's re-sends, :class:`~._publishing.ResendStep`).
     """
     steps: list[Step] = []
     if resume:
@@ -371,7 +377,7 @@ def steps_for(
             steps.append(SubscribeStep(channels))
     if on_connect is not None:
         steps.append(OnConnectStep(on_connect, channels if resume else None))
-    return tuple(steps)
+    return (*steps, *after)
 
 
 async def run_steps(
