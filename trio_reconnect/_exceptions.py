@@ -18,6 +18,8 @@ The tree::
     │   ├── ResumeTimeout             no ``ready`` within ``resume_timeout``
     │   ├── ResumeProtocolError       a malformed or out-of-order handshake frame
     │   └── PingTimeout               no pong within ``ping_timeout``: a dead link
+    ├── SubscriptionRefused           the server refused a subscription: .channel, .code
+    ├── PublishRefused                a final ``nack`` of a publish: .channel, .msg_id, .code
     └── ClientClosedError             the client was used after it was closed
 
 Errors leave the public surface bare: ``except trio_reconnect.ReconnectFailed:``
