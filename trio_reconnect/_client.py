@@ -39,7 +39,6 @@ from ._exceptions import ClientClosedError
 from ._handshake import OnConnect
 from ._inbox import Inbox
 from ._metrics import ReconnectStatistics
-from ._outbox import OutboxState
 from ._options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DEDUPE_WINDOW,
@@ -54,6 +53,7 @@ from ._options import (
     Factory,
     HeaderPairs,
 )
+from ._outbox import OutboxState
 from ._protocol import Item
 from ._publishing import Publisher
 from ._retry import Disconnect
@@ -226,8 +226,7 @@ class ReconnectingWebSocket:
             ValueError: a bad channel name, ``data`` that is not JSON, or a
                 publish larger than ``outbox_bytes``.
             RuntimeError: the client was opened with ``resume=False``.
-            ReconnectFailed: the client gave up (the publish stays in
-                :meth:`outbox_state`, to persist).
+            ReconnectFailed: the client gave up (it stays in :meth:`outbox_state`).
             ClientClosedError: the client was closed.
         """
         return await self._publisher().publish(channel, data)
@@ -371,6 +370,7 @@ class ReconnectingWebSocket:
         """
         self._sup.raise_if_ended()
         self._sup.run.reconnect()
+
 
 @contextlib.asynccontextmanager
 async def open_reconnecting_websocket(

@@ -3,7 +3,7 @@
 A connection opens, then the protocol's resume runs (:class:`ResumeStep`,
 with ``resume=True``), then the application's ``on_connect``
 (:class:`OnConnectStep`), then the outbox's re-sends
-(:class:`~._publishing.ResendStep`), then the gate opens. Each step is a small frozen
+(:class:`ResendStep`), then the gate opens. Each step is a small frozen
 object with a :attr:`~Step.phase` and an async ``run``; the attempt
 (:mod:`._attempt`) runs them in order, each under its own
 ``resume_timeout`` deadline. A later step (an outbox's re-sends, a channel's
@@ -43,6 +43,7 @@ from ._retry import Outcome
 from ._wire import Malformed, parse_server_frame
 
 if TYPE_CHECKING:
+    from ._publishing import Publisher
     from ._subscriptions import Channels
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "OnConnect",
     "OnConnectStep",
     "Phase",
+    "ResendStep",
     "ResumeStep",
     "Step",
     "SubscribeStep",
@@ -356,19 +358,40 @@ class OnConnectStep:
             connection._end()
 
 
+@attrs.frozen
+class ResendStep:
+    """After ``on_connect``: the outbox's (re-)sends, before the gate opens (PROTOCOL.md 4.5).
+
+    Every publish without an answer, same msgIds and order; on a version 1
+    server they fail with ``unsupported`` here.
+    """
+
+    publisher: Publisher
+
+    @property
+    def phase(self) -> Phase:
+        return Phase.ON_CONNECT
+
+    def timed_out(self, link: Link, timeout: float) -> ResumeTimeout:
+        return ResumeTimeout(f"the pending publishes were not sent within {timeout} s")
+
+    async def run(self, link: Link) -> None:
+        await self.publisher.after_ready(link.ws, link.v2)
+
+
 def steps_for(
     *,
     resume: bool,
     on_connect: OnConnect | None,
     channels: Channels | None = None,
-    after: tuple[Step, ...] = (),
+    publisher: Publisher | None = None,
 ) -> tuple[Step, ...]:
     """The handshake's steps, in order, for a client's options.
 
     With ``channels`` (``resume=True``): the version 2 resume, then the
     subscribes of the subscriptions it did not carry, then ``on_connect``
-    (whose reads skip the channels' frames), then the steps ``after`` (the
-    outbox's re-sends, :class:`~._publishing.ResendStep`).
+    (whose reads skip the channels' frames), then, with ``publisher``, the
+    outbox's re-sends.
     """
     steps: list[Step] = []
     if resume:
@@ -377,7 +400,9 @@ def steps_for(
             steps.append(SubscribeStep(channels))
     if on_connect is not None:
         steps.append(OnConnectStep(on_connect, channels if resume else None))
-    return (*steps, *after)
+    if resume and publisher is not None:
+        steps.append(ResendStep(publisher))
+    return tuple(steps)
 
 
 async def run_steps(

@@ -218,7 +218,9 @@ class OutboxState:
                 channel, msgId or counter).
         """
         try:
-            publishes = [SavedPublish(p["channel"], p["msgId"], p["data"]) for p in value["publishes"]]
+            publishes = [
+                SavedPublish(p["channel"], p["msgId"], p["data"]) for p in value["publishes"]
+            ]
             return cls(value["clientId"], value["nextMsgId"], tuple(publishes))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a saved outbox state: {exc!r}") from None
@@ -311,7 +313,7 @@ class Outbox:
         self._bytes += entry.size
 
     def take_unsent(self) -> list[PendingPublish]:
-        """Every publish to send now, oldest first, up to the first held one; each is marked sent."""
+        """Every publish to send now, oldest first, up to the first held one; marked sent."""
         out = []
         for entry in self._entries.values():
             if entry.held:
@@ -360,7 +362,7 @@ class Outbox:
         return 0 if entry is None else entry.attempts
 
     def oldest_held(self) -> PendingPublish | None:
-        """The oldest publish held after ``unavailable`` (the one whose backoff the driver times)."""
+        """The oldest publish held after ``unavailable`` (whose backoff the driver times)."""
         for entry in self._entries.values():
             if entry.held:
                 return entry.publish

@@ -8,7 +8,8 @@ One :class:`Publisher` per client (``resume=True``) holds the
   in the outbox, waiting in call order while the outbox is full, and waits
   for its answer: the event id of its ``ack``, or
   :class:`~trio_reconnect.PublishRefused` for a final ``nack``.
-* :class:`ResendStep`, the handshake's step after ``on_connect``: on a
+* :meth:`Publisher.after_ready`, the handshake's step after ``on_connect``
+  (:class:`~._handshake.ResendStep`): on a
   version 2 connection it sends every pending publish (after a drop: all of
   them, same msgIds, same order) before the gate opens, so before anything
   the application sends; on a version 1 connection every pending publish
@@ -41,12 +42,11 @@ import trio_websocket
 
 from ._backoff import Backoff, RetryPolicy
 from ._channel import UNSUPPORTED_REASON
-from ._exceptions import PublishRefused, ResumeTimeout
-from ._handshake import Link, Phase
+from ._exceptions import PublishRefused
 from ._outbox import Outbox, OutboxStatistics, PendingPublish
 from ._wire import Ack, Nack, NackCode, channel_problem
 
-__all__ = ["Publisher", "ResendStep"]
+__all__ = ["Publisher"]
 
 logger = logging.getLogger("trio_reconnect")
 
@@ -286,20 +286,3 @@ class Publisher:
         self.ws = None
         self._fail_all(error)
         self._empty.set()
-
-
-@attrs.frozen
-class ResendStep:
-    """After ``on_connect``: the outbox's (re-)sends, before the gate opens."""
-
-    publisher: Publisher
-
-    @property
-    def phase(self) -> Phase:
-        return Phase.ON_CONNECT
-
-    def timed_out(self, link: Link, timeout: float) -> ResumeTimeout:
-        return ResumeTimeout(f"the pending publishes were not sent within {timeout} s")
-
-    async def run(self, link: Link) -> None:
-        await self.publisher.after_ready(link.ws, link.v2)

@@ -35,14 +35,14 @@ from ._attempt import AttemptContext, Run
 from ._backoff import Backoff, Pacer
 from ._cursor import Cursor
 from ._exceptions import ClientClosedError, ReconnectFailed, leaves
-from ._handshake import NOT_A_RESUME_SERVER, Step, steps_for
+from ._handshake import NOT_A_RESUME_SERVER, steps_for
 from ._hints import NORMAL_CLOSURE
 from ._inbox import Inbox
 from ._metrics import MetricsRecorder
 from ._options import ClientOptions
 from ._outbox import Outbox
 from ._protocol import HandshakeResult, Item
-from ._publishing import Publisher, ResendStep
+from ._publishing import Publisher
 from ._retry import GiveUp, Outcome, RetryState, Wait
 from ._state import ConnectionState, DelaySource, Transition, check_transition
 from ._subscriptions import Channels
@@ -101,30 +101,13 @@ class Supervisor:
         url = options.url
         # Safe to log: no query string (tokens live there), never the headers.
         self.display = Target(*parse_url(url)).display if isinstance(url, str) else "<url>"
-        rng = options.random or _random.Random()
         #: The acknowledged publishes (they need the resume protocol too).
         self.publisher: Publisher | None = None
         #: The subscriptions (channels need the resume protocol).
         self.channels: Channels | None = None
-        after: tuple[Step, ...] = ()
         if options.resume:
-            outbox = (
-                Outbox(options.outbox_bytes)
-                if options.outbox is None
-                else Outbox.from_state(options.outbox, options.outbox_bytes)
-            )
-            self.publisher = Publisher(outbox, options.backoff, rng, self.display)
-            self.channels = Channels(
-                self.client_id,
-                options.max_queue,
-                options.dedupe_window,
-                options.max_replay,
-                options.backoff,
-                rng,
-                self.display,
-                self.publisher,
-            )
-            after = (ResendStep(self.publisher),)
+            self.channels = self._channels(options)
+            self.publisher = self.channels.publisher
         self.context = AttemptContext(
             options,
             self.inbox,
@@ -133,7 +116,7 @@ class Supervisor:
                 resume=options.resume,
                 on_connect=options.on_connect,
                 channels=self.channels,
-                after=after,
+                publisher=self.publisher,
             ),
             targeted=self._targeted,
             resuming=self._resuming,
@@ -158,6 +141,25 @@ class Supervisor:
         #: The application's block; cancelled when the client fails.
         self.body_scope: trio.CancelScope | None = None
         self._scope: trio.CancelScope | None = None
+
+    def _channels(self, options: ClientOptions) -> Channels:
+        """The subscriptions, with the outbox of publishes (restored from ``outbox=``)."""
+        rng = options.random or _random.Random()
+        outbox = (
+            Outbox(options.outbox_bytes)
+            if options.outbox is None
+            else Outbox.from_state(options.outbox, options.outbox_bytes)
+        )
+        return Channels(
+            self.client_id,
+            options.max_queue,
+            options.dedupe_window,
+            options.max_replay,
+            options.backoff,
+            rng,
+            self.display,
+            Publisher(outbox, options.backoff, rng, self.display),
+        )
 
     # ------------------------------------------------------------------ ending
 

@@ -1,4 +1,4 @@
-"""Acknowledged publish end to end: our client against ReconnectServer(channels=MemoryChannelStore()).
+"""Acknowledged publish end to end: our client against our ReconnectServer with channels.
 
 First over the memory network in virtual time (node hops with publishes in
 flight), then over real loopback TCP with the server restarted (drained with
@@ -102,7 +102,9 @@ async def test_publishes_survive_a_server_restart_on_loopback_tcp() -> None:
                         if n == count // 3:
                             await first.restart()  # 1012 and a short retryAfter
                             first_scope.cancel()
-                            await serve(ReconnectServer(ReplayLog(start=1), channels=store), nursery)
+                            await serve(
+                                ReconnectServer(ReplayLog(start=1), channels=store), nursery
+                            )
                 assert ws.statistics().reconnects >= 1
             nursery.cancel_scope.cancel()
     assert sorted(acked) == list(range(count))

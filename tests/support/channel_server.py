@@ -2,9 +2,10 @@
 
 It serves :class:`tests.support.fake_channels.ChannelStore` over real TCP:
 ``room:1`` gets an event every 50 ms and has one member (``bot``),
-``secret`` is refused ``forbidden`` (subscribe and publish), and every connection is closed with 1012
-and ``retryAfter: 100`` every eighth event, so each sample sees a reconnect
-that resumes its channels.
+``secret`` is refused ``forbidden`` (subscribe and publish; publish.md's
+samples use it too), and every connection is closed with 1012 and
+``retryAfter: 100`` every eighth event, so each sample sees a reconnect that
+resumes its channels.
 """
 
 from __future__ import annotations
