@@ -414,7 +414,8 @@ def test_outbox_options_are_checked() -> None:
         tr.OutboxState("me", "2", (tr.SavedPublish("", "1", 1),))
     with pytest.raises(ValueError, match="non-negative"):
         tr.OutboxState("me", "-1")
-    for bad in [None, {}, {"clientId": "me", "nextMsgId": "0", "publishes": [{}]}, []]:
+    bads: list[Any] = [None, {}, {"clientId": "me", "nextMsgId": "0", "publishes": [{}]}, []]
+    for bad in bads:
         with pytest.raises(ValueError, match="not a saved outbox state"):
             tr.OutboxState.from_json(bad)
     assert tr.OutboxState.from_json(state.to_json()) == state
@@ -431,3 +432,20 @@ async def test_publishing_needs_the_resume_protocol(
                 await ws.publish("c", 1)
             with pytest.raises(RuntimeError, match="resume"):
                 ws.outbox_state()
+
+
+async def test_after_the_block_publish_raises_client_closed(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = ChannelStore(publish_script=once(("0", "silent")))
+    server = FakeServer(nursery, store.serve)
+    with trio.fail_after(10):
+        async with client(server) as ws:
+            await ws.wait_ready()
+            with trio.move_on_after(0.5):
+                await ws.publish("c", "unanswered")
+        with pytest.raises(tr.ClientClosedError):
+            await ws.publish("c", 1)
+        with pytest.raises(tr.ClientClosedError):
+            await ws.wait_acked()
+        assert [p.data for p in ws.outbox_state().publishes] == ["unanswered"]
