@@ -34,6 +34,7 @@ line that is not UTF-8 is not sent, and says so in one line on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -272,7 +273,11 @@ async def pump_lines(read: Callable[[int], bytes], send: LineSender) -> None:
             try:
                 line = raw.rstrip(b"\r").decode("utf-8")
             except UnicodeDecodeError:
-                print(f"connect: stdin line {number} is not UTF-8: not sent", file=sys.stderr)
+                print(
+                    f"connect: stdin line {number} is not UTF-8: not sent",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 continue
             if line:
                 await send(line)
@@ -313,7 +318,8 @@ def run_command(args: Any) -> int:
         print("connect: --channel needs the resume protocol (without --no-resume)", file=sys.stderr)
         return EXIT_USAGE
     stdin = None
-    if sys.stdin is not None:  # None: the process has no stdin at all
+    # No stdin at all (None), or one without a file descriptor: nothing to send.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
         stdin = functools.partial(os.read, sys.stdin.fileno())
     command = functools.partial(
         connect,

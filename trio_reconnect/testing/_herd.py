@@ -24,7 +24,9 @@ What is measured, from ``t0``:
 * arrivals: connection attempts reaching the server (the TCP connect, before
   any accept queue), counted per 100 ms bin: the load a herd puts on a server;
 * ``refused_handshakes``: the 503s of admission control;
-* per client, the reconnect duration: from the close to ``ready``.
+* per client, the reconnect duration: from the close to ``ready``;
+* with ``channels=K``, each channel's lost and duplicated events
+  (:mod:`._herd_channels`, :mod:`._herd_tally`).
 
 The server's raw handshake throughput is modelled by the listener's
 ``accept_rate`` (default 10 x capacity): connections beyond it wait in the
