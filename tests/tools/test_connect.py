@@ -23,9 +23,9 @@ from trio_reconnect._tools._connect import (
     describe_channel_item,
     describe_item,
     label,
+    line_sender,
     pump_lines,
 )
-from trio_reconnect._wire import Publish
 from trio_reconnect.server import MemoryChannelStore, ReconnectServer, ReplayLog
 
 from .test_cli import ROOT, WAIT, one_line, run_cli, start  # noqa: F401
@@ -106,6 +106,14 @@ def test_an_invalid_channel_name_is_one_line_and_exit_2(channel: str, line: str)
     result = run_cli("connect", "ws://127.0.0.1:1/", "--channel", channel)
     assert (result.returncode, result.stdout) == (2, "")
     assert one_line(result.stderr) == line
+
+
+def test_publish_needs_the_resume_protocol() -> None:
+    result = run_cli("connect", "ws://127.0.0.1:1/", "--publish", "room", "--no-resume")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert one_line(result.stderr) == (
+        "connect: --publish needs the resume protocol (without --no-resume)"
+    )
 
 
 def test_channels_need_the_resume_protocol() -> None:
@@ -215,22 +223,35 @@ async def test_stdin_lines_go_out_as_messages(capfd: pytest.CaptureFixture[str])
     assert received == ["first", "second \u00e9"]
 
 
-# -- two terminals and serve: real processes ----------------------------------------------
-
-
-def _publish_raw(url: str, channel: str, data: Any) -> None:
-    """Publish one event into ``channel`` with a raw ``publish`` frame (PROTOCOL.md 4.5).
-
-    The server answers it before it reads the close that follows (its reads
-    are in order); the ack itself is the client's channel layer's, not shown.
-    """
-
-    async def main() -> None:
-        with trio.fail_after(WAIT):
+async def test_publish_acks_and_refusals_are_one_line_each(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    server = _server()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(server.serve, "127.0.0.1", 0)
+            url = f"ws://127.0.0.1:{listener.port}/"
+            stdin = io.BytesIO(b"one\ntwo\n")
+            await connect(url, count=2, channels=["room"], stdin=stdin.read, publish="room")
+            # A refused publish is one line, and the next line still goes.
             async with tr.open_reconnecting_websocket(url) as ws:
-                await ws.send_message(Publish(channel, "m1", data).encode())
+                await line_sender(ws, "secret")("hidden")
+                await line_sender(ws, "room")("three")
+            nursery.cancel_scope.cancel()
+    out, err = capfd.readouterr()
+    acks = re.findall(r'^connect: published to \[room\] as event (\d+): "(\w+)"$', err, re.M)
+    assert [text for _, text in acks] == ["one", "two", "three"]
+    first, second, third = (int(i) for i, _ in acks)
+    assert (second, third) == (first + 1, first + 2)  # in the order typed
+    assert out.splitlines() == [f'[room] event {first}: "one"', f'[room] event {second}: "two"']
+    refusals = [line for line in err.splitlines() if "refused" in line]
+    assert len(refusals) == 1
+    assert re.fullmatch(
+        r"connect: publish \d+ to channel 'secret' refused: forbidden: .+", refusals[0]
+    ), refusals
 
-    trio.run(main)
+
+# -- two terminals and serve: real processes ----------------------------------------------
 
 
 def page_commands() -> list[list[str]]:
@@ -241,9 +262,11 @@ def page_commands() -> list[list[str]]:
     return [shlex.split(command) for command in found]
 
 
-def test_two_connects_and_serve(start: Any) -> None:  # noqa: F811
+def test_two_connects_and_serve_make_a_chat(start: Any) -> None:  # noqa: F811
     serve, connect_a, connect_b = page_commands()
     assert serve[0] == "serve"
+    assert "--publish" in connect_a
+    assert "--publish" not in connect_b
     server = start(*serve, "--port", "0")  # the page's, on a free port
     line = server.wait_for(server.out, r"^serving the reconnect protocol on ")
     url = line.rsplit(" ", 1)[1]
@@ -256,20 +279,23 @@ def test_two_connects_and_serve(start: Any) -> None:  # noqa: F811
     b = start(*at_url(connect_b), stdin=subprocess.PIPE)
     for running in (a, b):
         running.wait_for(running.err, r"-> open")
-    # A line typed into A reaches serve, which prints it (it relays nothing).
     assert a.process.stdin is not None
+    assert b.process.stdin is not None
+    # A line typed into A is published into room: acked to A, printed by both.
     a.process.stdin.write("hello from a\n")
     a.process.stdin.flush()
-    server.wait_for(server.out, r'^message from client \d+: "hello from a"$')
-    # An event published into the channel reaches both.
-    _publish_raw(url, "room", {"text": "hi"})
+    ack = a.wait_for(a.err, r"^connect: published to ")
+    match = re.fullmatch(r'connect: published to \[room\] as event (\d+): "hello from a"', ack)
+    assert match, ack
     for running in (a, b):
         shown = running.wait_for(running.out, r"^\[room\] ")
-        assert re.fullmatch(r'\[room\] event \d+: \{"text": "hi"\}', shown), shown
-    # End of A's stdin: A goes on printing.
+        assert shown == f'[room] event {match[1]}: "hello from a"', shown
+    # A line typed into B (no --publish) is a message to serve, in no channel.
+    b.process.stdin.write("not in the room\n")
+    b.process.stdin.flush()
+    server.wait_for(server.out, r'^message from client \d+: "not in the room"$')
+    # End of A's stdin: A goes on running (and printing).
     a.process.stdin.close()
-    _publish_raw(url, "room", {"text": "again"})
-    assert a.wait_for(a.out, r"^\[room\] ").endswith('{"text": "again"}')
     assert a.process.poll() is None
     status, rest = a.interrupt()
     assert status == 130

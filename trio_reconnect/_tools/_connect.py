@@ -25,10 +25,14 @@ subscribed once.
 Sending: each line read from stdin (without its line end; empty lines are
 skipped) is sent as one application message, ``ws.send_message(line)``
 (at most once across a drop, see :meth:`~trio_reconnect.ReconnectingWebSocket.send_message`).
-Where a line goes is decided in one place, :func:`line_sender` (the seam of a
-later ``--publish NAME``). End of stdin stops the sending, not the printing:
-like ``wscat``, ``connect < /dev/null`` prints until ``--count`` or Ctrl-C. A
-line that is not UTF-8 is not sent, and says so in one line on stderr.
+Where a line goes is decided in one place, :func:`line_sender`: an application
+message, or with ``--publish NAME`` an acknowledged publish to channel NAME
+(``ws.publish``: applied exactly once, re-sent across reconnects; each ack or
+refusal is one line on stderr). Lines are published one after the other, each
+after the previous one's ack, so their order is the order typed. End of stdin
+stops the sending, not the printing: like ``wscat``, ``connect < /dev/null``
+prints until ``--count`` or Ctrl-C. A line that is not UTF-8 is not sent,
+and says so in one line on stderr.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ import attrs
 import trio
 
 from .._client import ReconnectingWebSocket, open_reconnecting_websocket
-from .._exceptions import ClientClosedError, SubscriptionRefused
+from .._exceptions import ClientClosedError, PublishRefused, SubscriptionRefused
 from .._protocol import Gap, ServerEvent, Snapshot
 from .._state import ConnectionState, Transition
 from .._transport import parse_url
@@ -110,6 +114,13 @@ def add_arguments(connect: argparse.ArgumentParser, example: str) -> None:
         default=[],
         metavar="NAME",
         help="subscribe to channel NAME and print its items (repeatable)",
+    )
+    connect.add_argument(
+        "--publish",
+        type=channel_name,
+        default=None,
+        metavar="NAME",
+        help="publish each stdin line to channel NAME, with acks (default: send it as a message)",
     )
 
 
@@ -226,13 +237,32 @@ class _Output:
             self.done.set()
 
 
-def line_sender(ws: ReconnectingWebSocket) -> LineSender:
+def describe_ack(channel: str, line: str, event_id: str) -> str:
+    """The stderr line of an acknowledged publish."""
+    return f"connect: published to [{label(channel)}] as event {event_id}: {json.dumps(line)}"
+
+
+def line_sender(ws: ReconnectingWebSocket, publish: str | None = None) -> LineSender:
     """Where a stdin line goes: the one place that decides.
 
-    Today: an application message (``ws.send_message``). A later
-    ``--publish NAME`` returns a sender publishing to NAME here instead.
+    Without ``publish``: an application message (``ws.send_message``). With
+    it: an acknowledged publish of the line (a JSON string) to that channel;
+    the ack, or a refusal (:class:`~trio_reconnect.PublishRefused`), is one
+    line on stderr, and the next line waits for it.
     """
-    return ws.send_message
+    if publish is None:
+        return ws.send_message
+    channel = publish
+
+    async def send(line: str) -> None:
+        try:
+            event_id = await ws.publish(channel, line)
+        except PublishRefused as refused:
+            print(f"connect: {refused}", file=sys.stderr, flush=True)
+            return
+        print(describe_ack(channel, line, event_id), file=sys.stderr, flush=True)
+
+    return send
 
 
 async def _default_stream(ws: ReconnectingWebSocket, out: _Output) -> None:
@@ -292,6 +322,7 @@ async def connect(
     count: int | None = None,
     channels: Sequence[str] = (),
     stdin: Callable[[int], bytes] | None = None,
+    publish: str | None = None,
 ) -> int:
     """Print what ``url`` sends (and send ``stdin``'s lines) until ``count`` items; the status."""
     names = list(dict.fromkeys(channels))
@@ -306,7 +337,7 @@ async def connect(
         for name in names:
             nursery.start_soon(_channel, ws, name, out)
         if stdin is not None:
-            nursery.start_soon(pump_lines, stdin, line_sender(ws))
+            nursery.start_soon(pump_lines, stdin, line_sender(ws, publish))
         await out.done.wait()
         nursery.cancel_scope.cancel()
     return out.status
@@ -314,8 +345,9 @@ async def connect(
 
 def run_command(args: Any) -> int:
     """Run ``connect`` with parsed ``args``; return the exit status."""
-    if args.channel and args.no_resume:
-        print("connect: --channel needs the resume protocol (without --no-resume)", file=sys.stderr)
+    if (args.channel or args.publish) and args.no_resume:
+        option = "--channel" if args.channel else "--publish"
+        print(f"connect: {option} needs the resume protocol (without --no-resume)", file=sys.stderr)
         return EXIT_USAGE
     stdin = None
     # No stdin at all (None), or one without a file descriptor: nothing to send.
@@ -328,6 +360,7 @@ def run_command(args: Any) -> int:
         count=args.count,
         channels=args.channel,
         stdin=stdin,
+        publish=args.publish,
     )
     status: int = trio.run(interruptible, command)
     return status
