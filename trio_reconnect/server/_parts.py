@@ -15,6 +15,7 @@ from ._accept import Acceptor
 from ._chananswer import ChannelAnswerer
 from ._chanfeed import ChannelFeed
 from ._chanframes import ChannelFrames
+from ._chanpublish import Publisher
 from ._clientbase import ConnectionSettings
 from ._cluster import Presence
 from ._connection import ConnectedClient
@@ -76,7 +77,8 @@ def _channels(config: NodeSettings, hooks: NodeHooks) -> tuple[ChannelFrames, So
         config.handshake_timeout,
         hooks.too_slow,
     )
-    frames = ChannelFrames(store, answerer, config.max_message_size)
+    publisher = Publisher(store, hooks.counts, config.dedupe_ttl)
+    frames = ChannelFrames(store, answerer, config.max_message_size, publisher)
     hooks.channels = frames
     return frames, SoleTask(feed.run)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from .._names import NackCode
 from .._protocol import HandshakeOutcome
 
 __all__ = ["Counts", "ServerStatistics"]
@@ -41,6 +42,10 @@ class ServerStatistics:
         busy: Clients closed with 1013 because a log read of their handshake
             did not end within ``handshake_timeout`` (the node was too busy,
             the log did not fail; it is not a log error).
+        publishes_acked: ``publish`` frames answered ``ack`` (duplicates included).
+        publishes_duplicate: Of those, re-sends of a msgId already applied.
+        nacks_forbidden, nacks_invalid, nacks_too_large, nacks_unavailable:
+            ``publish`` frames answered ``nack``, per code.
     """
 
     clients: int
@@ -60,6 +65,12 @@ class ServerStatistics:
     log_errors: int = 0
     log_discontinuities: int = 0
     busy: int = 0
+    publishes_acked: int = 0
+    publishes_duplicate: int = 0
+    nacks_forbidden: int = 0
+    nacks_invalid: int = 0
+    nacks_too_large: int = 0
+    nacks_unavailable: int = 0
 
 
 @attrs.define(eq=False)
@@ -81,6 +92,23 @@ class Counts:
     log_errors: int = 0
     log_discontinuities: int = 0
     busy: int = 0
+    publishes_acked: int = 0
+    publishes_duplicate: int = 0
+    nacks_forbidden: int = 0
+    nacks_invalid: int = 0
+    nacks_too_large: int = 0
+    nacks_unavailable: int = 0
+
+    def nacked(self, code: NackCode) -> None:
+        """A ``publish`` was answered ``nack`` with ``code``."""
+        if code is NackCode.FORBIDDEN:
+            self.nacks_forbidden += 1
+        elif code is NackCode.INVALID:
+            self.nacks_invalid += 1
+        elif code is NackCode.TOO_LARGE:
+            self.nacks_too_large += 1
+        else:
+            self.nacks_unavailable += 1
 
     def resumed(self, outcome: HandshakeOutcome, replayed: int) -> None:
         """A handshake ended with ``outcome``, having sent ``replayed`` events from the log."""
