@@ -142,7 +142,7 @@ local function one(meta, log, dd, clock, maxlen, ttl, payload, shard, channel)
     redis.call('HSET', meta, 'seq', id, 'first', id)
   end
   redis.call('SET', dd, id, 'PX', ttl)
-  redis.call('PUBLISH', shard, 'e\n' .. channel .. '\n' .. id .. '\n' .. payload)
+  redis.call('PUBLISH', shard, 'e\\n' .. channel .. '\\n' .. id .. '\\n' .. payload)
   return {id, '0'}
 end
 local out = {}
