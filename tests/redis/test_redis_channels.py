@@ -513,9 +513,11 @@ async def test_publish_dedupe_record_layout_and_ttl(
     assert record == "trio_reconnect:{%7Dx}:d:abc"  # in the channel's slot
     assert command(redis_server.port, "GET", record) == result.id.encode()
     pttl = command(redis_server.port, "PTTL", record)
-    assert isinstance(pttl, int) and 0 < pttl <= 2_500
+    assert isinstance(pttl, int)
+    assert 0 < pttl <= 2_500
     entries = command(redis_server.port, "XRANGE", log, "-", "+")
-    assert isinstance(entries, list) and len(entries) == 1
+    assert isinstance(entries, list)
+    assert len(entries) == 1
 
 
 async def test_publish_when_redis_is_down_is_unavailable(
@@ -528,7 +530,11 @@ async def test_publish_when_redis_is_down_is_unavailable(
 
 @pytest.mark.parametrize(
     ("policy", "expected"),
-    [("noeviction", None), ("volatile-lru", "not 'noeviction'"), ("allkeys-lru", "not 'noeviction'")],
+    [
+        ("noeviction", None),
+        ("volatile-lru", "not 'noeviction'"),
+        ("allkeys-lru", "not 'noeviction'"),
+    ],
 )
 async def test_the_eviction_policy_is_checked_at_start(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture, policy: str, expected: str | None
@@ -540,7 +546,8 @@ async def test_the_eviction_policy_is_checked_at_start(
     if expected is None:
         assert warnings == []
     else:
-        assert len(warnings) == 1 and expected in warnings[0]
+        assert len(warnings) == 1
+        assert expected in warnings[0]
 
 
 async def test_a_refused_config_get_is_a_warning_not_a_failure(

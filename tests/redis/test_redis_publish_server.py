@@ -122,7 +122,7 @@ async def test_redis_frozen_under_publishes_then_each_applied_exactly_once(
             finally:
                 os.kill(pid, signal.SIGCONT)
             assert {(f["type"], f["code"]) for f in frozen} == {("nack", "unavailable")}
-            after, nacks = await until_all_acked(ws, [str(i) for i in range(50, 100)])
+            after, _ = await until_all_acked(ws, [str(i) for i in range(50, 100)])
             held = await log_of(store, "room")
     assert [d for _, d in held] == list(range(100))  # each once, in the client's order
     ids = {str(d): i for i, d in held}

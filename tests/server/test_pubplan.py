@@ -169,7 +169,8 @@ def test_an_overflow_yields_to_an_earlier_store_failure() -> None:
     queue.offer(pub("p"))
     queue.offer(pub("q2"))
     queue.offer(pub("q"))  # overflow marker
-    assert queue.settle(cut, ()) and queue.blocked_on == "a"
+    assert summary(queue.settle(cut, ())) == ["a!unavailable"]
+    assert queue.blocked_on == "a"
     queue.settle(queue.cut(), ())  # p, q2 nacked (R3), the marker answered
     assert queue.blocked_on == "a"
     assert queue.offer(pub("a")) is None  # the re-send R3 waits for is taken

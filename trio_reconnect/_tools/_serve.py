@@ -33,6 +33,7 @@ import trio
 from trio_websocket import WebSocketServer
 
 from ..server import (
+    DEFAULT_DEDUPE_TTL,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_REPLAY,
     DEFAULT_OUTAGE_LIMIT,
@@ -105,6 +106,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=DEFAULT_MAX_REPLAY,
         help="most events replayed in one handshake (default %(default)s)",
+    )
+    parser.add_argument(
+        "--dedupe-ttl",
+        type=positive_number,
+        default=DEFAULT_DEDUPE_TTL,
+        metavar="SECONDS",
+        help="seconds a client's applied publish is remembered, so that its re-send "
+        "is not applied again (default %(default)s)",
     )
     _drain_arguments(parser)
 
@@ -239,6 +248,7 @@ async def _serve(args: Any) -> int:
             node=name if registry is not None else None,
             # Channels (protocol v2) out of the box: in memory, or shared on Redis.
             channels=channels,
+            dedupe_ttl=args.dedupe_ttl,
         )
         summaries: list[DrainSummary] = []
         async with trio.open_nursery() as nursery:

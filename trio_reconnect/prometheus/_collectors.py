@@ -272,7 +272,9 @@ class ServerCollector(_Collector["ServerStatistics"]):
     ``refused_total``, ``protocol_errors_total``, ``slow_clients_total``,
     ``handler_errors_total``, ``events_published_total``,
     ``events_replayed_total``, ``restarts_total``, ``half_open_total``,
-    ``log_errors_total``, ``log_discontinuities_total`` and ``busy_total``.
+    ``log_errors_total``, ``log_discontinuities_total``, ``busy_total``,
+    ``publishes_acked_total``, ``publishes_duplicate_total`` and
+    ``publish_nacks_total{code}``.
 
     Args:
         namespace: The prefix of the metric names.
@@ -322,3 +324,27 @@ class ServerCollector(_Collector["ServerStatistics"]):
             for server, stats in snapshots:
                 counter.add_metric([server], getattr(stats, name))
             yield counter
+        yield from _publish_families(prefix, snapshots)
+
+
+def _publish_families(
+    prefix: str, snapshots: list[tuple[str, ServerStatistics]]
+) -> Iterator[Metric]:
+    """The acknowledged publish counters (PROTOCOL 4.5)."""
+    for name, doc in (
+        ("publishes_acked", "Publish frames answered ack (duplicates included)."),
+        ("publishes_duplicate", "Re-sent publishes of a msgId already applied."),
+    ):
+        counter = CounterMetricFamily(prefix + name, doc, labels=["server"])
+        for server, stats in snapshots:
+            counter.add_metric([server], getattr(stats, name))
+        yield counter
+    nacks = CounterMetricFamily(
+        prefix + "publish_nacks",
+        "Publish frames answered nack, by code.",
+        labels=["server", "code"],
+    )
+    for server, stats in snapshots:
+        for code in ("forbidden", "invalid", "too_large", "unavailable"):
+            nacks.add_metric([server, code], getattr(stats, f"nacks_{code}"))
+    yield nacks
