@@ -331,3 +331,28 @@ async def test_100000_unacked_publishes_stay_bounded_and_the_node_goes_on(
     assert 16_384 <= len(acked) < n
     assert nacked == {"unavailable"}
     assert server.statistics().nacks_unavailable == n - len(acked)
+
+
+async def test_the_dedupe_window_is_the_servers_dedupe_ttl(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = MemoryChannelStore(start=1)
+    server = node(store, dedupe_ttl=30)
+    with trio.fail_after(100):
+        ws = await v2(nursery, server)
+        await publish(ws, "m1", "x")
+        assert await answers(ws, 1) == [ack("m1", "1")]
+        await trio.sleep(29)
+        await publish(ws, "m1", "x")
+        assert await answers(ws, 1) == [ack("m1", "1")]
+        await trio.sleep(1.5)
+        # past the window (from the first append): applied again, as documented
+        await publish(ws, "m1", "x")
+        assert await answers(ws, 1) == [ack("m1", "2")]
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("inf"), float("nan"), "600"])
+def test_dedupe_ttl_is_validated(ttl: Any) -> None:
+    with pytest.raises((ValueError, TypeError), match="dedupe_ttl"):
+        node(MemoryChannelStore(), dedupe_ttl=ttl)
+    assert node(MemoryChannelStore()).dedupe_ttl == 600
