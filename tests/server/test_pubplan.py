@@ -14,6 +14,7 @@ from trio_reconnect.server._pubplan import (
     Pending,
     PublishQueue,
     dedupe_key,
+    key_base,
 )
 
 
@@ -203,5 +204,10 @@ def test_memory_stays_bounded_whatever_a_client_sends() -> None:
     ],
 )
 def test_dedupe_key(a: tuple[object, str, str], b: tuple[object, str, str], same: bool) -> None:
-    assert (dedupe_key(*a) == dedupe_key(*b)) is same
-    assert len(dedupe_key(*a)) == 32
+    def key(principal: object, client_id: str, msg_id: str) -> str:
+        return dedupe_key(key_base(principal, client_id), msg_id)
+
+    assert (key(*a) == key(*b)) is same
+    assert len(key(*a)) == 32
+    base = key_base(a[0], a[1])
+    assert dedupe_key(base, a[2]) == dedupe_key(base, a[2]) == key(*a)  # the base is not used up

@@ -44,7 +44,7 @@ from ._chanpublish import Publisher
 from ._clientbase import CLOSE_TRY_AGAIN_LATER
 from ._connection import ConnectedClient
 from ._logbase import LogUnavailableError
-from ._pubplan import Answered, Entry, Pending, dedupe_key
+from ._pubplan import Answered, Entry, Pending
 
 __all__ = ["ChannelFrames"]
 
@@ -156,7 +156,8 @@ class ChannelFrames:
     ) -> None:
         entry: Entry
         if await self.answerer.allowed(session.principal, frame.channel, "publish"):
-            entry = Pending(frame, dedupe_key(session.principal, session.client_id, frame.msg_id))
+            key = self.publisher.key(client, session.principal, session.client_id, frame.msg_id)
+            entry = Pending(frame, key)
         else:
             entry = Answered(
                 Nack(frame.msg_id, frame.channel, NackCode.FORBIDDEN, "not authorized")

@@ -19,8 +19,10 @@ no new batch (its publishes will be re-sent on the next one).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import attrs
 import trio
@@ -30,7 +32,16 @@ from .._wire import Ack, Nack
 from ._channelbase import ChannelStore, PublishRequest, PublishResult
 from ._connection import ConnectedClient
 from ._logbase import LogUnavailableError
-from ._pubplan import MAX_BATCH, Answered, Cut, Entry, PublishQueue, unavailable
+from ._pubplan import (
+    MAX_BATCH,
+    Answered,
+    Cut,
+    Entry,
+    PublishQueue,
+    dedupe_key,
+    key_base,
+    unavailable,
+)
 from ._stats import Counts
 
 __all__ = ["Publisher"]
@@ -40,10 +51,11 @@ logger = logging.getLogger("trio_reconnect.server")
 
 @attrs.define(eq=False)
 class _Lane:
-    """One connection's queue, and the wake-up of its worker."""
+    """One connection's queue, the wake-up of its worker, its dedupe key base."""
 
     queue: PublishQueue
     wakeup: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+    base: hashlib.blake2b | None = None
 
 
 @attrs.define(eq=False)
@@ -67,6 +79,15 @@ class Publisher:
                 nursery.cancel_scope.cancel()
         finally:
             del self._lanes[client]
+
+    def key(self, client: ConnectedClient, principal: Any, client_id: str, msg_id: str) -> str:
+        """The dedupe key of ``client``'s publish ``msg_id`` (its base digested once)."""
+        lane = self._lanes.get(client)
+        if lane is None:
+            return dedupe_key(key_base(principal, client_id), msg_id)
+        if lane.base is None:
+            lane.base = key_base(principal, client_id)
+        return dedupe_key(lane.base, msg_id)
 
     def queued(self, client: ConnectedClient) -> int:
         """Entries queued for ``client`` now (0: none, or not served here)."""

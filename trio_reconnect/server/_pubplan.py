@@ -24,7 +24,8 @@ The rules, each in one place here:
   returns the nack) until a re-send R3 waits for (that msgId, or an
   earlier one the store failed) finds room.
 * **Dedupe key** (:func:`dedupe_key`): a digest of (principal, clientId,
-  msgId), recorded by the store per channel.
+  msgId), recorded by the store per channel; the (principal, clientId)
+  part is digested once per connection (:func:`key_base`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "Pending",
     "PublishQueue",
     "dedupe_key",
+    "key_base",
     "unavailable",
 ]
 
@@ -60,15 +62,26 @@ MAX_QUEUED: Final = 16_384
 MAX_QUEUED_BYTES: Final = 2 * 1024 * 1024
 
 
-def dedupe_key(principal: Any, client_id: str, msg_id: str) -> str:
-    """The dedupe key of a publish: a hex digest of (principal, clientId, msgId).
+def key_base(principal: Any, client_id: str) -> hashlib.blake2b:
+    """The digest state of (principal, clientId), once per connection (:func:`dedupe_key`).
 
     The principal counts by its ``str()`` (``None``: anonymous), so it must
     name the same identity on every node (a user id, not an object's address).
     """
     who = None if principal is None else str(principal)
-    raw = json.dumps([who, client_id, msg_id], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    raw = json.dumps([who, client_id], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16)
+
+
+def dedupe_key(base: hashlib.blake2b, msg_id: str) -> str:
+    """The dedupe key of a publish: a hex digest of (principal, clientId, msgId).
+
+    ``base`` is :func:`key_base`'s; its JSON array delimits itself, so the
+    msgId's bytes follow it unambiguously.
+    """
+    digest = base.copy()
+    digest.update(msg_id.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def unavailable(publish: Publish, reason: str) -> Nack:
