@@ -10,7 +10,7 @@ of each figure to the batch-of-1 figure of its store, taken in one run.
 
 ``through_server``: the same through a :class:`ReconnectServer` on each
 store, over loopback TCP: one raw websocket client pipelines ``publish``
-frames (one task sends, another reads the ``ack``\s), acked publishes per
+frames (one task sends, another reads the acks), acked publishes per
 second, and the batch sizes the node's worker made. Prints one JSON object;
 rounds are interleaved so drift hits every figure alike.
 

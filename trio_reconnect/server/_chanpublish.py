@@ -1,10 +1,11 @@
 """Acknowledged publish (PROTOCOL.md 4.5): one worker per connection, one store call per batch.
 
 The connection's read loop only queues (:meth:`Publisher.offer`): the
-decisions (R3, bounds, the batch cut) are :mod:`._pubplan`'s. Each version 2
-connection runs inside :meth:`Publisher.serve`, which runs its worker next to
-it: the worker takes the longest queued prefix, applies its publishes with
-ONE :meth:`~._channelbase.ChannelStore.publish` call (append and dedupe record
+decisions (R3, bounds, the batch cut) are :mod:`._pubplan`'s. Each connection
+of a node with channels runs inside :meth:`Publisher.serve`, which starts its
+worker next to it at its first publish: the worker takes the longest queued
+prefix, applies its publishes with ONE
+:meth:`~._channelbase.ChannelStore.publish` call (append and dedupe record
 atomic per item, stopping at the first failure), awaits it, and queues the
 answers of the whole prefix, in order, before it takes the next one. So one
 node applies one connection's publishes in the order received, never two
@@ -51,9 +52,11 @@ logger = logging.getLogger("trio_reconnect.server")
 
 @attrs.define(eq=False)
 class _Lane:
-    """One connection's queue, the wake-up of its worker, its dedupe key base."""
+    """One connection's queue, its worker (started at its first publish), its dedupe key base."""
 
     queue: PublishQueue
+    nursery: trio.Nursery
+    working: bool = False
     wakeup: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
     base: hashlib.blake2b | None = None
 
@@ -69,16 +72,14 @@ class Publisher:
     _lanes: dict[ConnectedClient, _Lane] = attrs.field(init=False, factory=dict)
 
     async def serve(self, client: ConnectedClient, run: Callable[[], Awaitable[None]]) -> None:
-        """Run the connection (``run``) with its publish worker beside it."""
-        lane = _Lane(PublishQueue())
-        self._lanes[client] = lane
+        """Run the connection (``run``), and its publish worker beside it once it publishes."""
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._work, client, lane)
+                self._lanes[client] = _Lane(PublishQueue(), nursery)
                 await run()
                 nursery.cancel_scope.cancel()
         finally:
-            del self._lanes[client]
+            self._lanes.pop(client, None)
 
     def key(self, client: ConnectedClient, principal: Any, client_id: str, msg_id: str) -> str:
         """The dedupe key of ``client``'s publish ``msg_id`` (its base digested once)."""
@@ -106,6 +107,9 @@ class Publisher:
         else:
             nack = lane.queue.offer(entry)
             if nack is None:
+                if not lane.working:
+                    lane.working = True
+                    lane.nursery.start_soon(self._work, client, lane)
                 lane.wakeup.unpark_all()
                 return
         self.counts.nacked(nack.code)
