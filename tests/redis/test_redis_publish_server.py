@@ -153,3 +153,25 @@ async def test_redis_back_empty_a_re_send_is_applied_again_in_the_new_incarnatio
     assert int(new["1"]) > int(old["1"])
     assert again == new  # within the new incarnation: once
     assert held == [(new["1"], 1)]
+
+
+async def test_redis_stopped_under_publishes_unavailable_then_applied_once(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(GUARD):
+        async with RedisChannelStore(redis_server.url, timeout=0.5) as store:
+            server = node(store)
+            ws = await v2(nursery, server)
+            await until_all_acked(ws, [str(i) for i in range(20)])
+            redis_server.stop()
+            for i in range(20, 60):
+                await publish(ws, str(i), i)
+            down = [await answer(ws) for _ in range(40)]
+            assert {(f["type"], f["code"]) for f in down} == {("nack", "unavailable")}
+            redis_server.start()  # back, empty (no persistence)
+            acked, _ = await until_all_acked(ws, [str(i) for i in range(20, 60)])
+            held = await log_of(store, "room")
+    # the new incarnation holds each re-sent publish once, in order, under the acked ids
+    assert [d for _, d in held] == list(range(20, 60))
+    assert {str(d): i for i, d in held} == acked
+    assert server.statistics().nacks_unavailable >= 40
