@@ -36,6 +36,7 @@ from ._chanplan import ChannelAction, plan_channel, subscribe_refusal
 from ._connection import ConnectedClient
 from ._logbase import LoggedEvent
 from ._planner import SnapshotFit, plan_snapshot, snapshot_issued
+from ._stats import Counts
 
 __all__ = ["ChannelAnswerer", "ChannelSession", "ChannelSnapshotProvider", "Send"]
 
@@ -77,6 +78,7 @@ class ChannelAnswerer:
     queue_size: int
     timeout: float
     too_slow: Callable[[ConnectedClient], None]
+    counts: Counts = attrs.field(factory=Counts, kw_only=True)
 
     async def allowed(self, principal: Any, channel: str, action: Action) -> bool:
         """Whether ``authorize`` lets ``principal`` do ``action`` (a hook that fails: no)."""
@@ -105,7 +107,9 @@ class ChannelAnswerer:
             return Refused(channel, code, f"at most {self.max_subscriptions} subscriptions")
         if held is not None:
             self.feed.unregister(held)
-        subscription = Subscription(channel, client, self.queue_size, lambda: self.too_slow(client))
+        subscription = Subscription(
+            channel, client, self.queue_size, lambda: self.too_slow(client), counts=self.counts
+        )
         session.subscriptions[channel] = subscription
         self.feed.register(subscription)  # no checkpoint from here to the read
         return subscription
@@ -144,7 +148,7 @@ class ChannelAnswerer:
             if placed is None:
                 lost = not fresh  # a fresh subscription just starts at the newest id
             else:
-                frames.append(placed[0])
+                frames.append(placed[0])  # the snapshot frame, then the events after it
                 events, newest = placed[1], placed[2]
         frames.extend(encode_channel_event(request.channel, e.id, e.data) for e in events)
         for frame in frames:
@@ -155,8 +159,17 @@ class ChannelAnswerer:
             return
         await self.members(send, subscription)
         await send(Subscribed(request.channel, newest, lost=lost).encode())
+        self._count(snapshot=len(frames) > len(events), replayed=len(events), lost=lost)
         if subscription.resume(int(newest)):
             await self.within(lambda: self.feed.repair([subscription]))
+
+    def _count(self, *, snapshot: bool, replayed: int, lost: bool) -> None:
+        """One answer ended ``subscribed``: count it, and what it carried."""
+        counts = self.counts
+        counts.channel_subscribed += 1
+        counts.channel_events_replayed += replayed
+        counts.channel_snapshots += snapshot
+        counts.channel_lost += lost
 
     async def members(self, send: Send, subscription: Subscription) -> None:
         """The channel's member list, where it has presence (4.4): issue 19's hook point."""

@@ -45,6 +45,7 @@ from ._clientbase import CLOSE_TRY_AGAIN_LATER
 from ._connection import ConnectedClient
 from ._logbase import LogUnavailableError
 from ._pubplan import Answered, Entry, Pending
+from ._stats import Counts
 
 __all__ = ["ChannelFrames"]
 
@@ -59,6 +60,7 @@ class ChannelFrames:
     answerer: ChannelAnswerer
     max_data_bytes: int
     publisher: Publisher
+    counts: Counts = attrs.field(factory=Counts, kw_only=True)
     _sessions: dict[ConnectedClient, ChannelSession] = attrs.field(init=False, factory=dict)
 
     def session(self, client: ConnectedClient) -> ChannelSession | None:
@@ -71,6 +73,11 @@ class ChannelFrames:
         if session is not None:
             for channel in list(session.subscriptions):
                 self.answerer.drop(session, channel)
+
+    def _refusal(self, refused: Refused) -> str:
+        """The frame of a ``refused`` answer, counted by its code."""
+        self.counts.channel_refused(refused.code)
+        return refused.encode()
 
     async def handshake(
         self, client: ConnectedClient, frame: ResumeFrame, refusals: Sequence[Refused]
@@ -89,7 +96,7 @@ class ChannelFrames:
         self._sessions[client] = session
         send = client.send_frame
         for refusal in refusals:
-            await send(refusal.encode())
+            await send(self._refusal(refusal))
         answers: list[Refused | tuple[Subscription, ChannelRequest]] = []
         for channel, position in frame.channels:
             admitted = await self.answerer.admit(session, client, channel)
@@ -101,7 +108,7 @@ class ChannelFrames:
         reads = iter(await self.answerer.read(requests))
         for answer in answers:
             if isinstance(answer, Refused):
-                await send(answer.encode())
+                await send(self._refusal(answer))
             else:
                 await self.answerer.answer(send, answer[0], answer[1], next(reads))
         return [c for c, s in session.subscriptions.items() if not s.closed]
@@ -115,10 +122,10 @@ class ChannelFrames:
         if isinstance(frame, str | bytes):
             return False
         send = client.send
-        if isinstance(frame, Nack):
+        if isinstance(frame, Refused):
+            await send(self._refusal(frame))
+        elif isinstance(frame, Nack):
             await self.publisher.offer(client, Answered(frame))
-        elif isinstance(frame, Refused):
-            await send(frame.encode())
         elif isinstance(frame, Subscribe):
             await self._subscribe(client, session, frame, send)
         elif isinstance(frame, Unsubscribe):
@@ -133,7 +140,7 @@ class ChannelFrames:
     ) -> None:
         admitted = await self.answerer.admit(session, client, frame.channel)
         if isinstance(admitted, Refused):
-            await send(admitted.encode())
+            await send(self._refusal(admitted))
             return
         request = channel_request(frame, max_replay=self.answerer.max_replay)
         try:
@@ -142,7 +149,7 @@ class ChannelFrames:
             logger.warning("subscribe to %r: %s", frame.channel, error or "store busy")
             self.answerer.drop(session, frame.channel)
             await send(
-                Refused(frame.channel, RefusedCode.UNAVAILABLE, "store unavailable").encode()
+                self._refusal(Refused(frame.channel, RefusedCode.UNAVAILABLE, "store unavailable"))
             )
             return
         try:

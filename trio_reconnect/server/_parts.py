@@ -56,7 +56,9 @@ class NodeParts:
     channel_task: SoleTask | None = None
 
 
-def _channels(config: NodeSettings, hooks: NodeHooks) -> tuple[ChannelFrames, SoleTask] | None:
+def _channels(
+    config: NodeSettings, hooks: NodeHooks, counts: Counts
+) -> tuple[ChannelFrames, SoleTask] | None:
     """The channel parts, when the node has a channel store."""
     store = config.channels
     if store is None:
@@ -65,6 +67,7 @@ def _channels(config: NodeSettings, hooks: NodeHooks) -> tuple[ChannelFrames, So
         store,
         config.max_replay,
         min(DEFAULT_LOG_RETRY_INTERVAL, config.outage_retry_after),
+        counts=counts,
     )
     answerer = ChannelAnswerer(
         store,
@@ -76,9 +79,10 @@ def _channels(config: NodeSettings, hooks: NodeHooks) -> tuple[ChannelFrames, So
         config.queue_size,
         config.handshake_timeout,
         hooks.too_slow,
+        counts=counts,
     )
-    publisher = Publisher(store, hooks.counts, config.dedupe_ttl)
-    frames = ChannelFrames(store, answerer, config.max_message_size, publisher)
+    publisher = Publisher(store, counts, config.dedupe_ttl)
+    frames = ChannelFrames(store, answerer, config.max_message_size, publisher, counts=counts)
     hooks.channels = frames
     return frames, SoleTask(feed.run)
 
@@ -110,7 +114,7 @@ def assemble(config: NodeSettings) -> NodeParts:
         ping_interval=config.ping_interval,
         ping_timeout=config.ping_timeout,
     )
-    channels = _channels(config, hooks)
+    channels = _channels(config, hooks, counts)
     resumer = Resumer(
         config.log,
         fanout,
