@@ -182,7 +182,9 @@ class RedisChannelStore:
 
         try:
             reply = await self._store.call(self._main, op, what="CONFIG GET")
-        except (EventLogError, LogUnavailableError) as error:
+        except LogUnavailableError:
+            return  # unreachable: the first real call says so
+        except EventLogError as error:  # refused (managed Redis, ACLs)
             logger.warning("could not check Redis's maxmemory-policy (%s)", error)
             return
         policy = decode(next(iter(reply.values()), b"?"))
