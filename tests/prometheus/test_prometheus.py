@@ -324,6 +324,12 @@ def test_server_metrics_are_the_statistics() -> None:
         log_errors=14,
         log_discontinuities=15,
         busy=16,
+        publishes_acked=17,
+        publishes_duplicate=18,
+        nacks_forbidden=19,
+        nacks_invalid=20,
+        nacks_too_large=21,
+        nacks_unavailable=22,
     )
     registry = CollectorRegistry()
     collector = ServerCollector()
@@ -347,9 +353,17 @@ def test_server_metrics_are_the_statistics() -> None:
         ("log_errors", 14),
         ("log_discontinuities", 15),
         ("busy", 16),
+        ("publishes_acked", 17),
+        ("publishes_duplicate", 18),
     ):
         assert samples[key(p + name + "_total", server="main")] == count
-    assert len(samples) == 2 + 4 + 11 + CHANNEL_SERIES
+    for code, count in (("forbidden", 19), ("invalid", 20), ("too_large", 21), ("unavailable", 22)):
+        assert samples[key(p + "publish_nacks_total", server="main", code=code)] == count
+    assert len(samples) == 2 + 4 + 11 + CHANNEL_SERIES + PUBLISH_SERIES
+
+
+#: The acknowledged publish series of one server: 2 counters, 4 nack codes.
+PUBLISH_SERIES = 2 + 4
 
 
 #: The channel series of one server: 2 gauges, 2 event kinds, 4 refusal codes, 7 counters.

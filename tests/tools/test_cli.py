@@ -184,6 +184,10 @@ def free_port() -> int:
         (["serve", "--port", "-1"], "serve: --port must be a port from 0 to 65535, got -1"),
         (["serve", "--interval", "0"], "serve: --interval must be a positive finite number, got 0"),
         (["serve", "--bogus"], "serve: unrecognized arguments: --bogus"),
+        (
+            ["serve", "--dedupe-ttl", "0"],
+            "serve: --dedupe-ttl must be a positive finite number, got 0",
+        ),
         (["herd", "--clients", "0"], "herd: --clients must be a positive integer, got 0"),
         (["herd", "--clients", "x"], "herd: --clients must be a positive integer, got 'x'"),
         (["bench", "--messages", "0"], "bench: --messages must be a positive integer, got 0"),

@@ -36,6 +36,7 @@ import trio
 from trio_websocket import WebSocketServer
 
 from ..server import (
+    DEFAULT_DEDUPE_TTL,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_REPLAY,
     DEFAULT_OUTAGE_LIMIT,
@@ -115,6 +116,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=DEFAULT_MAX_REPLAY,
         help="most events replayed in one handshake (default %(default)s)",
+    )
+    parser.add_argument(
+        "--dedupe-ttl",
+        type=positive_number,
+        default=DEFAULT_DEDUPE_TTL,
+        metavar="SECONDS",
+        help="seconds a client's applied publish is remembered, so that its re-send "
+        "is not applied again (default %(default)s)",
     )
     _drain_arguments(parser)
 
@@ -250,6 +259,7 @@ async def _serve(args: Any) -> int:
             # Channels (protocol v2) out of the box: in memory, or shared on Redis.
             channels=channels,
             on_message=print_message,
+            dedupe_ttl=args.dedupe_ttl,
         )
         summaries: list[DrainSummary] = []
         async with trio.open_nursery() as nursery:

@@ -294,6 +294,8 @@ class ServerCollector(_Collector["ServerStatistics"]):
     ``channel_lost_total``, ``channel_refusals_total{code}``,
     ``channel_repairs_total``, ``channel_resyncs_total``,
     ``channel_notifications_lost_total`` and ``channel_store_errors_total``.
+    Acknowledged publish: ``publishes_acked_total``,
+    ``publishes_duplicate_total`` and ``publish_nacks_total{code}``.
 
     Args:
         namespace: The prefix of the metric names.
@@ -344,6 +346,7 @@ class ServerCollector(_Collector["ServerStatistics"]):
                 counter.add_metric([server], getattr(stats, name))
             yield counter
         yield from self._channel_families(prefix, labels, snapshots)
+        yield from _publish_families(prefix, snapshots)
 
     @staticmethod
     def _channel_families(
@@ -384,3 +387,26 @@ class ServerCollector(_Collector["ServerStatistics"]):
             for server, stats in snapshots:
                 counter.add_metric([server], getattr(stats, name))
             yield counter
+
+
+def _publish_families(
+    prefix: str, snapshots: list[tuple[str, ServerStatistics]]
+) -> Iterator[Metric]:
+    """The acknowledged publish counters (PROTOCOL 4.5)."""
+    for name, doc in (
+        ("publishes_acked", "Publish frames answered ack (duplicates included)."),
+        ("publishes_duplicate", "Re-sent publishes of a msgId already applied."),
+    ):
+        counter = CounterMetricFamily(prefix + name, doc, labels=["server"])
+        for server, stats in snapshots:
+            counter.add_metric([server], getattr(stats, name))
+        yield counter
+    nacks = CounterMetricFamily(
+        prefix + "publish_nacks",
+        "Publish frames answered nack, by code.",
+        labels=["server", "code"],
+    )
+    for server, stats in snapshots:
+        for code in ("forbidden", "invalid", "too_large", "unavailable"):
+            nacks.add_metric([server, code], getattr(stats, f"nacks_{code}"))
+    yield nacks

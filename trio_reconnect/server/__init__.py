@@ -24,6 +24,8 @@ from ._channelbase import ChannelRead as ChannelRead
 from ._channelbase import ChannelRequest as ChannelRequest
 from ._channelbase import ChannelStore as ChannelStore
 from ._channelbase import NotificationsLost as NotificationsLost
+from ._channelbase import PublishRequest as PublishRequest
+from ._channelbase import PublishResult as PublishResult
 from ._channels import DEFAULT_CHANNEL_MAX_LEN as DEFAULT_CHANNEL_MAX_LEN
 from ._channels import DEFAULT_LISTENER_BUFFER as DEFAULT_LISTENER_BUFFER
 from ._channels import MemoryChannelStore as MemoryChannelStore
@@ -40,6 +42,7 @@ from ._cluster import plan_cluster_drain as plan_cluster_drain
 from ._connection import ConnectedClient as ConnectedClient
 from ._defaults import DEFAULT_ANNOUNCE_INTERVAL as DEFAULT_ANNOUNCE_INTERVAL
 from ._defaults import DEFAULT_ANNOUNCE_TTL as DEFAULT_ANNOUNCE_TTL
+from ._defaults import DEFAULT_DEDUPE_TTL as DEFAULT_DEDUPE_TTL
 from ._defaults import DEFAULT_DRAIN_TIMEOUT as DEFAULT_DRAIN_TIMEOUT
 from ._defaults import DEFAULT_HANDSHAKE_TIMEOUT as DEFAULT_HANDSHAKE_TIMEOUT
 from ._defaults import DEFAULT_INCOMING_QUEUE_SIZE as DEFAULT_INCOMING_QUEUE_SIZE
@@ -90,6 +93,7 @@ __all__ = [
     "DEFAULT_MAX_EVENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_REPLAY",
+    "DEFAULT_DEDUPE_TTL",
     "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_MIN_WINDOW",
     "DEFAULT_OUTAGE_LIMIT",
@@ -122,6 +126,8 @@ __all__ = [
     "MessageHandler",
     "NodeStatus",
     "NotificationsLost",
+    "PublishRequest",
+    "PublishResult",
     "ReconnectServer",
     "Refuse",
     "ReplayLog",

@@ -6,7 +6,9 @@ application's, as in version 1. On a version 2 connection a message that
 :func:`~trio_reconnect._wire.parse_client_frame` classifies as a channel
 frame is answered here and never reaches the application; a malformed one
 is answered ``refused`` or ``nack`` (never a close), an ``unsubscribe`` for
-a channel not held is answered ``unsubscribed`` (decision 10).
+a channel not held is answered ``unsubscribed`` (decision 10). A
+``publish`` goes to the connection's queue (:mod:`._chanpublish`), its
+checks (valid, within size, authorized) done first, its answer in order.
 
 Memory stays bounded whatever a client sends: at most ``max_subscriptions``
 subscriptions per connection, and every answer goes through the
@@ -23,7 +25,6 @@ from typing import Any
 import attrs
 
 from .._wire import (
-    Ack,
     Nack,
     NackCode,
     Publish,
@@ -39,9 +40,11 @@ from ._chananswer import Busy, ChannelAnswerer, ChannelSession, Send
 from ._chanfeed import Subscription
 from ._channelbase import ChannelRequest, ChannelStore
 from ._chanplan import channel_request
+from ._chanpublish import Publisher
 from ._clientbase import CLOSE_TRY_AGAIN_LATER
 from ._connection import ConnectedClient
 from ._logbase import LogUnavailableError
+from ._pubplan import Answered, Entry, Pending
 from ._stats import Counts
 
 __all__ = ["ChannelFrames"]
@@ -56,6 +59,7 @@ class ChannelFrames:
     store: ChannelStore
     answerer: ChannelAnswerer
     max_data_bytes: int
+    publisher: Publisher
     counts: Counts = attrs.field(factory=Counts, kw_only=True)
     _sessions: dict[ConnectedClient, ChannelSession] = attrs.field(init=False, factory=dict)
 
@@ -121,14 +125,14 @@ class ChannelFrames:
         if isinstance(frame, Refused):
             await send(self._refusal(frame))
         elif isinstance(frame, Nack):
-            await send(frame.encode())
+            await self.publisher.offer(client, Answered(frame))
         elif isinstance(frame, Subscribe):
             await self._subscribe(client, session, frame, send)
         elif isinstance(frame, Unsubscribe):
             self.answerer.drop(session, frame.channel)
             await send(Unsubscribed(frame.channel).encode())
         else:
-            await self._publish(session, frame, send)
+            await self._publish(client, session, frame)
         return True
 
     async def _subscribe(
@@ -154,23 +158,18 @@ class ChannelFrames:
             logger.warning("client %d: repairing %r failed (%r)", client.id, frame.channel, error)
             client.close(CLOSE_TRY_AGAIN_LATER, "channel store unavailable")
 
-    async def _publish(self, session: ChannelSession, frame: Publish, send: Send) -> None:
-        if not await self.answerer.allowed(session.principal, frame.channel, "publish"):
-            await send(
-                Nack(frame.msg_id, frame.channel, NackCode.FORBIDDEN, "not authorized").encode()
+    async def _publish(
+        self, client: ConnectedClient, session: ChannelSession, frame: Publish
+    ) -> None:
+        entry: Entry
+        if await self.answerer.allowed(session.principal, frame.channel, "publish"):
+            key = self.publisher.key(client, session.principal, session.client_id, frame.msg_id)
+            entry = Pending(frame, key)
+        else:
+            entry = Answered(
+                Nack(frame.msg_id, frame.channel, NackCode.FORBIDDEN, "not authorized")
             )
-            return
-        try:
-            event_id = await self.store.append(frame.channel, frame.data)
-        except LogUnavailableError as error:
-            logger.warning("publish to %r: %s", frame.channel, error)
-            await send(
-                Nack(
-                    frame.msg_id, frame.channel, NackCode.UNAVAILABLE, "store unavailable"
-                ).encode()
-            )
-            return
-        await send(Ack(frame.msg_id, frame.channel, event_id).encode())
+        await self.publisher.offer(client, entry)
 
     async def publish(self, channel: str, data: Any) -> str:
         """The application's publish: append ``data`` to ``channel``."""

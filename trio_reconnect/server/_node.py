@@ -12,6 +12,8 @@ Each rule of the server lives in its own module:
 ``_chanfeed``             ONE task per node reads every channel's notifications
 ``_chananswer``           answering subscriptions: authorize, register, read
 ``_chanframes``           a v2 connection's frames: map, subscribe, publish
+``_pubplan`` (pure)       a connection's publish queue: R3, bounds, batch cut
+``_chanpublish``          one publish worker per connection, a batch per call
 ``_auth``                 the authenticate / authorize hooks, ``Refuse``
 ``_resume``               the handshake: register first, read second
 ``_fanout``               ONE task per node reads the log's tail for all
@@ -104,6 +106,7 @@ class NodeSettings(NodeConfig, Protocol):
     authorize: Authorizer | None
     max_subscriptions: int
     channel_snapshot: ChannelSnapshotProvider | None
+    dedupe_ttl: float
 
 
 @attrs.define(eq=False)

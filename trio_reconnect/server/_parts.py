@@ -15,6 +15,7 @@ from ._accept import Acceptor
 from ._chananswer import ChannelAnswerer
 from ._chanfeed import ChannelFeed
 from ._chanframes import ChannelFrames
+from ._chanpublish import Publisher
 from ._clientbase import ConnectionSettings
 from ._cluster import Presence
 from ._connection import ConnectedClient
@@ -80,7 +81,8 @@ def _channels(
         hooks.too_slow,
         counts=counts,
     )
-    frames = ChannelFrames(store, answerer, config.max_message_size, counts=counts)
+    publisher = Publisher(store, counts, config.dedupe_ttl)
+    frames = ChannelFrames(store, answerer, config.max_message_size, publisher, counts=counts)
     hooks.channels = frames
     return frames, SoleTask(feed.run)
 

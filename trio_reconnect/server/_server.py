@@ -4,14 +4,8 @@ Each rule lives in a module of its own; :mod:`trio_reconnect.server._node`
 lists them, and :mod:`trio_reconnect.server._parts` wires them together.
 
 Exactly once, on any node: a handshake registers the client's queue with the
-node's one fan-out first (at the fan-out's position ``X``), reads the log
-second (up to its newest ``N >= X``), sends everything through some ``C >=
-N``, and its connection then drops every queued event at or below ``C`` for
-as long as it lives. Reading first would lose the events appended between
-the read and the registration; purging the queue once at ``ready`` would
-send twice what a lagging fan-out queues afterwards. The argument in full
-opens :mod:`trio_reconnect.server._resume`.
-
+node's one fan-out first, reads the log second, and its connection then drops
+every queued event it already sent; the argument opens :mod:`._resume`.
 Close codes: :mod:`._clientbase`; the log unavailable: :mod:`._outage`; channels: :mod:`._chanfeed`.
 """
 
@@ -49,6 +43,7 @@ from ._connection import ConnectedClient
 from ._defaults import (
     DEFAULT_ANNOUNCE_INTERVAL,
     DEFAULT_ANNOUNCE_TTL,
+    DEFAULT_DEDUPE_TTL,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_INCOMING_QUEUE_SIZE,
@@ -158,6 +153,8 @@ class ReconnectServer:
             on every subscribe and publish; ``None``: all allowed.
         max_subscriptions: Subscriptions per connection (past it: ``limit``).
         channel_snapshot: ``(channel) -> (id, data) | None``, sync or async.
+        dedupe_ttl: Seconds a client's applied ``publish`` is remembered: a
+            re-send within it gets the first ``ack``'s id, not a second event.
     """
 
     log: EventLog = attrs.field(on_setattr=_FIXED)
@@ -225,6 +222,9 @@ class ReconnectServer:
     )
     channel_snapshot: ChannelSnapshotProvider | None = attrs.field(
         on_setattr=_FIXED, default=None, kw_only=True
+    )
+    dedupe_ttl: float = attrs.field(
+        on_setattr=_FIXED, default=DEFAULT_DEDUPE_TTL, kw_only=True, validator=positive_number
     )
 
     _parts: NodeParts = attrs.field(init=False, repr=False)

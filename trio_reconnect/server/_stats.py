@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from .._names import NackCode
 from .._protocol import HandshakeOutcome
 from .._wire import RefusedCode
 
@@ -65,6 +66,10 @@ class ServerStatistics:
             lost (each repairs every channel the node holds).
         channel_store_errors: Times the node's notification stream failed
             because the channel store was unavailable (it retries).
+        publishes_acked: ``publish`` frames answered ``ack`` (duplicates included).
+        publishes_duplicate: Of those, re-sends of a msgId already applied.
+        nacks_forbidden, nacks_invalid, nacks_too_large, nacks_unavailable:
+            ``publish`` frames answered ``nack``, per code.
     """
 
     clients: int
@@ -100,6 +105,13 @@ class ServerStatistics:
     channel_resyncs: int = 0
     channel_notifications_lost: int = 0
     channel_store_errors: int = 0
+    # -- acknowledged publish (4.5) ------------------------------------------
+    publishes_acked: int = 0
+    publishes_duplicate: int = 0
+    nacks_forbidden: int = 0
+    nacks_invalid: int = 0
+    nacks_too_large: int = 0
+    nacks_unavailable: int = 0
 
 
 @attrs.define(eq=False)
@@ -141,6 +153,13 @@ class Counts:
     channel_resyncs: int = 0
     channel_notifications_lost: int = 0
     channel_store_errors: int = 0
+    # -- acknowledged publish (4.5) ------------------------------------------
+    publishes_acked: int = 0
+    publishes_duplicate: int = 0
+    nacks_forbidden: int = 0
+    nacks_invalid: int = 0
+    nacks_too_large: int = 0
+    nacks_unavailable: int = 0
 
     def channel_refused(self, code: RefusedCode) -> None:
         """A channel was answered ``refused`` with ``code``."""
@@ -154,6 +173,17 @@ class Counts:
             self.channel_refused_unavailable += 1
         else:  # the client's own code, never sent by a server
             raise ValueError(f"a server does not refuse with {code!r}")
+
+    def nacked(self, code: NackCode) -> None:
+        """A ``publish`` was answered ``nack`` with ``code``."""
+        if code is NackCode.FORBIDDEN:
+            self.nacks_forbidden += 1
+        elif code is NackCode.INVALID:
+            self.nacks_invalid += 1
+        elif code is NackCode.TOO_LARGE:
+            self.nacks_too_large += 1
+        else:
+            self.nacks_unavailable += 1
 
     def resumed(self, outcome: HandshakeOutcome, replayed: int) -> None:
         """A handshake ended with ``outcome``, having sent ``replayed`` events from the log."""

@@ -17,6 +17,8 @@ hashes the whole key).
 ``P:{T}:meta``      hash       ``seq`` newest id issued, ``first`` first id of
                                this incarnation
 ``P:{T}:log``       stream     entry ``n-0``, field ``d``: the event's JSON
+``P:{T}:d:<key>``   string     a publish's dedupe record: its event id, expiring
+                               after ``dedupe_ttl`` (per channel: ambiguity A3)
 ``P:n:<k>``         pub/sub    notifications of every channel with
                                ``shard_of(C) == k``
 ==================  =========  =================================================
@@ -36,7 +38,13 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from .._channelbase import ChannelEvent, ChannelRead, ChannelRequest
+from .._channelbase import (
+    ChannelEvent,
+    ChannelRead,
+    ChannelRequest,
+    PublishRequest,
+    PublishResult,
+)
 from .._logbase import EventLogError
 from ._continuity import decode, parse_entries, safe_seq
 
@@ -46,7 +54,9 @@ __all__ = [
     "channel_keys",
     "notify_channel",
     "parse_notification",
+    "parse_publish_reply",
     "parse_read_reply",
+    "publish_args",
     "position_arg",
     "read_args",
     "shard_of",
@@ -122,6 +132,44 @@ def parse_read_reply(requests: Sequence[ChannelRequest], reply: Sequence[Any]) -
         else:
             raise EventLogError(f"unexpected channel read reply {item!r}")
     return reads
+
+
+def publish_args(
+    prefix: str, shards: int, items: Sequence[PublishRequest]
+) -> tuple[list[str], list[str]]:
+    """The publish script's KEYS (meta, log, dedupe record) and ARGV tail (payload, shard, name)."""
+    keys: list[str] = []
+    args: list[str] = []
+    for item in items:
+        base = f"{prefix}:{{{tag(item.channel)}}}:"
+        keys += (base + "meta", base + "log", f"{base}d:{item.key}")
+        payload = item.payload.decode("utf-8") if item.payload else compact(item.data)
+        args += (payload, notify_channel(prefix, shard_of(item.channel, shards)), item.channel)
+    return keys, args
+
+
+def compact(data: Any) -> str:
+    """``data`` as compact JSON, as the server measures it.
+
+    Raises:
+        TypeError: not JSON-serialisable.
+        ValueError: a NaN or an infinity.
+    """
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def parse_publish_reply(reply: Sequence[Any], asked: int) -> list[PublishResult]:
+    """The results of a publish script's flat reply ``[id, dup, id, dup, ...]``.
+
+    Raises:
+        EventLogError: for a reply this script cannot have made.
+    """
+    if len(reply) % 2 or len(reply) // 2 > asked:
+        raise EventLogError(f"unexpected publish reply {reply!r:.80}")
+    return [
+        PublishResult(decode(reply[i]), duplicate=reply[i + 1] == b"1")
+        for i in range(0, len(reply), 2)
+    ]
 
 
 def parse_notification(payload: bytes) -> ChannelEvent | None:
