@@ -35,6 +35,8 @@ from ._channelbase import ChannelRead, ChannelRequest, ChannelStore
 from ._chanplan import ChannelAction, plan_channel, subscribe_refusal
 from ._connection import ConnectedClient
 from ._logbase import LoggedEvent
+from ._members import NodeMembers
+from ._membersplan import Release
 from ._planner import SnapshotFit, plan_snapshot, snapshot_issued
 
 __all__ = ["ChannelAnswerer", "ChannelSession", "ChannelSnapshotProvider", "Send"]
@@ -77,6 +79,8 @@ class ChannelAnswerer:
     queue_size: int
     timeout: float
     too_slow: Callable[[ConnectedClient], None]
+    #: The node's presence (``None``: no channel carries it).
+    presence: NodeMembers | None = None
 
     async def allowed(self, principal: Any, channel: str, action: Action) -> bool:
         """Whether ``authorize`` lets ``principal`` do ``action`` (a hook that fails: no)."""
@@ -110,12 +114,16 @@ class ChannelAnswerer:
         self.feed.register(subscription)  # no checkpoint from here to the read
         return subscription
 
-    def drop(self, session: ChannelSession, channel: str) -> bool:
-        """Unsubscribe ``channel`` (``False``: it was not held)."""
+    def drop(self, session: ChannelSession, channel: str, how: Release = Release.NOW) -> bool:
+        """Unsubscribe ``channel`` (``False``: it was not held); its presence hold ends ``how``."""
         subscription = session.subscriptions.pop(channel, None)
+        if self.presence is not None:
+            self.presence.release(session, channel, how)
         if subscription is None:
             return False
         self.feed.unregister(subscription)
+        if self.presence is not None:
+            self.presence.forget(subscription)
         return True
 
     async def within(self, call: Callable[[], Awaitable[_T]]) -> _T:
@@ -132,7 +140,12 @@ class ChannelAnswerer:
         return await self.within(lambda: self.store.read(requests, max_replay=self.max_replay))
 
     async def answer(
-        self, send: Send, subscription: Subscription, request: ChannelRequest, read: ChannelRead
+        self,
+        send: Send,
+        subscription: Subscription,
+        request: ChannelRequest,
+        read: ChannelRead,
+        session: ChannelSession | None = None,
     ) -> None:
         """Send one channel's answer and start its live feed."""
         plan = plan_channel(request, read, has_snapshot=self.snapshot is not None)
@@ -153,14 +166,22 @@ class ChannelAnswerer:
             await send(frame)
         if subscription.closed:
             return
-        await self.members(send, subscription)
+        await self.members(send, subscription, session)
         await send(Subscribed(request.channel, newest, lost=lost).encode())
         if subscription.resume(int(newest)):
             await self.within(lambda: self.feed.repair([subscription]))
+        if self.presence is not None:
+            await self.within(lambda: self.presence.started(subscription))  # type: ignore[union-attr]
 
-    async def members(self, send: Send, subscription: Subscription) -> None:
-        """The channel's member list, where it has presence (4.4): issue 19's hook point."""
-        await trio.lowlevel.checkpoint()
+    async def members(
+        self, send: Send, subscription: Subscription, session: ChannelSession | None
+    ) -> None:
+        """The channel's member list, where it has presence (4.4): hold, read, send."""
+        if self.presence is None or session is None:
+            await trio.lowlevel.checkpoint()
+            return
+        presence = self.presence
+        await self.within(lambda: presence.answer(send, subscription, session))
 
     async def _snapshot(
         self, channel: str, newest: str

@@ -33,6 +33,8 @@ from .._validators import check_int, non_negative_int, positive_int
 from .._wire import channel_problem
 from ._channelbase import ChannelEvent, ChannelRead, ChannelRequest, NotificationsLost
 from ._logbase import LoggedEvent, clock_start_id, parse_event_id
+from ._presence_memory import MemoryPresenceStore
+from ._presencebase import MemberChange
 
 __all__ = [
     "DEFAULT_CHANNEL_MAX_LEN",
@@ -90,11 +92,11 @@ class _Listener:
     """One live stream: a bounded buffer of notifications and a wake-up."""
 
     bound: int
-    pending: list[ChannelEvent] = attrs.Factory(list)
+    pending: list[ChannelEvent | MemberChange] = attrs.Factory(list)
     lost: bool = False
     wakeup: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
 
-    def notify(self, event: ChannelEvent) -> None:
+    def notify(self, event: ChannelEvent | MemberChange) -> None:
         if self.lost:
             return
         if len(self.pending) >= self.bound:
@@ -107,7 +109,7 @@ class _Listener:
     def __aiter__(self) -> _Listener:
         return self
 
-    async def __anext__(self) -> Sequence[ChannelEvent]:
+    async def __anext__(self) -> Sequence[ChannelEvent | MemberChange]:
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self.pending and not self.lost:
             await self.wakeup.park()
@@ -143,6 +145,7 @@ class MemoryChannelStore:
     )
     _channels: dict[str, _Channel] = attrs.field(init=False, factory=dict, repr=False)
     _listeners: set[_Listener] = attrs.field(init=False, factory=set, repr=False)
+    _presence: MemoryPresenceStore | None = attrs.field(init=False, default=None, repr=False)
 
     def _channel(self, channel: str) -> _Channel:
         held = self._channels.get(channel)
@@ -203,8 +206,18 @@ class MemoryChannelStore:
         await trio.lowlevel.checkpoint()
         return {c: self._channels[c].newest for c in channels if c in self._channels}
 
+    def presence_store(self) -> MemoryPresenceStore:
+        """The presence of this store's channels (one per store; PROTOCOL.md 4.4)."""
+        if self._presence is None:
+            self._presence = MemoryPresenceStore(self._notify_members)
+        return self._presence
+
+    def _notify_members(self, change: MemberChange) -> None:
+        for listener in self._listeners:
+            listener.notify(change)
+
     @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent]]]:
+    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
         """A live stream of every channel's events; live as soon as it is entered."""
         listener = _Listener(self.listener_buffer)
         self._listeners.add(listener)
