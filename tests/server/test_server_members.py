@@ -44,7 +44,9 @@ async def join(
         json.dumps({"type": "resume", "lastEventId": None, "clientId": client_id})
     )
     await until_ready(ws)
-    await ws.send_message(json.dumps({"type": "subscribe", "channel": channel, "lastEventId": None}))
+    await ws.send_message(
+        json.dumps({"type": "subscribe", "channel": channel, "lastEventId": None})
+    )
     presence = await receive_json(ws)
     assert presence["type"] == "presence", presence
     assert (await receive_json(ws))["type"] == "subscribed"

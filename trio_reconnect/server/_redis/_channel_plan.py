@@ -38,6 +38,7 @@ from typing import Any, Final
 
 from .._channelbase import ChannelEvent, ChannelRead, ChannelRequest
 from .._logbase import EventLogError
+from .._presencebase import MemberChange
 from ._continuity import decode, parse_entries, safe_seq
 
 __all__ = [
@@ -59,6 +60,9 @@ DEFAULT_CHANNEL_PREFIX: Final = "trio_reconnect"
 NOT_HELD: Final = "x"
 #: The kind tag of an event notification.
 _EVENT: Final = b"e"
+#: The kind tags of member notifications (a join, a leave).
+_JOIN: Final = b"j"
+_LEAVE: Final = b"l"
 
 
 def tag(channel: str) -> str:
@@ -124,12 +128,29 @@ def parse_read_reply(requests: Sequence[ChannelRequest], reply: Sequence[Any]) -
     return reads
 
 
-def parse_notification(payload: bytes) -> ChannelEvent | None:
-    """The event a notification carries; ``None`` for a kind this store does not know.
+def _member_change(payload: bytes) -> MemberChange:
+    """A ``j`` or ``l`` notification (presence, PROTOCOL.md 4.4)."""
+    join = payload[:1] == _JOIN
+    parts = payload.split(b"\n", 4 if join else 3)
+    if len(parts) != (5 if join else 4):
+        raise EventLogError(f"malformed member notification {payload[:80]!r}")
+    try:
+        info = json.loads(parts[4]) if join else None
+        if join and not isinstance(info, dict):
+            raise ValueError("the info is not a JSON object")
+        return MemberChange(parts[1].decode(), int(parts[2]), parts[3].decode(), info)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EventLogError(f"malformed member notification {payload[:80]!r}: {exc}") from None
+
+
+def parse_notification(payload: bytes) -> ChannelEvent | MemberChange | None:
+    """The event or member change a notification carries; ``None`` for a kind not known.
 
     Raises:
-        EventLogError: for a malformed event notification.
+        EventLogError: for a malformed notification.
     """
+    if payload[:2] in (_JOIN + b"\n", _LEAVE + b"\n"):
+        return _member_change(payload)
     parts = payload.split(b"\n", 3)
     if parts[0] != _EVENT:
         return None
