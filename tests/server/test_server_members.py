@@ -13,8 +13,11 @@ import trio_websocket
 from trio.testing import MockClock
 from trio_websocket import WebSocketConnection
 
+import trio_reconnect as tr
 from tests.support.server_clients import receive_json, until_ready
+from trio_reconnect import Join, Leave
 from trio_reconnect.server import MemoryChannelStore, ReconnectServer, ReplayLog
+from trio_reconnect.testing import MemoryNetwork
 
 GRACE = 30.0
 
@@ -186,3 +189,80 @@ def test_bad_settings() -> None:
         ReconnectServer(ReplayLog(), presence=("lobby*",))
     with pytest.raises(ValueError, match="presence_grace"):
         ReconnectServer(ReplayLog(), channels=store, presence_grace=0)
+
+
+async def test_library_clients_see_no_flap_across_a_restart(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    """The client's ``sub.members`` (trio_reconnect/_presence.py) against this server."""
+    network = MemoryNetwork(random=random.Random(0))
+    server = make_server(MemoryChannelStore(start=1))
+    await nursery.start(server.serve_listeners, [network.listen("n0")])
+    seen: list[Join | Leave] = []
+
+    async def collect(sub: tr.Subscription) -> None:
+        async for item in sub:
+            if isinstance(item, Join | Leave):
+                seen.append(item)
+
+    with trio.fail_after(300):
+        async with (
+            tr.open_reconnecting_websocket(
+                "ws://n0/", open_stream=network.client("bob"), ping_interval=None
+            ) as bob,
+            tr.open_reconnecting_websocket(
+                "ws://n0/", open_stream=network.client("ada"), ping_interval=None
+            ) as ada,
+            bob.subscribe("lobby") as bob_sub,
+            trio.open_nursery() as inner,
+        ):
+            inner.start_soon(collect, bob_sub)
+            async with ada.subscribe("lobby"):
+                await trio.sleep(1)
+                assert [(type(i).__name__, i.client_id) for i in seen] == [
+                    ("Join", bob.client_id),
+                    ("Join", ada.client_id),
+                ]
+                assert set(bob_sub.members) == {bob.client_id, ada.client_id}
+                opened = bob.statistics().reconnects + ada.statistics().reconnects
+                await server.restart()  # 1012 to both: they come back within the grace
+                await trio.sleep(GRACE * 2)
+                assert bob.statistics().reconnects + ada.statistics().reconnects == opened + 2
+                assert len(seen) == 2, seen
+                assert set(bob_sub.members) == {bob.client_id, ada.client_id}
+            await trio.sleep(1)  # ada unsubscribed: one leave at once
+            assert [(type(i).__name__, i.client_id) for i in seen[2:]] == [("Leave", ada.client_id)]
+            inner.cancel_scope.cancel()
+
+
+async def test_a_missed_change_is_repaired_by_the_difference(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = MemoryChannelStore(start=1)
+    server = make_server(store)
+    presence = store.presence_store()
+    with trio.fail_after(300):
+        observer, _, _ = await join(nursery, server, "obs")
+        ada = presence.join_nowait("lobby", "p", "ada", {"user": "ada"}, "elsewhere\n1")
+        assert await changes(observer, 1) == [("join", "ada")]
+        notify, presence.notify = presence.notify, lambda change: None
+        presence.join_nowait("lobby", "p", "zed", {}, "elsewhere\n2")  # its notification is lost
+        presence.release_nowait("lobby", ada, grace=None)  # and this one
+        presence.notify = notify
+        presence.join_nowait("lobby", "p", "yan", {}, "elsewhere\n3")  # a jump: repaired
+        assert await changes(observer, 1) == [("leave", "ada"), ("join", "zed"), ("join", "yan")]
+        assert await changes(observer, 5) == []
+
+
+async def test_after_lost_notifications_every_list_is_repaired(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = MemoryChannelStore(start=1)
+    server = make_server(store)
+    presence = store.presence_store()
+    with trio.fail_after(300):
+        observer, _, _ = await join(nursery, server, "obs")
+        store.lose_notifications()
+        presence.join_nowait("lobby", "p", "zed", {}, "elsewhere\n1")  # in no live stream
+        assert await changes(observer, 1) == [("join", "zed")]
+        assert await changes(observer, 5) == []

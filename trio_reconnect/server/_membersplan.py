@@ -14,7 +14,8 @@
   ``clientId~<8 hex of blake2b(principal)>`` (the same member always gets the
   same key; two principals are never merged).
 * **A hold** is one subscription of one connection: ``key\\nowner\\nserial``
-  (:func:`hold_id`, :func:`hold_key`).
+  (the node gives ``owner\\nserial``, the store puts the key in front;
+  :func:`hold_key` reads it back).
 * **What a subscription sends** (:func:`plan_change`): a change whose
   presence version is at or below what the subscription's client already has
   is skipped; the next version is applied; a jump is a gap, repaired by
@@ -43,7 +44,6 @@ __all__ = [
     "Release",
     "carries_presence",
     "difference",
-    "hold_id",
     "hold_key",
     "killed_node_bound",
     "member_key",
@@ -110,11 +110,6 @@ def member_key(client_id: str, principal_id: str, *, taken: bool) -> str:
         return client_id
     digest = hashlib.blake2b(principal_id.encode(), digest_size=4).hexdigest()
     return f"{client_id}{KEY_SEPARATOR}{digest}"
-
-
-def hold_id(key: str, owner: str, serial: int) -> str:
-    """A hold's id in the store: the member's key, the owning process, a serial."""
-    return f"{key}\n{owner}\n{serial}"
 
 
 def hold_key(hold: str) -> str:
