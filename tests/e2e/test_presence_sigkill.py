@@ -115,3 +115,36 @@ async def test_sigkill_one_leave_within_the_bound_and_no_flap_for_a_mover(
         OPEN.clear()
         for node in nodes:
             await node.aclose()
+
+
+async def test_sigterm_one_leave_a_grace_after_the_drain(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    extra = ("--presence", "lobby*", "--presence-grace", str(GRACE), "--drain-timeout", "1")
+    nodes = make_nodes(redis_server.url, tmp_path, *extra, count=2)
+    try:
+        with trio.fail_after(60):
+            await start_all(nodes)
+            async with trio.open_nursery() as nursery:
+                observer, _ = await member(nursery, nodes[1].url, "observer")
+                async with trio.open_nursery() as doomed:
+                    ghost, _ = await member(doomed, nodes[0].url, "ghost")
+                    assert [c[:2] for c in await changes(observer, 1.0)] == [("join", "ghost")]
+                    doomed.start_soon(drain, ghost)  # it reads its 1012 and never comes back
+                    stopped = trio.current_time()
+                    assert await nodes[0].stop(signal.SIGTERM) == 0
+                seen = await changes(observer, BOUND + 3)
+                assert [c[:2] for c in seen] == [("leave", "ghost")]
+                # a grace after the drain (its release, or its retired owner's orphaned hold)
+                bound = 1 + DEFAULT_OWNER_CHECK_INTERVAL + GRACE + DEFAULT_SWEEP_INTERVAL
+                assert seen[0][2] - stopped <= bound + 1
+                for ws in OPEN:
+                    await ws.aclose()
+    finally:
+        with trio.move_on_after(5, shield=True):
+            for ws in OPEN:
+                await ws.aclose()
+                await trio.aclose_forcefully(ws._stream)
+        OPEN.clear()
+        for node in nodes:
+            await node.aclose()

@@ -109,6 +109,8 @@ class ChannelAnswerer:
             return Refused(channel, code, f"at most {self.max_subscriptions} subscriptions")
         if held is not None:
             self.feed.unregister(held)
+            if self.presence is not None:
+                self.presence.forget(held)  # the hold stays with the session
         subscription = Subscription(channel, client, self.queue_size, lambda: self.too_slow(client))
         session.subscriptions[channel] = subscription
         self.feed.register(subscription)  # no checkpoint from here to the read

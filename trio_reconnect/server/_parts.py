@@ -56,8 +56,9 @@ class NodeParts:
     #: The node's channels and their fan-out's task (``None``: a version 1 server).
     channels: ChannelFrames | None = None
     channel_task: SoleTask | None = None
-    #: The node's presence (``None``: no channel carries it).
+    #: The node's presence and its loop (``None``: no channel carries it).
     members: NodeMembers | None = None
+    sweeper: Sweeper | None = None
 
 
 def _members(config: NodeSettings, retry: float) -> tuple[NodeMembers, Sweeper] | None:
@@ -81,7 +82,7 @@ def _members(config: NodeSettings, retry: float) -> tuple[NodeMembers, Sweeper] 
 
 def _channels(
     config: NodeSettings, hooks: NodeHooks
-) -> tuple[ChannelFrames, SoleTask, NodeMembers | None] | None:
+) -> tuple[ChannelFrames, SoleTask, tuple[NodeMembers, Sweeper] | None] | None:
     """The channel parts, when the node has a channel store."""
     store = config.channels
     if store is None:
@@ -114,7 +115,7 @@ def _channels(
             nursery.start_soon(sweeper.run)
             await feed.run()
 
-    return frames, SoleTask(run), members
+    return frames, SoleTask(run), presence
 
 
 def assemble(config: NodeSettings) -> NodeParts:
@@ -170,5 +171,6 @@ def assemble(config: NodeSettings) -> NodeParts:
         incoming_receive=incoming_receive,
         channels=channels[0] if channels else None,
         channel_task=channels[1] if channels else None,
-        members=channels[2] if channels else None,
+        members=channels[2][0] if channels and channels[2] else None,
+        sweeper=channels[2][1] if channels and channels[2] else None,
     )

@@ -488,6 +488,8 @@ class ReconnectServer:
         self._parts.admission.stop(trio.current_time(), drain_timeout)
         summary = await self._parts.drains.drain(code, reason, refuse_for=0.0, wait=drain_timeout)
         await self._parts.presence.leave()
+        if self._parts.sweeper is not None:  # its members leave after the grace, if not back
+            await self._parts.sweeper.retire()
         return summary
 
     def statistics(self) -> ServerStatistics:

@@ -12,12 +12,14 @@ Runs with the node's channel feed (in the same sole task), on every node:
 * **Releases** the store could not take synchronously wait in
   :attr:`~._members.NodeMembers.pending`, oldest first, and are retried after
   ``retry_interval`` while the store is down.
-* **Exit**: when the loop is cancelled (the node stops), the owner retires
-  (shielded, bounded): the survivors' next owner check orphans its holds, so a
-  drained node's members leave ``presence_grace`` later unless they came back.
-  A SIGKILLed node is found when its liveness lapses: a member of it that
-  does not come back leaves at most ``owner_ttl + owner_check_interval +
-  presence_grace + sweep_interval`` after the kill
+* **Exit**: :meth:`~trio_reconnect.server.ReconnectServer.shutdown` (so
+  SIGTERM under ``serve_until_signal``) retires the owner after the drain
+  (shielded, bounded): the survivors' next owner check orphans its holds, so
+  a drained node's members leave ``presence_grace`` later unless they came
+  back. A loop merely cancelled (its task handed over to another of the node's
+  volunteers) does not retire. A SIGKILLed node is found when its liveness
+  lapses: a member of it that does not come back leaves at most ``owner_ttl +
+  owner_check_interval + presence_grace + sweep_interval`` after the kill
   (:func:`~._membersplan.killed_node_bound`).
 """
 
@@ -66,29 +68,33 @@ class Sweeper:
     _wakeup: trio.Event = attrs.field(init=False, factory=trio.Event)
     #: Holds removed by this node's sweeps.
     swept: int = attrs.field(init=False, default=0)
+    #: The node stopped: its owner is not renewed any more.
+    retired: bool = attrs.field(init=False, default=False)
 
     def _wake(self) -> None:
         self._wakeup.set()
 
     async def run(self) -> None:
-        """Refresh, sweep and release until cancelled; retire on the way out."""
+        """Refresh, sweep and release until cancelled (a cancelled loop is taken over)."""
         self.members.wake = self._wake
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._liveness)
+            nursery.start_soon(self._sweeps)
+            await self._releases()
+
+    async def retire(self) -> None:
+        """The node stops: its owner is renewed no more and retires (bounded, shielded)."""
+        self.retired = True
         store, owner = self.members.store, self.members.owner
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._liveness)
-                nursery.start_soon(self._sweeps)
-                await self._releases()
-        finally:
-            with trio.move_on_after(_RETIRE_TIMEOUT, shield=True):
-                try:
-                    await store.retire(owner)
-                except LogUnavailableError as error:
-                    logger.warning("presence owner %s could not retire: %s", owner, error)
+        with trio.move_on_after(_RETIRE_TIMEOUT, shield=True):
+            try:
+                await store.retire(owner)
+            except LogUnavailableError as error:
+                logger.warning("presence owner %s could not retire: %s", owner, error)
 
     async def _liveness(self) -> None:
         store, owner = self.members.store, self.members.owner
-        while True:
+        while not self.retired:
             try:
                 await store.refresh(owner, self.owner_ttl)
             except LogUnavailableError as error:
