@@ -197,9 +197,12 @@ class NodeMembers:
             subscription.sink.feed(frames)
         return gap
 
-    async def repair(self, subscription: Subscription, view: _View) -> None:
+    async def repair(
+        self, subscription: Subscription, view: _View, listing: MemberList | None = None
+    ) -> None:
         """Read the list again; send the difference from the view as join and leave frames."""
-        listing: MemberList = await self.store.members(subscription.channel)
+        if listing is None:
+            listing = await self.store.members(subscription.channel)
         if subscription.closed:
             return
         diff = difference(view.members, listing.members)
@@ -211,9 +214,14 @@ class NodeMembers:
             subscription.sink.feed(frames)
 
     async def repair_all(self) -> None:
-        """Notifications may have been lost: repair every started view."""
+        """Notifications may have been lost: repair every started view (one read per channel)."""
+        by_channel: dict[str, list[tuple[Subscription, _View]]] = {}
         for subscription, view in list(self._views.items()):
             if subscription.closed:
                 self._views.pop(subscription, None)
             elif view.version is not None:
-                await self.repair(subscription, view)
+                by_channel.setdefault(subscription.channel, []).append((subscription, view))
+        for channel, views in by_channel.items():
+            listing = await self.store.members(channel)
+            for subscription, view in views:
+                await self.repair(subscription, view, listing)
