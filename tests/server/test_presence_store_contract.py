@@ -221,3 +221,33 @@ async def test_a_retired_owner_is_found_at_the_next_check(
         assert await store.sweep(grace=GRACE, check_owners=True) == 1
         await watch.settle()
         assert watch.of("lobby") == [("join", "a"), ("leave", "a")]
+
+
+async def test_refresh_says_whether_the_owner_was_alive(env: tuple[PresenceStore, Watch]) -> None:
+    store, _ = env
+    with trio.fail_after(GUARD):
+        assert await store.refresh("o", GRACE) is False  # its first refresh
+        assert await store.refresh("o", GRACE) is True
+        await trio.sleep(GRACE + 0.1)
+        assert await store.refresh("o", GRACE) is False  # it had lapsed
+
+
+async def test_a_lapsed_owner_holds_its_members_again(env: tuple[PresenceStore, Watch]) -> None:
+    store, watch = env
+    with trio.fail_after(GUARD):
+        await store.refresh("o", GRACE)
+        hold = await store.join("lobby", "p", "a", {}, "o\n1")
+        await trio.sleep(GRACE + 0.1)
+        await store.sweep(grace=GRACE, check_owners=True)  # orphaned: its grace runs
+        assert await store.refresh("o", 60) is False
+        assert await store.rehold("lobby", hold) is True
+        await trio.sleep(GRACE + 0.1)
+        assert await store.sweep(grace=GRACE, check_owners=True) == 0
+        assert set((await store.members("lobby")).members) == {"a"}
+        await store.retire("o")  # and it is indexed again: a later death still counts
+        await store.sweep(grace=GRACE, check_owners=True)
+        await trio.sleep(GRACE + 0.1)
+        assert await store.sweep(grace=GRACE, check_owners=True) == 1
+        assert await store.rehold("lobby", hold) is False  # gone
+        await watch.settle()
+        assert watch.of("lobby") == [("join", "a"), ("leave", "a")]

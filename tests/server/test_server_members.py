@@ -266,3 +266,22 @@ async def test_after_lost_notifications_every_list_is_repaired(
         presence.join_nowait("lobby", "p", "zed", {}, "elsewhere\n1")  # in no live stream
         assert await changes(observer, 1) == [("join", "zed")]
         assert await changes(observer, 5) == []
+
+
+async def test_an_owner_found_lapsed_holds_its_members_again(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = MemoryChannelStore(start=1)
+    server = make_server(store)
+    presence = store.presence_store()
+    with trio.fail_after(300):
+        observer, _, _ = await join(nursery, server, "obs")
+        await join(nursery, server, "ada")
+        assert await changes(observer, 1) == [("join", "ada")]
+        members = server._parts.members
+        assert members is not None
+        presence._owners[members.owner] = -1.0  # its liveness lapsed (a stalled store)
+        await presence.sweep(grace=GRACE, check_owners=True)  # a sweeper orphans its holds
+        assert await changes(observer, GRACE * 3) == []
+        assert server._parts.sweeper is not None
+        assert server._parts.sweeper.lapses == 1

@@ -72,7 +72,7 @@ class NodeMembers:
     owner: str
     _serials: itertools.count[int] = attrs.field(init=False, factory=itertools.count)
     #: session -> channel -> the hold's full id.
-    _holds: dict[object, dict[str, str]] = attrs.field(init=False, factory=dict)
+    _holds: dict[Any, dict[str, str]] = attrs.field(init=False, factory=dict)
     _views: dict[Subscription, _View] = attrs.field(init=False, factory=dict)
     #: Releases the store has not taken yet: ``(channel, hold, grace)``.
     pending: deque[tuple[str, str, float | None]] = attrs.field(init=False, factory=deque)
@@ -141,6 +141,32 @@ class NodeMembers:
         """End every hold of ``session`` (its connection is over)."""
         for channel, hold in self._holds.pop(session, {}).items():
             self._end(channel, hold, how)
+
+    async def reassert(self) -> int:
+        """The owner's liveness had lapsed: hold every local hold again; how many were gone.
+
+        A hold still in the store is held again (no one saw anything); a gone
+        one (settled meanwhile, or the store lost it) is joined again with its
+        serial (its member's observers saw it leave, and now join).
+        """
+        gone = 0
+        for session, holds in list(self._holds.items()):
+            for channel, hold in list(holds.items()):
+                if await self.store.rehold(channel, hold) or not self._holds_now(session, hold):
+                    continue
+                gone += 1
+                info = await self._info_of(session.principal)
+                suffix = hold.split("\n", 1)[1]
+                principal_id, client_id = str(session.principal), session.client_id
+                full = await self.store.join(channel, principal_id, client_id, info, suffix)
+                if self._holds_now(session, hold):
+                    holds[channel] = full
+                else:  # released meanwhile
+                    self._end(channel, full, Release.NOW)
+        return gone
+
+    def _holds_now(self, session: Any, hold: str) -> bool:
+        return hold in self._holds.get(session, {}).values()
 
     def held(self) -> int:
         """Holds of this node's connections."""

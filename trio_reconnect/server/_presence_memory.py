@@ -154,10 +154,24 @@ class MemoryPresenceStore:
                 self._due[(channel, hold)] = deadline
         del self._owners[owner]
 
-    async def refresh(self, owner: str, ttl: float) -> None:
-        """``owner`` is alive ``ttl`` seconds more."""
+    async def refresh(self, owner: str, ttl: float) -> bool:
+        """``owner`` is alive ``ttl`` seconds more; whether it was alive until now."""
         await trio.lowlevel.checkpoint()
-        self._owners[owner] = trio.current_time() + ttl
+        now = trio.current_time()
+        alive = self._owners.get(owner, -math.inf) > now
+        self._owners[owner] = now + ttl
+        return alive
+
+    async def rehold(self, channel: str, hold: str) -> bool:
+        """A hold of a live connection is held again; ``False``: it is gone."""
+        await trio.lowlevel.checkpoint()
+        room = self._rooms.get(channel)
+        if room is None or hold not in room.holds:
+            return False
+        room.holds[hold] = 0.0
+        self._due.pop((channel, hold), None)
+        self._by_owner.setdefault(hold.split("\n")[1], set()).add((channel, hold))
+        return True
 
     async def retire(self, owner: str) -> None:
         """``owner`` exits."""

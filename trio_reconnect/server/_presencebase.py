@@ -21,7 +21,9 @@ the same member list. The rules every backend keeps (the memory one in
   liveness (:meth:`PresenceStore.refresh`); the holds of an owner whose
   liveness lapsed (a killed process) are put in their grace by the sweepers;
   :meth:`PresenceStore.retire` (a clean exit) makes that happen at the next
-  owner check instead of after the liveness lapses.
+  owner check instead of after the liveness lapses. An owner that finds its
+  liveness had lapsed while it lived re-asserts its holds
+  (:meth:`PresenceStore.rehold`, a join for the ones that are gone).
 
 Every method may raise :class:`~._logbase.LogUnavailableError`.
 """
@@ -81,8 +83,20 @@ class PresenceStore(Protocol):
         """
         ...
 
-    async def refresh(self, owner: str, ttl: float) -> None:
-        """``owner`` is alive for ``ttl`` more seconds."""
+    async def refresh(self, owner: str, ttl: float) -> bool:
+        """``owner`` is alive for ``ttl`` more seconds; whether it was alive until now.
+
+        ``False`` for a live owner (not its first refresh) means its liveness
+        lapsed (or the store lost it): its holds may have been orphaned, and
+        the node re-asserts them (:meth:`rehold`).
+        """
+        ...
+
+    async def rehold(self, channel: str, hold: str) -> bool:
+        """Make a hold of a live connection held again (no deadline); ``False``: it is gone.
+
+        A gone hold is joined again (:meth:`join`, with the same ``owner\\nserial``).
+        """
         ...
 
     async def retire(self, owner: str) -> None:

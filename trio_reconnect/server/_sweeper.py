@@ -4,6 +4,9 @@ Runs with the node's channel feed (in the same sole task), on every node:
 
 * **Liveness**: every ``refresh_interval`` (the node's ``announce_interval``)
   the owner's liveness is renewed for ``owner_ttl`` (its ``announce_ttl``).
+  A refresh that finds the liveness had lapsed (Redis stalled longer than
+  ``owner_ttl``, or lost its data) re-asserts every local hold
+  (:meth:`~._members.NodeMembers.reassert`).
 * **Sweeper**: every ``sweep_interval`` (jittered down, never up, so the
   bound holds) the store removes the holds whose grace ended; every
   ``owner_check_interval`` it also puts the held holds of dead owners in
@@ -70,6 +73,10 @@ class Sweeper:
     swept: int = attrs.field(init=False, default=0)
     #: The node stopped: its owner is not renewed any more.
     retired: bool = attrs.field(init=False, default=False)
+    #: The owner was refreshed once (its next refresh must find it alive).
+    refreshed: bool = attrs.field(init=False, default=False)
+    #: Times its liveness was found lapsed (and its holds re-asserted).
+    lapses: int = attrs.field(init=False, default=0)
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -96,7 +103,12 @@ class Sweeper:
         store, owner = self.members.store, self.members.owner
         while not self.retired:
             try:
-                await store.refresh(owner, self.owner_ttl)
+                alive = await store.refresh(owner, self.owner_ttl)
+                if not alive and self.refreshed:
+                    logger.warning("presence owner %s had lapsed; holding its members again", owner)
+                    self.lapses += 1
+                    await self.members.reassert()
+                self.refreshed = True
             except LogUnavailableError as error:
                 logger.warning("presence owner %s: refresh failed: %s", owner, error)
             await trio.sleep(self.refresh_interval)

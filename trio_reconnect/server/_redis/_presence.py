@@ -44,7 +44,17 @@ from .._membersplan import member_key
 from .._presencebase import MemberList
 from ._channel_plan import notify_channel, shard_of, tag
 from ._continuity import decode
-from ._presence_scripts import DUE, GRACE, JOIN, MEMBERS, ORPHAN, RELEASE_NOW, SETTLE
+from ._presence_scripts import (
+    DUE,
+    GRACE,
+    JOIN,
+    MEMBERS,
+    ORPHAN,
+    REFRESH,
+    REHOLD,
+    RELEASE_NOW,
+    SETTLE,
+)
 from ._store import ClientOwner, Store
 
 __all__ = ["SWEEP_BATCH", "RedisPresenceStore"]
@@ -189,13 +199,24 @@ class RedisPresenceStore:
                 break
         await self._run("presence index", lambda c: c.delete([index]))
 
-    async def refresh(self, owner: str, ttl: float) -> None:
-        """Renew the owner's live key (``PX ttl``) and list it among the owners."""
-        live = self._node_key("po", "live", owner)
-        owners_key = self._node_key("po", "owners")
-        ms = round(ttl * 1000)
-        await self._run("presence live", lambda c: c.set(live, "1", px=ms))
-        await self._run("presence owners", lambda c: c.sadd(owners_key, [owner]))
+    async def refresh(self, owner: str, ttl: float) -> bool:
+        """Renew the owner's live key (``PX ttl``), list it; whether the key was there."""
+        keys = [self._node_key("po", "live", owner), self._node_key("po", "owners")]
+        args = [owner, str(round(ttl * 1000))]
+        return bool(await self._script(REFRESH, keys, args, "presence live"))
+
+    async def rehold(self, channel: str, hold: str) -> bool:
+        """Held again (no deadline), out of ``pdue``, back in the owner's index; or gone."""
+        ph = self._channel_keys(channel)[4]
+        if not await self._script(REHOLD, [ph], [hold], "rehold"):
+            return False
+        entry = f"{channel}\n{hold}"
+        pdue = self._node_key("pdue")
+        index = self._node_key("po", "holds", hold.split("\n")[1])
+        # pdue first: a sweeper that finds the entry held drops it from the index too
+        await self._run("presence due", lambda c: c.zrem(pdue, [entry]))
+        await self._run("presence index", lambda c: c.sadd(index, [entry]))
+        return True
 
     async def retire(self, owner: str) -> None:
         """Delete the owner's live key: the next owner check orphans its holds."""

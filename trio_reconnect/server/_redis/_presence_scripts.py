@@ -26,7 +26,17 @@ from typing import Final
 
 from ._scripts import Lua
 
-__all__ = ["DUE", "GRACE", "JOIN", "MEMBERS", "ORPHAN", "RELEASE_NOW", "SETTLE"]
+__all__ = [
+    "DUE",
+    "GRACE",
+    "JOIN",
+    "MEMBERS",
+    "ORPHAN",
+    "REFRESH",
+    "REHOLD",
+    "RELEASE_NOW",
+    "SETTLE",
+]
 
 _NOW_LUA: Final = """
 local function now_ms()
@@ -127,6 +137,22 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumb
 """
 )
 
+# KEYS: ph. ARGV: hold. A hold of a live connection is held again: 1, or 0 (gone).
+_REHOLD_LUA: Final = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', 0, ARGV[1])
+return 1
+"""
+
+# KEYS: the owner's live key, the owners set. ARGV: owner, ttl ms. Renews the
+# live key; returns 1 if it existed (the owner was alive until now), else 0.
+_REFRESH_LUA: Final = """
+local alive = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return alive
+"""
+
 # KEYS: meta, pm. Returns {pver, {key, info, key, info, ...}}.
 _MEMBERS_LUA: Final = """
 local v = redis.call('HGET', KEYS[1], 'pver')
@@ -140,3 +166,5 @@ SETTLE = Lua(_SETTLE_LUA)
 ORPHAN = Lua(_ORPHAN_LUA)
 DUE = Lua(_DUE_LUA)
 MEMBERS = Lua(_MEMBERS_LUA)
+REHOLD = Lua(_REHOLD_LUA)
+REFRESH = Lua(_REFRESH_LUA)
