@@ -280,8 +280,8 @@ async def test_an_owner_found_lapsed_holds_its_members_again(
         assert await changes(observer, 1) == [("join", "ada")]
         members = server._parts.members
         assert members is not None
-        presence._owners[members.owner] = -1.0  # its liveness lapsed (a stalled store)
-        await presence.sweep(grace=GRACE, check_owners=True)  # a sweeper orphans its holds
+        # its liveness lapsed (a stalled store) and a sweeper orphaned its holds
+        presence._orphan(members.owner, trio.current_time() + GRACE)
         assert await changes(observer, GRACE * 3) == []
         assert server._parts.sweeper is not None
         assert server._parts.sweeper.lapses == 1
