@@ -53,6 +53,12 @@ EXPECTED_KEYS = {
     "fanout_redis_ratios",
     "fanout_redis_note",
     "fanout_clients",
+    "publish_ratio",
+    "publish_acked_mps",
+    "publish_plain_mps",
+    "publish_rtt_median_ms",
+    "publish_rtt_p99_ms",
+    "publish_note",
 }
 
 #: Small numbers for every count, fan-out included.
@@ -65,6 +71,7 @@ TINY_OPTIONS: dict[str, Any] = {
     "fanout_events": 5,
     "fanout_rounds": 2,
     "latency_events": 2,
+    "publishes": 5,
 }
 TINY = [
     arg
@@ -94,7 +101,14 @@ def _check_figures(data: dict[str, Any]) -> None:
         assert _positive_finite(data[key]), (key, data[key])
     assert data["reconnects_not_immediate"] == 0  # retryAfter 0 was followed every time
     assert data["python"] == ".".join(map(str, sys.version_info[:3]))
-    assert set(data["pass"]) == {"seq", "pipe", "reconnect", "fanout_memory", "fanout_redis"}
+    assert set(data["pass"]) == {
+        "seq",
+        "pipe",
+        "reconnect",
+        "fanout_memory",
+        "fanout_redis",
+        "publish",
+    }
     for key in (
         "fanout_plain_eps",
         "fanout_memory_eps",
@@ -118,6 +132,12 @@ def _check_redis_figures(data: dict[str, Any]) -> None:
         assert _positive_finite(data[key]), (key, data[key])
     assert data["fanout_redis_latency_p99_ms"] >= data["fanout_redis_latency_median_ms"]
     assert isinstance(data["pass"]["fanout_redis"], bool)
+    assert data["publish_note"] is None
+    for key in ("publish_ratio", "publish_acked_mps", "publish_plain_mps", "publish_rtt_median_ms"):
+        assert _positive_finite(data[key]), (key, data[key])
+    assert data["publish_rtt_p99_ms"] >= data["publish_rtt_median_ms"]
+    assert len(data["publish_ratios"]) == data["publish_rounds"] == data["fanout_rounds"]
+    assert isinstance(data["pass"]["publish"], bool)
 
 
 async def test_run_bench_tiny() -> None:
@@ -275,6 +295,10 @@ def test_no_redis_server_gives_null_redis_figures(
         assert data[key] is None, key
     assert data["pass"]["fanout_redis"] is None
     assert "no redis-server found" in data["fanout_redis_note"]
+    for key in ("publish_ratio", "publish_ratios", "publish_acked_mps", "publish_rtt_p99_ms"):
+        assert data[key] is None, key
+    assert data["pass"]["publish"] is None
+    assert "no redis-server found" in data["publish_note"]
     assert captured.err.count("\n") == 1  # one line says why
     assert "no redis-server found" in captured.err
 

@@ -82,7 +82,7 @@ class Running:
         self.process.wait(timeout=WAIT)
         for reader in self.readers:
             reader.join(timeout=WAIT)
-        for stream in (self.process.stdout, self.process.stderr):
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
 
@@ -116,9 +116,10 @@ def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
 def start() -> Iterator[object]:
     started: list[Running] = []
 
-    def start(*args: str) -> Running:
+    def start(*args: str, stdin: int | None = subprocess.DEVNULL) -> Running:
         process = subprocess.Popen(
             [sys.executable, "-m", "trio_reconnect", *args],
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

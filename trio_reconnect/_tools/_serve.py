@@ -6,7 +6,9 @@ the shared :class:`~trio_reconnect.server.redis.RedisStreamLog` (``--stream``)
 and it announces itself in the :class:`~trio_reconnect.server.redis.RedisRegistry`
 under ``--node`` (default ``HOST:PORT``), so several such processes on
 different ports share one stream and any node resumes any node's clients.
-Each node publishes its own ticker every ``--interval`` seconds.
+Each node publishes its own ticker every ``--interval`` seconds. Each
+application message a client sends is printed on stdout, one line
+(:func:`print_message`); it is not relayed to other clients.
 
 SIGTERM or Ctrl-C drains (:meth:`~trio_reconnect.server.ReconnectServer.serve_until_signal`):
 new handshakes get 503, every client gets 1012 and a spread ``retryAfter``
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -43,6 +46,7 @@ from ..server import (
     DEFAULT_OUTAGE_RETRY_AFTER,
     DEFAULT_PRESENCE_GRACE,
     ChannelStore,
+    ConnectedClient,
     DrainSummary,
     EventLog,
     EventLogError,
@@ -62,7 +66,13 @@ from ._policy import (
     positive_number,
 )
 
-__all__ = ["DEFAULT_INTERVAL", "DEFAULT_LOG_SIZE", "add_arguments", "run_command"]
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "DEFAULT_LOG_SIZE",
+    "add_arguments",
+    "print_message",
+    "run_command",
+]
 
 #: ``serve``'s seconds between ticks.
 DEFAULT_INTERVAL: Final = 1.0
@@ -271,6 +281,7 @@ async def _serve(args: Any) -> int:
             node=name if registry is not None else None,
             # Channels (protocol v2) out of the box: in memory, or shared on Redis.
             channels=channels,
+            on_message=print_message,
             presence=tuple(args.presence or ()),
             presence_grace=args.presence_grace or DEFAULT_PRESENCE_GRACE,
         )
@@ -308,6 +319,18 @@ async def _serve(args: Any) -> int:
     print(f"serve: {summaries[0].describe()}", flush=True)
     print(f"serve: {summaries[0].json_line()}", flush=True)
     return 0
+
+
+async def print_message(client: ConnectedClient, message: str | bytes) -> None:
+    """``on_message``: one line on stdout per application message a client sends.
+
+    ``message from client N: "TEXT"`` (N: the server's number of the
+    connection; TEXT as a JSON string, or ``<N bytes>`` for a binary
+    message). ``serve`` does not relay messages: publishing into a channel
+    is the client's ``publish`` (PROTOCOL.md 4.5), acknowledged.
+    """
+    shown = json.dumps(message) if isinstance(message, str) else f"<{len(message)} bytes>"
+    print(f"message from client {client.id}: {shown}", flush=True)
 
 
 async def _ticker(server: ReconnectServer, name: str, args: Any, nursery: trio.Nursery) -> None:

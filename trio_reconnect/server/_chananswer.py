@@ -38,6 +38,7 @@ from ._logbase import LoggedEvent
 from ._members import NodeMembers
 from ._membersplan import Release
 from ._planner import SnapshotFit, plan_snapshot, snapshot_issued
+from ._stats import Counts
 
 __all__ = ["ChannelAnswerer", "ChannelSession", "ChannelSnapshotProvider", "Send"]
 
@@ -79,6 +80,7 @@ class ChannelAnswerer:
     queue_size: int
     timeout: float
     too_slow: Callable[[ConnectedClient], None]
+    counts: Counts = attrs.field(factory=Counts, kw_only=True)
     #: The node's presence (``None``: no channel carries it).
     presence: NodeMembers | None = None
 
@@ -111,7 +113,9 @@ class ChannelAnswerer:
             self.feed.unregister(held)
             if self.presence is not None:
                 self.presence.forget(held)  # the hold stays with the session
-        subscription = Subscription(channel, client, self.queue_size, lambda: self.too_slow(client))
+        subscription = Subscription(
+            channel, client, self.queue_size, lambda: self.too_slow(client), counts=self.counts
+        )
         session.subscriptions[channel] = subscription
         self.feed.register(subscription)  # no checkpoint from here to the read
         return subscription
@@ -159,7 +163,7 @@ class ChannelAnswerer:
             if placed is None:
                 lost = not fresh  # a fresh subscription just starts at the newest id
             else:
-                frames.append(placed[0])
+                frames.append(placed[0])  # the snapshot frame, then the events after it
                 events, newest = placed[1], placed[2]
         frames.extend(encode_channel_event(request.channel, e.id, e.data) for e in events)
         for frame in frames:
@@ -170,10 +174,19 @@ class ChannelAnswerer:
             return
         await self.members(send, subscription, session)
         await send(Subscribed(request.channel, newest, lost=lost).encode())
+        self._count(snapshot=len(frames) > len(events), replayed=len(events), lost=lost)
         if subscription.resume(int(newest)):
             await self.within(lambda: self.feed.repair([subscription]))
         if self.presence is not None:
             await self.within(lambda: self.presence.started(subscription))  # type: ignore[union-attr]
+
+    def _count(self, *, snapshot: bool, replayed: int, lost: bool) -> None:
+        """One answer ended ``subscribed``: count it, and what it carried."""
+        counts = self.counts
+        counts.channel_subscribed += 1
+        counts.channel_events_replayed += replayed
+        counts.channel_snapshots += snapshot
+        counts.channel_lost += lost
 
     async def members(
         self, send: Send, subscription: Subscription, session: ChannelSession | None

@@ -46,6 +46,7 @@ from ._channelbase import ChannelEvent, ChannelRead, ChannelRequest, ChannelStor
 from ._chanplan import split_live
 from ._logbase import LoggedEvent, LogUnavailableError
 from ._presencebase import MemberChange
+from ._stats import Counts
 
 __all__ = ["ChannelFeed", "Subscription"]
 
@@ -99,6 +100,8 @@ class Subscription:
     closed: bool = False
     #: Notifications may have been lost while it was answering.
     suspect: bool = False
+    #: The node's counters (``channel_events_live``).
+    counts: Counts = attrs.field(factory=Counts, kw_only=True, repr=False)
     _buffer: list[ChannelEvent | LoggedEvent] = attrs.field(factory=list, repr=False)
 
     def offer(self, events: Sequence[ChannelEvent | LoggedEvent]) -> bool:
@@ -118,6 +121,7 @@ class Subscription:
             self.sink.feed(
                 [(None, encode_channel_event(channel, e.id, e.data)) for e in split.send]
             )
+            self.counts.channel_events_live += len(split.send)
         self.covered = split.covered
         if split.gap:
             self.waiting = True
@@ -162,11 +166,13 @@ class ChannelFeed:
         store: The channel store.
         max_replay: The longest gap a repair reads.
         retry_interval: Seconds between attempts while the store is unavailable.
+        counts: The node's counters (its ``channel_`` fields).
     """
 
     store: ChannelStore
     max_replay: int
     retry_interval: float
+    counts: Counts = attrs.field(factory=Counts, kw_only=True)
     _feeds: dict[str, dict[Subscription, None]] = attrs.field(init=False, factory=dict)
     _live: bool = attrs.field(init=False, default=False)
     _became_live: trio.lowlevel.ParkingLot = attrs.field(
@@ -196,16 +202,21 @@ class ChannelFeed:
 
     def register(self, subscription: Subscription) -> None:
         """Offer ``subscription`` every notification of its channel from now on."""
-        self._feeds.setdefault(subscription.channel, {})[subscription] = None
+        feed = self._feeds.setdefault(subscription.channel, {})
+        self.counts.channel_subscriptions += subscription not in feed
+        feed[subscription] = None
+        self.counts.channels_held = len(self._feeds)
 
     def unregister(self, subscription: Subscription) -> None:
         """Offer it nothing more (idempotent); it sends nothing more."""
         subscription.cancel()
         feed = self._feeds.get(subscription.channel)
-        if feed is not None:
-            feed.pop(subscription, None)
+        if feed is not None and subscription in feed:
+            del feed[subscription]
+            self.counts.channel_subscriptions -= 1
             if not feed:
                 del self._feeds[subscription.channel]
+                self.counts.channels_held = len(self._feeds)
 
     def held(self) -> int:
         """How many channels have subscribers on this node."""
@@ -227,9 +238,11 @@ class ChannelFeed:
                             await self._dispatch(batch)
                 except NotificationsLost as error:
                     logger.warning("channel notifications lost (%s); repairing", error)
+                    self.counts.channel_notifications_lost += 1
                     lost = True
                 except LogUnavailableError as error:
                     logger.warning("channel store unavailable (%s); retrying", error)
+                    self.counts.channel_store_errors += 1
                     lost = True
                     await trio.sleep(self.retry_interval)
         finally:
@@ -287,6 +300,7 @@ class ChannelFeed:
             requests = [ChannelRequest(c, str(after)) for c, after in start.items()]
             reads = await self.store.read(requests, max_replay=self.max_replay)
             self._repairs += len(requests)
+            self.counts.channel_repairs += len(requests)
             answers = {read.channel: read for read in reads}
             again = []
             for s in todo:
@@ -295,6 +309,7 @@ class ChannelFeed:
                     continue
                 if read.events is None or round_ == _REPAIR_ROUNDS:
                     logger.warning("channel %r: a gap the store no longer holds; resync", s.channel)
+                    self.counts.channel_resyncs += 1
                     if s.resync(read) and round_ < _REPAIR_ROUNDS:
                         again.append(s)
                     continue

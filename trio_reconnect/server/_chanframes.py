@@ -43,6 +43,7 @@ from ._clientbase import CLOSE_TRY_AGAIN_LATER
 from ._connection import ConnectedClient
 from ._logbase import LogUnavailableError
 from ._membersplan import release_of
+from ._stats import Counts
 
 __all__ = ["ChannelFrames"]
 
@@ -56,6 +57,7 @@ class ChannelFrames:
     store: ChannelStore
     answerer: ChannelAnswerer
     max_data_bytes: int
+    counts: Counts = attrs.field(factory=Counts, kw_only=True)
     _sessions: dict[ConnectedClient, ChannelSession] = attrs.field(init=False, factory=dict)
 
     def session(self, client: ConnectedClient) -> ChannelSession | None:
@@ -71,6 +73,11 @@ class ChannelFrames:
                 self.answerer.drop(session, channel, how)
             if self.answerer.presence is not None:
                 self.answerer.presence.release_all(session, how)
+
+    def _refusal(self, refused: Refused) -> str:
+        """The frame of a ``refused`` answer, counted by its code."""
+        self.counts.channel_refused(refused.code)
+        return refused.encode()
 
     async def handshake(
         self, client: ConnectedClient, frame: ResumeFrame, refusals: Sequence[Refused]
@@ -89,7 +96,7 @@ class ChannelFrames:
         self._sessions[client] = session
         send = client.send_frame
         for refusal in refusals:
-            await send(refusal.encode())
+            await send(self._refusal(refusal))
         answers: list[Refused | tuple[Subscription, ChannelRequest]] = []
         for channel, position in frame.channels:
             admitted = await self.answerer.admit(session, client, channel)
@@ -101,7 +108,7 @@ class ChannelFrames:
         reads = iter(await self.answerer.read(requests))
         for answer in answers:
             if isinstance(answer, Refused):
-                await send(answer.encode())
+                await send(self._refusal(answer))
             else:
                 await self.answerer.answer(send, answer[0], answer[1], next(reads), session)
         return [c for c, s in session.subscriptions.items() if not s.closed]
@@ -115,7 +122,9 @@ class ChannelFrames:
         if isinstance(frame, str | bytes):
             return False
         send = client.send
-        if isinstance(frame, Refused | Nack):
+        if isinstance(frame, Refused):
+            await send(self._refusal(frame))
+        elif isinstance(frame, Nack):
             await send(frame.encode())
         elif isinstance(frame, Subscribe):
             await self._subscribe(client, session, frame, send)
@@ -131,7 +140,7 @@ class ChannelFrames:
     ) -> None:
         admitted = await self.answerer.admit(session, client, frame.channel)
         if isinstance(admitted, Refused):
-            await send(admitted.encode())
+            await send(self._refusal(admitted))
             return
         request = channel_request(frame, max_replay=self.answerer.max_replay)
         try:
@@ -140,7 +149,7 @@ class ChannelFrames:
             logger.warning("subscribe to %r: %s", frame.channel, error or "store busy")
             self.answerer.drop(session, frame.channel)
             await send(
-                Refused(frame.channel, RefusedCode.UNAVAILABLE, "store unavailable").encode()
+                self._refusal(Refused(frame.channel, RefusedCode.UNAVAILABLE, "store unavailable"))
             )
             return
         try:

@@ -81,7 +81,7 @@ def _members(config: NodeSettings, retry: float) -> tuple[NodeMembers, Sweeper] 
 
 
 def _channels(
-    config: NodeSettings, hooks: NodeHooks
+    config: NodeSettings, hooks: NodeHooks, counts: Counts
 ) -> tuple[ChannelFrames, SoleTask, tuple[NodeMembers, Sweeper] | None] | None:
     """The channel parts, when the node has a channel store."""
     store = config.channels
@@ -90,7 +90,7 @@ def _channels(
             raise ValueError("presence needs a channel store (channels=...)")
         return None
     retry = min(DEFAULT_LOG_RETRY_INTERVAL, config.outage_retry_after)
-    feed = ChannelFeed(store, config.max_replay, retry)
+    feed = ChannelFeed(store, config.max_replay, retry, counts=counts)
     presence = _members(config, retry)
     answerer = ChannelAnswerer(
         store,
@@ -102,8 +102,9 @@ def _channels(
         config.queue_size,
         config.handshake_timeout,
         hooks.too_slow,
+        counts=counts,
     )
-    frames = ChannelFrames(store, answerer, config.max_message_size)
+    frames = ChannelFrames(store, answerer, config.max_message_size, counts=counts)
     hooks.channels = frames
     if presence is None:
         return frames, SoleTask(feed.run), None
@@ -145,7 +146,7 @@ def assemble(config: NodeSettings) -> NodeParts:
         ping_interval=config.ping_interval,
         ping_timeout=config.ping_timeout,
     )
-    channels = _channels(config, hooks)
+    channels = _channels(config, hooks, counts)
     resumer = Resumer(
         config.log,
         fanout,

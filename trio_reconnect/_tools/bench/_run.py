@@ -62,6 +62,7 @@ from ._fanout import (
     FanoutFigures,
     run_fanout,
 )
+from ._publish import DEFAULT_PUBLISHES, run_publish
 from ._report import (
     TARGET_FANOUT_MEMORY,
     TARGET_FANOUT_REDIS,
@@ -133,6 +134,7 @@ async def run_bench(
     fanout_rounds: int = DEFAULT_FANOUT_ROUNDS,
     latency_events: int = DEFAULT_LATENCY_EVENTS,
     redis: bool = True,
+    publishes: int = DEFAULT_PUBLISHES,
 ) -> BenchResult:
     """Start the echo server process, measure, stop it; then the fan-out; return the figures.
 
@@ -147,7 +149,10 @@ async def run_bench(
         fanout_events: Events in one fan-out burst.
         fanout_rounds: Timed fan-out rounds (after one warm-up round).
         latency_events: Latency samples per fan-out server per round.
-        redis: Measure the Redis fan-out too (when a redis-server is found).
+        redis: Measure the Redis fan-out and the publish figure too (when a
+            redis-server is found).
+        publishes: Publishes per burst of the publish figure (its rounds
+            are the fan-out's).
 
     Raises:
         ValueError: for a count below 1 or a size below 16.
@@ -164,6 +169,7 @@ async def run_bench(
         fanout_events=fanout_events,
         fanout_rounds=fanout_rounds,
         latency_events=latency_events,
+        publishes=publishes,
     )
     websockets_connect, note = _websockets_connect() if websockets else _NO_WEBSOCKETS
     started = trio.current_time()
@@ -185,6 +191,7 @@ async def run_bench(
         latency_events=latency_events,
         redis=redis,
     )
+    publish = await run_publish(publishes=publishes, rounds=fanout_rounds, redis=redis)
     return BenchResult(
         **_throughput_figures(rates),
         **_reconnect_figures(timings),
@@ -197,6 +204,7 @@ async def run_bench(
         duration_s=trio.current_time() - started,
         **_environment(websockets=websockets_connect is not None),
         fanout=fanout,
+        publish=publish,
     )
 
 
@@ -433,7 +441,15 @@ def _fanout_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"latency samples per fan-out server per round (default {DEFAULT_LATENCY_EVENTS})",
     )
     parser.add_argument(
-        "--no-redis", action="store_true", help="skip the Redis fan-out (its figures are null)"
+        "--publishes",
+        type=positive_int,
+        default=DEFAULT_PUBLISHES,
+        help=f"publishes per burst of the publish figure (default {DEFAULT_PUBLISHES})",
+    )
+    parser.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="skip the Redis fan-out and publish figures (they are null)",
     )
 
 
@@ -462,6 +478,7 @@ def run_command(args: argparse.Namespace) -> int:
                 fanout_rounds=args.fanout_rounds,
                 latency_events=args.latency_events,
                 redis=not args.no_redis,
+                publishes=args.publishes,
             )
 
     try:
