@@ -35,6 +35,8 @@ from ._channelbase import ChannelRead, ChannelRequest, ChannelStore
 from ._chanplan import ChannelAction, plan_channel, subscribe_refusal
 from ._connection import ConnectedClient
 from ._logbase import LoggedEvent
+from ._members import NodeMembers
+from ._membersplan import Release
 from ._planner import SnapshotFit, plan_snapshot, snapshot_issued
 from ._stats import Counts
 
@@ -79,6 +81,8 @@ class ChannelAnswerer:
     timeout: float
     too_slow: Callable[[ConnectedClient], None]
     counts: Counts = attrs.field(factory=Counts, kw_only=True)
+    #: The node's presence (``None``: no channel carries it).
+    presence: NodeMembers | None = None
 
     async def allowed(self, principal: Any, channel: str, action: Action) -> bool:
         """Whether ``authorize`` lets ``principal`` do ``action`` (a hook that fails: no)."""
@@ -107,6 +111,8 @@ class ChannelAnswerer:
             return Refused(channel, code, f"at most {self.max_subscriptions} subscriptions")
         if held is not None:
             self.feed.unregister(held)
+            if self.presence is not None:
+                self.presence.forget(held)  # the hold stays with the session
         subscription = Subscription(
             channel, client, self.queue_size, lambda: self.too_slow(client), counts=self.counts
         )
@@ -114,12 +120,16 @@ class ChannelAnswerer:
         self.feed.register(subscription)  # no checkpoint from here to the read
         return subscription
 
-    def drop(self, session: ChannelSession, channel: str) -> bool:
-        """Unsubscribe ``channel`` (``False``: it was not held)."""
+    def drop(self, session: ChannelSession, channel: str, how: Release = Release.NOW) -> bool:
+        """Unsubscribe ``channel`` (``False``: it was not held); its presence hold ends ``how``."""
         subscription = session.subscriptions.pop(channel, None)
+        if self.presence is not None:
+            self.presence.release(session, channel, how)
         if subscription is None:
             return False
         self.feed.unregister(subscription)
+        if self.presence is not None:
+            self.presence.forget(subscription)
         return True
 
     async def within(self, call: Callable[[], Awaitable[_T]]) -> _T:
@@ -136,7 +146,12 @@ class ChannelAnswerer:
         return await self.within(lambda: self.store.read(requests, max_replay=self.max_replay))
 
     async def answer(
-        self, send: Send, subscription: Subscription, request: ChannelRequest, read: ChannelRead
+        self,
+        send: Send,
+        subscription: Subscription,
+        request: ChannelRequest,
+        read: ChannelRead,
+        session: ChannelSession | None = None,
     ) -> None:
         """Send one channel's answer and start its live feed."""
         plan = plan_channel(request, read, has_snapshot=self.snapshot is not None)
@@ -157,11 +172,13 @@ class ChannelAnswerer:
             await send(frame)
         if subscription.closed:
             return
-        await self.members(send, subscription)
+        await self.members(send, subscription, session)
         await send(Subscribed(request.channel, newest, lost=lost).encode())
         self._count(snapshot=len(frames) > len(events), replayed=len(events), lost=lost)
         if subscription.resume(int(newest)):
             await self.within(lambda: self.feed.repair([subscription]))
+        if self.presence is not None:
+            await self.within(lambda: self.presence.started(subscription))  # type: ignore[union-attr]
 
     def _count(self, *, snapshot: bool, replayed: int, lost: bool) -> None:
         """One answer ended ``subscribed``: count it, and what it carried."""
@@ -171,9 +188,15 @@ class ChannelAnswerer:
         counts.channel_snapshots += snapshot
         counts.channel_lost += lost
 
-    async def members(self, send: Send, subscription: Subscription) -> None:
-        """The channel's member list, where it has presence (4.4): issue 19's hook point."""
-        await trio.lowlevel.checkpoint()
+    async def members(
+        self, send: Send, subscription: Subscription, session: ChannelSession | None
+    ) -> None:
+        """The channel's member list, where it has presence (4.4): hold, read, send."""
+        if self.presence is None or session is None:
+            await trio.lowlevel.checkpoint()
+            return
+        presence = self.presence
+        await self.within(lambda: presence.answer(send, subscription, session))
 
     async def _snapshot(
         self, channel: str, newest: str

@@ -45,6 +45,7 @@ from .._wire import Subscribed, encode_channel_event
 from ._channelbase import ChannelEvent, ChannelRead, ChannelRequest, ChannelStore, NotificationsLost
 from ._chanplan import split_live
 from ._logbase import LoggedEvent, LogUnavailableError
+from ._presencebase import MemberChange
 from ._stats import Counts
 
 __all__ = ["ChannelFeed", "Subscription"]
@@ -64,6 +65,20 @@ class Sink(Protocol):
 
     def close(self, code: int | None, reason: str | None) -> None:
         """Start closing."""
+        ...
+
+
+class MemberSink(Protocol):
+    """Where member changes go (:class:`~._members.NodeMembers`, PROTOCOL.md 4.4)."""
+
+    async def offer(
+        self, subscriptions: Sequence[Subscription], changes: Sequence[MemberChange]
+    ) -> None:
+        """Hand one channel's changes to its subscriptions."""
+        ...
+
+    async def repair_all(self) -> None:
+        """Notifications may have been lost: repair every member list sent."""
         ...
 
 
@@ -166,6 +181,8 @@ class ChannelFeed:
     #: A run ended before (its task was handed over): what came meanwhile was missed.
     _ran: bool = attrs.field(init=False, default=False)
     _repairs: int = attrs.field(init=False, default=0)
+    #: Where member changes go (``None``: no channel has presence).
+    members: MemberSink | None = attrs.field(init=False, default=None)
 
     @property
     def live(self) -> bool:
@@ -231,11 +248,18 @@ class ChannelFeed:
         finally:
             self._live = False  # until the next run's stream is live
 
-    async def _dispatch(self, batch: Sequence[ChannelEvent]) -> None:
+    async def _dispatch(self, batch: Sequence[ChannelEvent | MemberChange]) -> None:
         by_channel: dict[str, list[ChannelEvent]] = {}
+        changes: dict[str, list[MemberChange]] = {}
         for event in batch:
             if event.channel in self._feeds:
-                by_channel.setdefault(event.channel, []).append(event)
+                if isinstance(event, MemberChange):
+                    changes.setdefault(event.channel, []).append(event)
+                else:
+                    by_channel.setdefault(event.channel, []).append(event)
+        if changes and self.members is not None:
+            for channel, members in changes.items():
+                await self.members.offer(list(self._feeds.get(channel, ())), members)
         gaps = [
             subscription
             for channel, events in by_channel.items()
@@ -253,6 +277,8 @@ class ChannelFeed:
             else:
                 subscription.waiting = True
         await self.repair([s for s in every if s.covered is not None])
+        if self.members is not None:
+            await self.members.repair_all()
 
     async def repair(self, subscriptions: Sequence[Subscription]) -> None:
         """Read what each subscription missed, in one read per round, and send it.

@@ -151,6 +151,8 @@ class ConnectedClient:
     last_event_id: str | None = None
     outcome: HandshakeOutcome | None = None
     principal: Any = None
+    #: The close code the client sent first (``None``: the server closed first, or no close frame).
+    peer_close_code: int | None = attrs.field(init=False, default=None)
     _outbox: Outbox = attrs.field(init=False, repr=False)
     #: Writes live events straight to the socket while the client is idle (``None``: never).
     _direct: DirectWriter | None = attrs.field(init=False, default=None, repr=False)
@@ -394,6 +396,7 @@ class ConnectedClient:
     def _peer_closed(self, exc: ConnectionClosed) -> None:
         if self._close_requested:
             return
+        self.peer_close_code = None if exc.reason is None else exc.reason.code
         self.close(None, None)
         if exc.reason is not None:
             self._close_code = exc.reason.code
