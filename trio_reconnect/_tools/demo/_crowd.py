@@ -10,7 +10,6 @@ each client received. The parent drives it through :func:`open_crowd`.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import random
 import signal
@@ -28,6 +27,7 @@ from ..._protocol import Gap, ServerEvent, Snapshot
 from ..._state import ConnectionState, DelaySource, Transition
 from ...testing._node_process import child_environment
 from ._arrivals import freeze_heap
+from ._collect import HeldCollection, everyone_back
 
 __all__ = ["ClientRecord", "Crowd", "CrowdStatus", "open_crowd"]
 
@@ -35,6 +35,9 @@ __all__ = ["ClientRecord", "Crowd", "CrowdStatus", "open_crowd"]
 STATUS_INTERVAL: Final = 0.2
 #: What the parent writes to end the crowd.
 STOP: Final = b"stop\n"
+#: What the parent writes just before it restarts the server: collect now, then not until
+#: every client is back (:mod:`._collect`).
+COLLECT: Final = b"collect\n"
 
 
 @attrs.define(eq=False)
@@ -105,6 +108,8 @@ async def _run_client(url: str, record: ClientRecord, seed: int) -> None:
 async def _child(url: str, clients: int) -> None:
     records = [ClientRecord() for _ in range(clients)]
     stdin = trio.lowlevel.FdStream(sys.stdin.fileno())
+    collection = HeldCollection()
+    held_at: list[int] = []  # each client's reconnects when the collection was held
 
     def say(line: dict[str, Any]) -> None:
         print(json.dumps(line), flush=True)
@@ -114,28 +119,42 @@ async def _child(url: str, clients: int) -> None:
             crowd.start_soon(_run_client, url, record, i)
 
         async def report() -> None:
-            # The crowd stands in for clients on many machines: its own pauses
-            # must not bunch their returns. Once every client is up, automatic
-            # collection is off; the garbage of each round of reconnects is
-            # collected when every client is back (a quiet moment), not in the
-            # middle of the returns.
-            everyone = False
+            # What was made before every client was up stays out of later
+            # collections; each later full collection runs just before a
+            # restart, when the parent asks for it (._collect).
+            frozen = False
             while True:
-                if all(r.ready for r in records) != everyone:
-                    everyone = not everyone
-                    if everyone:
-                        freeze_heap()
-                        gc.disable()
+                if not frozen and all(r.ready for r in records):
+                    freeze_heap()
+                    frozen = True
+                if collection.held and everyone_back(
+                    held_at, [len(r.durations) for r in records], [r.ready for r in records]
+                ):
+                    collection.release()
                 say(_status(records))
                 await trio.sleep(STATUS_INTERVAL)
 
         crowd.start_soon(report)
-        received = b""
-        while STOP not in received and (chunk := await stdin.receive_some()):
-            received += chunk
+        async for command in _commands(stdin):
+            if command == COLLECT:
+                held_at[:] = [len(r.durations) for r in records]
+                collection.hold()
+                say({"collected": collection.collections})
+            elif command == STOP:
+                break
         crowd.cancel_scope.cancel()  # every client leaves, closing with 1000
     fields = ("ids", "gaps", "durations", "beyond")
     say({"records": [{name: getattr(r, name) for name in fields} for r in records]})
+
+
+async def _commands(stdin: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
+    """The parent's command lines, until stdin ends."""
+    buffer = b""
+    while chunk := await stdin.receive_some():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line + b"\n"
 
 
 @attrs.define(eq=False)
@@ -147,6 +166,8 @@ class Crowd:
     status: CrowdStatus = attrs.field(factory=CrowdStatus)
     records: list[ClientRecord] | None = None
     ended: bool = False
+    #: How many collections the crowd made when asked (:meth:`collect`).
+    collected: int = 0
     _changed: trio.Event = attrs.field(factory=trio.Event)
 
     async def _read(self) -> None:
@@ -163,19 +184,42 @@ class Crowd:
     def _take(self, line: dict[str, Any]) -> None:
         if "records" in line:
             self.records = [ClientRecord(**r) for r in line["records"]]
+        elif "collected" in line:
+            self.collected = line["collected"]
         else:
             self.status = CrowdStatus(**line)
         self._changed.set()
         self._changed = trio.Event()
 
-    async def wait_until(self, *, connected: int | None = None, delivered: int = 0) -> None:
-        """Wait until ``connected`` clients (default: all) are up, each with ``delivered`` events.
+    async def wait_until(
+        self, *, connected: int | None = None, delivered: int = 0, reconnects: int = 0
+    ) -> None:
+        """Wait until ``connected`` clients (default: all) are up, each with ``delivered`` events,
+        and ``reconnects`` reconnects were made in all.
 
         Raises:
             RuntimeError: if the crowd process ends first.
         """
         want = self.clients if connected is None else connected
-        while self.status.connected < want or self.status.min_delivered < delivered:
+        while (
+            self.status.connected < want
+            or self.status.min_delivered < delivered
+            or self.status.reconnects < reconnects
+        ):
+            if self.ended or self.records is not None:
+                raise RuntimeError("the demo's crowd process ended early")
+            await self._changed.wait()
+
+    async def collect(self) -> None:
+        """Have the crowd collect its garbage now, then not until every client is back.
+
+        Raises:
+            RuntimeError: if the crowd process ends first.
+        """
+        assert self.process.stdin is not None
+        want = self.collected + 1
+        await self.process.stdin.send_all(COLLECT)
+        while self.collected < want:
             if self.ended or self.records is not None:
                 raise RuntimeError("the demo's crowd process ended early")
             await self._changed.wait()

@@ -15,11 +15,13 @@ well.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from typing import Final, TextIO
 
 import attrs
@@ -29,6 +31,7 @@ from ..._metrics import HEALTHY_BELOW, INCIDENT_ABOVE, REGRESSION_ABOVE, health_
 from ..._validators import check_int, check_positive
 from ...server import ReconnectServer, ReplayLog, SpreadPolicy
 from ._arrivals import ARRIVAL_BIN, AcceptTimes, freeze_heap, peak_per_bin
+from ._collect import HeldCollection
 from ._crowd import ClientRecord, Crowd, CrowdStatus, open_crowd
 
 __all__ = [
@@ -222,7 +225,7 @@ async def run_demo(
         print(_opening(clients, url, restarts, duration, rate), file=out, flush=True)
         nursery.start_soon(_report, run, out, tty)
         freeze_heap()  # what the server holds before any client: out of full collections
-        async with open_crowd(url, clients) as run.crowd:
+        async with _collecting(run), open_crowd(url, clients) as run.crowd:
             await run.crowd.wait_until()
             await _publish(server, run, nursery, duration=duration, rate=rate)
             # Let every client come back and catch up before counting.
@@ -247,6 +250,10 @@ class _Run:
     restart_times: list[float] = attrs.field(factory=list)
     published_ids: list[str] = attrs.field(factory=list)
     finished: bool = False
+    #: The server process's collection, held from each restart until every client is back.
+    collection: HeldCollection = attrs.field(factory=HeldCollection)
+    #: The wait for the last restart's clients to be back.
+    releasing: trio.CancelScope | None = None
 
     def status(self) -> str:
         """The progress line."""
@@ -258,6 +265,15 @@ class _Run:
             f"({health_level(now.median_beyond).value})  events delivered "
             f"{now.delivered:>8}  restarts {len(self.restart_times)}/{self.restarts}"
         )
+
+
+@contextlib.asynccontextmanager
+async def _collecting(run: _Run) -> AsyncIterator[None]:
+    """Automatic collection is on again when the demo ends, however it ends."""
+    try:
+        yield
+    finally:
+        run.collection.release()
 
 
 async def _report(run: _Run, out: TextIO, tty: bool) -> None:
@@ -285,10 +301,33 @@ async def _publish(
     while trio.current_time() < end:
         run.published_ids.append(await server.publish({"n": len(run.published_ids) + 1}))
         if len(run.restart_times) < run.restarts and trio.current_time() >= next_restart:
-            run.restart_times.append(trio.current_time())
-            nursery.start_soon(server.restart)
+            await _restart(server, run, nursery)
             next_restart += step
         await trio.sleep(1 / rate)
+
+
+async def _restart(server: ReconnectServer, run: _Run, nursery: trio.Nursery) -> None:
+    """Collect garbage in both processes, then restart with automatic collection held."""
+    assert run.crowd is not None
+    await run.crowd.collect()
+    if run.releasing is not None:
+        run.releasing.cancel()  # the last restart's clients are not all back: stay held
+    run.collection.hold()
+    run.restart_times.append(trio.current_time())
+    run.releasing = trio.CancelScope()
+    nursery.start_soon(_release_when_back, server, run, run.crowd, run.releasing)
+
+
+async def _release_when_back(
+    server: ReconnectServer, run: _Run, crowd: Crowd, scope: trio.CancelScope
+) -> None:
+    """Restart the server; once every client is back, collect automatically again."""
+    before = crowd.status.reconnects
+    drained = (await server.restart()).drained  # when every dropped connection is gone
+    with scope:
+        await crowd.wait_until(reconnects=before + drained)
+    if not scope.cancel_called:
+        run.collection.release()
 
 
 def _summary(
