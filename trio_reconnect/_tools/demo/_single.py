@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 import sys
 import textwrap
@@ -84,6 +85,10 @@ class DemoSummary:
     spread_window_s: float
     #: The median reconnect less the waits the server asked for (what ``health`` reads).
     median_beyond_server_wait_s: float | None = None
+    #: The machine's CPUs, and its load average over the last minute when the demo ended
+    #: (``None`` where the system does not tell): the demo's processes share them.
+    cpus: int | None = None
+    load_average: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -117,11 +122,17 @@ class DemoSummary:
                 f" per 100 ms ({self.peak_ratio:.1f} x the plan)",
             ),
             ("refused handshakes", str(self.refused_handshakes)),
+            ("machine", self._machine()),
             ("result", "OK: nothing lost, nothing duplicated" if self.ok else "FAILED"),
         ]
         width = max(len(name) for name, _ in rows)
         table = "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
         return f"{table}\n\n{self.glossary()}"
+
+    def _machine(self) -> str:
+        cpus = "? CPUs" if self.cpus is None else f"{self.cpus} CPU{'' if self.cpus == 1 else 's'}"
+        load = "?" if self.load_average is None else f"{self.load_average:.1f}"
+        return f"{cpus}, load average {load} (last minute)"
 
     def _beyond(self) -> str:
         if self.median_beyond_server_wait_s is None:
@@ -168,8 +179,10 @@ class DemoSummary:
                 f" would come back within the same 100 ms, {herd:.0f} x the plan; this run's"
                 f" {self.peak_ratio:.1f} x is {flatter:.0f} times flatter. 1 x would be"
                 " perfectly even. The demo counts each return when the server accepts its"
-                " connection, as a server operator sees it; the clients run in a process of"
-                " their own.",
+                " connection, as a server operator sees it; the clients run in processes of"
+                " their own. On a machine busy with other work (a load average above its"
+                " CPUs) every process pauses now and then, and the returns that fell due"
+                " meanwhile bunch.",
             ]
         # Wrap at spaces, but never between a number and its unit.
         return "\n".join(
@@ -373,7 +386,17 @@ def _summary(
         spread_base_s=spread.base,
         spread_window_s=spread.window(clients),
         median_beyond_server_wait_s=beyond,
+        cpus=os.cpu_count(),
+        load_average=_load_average(),
     )
+
+
+def _load_average() -> float | None:
+    """The last minute's load average, if the system tells."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on Windows
+        return None
 
 
 def _opening(clients: int, url: str, restarts: int, duration: float, rate: float) -> str:
