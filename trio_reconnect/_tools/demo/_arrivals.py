@@ -21,19 +21,49 @@ process of their own:
 So the plan is sound and the server spreads as planned; the clumping is
 event-loop lag, made worse by binning at the handshake's end (which adds
 every handshake's own latency under load) and by the clients' work sharing
-the server's one core. The demo now runs its crowd in a child process
-(:mod:`._crowd`), counts each return where a server operator would see it, at
-``accept()``, and freezes what the server's process holds before the crowd
-connects (:func:`gc.freeze`: its modules and the like), so that a full
-collection scans only what was made since. The crowd stands in
-for clients on many machines, whose pauses would not line up: it collects its
-garbage only when every client is back, between restarts. The server keeps
-Python's automatic collection, as a real one would.
+the server's one core. The demo runs its crowd in child processes
+(:mod:`._crowd`) and counts each return where a server operator would see
+it, at ``accept()``.
 
-Five runs of ``demo --json`` before the change (load average 3-6 on 2 cores,
-shared with other work): ``peak_ratio`` 2.2-2.4; counted at ``accept()`` with
-the crowd in its own process: 1.6-2.3; with the crowd's collections moved
-between restarts: 1.27 and 1.27 (load average 2.8).
+The second round (this layout) traced each restart in both processes: a
+:class:`trio.abc.Instrument` logging every task step and every run batch over
+10 ms and every late wake-up from the I/O wait, :data:`gc.callbacks` timing
+every collection, and, for each accepted connection, the kernel's time of the
+last packet received (``TCP_INFO``'s ``tcpi_last_ack_recv``: the client's
+HTTP request), which separates the clients' lag from the server's. What was
+left:
+
+* the server: one full collection per restart *inside* the returns, 10 ms on
+  an idle machine, 60-70 ms at load average 4 (18,000 objects of the dropped
+  connections each time);
+* the crowd: its own full collection (once every client was back) took
+  80-350 ms, and when the returns of one restart ran late it fell inside the
+  next one's;
+* under load, most of the rest was the crowd: its clients' requests reached
+  the server bunched (the kernel's times bunched as much as the accepts),
+  after 50-100 ms in which the crowd process got no CPU or worked through a
+  batch of 300 clients' events;
+* the server's fan-out of one event to every client is one synchronous task
+  step (10-25 ms idle; 400-650 ms seen at load average 10) during which no
+  connection is accepted. It is left as it is: the fan-out's one-step
+  feeding is what keeps its hand-over lossless (:mod:`..server._fanout`).
+
+The fixes: both processes collect their garbage just before each restart
+and hold automatic collection until every client is back (:mod:`._collect`),
+and the crowd is split into child processes of at most
+:data:`~._crowd.CLIENTS_PER_PROCESS` clients, so that one process's pause
+holds back only its own clients, as with clients on many machines.
+
+``peak_ratio`` of ``demo --json`` on 2 cores shared with other work (load
+average: the 1-minute figure before each run). Before (one crowd process,
+automatic collection): 1.13, 1.20, 1.13, 1.13 at load 0.1-0.6; 1.33, 1.67,
+1.80, 1.80, 6.13 at 3.4-4.5 (traced runs). Six rounds at load 7.5-10, each
+round running the old demo, this one, and this one with a single crowd
+process, one after the other: old 2.13, 2.07, 2.67, 4.87, 1.93, 3.60; this
+one 1.40, 4.40, 1.27, 1.33, 3.40, 1.60; single crowd process 1.67, 2.53, 3.20,
+2.20, 2.07, 1.80. A load of 8-10 on 2 cores leaves each process a fifth of a
+core: pauses of 0.1-0.6 s in the server or the crowd, which no spread survives.
+FINAL
 """
 
 from __future__ import annotations
