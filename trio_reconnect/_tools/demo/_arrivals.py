@@ -61,9 +61,19 @@ automatic collection): 1.13, 1.20, 1.13, 1.13 at load 0.1-0.6; 1.33, 1.67,
 round running the old demo, this one, and this one with a single crowd
 process, one after the other: old 2.13, 2.07, 2.67, 4.87, 1.93, 3.60; this
 one 1.40, 4.40, 1.27, 1.33, 3.40, 1.60; single crowd process 1.67, 2.53, 3.20,
-2.20, 2.07, 1.80. A load of 8-10 on 2 cores leaves each process a fifth of a
-core: pauses of 0.1-0.6 s in the server or the crowd, which no spread survives.
-FINAL
+2.20, 2.07, 1.80. Sixteen runs of this one alone: 2.67, 1.07, 2.87, 3.47,
+1.20, 2.00, 1.87, 1.73 at load 8.5-9.4; 2.80, 2.60, 3.00, 2.00, 1.60, 2.93,
+2.47, 1.80 at load 5.9-7.0. None was measured on an idle machine (the load
+stayed above 5 while these changes were made); the one traced run with the
+collections held, before the crowd was split, gave 1.13 at load 2.4.
+
+What is left is the machine, not the demo: at a load average of 6-10 on 2
+cores (with Linux's autogroup on, each login session gets an equal share of
+the CPUs, however many processes it runs), the traces show the demo's
+processes getting no CPU for 0.1-0.7 s at a time, several of them at once:
+task steps that do a few milliseconds of work lasting 0.3-0.7 s, wake-ups
+from the I/O wait 0.1-0.35 s late. Every connection that fell due meanwhile
+is accepted at once, and a 0.3 s freeze alone is 3 x the plan in one bin.
 """
 
 from __future__ import annotations
