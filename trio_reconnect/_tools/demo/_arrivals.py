@@ -45,8 +45,9 @@ left:
   batch of 300 clients' events;
 * the server's fan-out of one event to every client is one synchronous task
   step (10-25 ms idle; 400-650 ms seen at load average 10) during which no
-  connection is accepted. It is left as it is: the fan-out's one-step
-  feeding is what keeps its hand-over lossless (:mod:`..server._fanout`).
+  connection is accepted. It is left as it is (the server's code, outside
+  the demo): the module comment of ``trio_reconnect.server._fanout`` says
+  why its feeding is one step.
 
 The fixes: both processes collect their garbage just before each restart
 and hold automatic collection until every client is back (:mod:`._collect`),
@@ -57,15 +58,17 @@ holds back only its own clients, as with clients on many machines.
 ``peak_ratio`` of ``demo --json`` on 2 cores shared with other work (load
 average: the 1-minute figure before each run). Before (one crowd process,
 automatic collection): 1.13, 1.20, 1.13, 1.13 at load 0.1-0.6; 1.33, 1.67,
-1.80, 1.80, 6.13 at 3.4-4.5 (traced runs). Six rounds at load 7.5-10, each
-round running the old demo, this one, and this one with a single crowd
-process, one after the other: old 2.13, 2.07, 2.67, 4.87, 1.93, 3.60; this
-one 1.40, 4.40, 1.27, 1.33, 3.40, 1.60; single crowd process 1.67, 2.53, 3.20,
-2.20, 2.07, 1.80. Sixteen runs of this one alone: 2.67, 1.07, 2.87, 3.47,
-1.20, 2.00, 1.87, 1.73 at load 8.5-9.4; 2.80, 2.60, 3.00, 2.00, 1.60, 2.93,
-2.47, 1.80 at load 5.9-7.0. None was measured on an idle machine (the load
-stayed above 5 while these changes were made); the one traced run with the
-collections held, before the crowd was split, gave 1.13 at load 2.4.
+1.80, 1.80, 6.13 at 3.4-4.5 (traced runs). Nine rounds at load 5.8-10, each
+running the old demo and this one one after the other: old 2.13, 2.07, 2.67,
+4.87, 1.93, 3.60, 2.07, 2.53, 1.73 (median 2.13); this one 1.40, 4.40, 1.27,
+1.33, 3.40, 1.60, 1.93, 1.53, 2.73 (median 1.60); in six of those rounds this
+one with a single crowd process as well: 1.67, 2.53, 3.20, 2.20, 2.07, 1.80.
+At that load the spread between runs is larger than the difference. Sixteen
+runs of this one alone: 2.67, 1.07, 2.87, 3.47, 1.20, 2.00, 1.87, 1.73 at load
+8.5-9.4; 2.80, 2.60, 3.00, 2.00, 1.60, 2.93, 2.47, 1.80 at load 5.9-7.0. None
+was measured on an idle machine (the load stayed above 5 while these changes
+were made); with the collections held but one crowd process (traced runs):
+1.13, 1.93, 1.73, 1.40, 1.67, 1.47, 2.00 at load 2.4-4.6.
 
 What is left is the machine, not the demo: at a load average of 6-10 on 2
 cores (with Linux's autogroup on, each login session gets an equal share of
