@@ -70,13 +70,13 @@ was measured on an idle machine (the load stayed above 5 while these changes
 were made); with the collections held but one crowd process (traced runs):
 1.13, 1.93, 1.73, 1.40, 1.67, 1.47, 2.00 at load 2.4-4.6.
 
-What is left is the machine, not the demo: at a load average of 6-10 on 2
-cores (with Linux's autogroup on, each login session gets an equal share of
-the CPUs, however many processes it runs), the traces show the demo's
+What is left, as far as the traces show, is the machine: at a load average of
+6-10 on 2 cores (with Linux's autogroup on, each login session gets an equal
+share of the CPUs, however many processes it runs), the traces show the demo's
 processes getting no CPU for 0.1-0.7 s at a time, several of them at once:
-task steps that do a few milliseconds of work lasting 0.3-0.7 s, wake-ups
-from the I/O wait 0.1-0.35 s late. Every connection that fell due meanwhile
-is accepted at once, and a 0.3 s freeze alone is 3 x the plan in one bin.
+task steps that do a few milliseconds of work lasting 0.3-0.7 s, wake-ups from
+the I/O wait 0.1-0.35 s late. Every connection that fell due meanwhile is
+accepted at once, and a 0.3 s freeze alone is 3 x the plan in one bin.
 """
 
 from __future__ import annotations
