@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import trio
 
@@ -42,6 +44,9 @@ async def test_crowd_of_several_processes_acts_as_one(monkeypatch: pytest.Monkey
             async with open_crowd(url, 5) as crowd:
                 await crowd.wait_until()
                 assert crowd.status.connected == 5
+                assert len(crowd.pids) == 3
+                # each in a session of its own, as on machines of their own
+                assert {os.getsid(pid) for pid in crowd.pids} == set(crowd.pids)
                 for n in range(3):
                     await server.publish({"n": n})
                 await crowd.wait_until(delivered=3)

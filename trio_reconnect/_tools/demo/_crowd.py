@@ -9,7 +9,7 @@ JSON lines on stdout: a status line every :data:`STATUS_INTERVAL` seconds
 holds what each client received. The parent drives the children through
 :func:`open_crowd`, as one crowd; :data:`CLIENTS_PER_PROCESS` clients to a
 child at most, so that one child's pause holds back only a part of the
-crowd, as with clients on many machines.
+crowd, as with clients on many machines; each child in a session of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +38,13 @@ __all__ = ["ClientRecord", "Crowd", "CrowdStatus", "open_crowd"]
 
 #: The most clients one child process runs.
 CLIENTS_PER_PROCESS: Final = 100
+#: Each child runs in a session of its own, as clients on other machines
+#: would: the terminal's Ctrl-C reaches only the parent (which stops the
+#: children), and where Linux groups the CPU by session (autogroup), the crowd
+#: does not share the server's share of it. On a machine busy with other work
+#: that halved the demo's peak (:mod:`._arrivals`); the demo then takes a share
+#: per crowd process.
+_OWN_SESSION: Final = sys.platform != "win32"
 #: Seconds between the child's status lines.
 STATUS_INTERVAL: Final = 0.2
 #: What the parent writes to end the crowd.
@@ -248,6 +255,11 @@ class Crowd:
         )
 
     @property
+    def pids(self) -> list[int]:
+        """The child processes' ids."""
+        return [c.process.pid for c in self._children]
+
+    @property
     def collected(self) -> int:
         """How many collections every child made when asked (:meth:`collect`)."""
         return min(c.collected for c in self._children)
@@ -325,7 +337,11 @@ async def open_crowd(url: str, clients: int) -> AsyncIterator[Crowd]:
             for share in shares(clients):
                 command = [sys.executable, "-m", __name__, url, str(share), str(first)]
                 process = await trio.lowlevel.open_process(
-                    command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_environment()
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=child_environment(),
+                    start_new_session=_OWN_SESSION,
                 )
                 children.append(_Child(process, changed))
                 nursery.start_soon(children[-1].read)
