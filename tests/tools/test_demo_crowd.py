@@ -17,13 +17,14 @@ from trio_reconnect.server import ReconnectServer, ReplayLog
     [
         (1, [1]),
         (CLIENTS_PER_PROCESS, [CLIENTS_PER_PROCESS]),
-        (CLIENTS_PER_PROCESS + 1, [51, 50]),
-        (300, [100, 100, 100]),
-        (301, [76, 75, 75, 75]),
+        (CLIENTS_PER_PROCESS + 1, [26, 25]),
+        (300, [50] * 6),
+        (301, [43] * 7),
+        (302, [44, 43, 43, 43, 43, 43, 43]),
     ],
 )
 def test_shares_are_even_and_at_most_the_limit(clients: int, expected: list[int]) -> None:
-    assert CLIENTS_PER_PROCESS == 100
+    assert CLIENTS_PER_PROCESS == 50
     assert shares(clients) == expected
     assert sum(expected) == clients
 

@@ -37,7 +37,7 @@ from ._collect import HeldCollection, everyone_back
 __all__ = ["ClientRecord", "Crowd", "CrowdStatus", "open_crowd"]
 
 #: The most clients one child process runs.
-CLIENTS_PER_PROCESS: Final = 100
+CLIENTS_PER_PROCESS: Final = 50
 #: Each child runs in a session of its own, as clients on other machines
 #: would: the terminal's Ctrl-C reaches only the parent (which stops the
 #: children), and where Linux groups the CPU by session (autogroup), the crowd
