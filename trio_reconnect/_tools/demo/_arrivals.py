@@ -49,26 +49,35 @@ left:
   the demo): the module comment of ``trio_reconnect.server._fanout`` says
   why its feeding is one step.
 
-The fixes: both processes collect their garbage just before each restart
-and hold automatic collection until every client is back (:mod:`._collect`),
-and the crowd is split into child processes of at most
+The fixes: both processes collect their garbage just before each restart and
+hold automatic collection until every client is back (:mod:`._collect`); the
+crowd is split into child processes of at most
 :data:`~._crowd.CLIENTS_PER_PROCESS` clients, so that one process's pause
-holds back only its own clients, as with clients on many machines.
+holds back only its own clients, as with clients on many machines; and each
+child runs in a session of its own, so that where Linux shares the CPUs out by
+session (autogroup, on here) the crowd does not eat into the server's share.
 
 ``peak_ratio`` of ``demo --json`` on 2 cores shared with other work (load
 average: the 1-minute figure before each run). Before (one crowd process,
 automatic collection): 1.13, 1.20, 1.13, 1.13 at load 0.1-0.6; 1.33, 1.67,
 1.80, 1.80, 6.13 at 3.4-4.5 (traced runs). Nine rounds at load 5.8-10, each
-running the old demo and this one one after the other: old 2.13, 2.07, 2.67,
-4.87, 1.93, 3.60, 2.07, 2.53, 1.73 (median 2.13); this one 1.40, 4.40, 1.27,
-1.33, 3.40, 1.60, 1.93, 1.53, 2.73 (median 1.60); in six of those rounds this
-one with a single crowd process as well: 1.67, 2.53, 3.20, 2.20, 2.07, 1.80.
-At that load the spread between runs is larger than the difference. Sixteen
-runs of this one alone: 2.67, 1.07, 2.87, 3.47, 1.20, 2.00, 1.87, 1.73 at load
-8.5-9.4; 2.80, 2.60, 3.00, 2.00, 1.60, 2.93, 2.47, 1.80 at load 5.9-7.0. None
-was measured on an idle machine (the load stayed above 5 while these changes
-were made); with the collections held but one crowd process (traced runs):
-1.13, 1.93, 1.73, 1.40, 1.67, 1.47, 2.00 at load 2.4-4.6.
+running the old demo and this one (100 clients per crowd process, no sessions
+of their own) one after the other: old 2.13, 2.07, 2.67, 4.87, 1.93, 3.60,
+2.07, 2.53, 1.73 (median 2.13); this one 1.40, 4.40, 1.27, 1.33, 3.40, 1.60,
+1.93, 1.53, 2.73 (median 1.60); in six of those rounds this one with a single
+crowd process as well: 1.67, 2.53, 3.20, 2.20, 2.07, 1.80. At that load the
+spread between runs is larger than the difference. Sixteen runs of that one
+alone: 2.67, 1.07, 2.87, 3.47, 1.20, 2.00, 1.87, 1.73 at load 8.5-9.4; 2.80,
+2.60, 3.00, 2.00, 1.60, 2.93, 2.47, 1.80 at load 5.9-7.0. None was measured on
+an idle machine (the load stayed above 5 while these changes were made); with
+the collections held but one crowd process (traced runs): 1.13, 1.93, 1.73,
+1.40, 1.67, 1.47, 2.00 at load 2.4-4.6. With a session of its own for each
+crowd process: four rounds at load 6.3-7.0 against the same without: 1.40,
+1.27, 1.33, 1.27 against 2.00, 1.93, 1.60, 1.87; then eight runs: 1.27, 1.27,
+1.20, 1.47, 1.33 at load 3.0-3.4, 2.47, 1.33, 1.53 at load 4.2-6.0. With 50
+clients per process instead of 100, three rounds at load 5.3-5.9: 1.40, 1.27,
+1.27 against 2.13, 1.20, 2.20; then eight runs (the demo as it is now): 1.87,
+1.73, 1.33, 1.60, 1.80, 4.47, 1.33, 1.20 at load 5.1-7.7.
 
 What is left, as far as the traces show, is the machine: at a load average of
 6-10 on 2 cores (with Linux's autogroup on, each login session gets an equal
