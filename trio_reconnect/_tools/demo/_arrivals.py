@@ -77,7 +77,8 @@ crowd process: four rounds at load 6.3-7.0 against the same without: 1.40,
 1.20, 1.47, 1.33 at load 3.0-3.4, 2.47, 1.33, 1.53 at load 4.2-6.0. With 50
 clients per process instead of 100, three rounds at load 5.3-5.9: 1.40, 1.27,
 1.27 against 2.13, 1.20, 2.20; then eight runs (the demo as it is now): 1.87,
-1.73, 1.33, 1.60, 1.80, 4.47, 1.33, 1.20 at load 5.1-7.7.
+1.73, 1.33, 1.60, 1.80, 4.47, 1.33, 1.20 at load 5.1-7.7. Eight more: 1.67,
+2.00, 1.47, 1.67, 1.27, 1.20, 1.27, 1.27 at load 5.9-7.5.
 
 What is left, as far as the traces show, is the machine: at a load average of
 6-10 on 2 cores (with Linux's autogroup on, each login session gets an equal
