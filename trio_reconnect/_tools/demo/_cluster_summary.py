@@ -214,9 +214,14 @@ class ClusterDemoSummary:
                 "presence leaves seen",
                 f"{self.presence_leaves} during the deploy, by {self.presence_members} members "
                 f"of {self.presence_room!r} watching each other ({self.presence_joins} joins; "
-                f"at the end each sees {self.presence_members_seen_min}+ of them)",
+                f"{self._members_at_end()})",
             ),
         ]
+
+    def _members_at_end(self) -> str:
+        if self.presence_members_seen_min == self.presence_members:
+            return f"each sees all {self.presence_members} at the end"
+        return f"one sees only {self.presence_members_seen_min} at the end"
 
     def _result(self) -> str:
         if self.ok:
