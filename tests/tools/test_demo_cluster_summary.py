@@ -8,6 +8,12 @@ from typing import Any
 import attrs
 import pytest
 
+from trio_reconnect._tools.demo._cluster_clients import (
+    PUBLISH_LIMIT,
+    PUBLISH_RATE,
+    Balancer,
+    make_crowd,
+)
 from trio_reconnect._tools.demo._cluster_summary import (
     ClusterDemoSummary,
     EventCheck,
@@ -17,7 +23,7 @@ from trio_reconnect._tools.demo._cluster_summary import (
     check_publishes,
     node_deploy,
 )
-from trio_reconnect.server import DrainSummary
+from trio_reconnect.server import DEFAULT_CHANNEL_MAX_LEN, DrainSummary
 
 
 def _msg(client: int, n: int) -> dict[str, int]:
@@ -181,3 +187,20 @@ def test_any_failure_fails_the_run(changes: dict[str, int]) -> None:
     if "presence_members_seen_min" in changes:
         assert "(0 joins; one sees only 2 at the end)" in summary.table()
     assert json.loads(summary.as_json())["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("clients", "publishers", "members"),
+    [(300, 10, 30), (30, 2, 3), (10, 2, 3), (2, 2, 2), (1, 1, 1)],
+)
+def test_the_crowds_roles(clients: int, publishers: int, members: int) -> None:
+    crowd, roles = make_crowd(Balancer(["ws://a/"]), clients)
+    assert (roles.publishers, roles.members) == (publishers, members)
+    assert sum(c.publisher for c in crowd) == publishers
+    assert sum(c.member for c in crowd) == members
+    assert roles.interval == publishers / PUBLISH_RATE
+
+
+def test_the_demo_publishes_no_more_than_the_channel_keeps() -> None:
+    # The check reads the whole channel back: its stream must still hold every publish.
+    assert PUBLISH_LIMIT < DEFAULT_CHANNEL_MAX_LEN
