@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._chanreport import ChannelFigures, channel_passes, channel_table, channel_targets
 from ._fanout import FanoutFigures
 
 __all__ = [
@@ -87,6 +88,8 @@ class BenchResult:
     platform: str
     cpus: int | None
     fanout: FanoutFigures
+    #: The channel figures (issue 18); ``None``: not measured (``--no-channels``).
+    channels: ChannelFigures | None = None
 
     @property
     def seq_pass(self) -> bool:
@@ -115,15 +118,22 @@ class BenchResult:
         data = attrs.asdict(self, recurse=False)
         data["seq_ratios"] = list(self.seq_ratios)
         data["pipe_ratios"] = list(self.pipe_ratios)
-        del data["fanout"]
+        del data["fanout"], data["channels"]
         for key, value in attrs.asdict(self.fanout).items():
             data[f"fanout_{key}"] = list(value) if isinstance(value, tuple) else value
+        # The channel figures' keys are named in full already; null when not measured.
+        if self.channels is None:
+            data.update(dict.fromkeys(a.name for a in attrs.fields(ChannelFigures)))
+        else:
+            for key, value in attrs.asdict(self.channels).items():
+                data[key] = list(value) if isinstance(value, tuple) else value
         data["targets"] = {
             "seq": TARGET_SEQ,
             "pipe": TARGET_PIPE,
             "reconnect": TARGET_RECONNECT,
             "fanout_memory": TARGET_FANOUT_MEMORY,
             "fanout_redis": TARGET_FANOUT_REDIS,
+            **channel_targets(),
         }
         data["pass"] = {
             "seq": self.seq_pass,
@@ -131,6 +141,7 @@ class BenchResult:
             "reconnect": self.reconnect_pass,
             "fanout_memory": self.fanout_memory_pass,
             "fanout_redis": self.fanout_redis_pass,
+            **channel_passes(self.channels),
         }
         return data
 
@@ -156,6 +167,8 @@ class BenchResult:
                 "server's retryAfter of 0"
             )
         lines += ["", *_fanout_table(self)]
+        if self.channels is not None:
+            lines += ["", *channel_table(self.channels, align)]
         return "\n".join(lines)
 
 

@@ -52,6 +52,8 @@ import trio
 
 from ..._validators import check_int
 from .._policy import positive_int, positive_number
+from ._chanfanout import ChannelOptions, add_channel_arguments, channel_options, run_channels
+from ._chanreport import ChannelFigures
 from ._echo_clients import BenchError, Rates, measure_reconnects, measure_throughput
 from ._fanout import (
     DEFAULT_FANOUT_CLIENTS,
@@ -107,7 +109,9 @@ DEFAULT_ROUNDS: Final = 50
 #: Drop-and-reconnect repetitions (each paired with one fresh raw connection).
 DEFAULT_RECONNECTS: Final = 150
 #: Seconds the whole run may take before it is abandoned.
-DEFAULT_TIMEOUT: Final = 600.0
+DEFAULT_TIMEOUT: Final = 900.0
+#: The channel figures' sizes: issue 18's.
+DEFAULT_CHANNEL_OPTIONS: Final = ChannelOptions()
 
 #: Seconds the server process has to announce its port.
 _SERVER_START_TIMEOUT: Final = 30.0
@@ -133,6 +137,7 @@ async def run_bench(
     fanout_rounds: int = DEFAULT_FANOUT_ROUNDS,
     latency_events: int = DEFAULT_LATENCY_EVENTS,
     redis: bool = True,
+    channels: ChannelOptions | None = DEFAULT_CHANNEL_OPTIONS,
 ) -> BenchResult:
     """Start the echo server process, measure, stop it; then the fan-out; return the figures.
 
@@ -148,6 +153,7 @@ async def run_bench(
         fanout_rounds: Timed fan-out rounds (after one warm-up round).
         latency_events: Latency samples per fan-out server per round.
         redis: Measure the Redis fan-out too (when a redis-server is found).
+        channels: The sizes of the channel figures (``None``: not measured).
 
     Raises:
         ValueError: for a count below 1 or a size below 16.
@@ -185,6 +191,7 @@ async def run_bench(
         latency_events=latency_events,
         redis=redis,
     )
+    channel_figures = None if channels is None else await _channels(channels, redis=redis)
     return BenchResult(
         **_throughput_figures(rates),
         **_reconnect_figures(timings),
@@ -197,7 +204,16 @@ async def run_bench(
         duration_s=trio.current_time() - started,
         **_environment(websockets=websockets_connect is not None),
         fanout=fanout,
+        channels=channel_figures,
     )
+
+
+async def _channels(options: ChannelOptions, *, redis: bool) -> ChannelFigures:
+    """:func:`run_channels`, its failure a :class:`BenchError`."""
+    try:
+        return await run_channels(options, redis=redis)
+    except FanoutError as exc:
+        raise BenchError(str(exc)) from exc
 
 
 async def _fanout(**options: Any) -> FanoutFigures:
@@ -360,6 +376,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
     _echo_arguments(parser)
     _fanout_arguments(parser)
+    add_channel_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -462,6 +479,7 @@ def run_command(args: argparse.Namespace) -> int:
                 fanout_rounds=args.fanout_rounds,
                 latency_events=args.latency_events,
                 redis=not args.no_redis,
+                channels=channel_options(args),
             )
 
     try:
