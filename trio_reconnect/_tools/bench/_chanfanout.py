@@ -42,6 +42,7 @@ from ._chanresume import (
     DEFAULT_RESUME_CHANNELS,
     DEFAULT_RESUME_REPETITIONS,
     measure_resume,
+    publish_command,
     resume_ratio,
 )
 from ._chanserve import channel_name
@@ -125,16 +126,6 @@ def channel_options(args: argparse.Namespace) -> ChannelOptions | None:
         resume_channels=args.resume_channels,
         resume_repetitions=args.resume_repetitions,
     )
-
-
-async def publish_command(server: _Server, start: int, count: int) -> float:
-    """Have a channel server publish ``count`` events from channel ``start``; its stamp."""
-    assert server.process.stdin is not None
-    await server.process.stdin.send_all(f"publish {start} {count}\n".encode())
-    line = await server.lines.line()
-    if not line.startswith("T "):
-        raise FanoutError(f"unexpected line from the {server.kind} channel server: {line!r}")
-    return float(line[2:])
 
 
 def _rss(server: _Server) -> int | None:

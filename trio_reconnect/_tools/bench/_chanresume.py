@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_RESUME_CHANNELS",
     "DEFAULT_RESUME_REPETITIONS",
     "measure_resume",
+    "publish_command",
     "resume_ratio",
 ]
 
@@ -87,12 +88,20 @@ async def _client(url: str, channels: range) -> AsyncIterator[tuple[Reconnecting
         yield ws, watch
 
 
+async def publish_command(server: _Server, start: int, count: int) -> float:
+    """Have a channel server publish ``count`` events from channel ``start``; its stamp."""
+    assert server.process.stdin is not None
+    await server.process.stdin.send_all(f"publish {start} {count}\n".encode())
+    line = await server.lines.line()
+    if not line.startswith("T "):
+        raise FanoutError(f"unexpected line from the {server.kind} channel server: {line!r}")
+    return float(line[2:])
+
+
 async def measure_resume(
     server: _Server, *, channels: int, repetitions: int
 ) -> tuple[list[float], list[float]]:
     """Seconds to ready of each timed resume: ``(many channels, one channel)``."""
-    from ._chanfanout import publish_command
-
     await publish_command(server, 0, channels + 1)  # one event in every channel used
     url = f"ws://127.0.0.1:{server.port}/bench"
     many: list[float] = []
