@@ -306,9 +306,14 @@ class ConnectedClient:
             return await self._ws.get_message()
         return None
 
-    async def send_frame(self, message: str | bytes) -> None:
-        """Send one frame; a close requested meanwhile takes effect after it."""
-        if await self._write(message, None):
+    async def send_frame(self, message: str | bytes | list[str]) -> None:
+        """Send one frame, or a non-empty list in one write; a close requested meanwhile waits."""
+        if isinstance(message, list) and not _can_write_batched(self._ws):
+            for frame in message:
+                await self.send_frame(frame)
+            return
+        first = message[0] if isinstance(message, list) else message
+        if await self._write(first, message if isinstance(message, list) else None):
             await self._after_write()
 
     async def _write(self, message: str | bytes, batch: Sequence[str | bytes] | None) -> bool:
@@ -400,9 +405,9 @@ class ConnectedClient:
             self._close_reason = exc.reason.reason
 
     def _closed_reason(self) -> CloseReason | None:
-        if self._close_code is None:
-            return None
-        return CloseReason(self._close_code, self._close_reason)
+        return (
+            None if self._close_code is None else CloseReason(self._close_code, self._close_reason)
+        )
 
     async def _write_loop(self) -> None:
         outbox = self._outbox
