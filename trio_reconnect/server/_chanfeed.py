@@ -35,7 +35,7 @@ Repairs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
 import attrs
@@ -86,8 +86,15 @@ class Subscription:
     suspect: bool = False
     _buffer: list[ChannelEvent | LoggedEvent] = attrs.field(factory=list, repr=False)
 
-    def offer(self, events: Sequence[ChannelEvent | LoggedEvent]) -> bool:
-        """Send (or buffer) live events; ``True``: a gap, the feed must repair it."""
+    def offer(
+        self,
+        events: Sequence[ChannelEvent | LoggedEvent],
+        frames: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Send (or buffer) live events; ``True``: a gap, the feed must repair it.
+
+        ``frames``: the events' frames by id, encoded once for every subscriber.
+        """
         if self.closed or not events:
             return False
         if self.waiting or self.covered is None:
@@ -101,7 +108,10 @@ class Subscription:
         if split.send:
             channel = self.channel
             self.sink.feed(
-                [(None, encode_channel_event(channel, e.id, e.data)) for e in split.send]
+                [
+                    (None, frames[e.id] if frames else encode_channel_event(channel, e.id, e.data))
+                    for e in split.send
+                ]
             )
         self.covered = split.covered
         if split.gap:
@@ -223,12 +233,12 @@ class ChannelFeed:
         for event in batch:
             if event.channel in self._feeds:
                 by_channel.setdefault(event.channel, []).append(event)
-        gaps = [
-            subscription
-            for channel, events in by_channel.items()
-            for subscription in list(self._feeds.get(channel, ()))
-            if subscription.offer(events)
-        ]
+        gaps = []
+        for channel, events in by_channel.items():
+            frames = {e.id: encode_channel_event(channel, e.id, e.data) for e in events}
+            for subscription in list(self._feeds.get(channel, ())):
+                if subscription.offer(events, frames):
+                    gaps.append(subscription)
         if gaps:
             await self.repair(gaps)
 
