@@ -41,12 +41,15 @@ class ChannelFigures:
 
     Rates and latencies are medians over the timed rounds; the fan-out ratios
     are medians of the per-round ratios; memory is KiB of RSS growth per
-    client; the resume times are medians in ms and their ratio is of the medians.
+    client (``server_memory_ratio`` is ``None`` when the plain server's did
+    not grow: RSS moves by pages, so a tiny run may see none; NaN without
+    ``/proc``); the resume times are medians in ms and their ratio is of the
+    medians.
     """
 
     channel_fanout_memory_ratio: float
     channel_fanout_redis_ratio: float | None
-    server_memory_ratio: float
+    server_memory_ratio: float | None
     server_memory_redis_ratio: float | None
     resume_100_channels_ratio: float | None
     channel_plain_eps: float
