@@ -62,6 +62,8 @@ class ChannelSession:
     principal: Any
     client_id: str
     subscriptions: dict[str, Subscription] = attrs.field(factory=dict)
+    #: Closes the connection as too slow: one callable for all of its subscriptions.
+    too_slow: Callable[[], None] | None = None
 
 
 @attrs.define(eq=False)
@@ -105,7 +107,9 @@ class ChannelAnswerer:
             return Refused(channel, code, f"at most {self.max_subscriptions} subscriptions")
         if held is not None:
             self.feed.unregister(held)
-        subscription = Subscription(channel, client, self.queue_size, lambda: self.too_slow(client))
+        if session.too_slow is None:
+            session.too_slow = lambda: self.too_slow(client)
+        subscription = Subscription(channel, client, self.queue_size, session.too_slow)
         session.subscriptions[channel] = subscription
         self.feed.register(subscription)  # no checkpoint from here to the read
         return subscription

@@ -84,7 +84,8 @@ class Subscription:
     closed: bool = False
     #: Notifications may have been lost while it was answering.
     suspect: bool = False
-    _buffer: list[ChannelEvent | LoggedEvent] = attrs.field(factory=list, repr=False)
+    #: Buffered live events (an empty tuple until the first: no list per idle subscription).
+    _buffer: list[ChannelEvent | LoggedEvent] | tuple[()] = attrs.field(default=(), repr=False)
 
     def offer(
         self,
@@ -98,10 +99,10 @@ class Subscription:
         if self.closed or not events:
             return False
         if self.waiting or self.covered is None:
-            self._buffer.extend(events)
+            self._keep(events)
             if len(self._buffer) > self.bound:
                 self.closed = True
-                self._buffer = []
+                self._buffer = ()
                 self.too_slow()
             return False
         split = split_live(self.covered, events)
@@ -116,8 +117,13 @@ class Subscription:
         self.covered = split.covered
         if split.gap:
             self.waiting = True
-            self._buffer.extend(events)
+            self._keep(events)
         return split.gap
+
+    def _keep(self, events: Sequence[ChannelEvent | LoggedEvent]) -> None:
+        buffer = self._buffer if isinstance(self._buffer, list) else []
+        buffer.extend(events)
+        self._buffer = buffer
 
     def resume(self, covered: int | None = None, *, repaired: bool = False) -> bool:
         """The answer (or a repair) is out: send what was buffered above ``covered``.
@@ -129,7 +135,7 @@ class Subscription:
         if covered is not None:
             self.covered = covered
         self.waiting = False
-        buffered, self._buffer = self._buffer, []
+        buffered, self._buffer = self._buffer, ()
         gap = self.offer(buffered)
         suspect, self.suspect = self.suspect and not repaired, False
         return (gap or suspect) and not self.closed
@@ -146,7 +152,7 @@ class Subscription:
     def cancel(self) -> None:
         """No frame of this subscription goes out any more."""
         self.closed = True
-        self._buffer = []
+        self._buffer = ()
 
 
 @attrs.define(eq=False)
