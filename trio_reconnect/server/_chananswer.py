@@ -8,9 +8,10 @@ for every channel of the frame, then per channel: a replay, a snapshot
 stream's is) or neither, then ``subscribed`` with the newest id the client
 now has; the subscription then sends what its feed buffered above that id.
 
-The handshake sends these frames itself, before ``ready``; after ``ready``
-they go through the connection's queue (:meth:`ConnectedClient.send`), so
-they keep their place among the live frames of the other channels.
+The handshake collects these frames and writes them with ``ready``, in one
+write (:meth:`~._chanframes.ChannelFrames.handshake`); after ``ready`` they go
+through the connection's queue (:meth:`ConnectedClient.send`), so they keep
+their place among the live frames of the other channels.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _T = TypeVar("_T")
 ChannelSnapshotProvider = Callable[
     [str], Awaitable[tuple[str, Any] | None] | tuple[str, Any] | None
 ]
-#: How an answer's frames go out (``send_frame`` before ready, ``send`` after).
+#: How an answer's frames go out (held for one write before ready, ``send`` after).
 Send = Callable[[str], Awaitable[None]]
 
 
