@@ -152,7 +152,12 @@ def _check_figures(data: dict[str, Any]) -> None:
     ):
         assert _positive_finite(data[key]), (key, data[key])
     # Tiny runs: CPU in clock ticks and RSS in pages may not move at all.
-    for key in ("channel_memory_server_cpu_us", "server_memory_plain_kib"):
+    for key in (
+        "channel_memory_server_cpu_us",
+        "channel_plain_client_cpu_us",
+        "channel_memory_client_cpu_us",
+        "server_memory_plain_kib",
+    ):
         assert isinstance(data[key], float), key
         assert math.isfinite(data[key]), key
     ratio = data["server_memory_ratio"]

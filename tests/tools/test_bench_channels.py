@@ -142,6 +142,7 @@ def test_the_table_names_every_figure() -> None:
         "events delivered/s",
         "publish->delivery p99, ms",
         "server CPU us per delivery",
+        "clients' CPU us per delivery",
         "server RSS KiB per client",
         "channel fan-out, memory / plain",
         "channel fan-out, Redis / plain",

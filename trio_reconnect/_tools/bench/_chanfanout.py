@@ -18,7 +18,8 @@ process, interleaved rounds, a warm-up round first.
   of the per-round ratios ``memory / plain`` and ``redis / plain``. A latency
   sample is one event on one channel: ``arrival - stamp`` of each of its
   subscribers. Server CPU per delivery: the server process's CPU time over
-  the burst (``/proc``, Linux) / deliveries.
+  the burst (``/proc``, Linux) / deliveries; the clients' (this process's
+  ``time.process_time()``) too, to show a rate bounded by the measuring side.
 * **Memory.** The server process's RSS (``VmRSS`` in ``/proc/<pid>/status``,
   Linux) just before its clients connect, and again once every client has
   its ``ready`` and its ``subscribed`` answers (before any publish): the
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -264,12 +266,15 @@ async def _burst(server: _Server, crowd: Crowd, plan: _Plan, samples: _Samples |
     expected = plan.expected(0, events)
     crowd.expect(expected)
     cpu = server.cpu()
+    client_cpu = time.process_time()
     stamp = await publish_command(server, 0, events)
     arrivals = await crowd.wait("a channel burst")
+    client_cpu = time.process_time() - client_cpu
     after = server.cpu()
     if samples is not None:
         deliveries = sum(expected)
         samples.rates[server.kind].append(deliveries / (max(arrivals) - stamp))
+        samples.client_cpus[server.kind].append(client_cpu / deliveries)
         if cpu is not None and after is not None:
             samples.server_cpus[server.kind].append((after - cpu) / deliveries)
 
@@ -308,8 +313,8 @@ def _figures(
             return None
         return (_p99(values) if p99 else statistics.median(values)) * 1000
 
-    def cpu(kind: str) -> float | None:
-        values = samples.server_cpus.get(kind)
+    def cpu(kind: str, table: dict[str, list[float]] = samples.server_cpus) -> float | None:
+        values = table.get(kind)
         return _us(values) if values else None
 
     memory_ratios = ratios("memory")
@@ -334,6 +339,9 @@ def _figures(
         channel_plain_server_cpu_us=cpu("plain"),
         channel_memory_server_cpu_us=cpu("memory"),
         channel_redis_server_cpu_us=cpu("redis"),
+        channel_plain_client_cpu_us=cpu("plain", samples.client_cpus),
+        channel_memory_client_cpu_us=cpu("memory", samples.client_cpus),
+        channel_redis_client_cpu_us=cpu("redis", samples.client_cpus),
         server_memory_plain_kib=memory["plain"],
         server_memory_memory_kib=memory["memory"],
         server_memory_redis_kib=memory.get("redis"),

@@ -66,6 +66,9 @@ class ChannelFigures:
     channel_plain_server_cpu_us: float | None
     channel_memory_server_cpu_us: float | None
     channel_redis_server_cpu_us: float | None
+    channel_plain_client_cpu_us: float | None
+    channel_memory_client_cpu_us: float | None
+    channel_redis_client_cpu_us: float | None
     server_memory_plain_kib: float
     server_memory_memory_kib: float
     server_memory_redis_kib: float | None
@@ -138,6 +141,7 @@ def channel_table(f: ChannelFigures, align: Callable[[Sequence[Row]], list[str]]
         ),
         ("publish->delivery p99, ms", *map(hundredths, _three(f, "channel_{}_latency_p99_ms"))),
         ("server CPU us per delivery", *map(tenths, _three(f, "channel_{}_server_cpu_us"))),
+        ("clients' CPU us per delivery", *map(tenths, _three(f, "channel_{}_client_cpu_us"))),
         ("server RSS KiB per client", *map(tenths, _three(f, "server_memory_{}_kib"))),
     ]
     lines += align(rows)
