@@ -116,4 +116,5 @@ async def test_a_servers_text_frames_are_wsprotos_bytes(nursery: trio.Nursery) -
     # Binary frames and a client's frames still take wsproto's path.
     assert _tws.encode_messages(server, [b"\x00"]) == b"\x82\x01\x00"
     masked = _tws.encode_messages(client, ["hi"])
-    assert masked[:2] == b"\x81\x82" and len(masked) == 8
+    assert masked[:2] == b"\x81\x82"  # masked, two bytes of payload
+    assert len(masked) == 8
