@@ -27,6 +27,7 @@ from ._exceptions import ConnectTimeout as ConnectTimeout
 from ._exceptions import FatalCloseError as FatalCloseError
 from ._exceptions import HandshakeRejectedError as HandshakeRejectedError
 from ._exceptions import PingTimeout as PingTimeout
+from ._exceptions import PublishRefused as PublishRefused
 from ._exceptions import ReconnectError as ReconnectError
 from ._exceptions import ReconnectFailed as ReconnectFailed
 from ._exceptions import ResumeProtocolError as ResumeProtocolError
@@ -47,8 +48,11 @@ from ._options import DEFAULT_MAX_ATTEMPTS as DEFAULT_MAX_ATTEMPTS
 from ._options import DEFAULT_MAX_QUEUE as DEFAULT_MAX_QUEUE
 from ._options import DEFAULT_MAX_REPLAY_RECEIVED as DEFAULT_MAX_REPLAY_RECEIVED
 from ._options import DEFAULT_MAX_SERVER_DELAY as DEFAULT_MAX_SERVER_DELAY
+from ._options import DEFAULT_OUTBOX_BYTES as DEFAULT_OUTBOX_BYTES
 from ._options import DEFAULT_RESUME_TIMEOUT as DEFAULT_RESUME_TIMEOUT
 from ._options import DEFAULT_STABLE_AFTER as DEFAULT_STABLE_AFTER
+from ._outbox import OutboxState as OutboxState
+from ._outbox import SavedPublish as SavedPublish
 from ._protocol import Gap as Gap
 from ._protocol import HandshakeOutcome as HandshakeOutcome
 from ._protocol import Item as Item
@@ -83,6 +87,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_REPLAY_RECEIVED",
     "DEFAULT_MAX_SERVER_DELAY",
+    "DEFAULT_OUTBOX_BYTES",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_RESUME_TIMEOUT",
@@ -113,13 +118,16 @@ __all__ = [
     "Leave",
     "MAX_HISTORY",
     "RetryPolicy",
+    "OutboxState",
     "PingTimeout",
+    "PublishRefused",
     "ReconnectError",
     "ReconnectFailed",
     "ReconnectStatistics",
     "ReconnectingWebSocket",
     "ResumeProtocolError",
     "ResumeTimeout",
+    "SavedPublish",
     "ServerEvent",
     "Snapshot",
     "Subscription",

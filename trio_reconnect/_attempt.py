@@ -114,6 +114,8 @@ class AttemptContext:
     closing: Callable[[], bool]
     #: The client's subscriptions (``resume=True``).
     channels: Channels | None = None
+    #: Tasks run on each ready connection (the subscribes' and publishes' pumps).
+    pumps: tuple[Callable[[trio_websocket.WebSocketConnection], Awaitable[None]], ...] = ()
 
 
 @attrs.define(eq=False)
@@ -359,9 +361,9 @@ class Run:
         self.gate.set()
         if options.ping_interval is not None:
             nursery.start_soon(self._pinger, context, ws, nursery.cancel_scope)
+        for pump in context.pumps:
+            nursery.start_soon(pump, ws)
         channels = context.channels
-        if channels is not None:
-            nursery.start_soon(channels.pump, ws)
         accept = live_acceptor(options.resume, context.cursor, channels if link.v2 else None)
         await deliver(ws, context.inbox, accept, reader_ended)
 

@@ -28,13 +28,14 @@ import contextlib
 import random as _random
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import trio
 import trio_websocket
 
 from ._attempt import Run
 from ._backoff import RetryPolicy
-from ._exceptions import ClientClosedError, leaves
+from ._exceptions import ClientClosedError
 from ._handshake import OnConnect
 from ._inbox import Inbox
 from ._metrics import ReconnectStatistics
@@ -45,13 +46,16 @@ from ._options import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_REPLAY_RECEIVED,
     DEFAULT_MAX_SERVER_DELAY,
+    DEFAULT_OUTBOX_BYTES,
     DEFAULT_RESUME_TIMEOUT,
     DEFAULT_STABLE_AFTER,
     ClientOptions,
     Factory,
     HeaderPairs,
 )
+from ._outbox import OutboxState
 from ._protocol import Item
+from ._publishing import Publisher
 from ._retry import Disconnect
 from ._settings import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -73,6 +77,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_REPLAY_RECEIVED",
     "DEFAULT_MAX_SERVER_DELAY",
+    "DEFAULT_OUTBOX_BYTES",
     "DEFAULT_RESUME_TIMEOUT",
     "DEFAULT_STABLE_AFTER",
     "ReconnectingWebSocket",
@@ -117,6 +122,8 @@ class ReconnectingWebSocket:
         on_connect: OnConnect | None = None,
         subprotocols: Sequence[str] = (),
         client_id: str | None = None,
+        outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
+        outbox: OutboxState | None = None,
     ) -> None:
         self._setup(ClientOptions.of(locals()))
 
@@ -130,7 +137,6 @@ class ReconnectingWebSocket:
         self._sup = Supervisor(options)
         self._inbox: Inbox[Item] = self._sup.inbox
         self._send_turn = Turn()  # held while waiting on the gate: call order
-        self._nursery: trio.Nursery | None = None
 
     @property
     def _run(self) -> Run:
@@ -201,6 +207,55 @@ class ReconnectingWebSocket:
         finally:
             await channels.leave(sub, self._sup.options.close_timeout)
 
+    async def publish(self, channel: str, data: Any) -> str:
+        """Append ``data`` to ``channel``'s log exactly once; the new event's id.
+
+        The publish enters the outbox (waiting, in call order, while the
+        outbox holds ``outbox_bytes`` of publishes without an answer) and is
+        sent at once when connected; after a drop it is sent again, same
+        msgId, same order, right after the next ``ready`` and ``on_connect``,
+        before anything else the application sends; after ``unavailable`` it
+        is sent again after its backoff. Returns at the ``ack``. Cancelled,
+        a publish never sent is withdrawn; one sent stays in the outbox and is
+        sent again until answered (docs/howto/publish.md).
+
+        Raises:
+            PublishRefused: a final ``nack`` (``.code``: ``forbidden``,
+                ``invalid``, ``too_large``), or ``unsupported``: the server
+                speaks protocol version 1.
+            ValueError: a bad channel name, ``data`` that is not JSON, or a
+                publish larger than ``outbox_bytes``.
+            RuntimeError: the client was opened with ``resume=False``.
+            ReconnectFailed: the client gave up (it stays in :meth:`outbox_state`).
+            ClientClosedError: the client was closed.
+        """
+        return await self._publisher().publish(channel, data)
+
+    async def wait_acked(self) -> None:
+        """Wait until every publish in the outbox has its answer (for example before leaving).
+
+        Raises:
+            ReconnectFailed: the client gave up.
+            ClientClosedError: the client was closed.
+        """
+        await self._publisher().wait_empty()
+
+    def outbox_state(self) -> OutboxState:
+        """What to persist to publish exactly once across a restart of this process.
+
+        The ``clientId``, the msgId counter and every publish without an
+        answer, oldest first; give it back as ``outbox=``. Valid after the end too.
+        """
+        return self._publisher().outbox.saved(self.client_id)
+
+    def _publisher(self) -> Publisher:
+        publisher = self._sup.publisher
+        if publisher is None:
+            raise RuntimeError(
+                "publishing needs the resume protocol: this client was opened with resume=False"
+            )
+        return publisher
+
     @property
     def last_event_id(self) -> str | None:
         """The id of the newest event received (what the next ``resume`` sends)."""
@@ -228,10 +283,9 @@ class ReconnectingWebSocket:
         and it is not sent again. A frame that was *not* handed over in full
         when the connection was lost is sent on the next connection once
         its handshake has ended (never before it), and this call returns
-        then. So each message reaches the server at most once. For
-        exactly-once, acknowledged publishing is planned (the channels
-        work); until then, have the server acknowledge and resend what it
-        did not acknowledge. Concurrent callers are served in call order.
+        then. So each message reaches the server at most once; for
+        exactly-once use :meth:`publish`. Concurrent callers are served in
+        call order.
 
         Raises:
             ReconnectFailed: the client gave up (or a subclass: fatal close or refusal).
@@ -317,40 +371,6 @@ class ReconnectingWebSocket:
         self._sup.raise_if_ended()
         self._sup.run.reconnect()
 
-    # -------------------------------------------------------------- lifecycle
-
-    @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[ReconnectingWebSocket]:
-        """The ``async with`` block of :func:`open_reconnecting_websocket`.
-
-        The supervisor runs in a nursery around the block. Leaving the block
-        (normally, with an error, or cancelled) closes the client shielded;
-        an error of the block wins over the client's own.
-        """
-        sup = self._sup
-        body_error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(sup.supervise)
-            try:
-                with trio.CancelScope() as sup.body_scope:
-                    yield self
-            except BaseException as exc:
-                body_error = exc
-            finally:
-                sup.body_scope = None
-                with trio.CancelScope(shield=True):
-                    await sup.close()
-                nursery.cancel_scope.cancel()
-        if body_error is not None:
-            if sup.error is not None and all(leaf is sup.error for leaf in leaves(body_error)):
-                # The client's failure, raised in the block's own tasks (a
-                # reader task in a nursery): out bare, as documented.
-                raise sup.error
-            raise body_error
-        if sup.error is not None:
-            raise sup.error
-
 
 @contextlib.asynccontextmanager
 async def open_reconnecting_websocket(
@@ -382,6 +402,8 @@ async def open_reconnecting_websocket(
     on_connect: OnConnect | None = None,
     subprotocols: Sequence[str] = (),
     client_id: str | None = None,
+    outbox_bytes: int = DEFAULT_OUTBOX_BYTES,
+    outbox: OutboxState | None = None,
 ) -> AsyncIterator[ReconnectingWebSocket]:
     """Open a websocket that reconnects, for the duration of an ``async with`` block.
 
@@ -460,6 +482,12 @@ async def open_reconnecting_websocket(
             resume frame: at most 128 bytes of UTF-8. Default: 128 random
             bits, hex, new for each client; pass your own to keep it across
             process restarts.
+        outbox_bytes: The bound of the publish outbox, in bytes of publish
+            frames (:data:`DEFAULT_OUTBOX_BYTES`): a ``publish`` waits while
+            the publishes without an answer fill it (docs/howto/publish.md).
+        outbox: The :class:`OutboxState` a previous process saved (its
+            ``clientId``, msgId counter and pending publishes): they are sent
+            again first, with the same msgIds, for exactly-once across restarts.
 
     Raises:
         ReconnectFailed: out of the block, bare, when the client gave up
@@ -468,5 +496,5 @@ async def open_reconnecting_websocket(
     """
     options = ClientOptions.of(locals())
     ws = ReconnectingWebSocket._from_options(options)
-    async with ws._session():
+    async with ws._sup.session():
         yield ws

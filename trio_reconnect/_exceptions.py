@@ -18,6 +18,8 @@ The tree::
     │   ├── ResumeTimeout             no ``ready`` within ``resume_timeout``
     │   ├── ResumeProtocolError       a malformed or out-of-order handshake frame
     │   └── PingTimeout               no pong within ``ping_timeout``: a dead link
+    ├── SubscriptionRefused           the server refused a subscription: .channel, .code
+    ├── PublishRefused                a final ``nack`` of a publish: .channel, .msg_id, .code
     └── ClientClosedError             the client was used after it was closed
 
 Errors leave the public surface bare: ``except trio_reconnect.ReconnectFailed:``
@@ -41,6 +43,7 @@ __all__ = [
     "FatalCloseError",
     "HandshakeRejectedError",
     "PingTimeout",
+    "PublishRefused",
     "ReconnectError",
     "ReconnectFailed",
     "ResumeProtocolError",
@@ -177,3 +180,25 @@ class SubscriptionRefused(ReconnectError):
         self.code = code
         self.reason = reason
         super().__init__(f"subscription to channel {channel!r} refused: {code}: {reason}")
+
+
+class PublishRefused(ReconnectError):
+    """The server did not apply a publish, for good (PROTOCOL.md 4.5).
+
+    Raised by ``ws.publish()`` and ``sub.publish()`` for a final ``nack``,
+    and at once for a publish on a version 1 server.
+
+    Attributes:
+        channel: The publish's channel.
+        msg_id: Its msgId (``None``: refused before it took one).
+        code: ``forbidden``, ``invalid``, ``too_large``, or the client's own
+            ``unsupported`` (a version 1 server).
+        reason: The server's explanation.
+    """
+
+    def __init__(self, channel: str, msg_id: str | None, code: str, reason: str = "") -> None:
+        self.channel = channel
+        self.msg_id = msg_id
+        self.code = code
+        self.reason = reason
+        super().__init__(f"publish {msg_id} to channel {channel!r} refused: {code}: {reason}")

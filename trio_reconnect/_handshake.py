@@ -2,7 +2,8 @@
 
 A connection opens, then the protocol's resume runs (:class:`ResumeStep`,
 with ``resume=True``), then the application's ``on_connect``
-(:class:`OnConnectStep`), then the gate opens. Each step is a small frozen
+(:class:`OnConnectStep`), then the outbox's re-sends
+(:class:`ResendStep`), then the gate opens. Each step is a small frozen
 object with a :attr:`~Step.phase` and an async ``run``; the attempt
 (:mod:`._attempt`) runs them in order, each under its own
 ``resume_timeout`` deadline. A later step (an outbox's re-sends, a channel's
@@ -43,6 +44,7 @@ from ._tws import capable, message_queue
 from ._wire import Malformed, parse_server_frame
 
 if TYPE_CHECKING:
+    from ._publishing import Publisher
     from ._subscriptions import Channels
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "OnConnect",
     "OnConnectStep",
     "Phase",
+    "ResendStep",
     "ResumeStep",
     "Step",
     "SubscribeStep",
@@ -378,14 +381,40 @@ class OnConnectStep:
             connection._end()
 
 
+@attrs.frozen
+class ResendStep:
+    """After ``on_connect``: the outbox's (re-)sends, before the gate opens (PROTOCOL.md 4.5).
+
+    Every publish without an answer, same msgIds and order; on a version 1
+    server they fail with ``unsupported`` here.
+    """
+
+    publisher: Publisher
+
+    @property
+    def phase(self) -> Phase:
+        return Phase.ON_CONNECT
+
+    def timed_out(self, link: Link, timeout: float) -> ResumeTimeout:
+        return ResumeTimeout(f"the pending publishes were not sent within {timeout} s")
+
+    async def run(self, link: Link) -> None:
+        await self.publisher.after_ready(link.ws, link.v2)
+
+
 def steps_for(
-    *, resume: bool, on_connect: OnConnect | None, channels: Channels | None = None
+    *,
+    resume: bool,
+    on_connect: OnConnect | None,
+    channels: Channels | None = None,
+    publisher: Publisher | None = None,
 ) -> tuple[Step, ...]:
     """The handshake's steps, in order, for a client's options.
 
     With ``channels`` (``resume=True``): the version 2 resume, then the
     subscribes of the subscriptions it did not carry, then ``on_connect``
-    (whose reads skip the channels' frames).
+    (whose reads skip the channels' frames), then, with ``publisher``, the
+    outbox's re-sends.
     """
     steps: list[Step] = []
     if resume:
@@ -394,6 +423,8 @@ def steps_for(
             steps.append(SubscribeStep(channels))
     if on_connect is not None:
         steps.append(OnConnectStep(on_connect, channels if resume else None))
+    if resume and publisher is not None:
+        steps.append(ResendStep(publisher))
     return tuple(steps)
 
 

@@ -20,6 +20,7 @@ import attrs
 
 from ._backoff import RetryPolicy
 from ._handshake import OnConnect
+from ._outbox import DEFAULT_OUTBOX_BYTES, OutboxState
 from ._retry import Disconnect
 from ._settings import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MAX_REPLAY_RECEIVED",
     "DEFAULT_MAX_SERVER_DELAY",
+    "DEFAULT_OUTBOX_BYTES",
     "DEFAULT_RESUME_TIMEOUT",
     "DEFAULT_STABLE_AFTER",
     "ClientOptions",
@@ -100,6 +102,18 @@ def _check_client_id(instance: object, attribute: attrs.Attribute[Any], value: o
             raise ValueError(f"client_id: {problem}")
 
 
+def _check_outbox(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, OutboxState):
+        raise TypeError(f"outbox must be an OutboxState, got {type(value).__name__}")
+    if instance.client_id is not None and instance.client_id != value.client_id:
+        raise ValueError(
+            f"outbox: its publishes belong to clientId {value.client_id!r}, "
+            f"not client_id={instance.client_id!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class ClientOptions:
     """Every option of one client, checked (documented on ``open_reconnecting_websocket``).
@@ -144,6 +158,8 @@ class ClientOptions:
     subprotocols: Sequence[str] = attrs.field(default=(), converter=_strings)
     #: ``None``: 128 random bits, hex (``_wire.new_client_id``).
     client_id: str | None = attrs.field(default=None, validator=_check_client_id)
+    outbox_bytes: int = attrs.field(default=DEFAULT_OUTBOX_BYTES, validator=positive_int)
+    outbox: OutboxState | None = attrs.field(default=None, validator=_check_outbox)
 
     @classmethod
     def of(cls, namespace: Mapping[str, Any]) -> ClientOptions:

@@ -15,7 +15,8 @@ a final ``nack``. The rules, stated once:
   never fit and is refused at once (:class:`ValueError`), as is data that is
   not JSON.
 * **Order.** :meth:`Outbox.take_unsent` gives every publish not yet sent on
-  this connection, oldest first, and marks it sent. After a drop
+  this connection, oldest first, and marks it sent; it stops at the first
+  held publish (below): nothing newer overtakes it. After a drop
   (:meth:`Outbox.connection_lost`) every publish counts as unsent again, so the
   first ``take_unsent`` after the next ``ready`` (and the application's
   ``on_connect``) re-sends everything pending in its original order, with the
@@ -24,13 +25,28 @@ a final ``nack``. The rules, stated once:
   ``too_large``) removes its publish and frees its bytes. ``unavailable``
   keeps it, held: not re-sent on this connection until the driver
   :meth:`Outbox.release`\\s it after its backoff (the reconnect schedule at the
-  publish's :meth:`Outbox.attempts`), and re-sent with everything else after
-  the next ``ready``, whichever comes first. An answer for a msgId not in
-  the outbox (a late answer to a second send, a hostile server) or naming
-  another channel than the publish's changes nothing.
-* **Ends.** On a version 1 server (``unsupported``) and when the client gives
-  up, :meth:`Outbox.fail_all` empties the outbox and returns every publish to
-  fail, in order.
+  publish's :meth:`Outbox.attempts`; the driver times the oldest held
+  publish, :meth:`Outbox.oldest_held`), and re-sent with everything else
+  after the next ``ready``, whichever comes first. The server answers every
+  publish sent after an ``unavailable`` ``unavailable`` too, until the held
+  one is sent again (PROTOCOL.md 4.5), so a release re-sends the held
+  publish **and every newer one**, in order, even those sent but not yet
+  answered; each publish counts its copies in flight, and an ``unavailable``
+  for a copy older than the last one sent changes nothing (the last copy's
+  answer decides). An answer for a msgId not in the outbox (a late answer to
+  a second send, a hostile server) or naming another channel than the
+  publish's changes nothing.
+* **Withdrawal.** A publish never sent (its caller was cancelled while it
+  waited offline) can be withdrawn (:meth:`Outbox.withdraw`); once sent it
+  stays until answered, since the server may have applied it.
+* **Persisting.** :meth:`Outbox.saved` is what an application keeps to
+  re-send its pending publishes after its own restart (:class:`OutboxState`,
+  with the ``clientId`` and the counter: same msgIds, so the server's dedupe
+  applies each once); :meth:`Outbox.from_state` puts them back, in order.
+* **Ends.** On a version 1 server (``unsupported``) :meth:`Outbox.fail_all`
+  empties the outbox and returns every publish to fail, in order. When the
+  client gives up the driver fails every waiting publish but keeps them here
+  (:meth:`Outbox.saved` still has them, to persist).
 """
 
 from __future__ import annotations
@@ -40,14 +56,24 @@ from typing import Any, Final
 import attrs
 
 from ._validators import check_int
-from ._wire import Ack, Nack, Publish, compact_json
+from ._wire import (
+    Ack,
+    Nack,
+    Publish,
+    channel_problem,
+    client_id_problem,
+    compact_json,
+    msg_id_problem,
+)
 
 __all__ = [
     "DEFAULT_OUTBOX_BYTES",
     "MsgIdCounter",
     "Outbox",
+    "OutboxState",
     "OutboxStatistics",
     "PendingPublish",
+    "SavedPublish",
 ]
 
 #: Default bound of the outbox, in bytes of publish frames: 1 MiB holds a
@@ -123,6 +149,84 @@ class PendingPublish:
 
 
 @attrs.frozen
+class SavedPublish:
+    """One pending publish, as persisted.
+
+    Attributes:
+        channel: Its channel.
+        msg_id: Its msgId.
+        data: Its data (any JSON value).
+    """
+
+    channel: str
+    msg_id: str
+    data: Any
+
+
+@attrs.frozen
+class OutboxState:
+    """What an application persists to publish exactly once across its own restarts.
+
+    Get it with ``ws.outbox_state()``, keep it (:meth:`to_json` gives a JSON
+    object), and hand it back with ``open_reconnecting_websocket(...,
+    outbox=OutboxState.from_json(...))``: the client takes its ``clientId``,
+    continues its msgId counter and re-sends its publishes first, with the
+    same msgIds, so the server applies each once (within its dedupe TTL).
+
+    Attributes:
+        client_id: The ``clientId`` the msgIds belong to.
+        next_msg_id: The msgId counter's state (:meth:`MsgIdCounter.dump`).
+        publishes: The publishes without an answer, oldest first.
+    """
+
+    client_id: str
+    next_msg_id: str = "0"
+    publishes: tuple[SavedPublish, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        problems = [client_id_problem(self.client_id)]
+        for entry in self.publishes:
+            problems += [channel_problem(entry.channel), msg_id_problem(entry.msg_id)]
+        problem = next((p for p in problems if p is not None), None)
+        if problem is not None:
+            raise ValueError(f"outbox state: {problem}")
+        if not isinstance(self.next_msg_id, str):
+            raise ValueError("outbox state: next_msg_id must be a string")
+        counter = MsgIdCounter.load(self.next_msg_id).next_value
+        for entry in self.publishes:
+            if entry.msg_id.isascii() and entry.msg_id.isdecimal() and int(entry.msg_id) >= counter:
+                raise ValueError(
+                    f"outbox state: msgId {entry.msg_id!r} is not below the counter {counter}"
+                )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object of the state (for :meth:`from_json`)."""
+        return {
+            "clientId": self.client_id,
+            "nextMsgId": self.next_msg_id,
+            "publishes": [
+                {"channel": p.channel, "msgId": p.msg_id, "data": p.data} for p in self.publishes
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> OutboxState:
+        """The state :meth:`to_json` gave.
+
+        Raises:
+            ValueError: ``value`` is not such an object (a bad ``clientId``,
+                channel, msgId or counter).
+        """
+        try:
+            publishes = [
+                SavedPublish(p["channel"], p["msgId"], p["data"]) for p in value["publishes"]
+            ]
+            return cls(value["clientId"], value["nextMsgId"], tuple(publishes))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a saved outbox state: {exc!r}") from None
+
+
+@attrs.frozen
 class OutboxStatistics:
     """What the outbox holds now.
 
@@ -145,6 +249,10 @@ class _Entry:
     sent: bool = False
     held: bool = False
     attempts: int = 0
+    #: Copies sent on this connection and not answered yet.
+    in_flight: int = 0
+    #: Sent at least once, on any connection.
+    ever_sent: bool = False
 
 
 @attrs.define(eq=False)
@@ -205,11 +313,14 @@ class Outbox:
         self._bytes += entry.size
 
     def take_unsent(self) -> list[PendingPublish]:
-        """Every publish to send now, oldest first; each is marked sent."""
+        """Every publish to send now, oldest first, up to the first held one; marked sent."""
         out = []
         for entry in self._entries.values():
-            if not entry.sent and not entry.held:
-                entry.sent = True
+            if entry.held:
+                break
+            if not entry.sent:
+                entry.sent = entry.ever_sent = True
+                entry.in_flight += 1
                 out.append(entry.publish)
         return out
 
@@ -230,9 +341,11 @@ class Outbox:
         entry = self._entries.get(nack.msg_id)
         if entry is None or entry.publish.channel != nack.channel:
             return None
-        entry.sent = False
-        entry.held = True
-        entry.attempts += 1
+        entry.in_flight = max(0, entry.in_flight - 1)
+        if entry.in_flight == 0:  # else: a newer copy is on its way, its answer decides
+            entry.sent = False
+            entry.held = True
+            entry.attempts += 1
         return entry.publish
 
     def _remove(self, msg_id: str, channel: str) -> PendingPublish | None:
@@ -248,17 +361,39 @@ class Outbox:
         entry = self._entries.get(msg_id)
         return 0 if entry is None else entry.attempts
 
+    def oldest_held(self) -> PendingPublish | None:
+        """The oldest publish held after ``unavailable`` (whose backoff the driver times)."""
+        for entry in self._entries.values():
+            if entry.held:
+                return entry.publish
+        return None
+
     def release(self, msg_id: str) -> None:
-        """Its backoff is over: a held publish is sent again by the next :meth:`take_unsent`."""
+        """Its backoff is over: the next :meth:`take_unsent` re-sends it and every newer publish.
+
+        Nothing changes unless ``msg_id`` is held.
+        """
         entry = self._entries.get(msg_id)
-        if entry is not None:
-            entry.held = False
+        if entry is None or not entry.held:
+            return
+        after = False
+        for other in self._entries.values():
+            after = after or other is entry
+            if after:
+                other.held = other.sent = False
+
+    def withdraw(self, msg_id: str) -> bool:
+        """Remove a publish that was never sent; ``False`` (kept) if it was, or is unknown."""
+        entry = self._entries.get(msg_id)
+        if entry is None or entry.ever_sent:
+            return False
+        return self._remove(msg_id, entry.publish.channel) is not None
 
     def connection_lost(self) -> None:
         """The connection dropped: every publish counts as unsent and none is held."""
         for entry in self._entries.values():
-            entry.sent = False
-            entry.held = False
+            entry.sent = entry.held = False
+            entry.in_flight = 0
 
     def fail_all(self) -> list[PendingPublish]:
         """Empty the outbox; return every publish, oldest first, to fail."""
@@ -266,6 +401,28 @@ class Outbox:
         self._entries.clear()
         self._bytes = 0
         return out
+
+    @classmethod
+    def from_state(cls, state: OutboxState, max_bytes: int = DEFAULT_OUTBOX_BYTES) -> Outbox:
+        """An outbox holding ``state``'s publishes, its counter continued.
+
+        Raises:
+            ValueError: they do not fit ``max_bytes``, a msgId is repeated, or
+                data is not JSON.
+        """
+        outbox = cls(max_bytes, MsgIdCounter.load(state.next_msg_id))
+        for saved in state.publishes:
+            entry = PendingPublish.of(Publish(saved.channel, saved.msg_id, saved.data))
+            if not outbox.restore(entry):
+                raise ValueError(
+                    f"the saved publishes do not fit an outbox of {max_bytes} bytes (outbox_bytes)"
+                )
+        return outbox
+
+    def saved(self, client_id: str) -> OutboxState:
+        """What to persist now (see :class:`OutboxState`)."""
+        publishes = tuple(SavedPublish(p.channel, p.msg_id, p.data) for p in self.pending())
+        return OutboxState(client_id, self.msg_ids.dump(), publishes)
 
     def pending(self) -> list[PendingPublish]:
         """Every publish without an answer, oldest first (to persist)."""

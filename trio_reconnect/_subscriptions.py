@@ -69,6 +69,7 @@ from ._channel import (
 )
 from ._exceptions import ClientClosedError, ResumeProtocolError, SubscriptionRefused
 from ._protocol import Gap, ServerEvent, Snapshot
+from ._publishing import Publisher
 from ._wire import (
     Ack,
     ChannelItem,
@@ -163,6 +164,10 @@ class Subscription:
         """Items waiting for the reader."""
         return len(self._buffer)
 
+    async def publish(self, data: Any) -> str:
+        """``await ws.publish(sub.channel, data)``: see :meth:`ReconnectingWebSocket.publish`."""
+        return await self._hub.publisher.publish(self.channel, data)
+
     def __aiter__(self) -> Subscription:
         return self
 
@@ -235,6 +240,7 @@ class Channels:
     backoff: RetryPolicy | None = None
     random: _random.Random = attrs.field(factory=_random.Random)
     display: str = ""
+    publisher: Publisher = attrs.field(factory=Publisher)  # gets the ack and nack frames
     subs: dict[str, Subscription] = attrs.field(init=False, factory=dict)
     #: The ready connection, once its handshake has ended (``None`` otherwise).
     ws: trio_websocket.WebSocketConnection | None = attrs.field(init=False, default=None)
@@ -330,7 +336,7 @@ class Channels:
     def route(self, frame: ServerFrame) -> None:
         """One channel frame received after ``ready`` (never waits)."""
         if isinstance(frame, Ack | Nack):
-            logger.debug("%s: %s frame dropped (no publish outbox)", self.display, frame)
+            self.publisher.answer(frame)  # the outbox's
             return
         channel = frame.channel
         if channel is None:
@@ -378,12 +384,8 @@ class Channels:
         )
 
     def _fall_behind(self, sub: Subscription) -> None:
-        logger.info(
-            "%s: channel %r: %d items unread, live events dropped until its reader catches up",
-            self.display,
-            sub.channel,
-            len(sub._buffer),
-        )
+        unread = (self.display, sub.channel, len(sub._buffer))
+        logger.info("%s: channel %r: %d items unread, live events dropped, reader behind", *unread)
         sub.behind = True
         sub._state.connection_lost()  # takes nothing more until asked again
 

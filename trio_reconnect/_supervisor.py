@@ -22,9 +22,11 @@ no error but ``ReconnectFailed`` and friends) reaches the public surface.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random as _random
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import trio
@@ -32,13 +34,15 @@ import trio
 from ._attempt import AttemptContext, Run
 from ._backoff import Backoff, Pacer
 from ._cursor import Cursor
-from ._exceptions import ClientClosedError, ReconnectFailed
+from ._exceptions import ClientClosedError, ReconnectFailed, leaves
 from ._handshake import NOT_A_RESUME_SERVER, steps_for
 from ._hints import NORMAL_CLOSURE
 from ._inbox import Inbox
 from ._metrics import MetricsRecorder
 from ._options import ClientOptions
+from ._outbox import Outbox
 from ._protocol import HandshakeResult, Item
+from ._publishing import Publisher
 from ._retry import GiveUp, Outcome, RetryState, Wait
 from ._state import ConnectionState, DelaySource, Transition, check_transition
 from ._subscriptions import Channels
@@ -90,35 +94,38 @@ class Supervisor:
         self.client_id = (
             options.client_id
             if options.client_id is not None
+            else options.outbox.client_id
+            if options.outbox is not None
             else new_client_id(_random.SystemRandom())
         )
         url = options.url
         # Safe to log: no query string (tokens live there), never the headers.
         self.display = Target(*parse_url(url)).display if isinstance(url, str) else "<url>"
+        #: The acknowledged publishes (they need the resume protocol too).
+        self.publisher: Publisher | None = None
         #: The subscriptions (channels need the resume protocol).
-        self.channels: Channels | None = (
-            Channels(
-                self.client_id,
-                options.max_queue,
-                options.dedupe_window,
-                options.max_replay,
-                options.backoff,
-                options.random or _random.Random(),
-                self.display,
-            )
-            if options.resume
-            else None
-        )
+        self.channels: Channels | None = None
+        if options.resume:
+            self.channels = self._channels(options)
+            self.publisher = self.channels.publisher
         self.context = AttemptContext(
             options,
             self.inbox,
             self.cursor,
-            steps_for(resume=options.resume, on_connect=options.on_connect, channels=self.channels),
+            steps_for(
+                resume=options.resume,
+                on_connect=options.on_connect,
+                channels=self.channels,
+                publisher=self.publisher,
+            ),
             targeted=self._targeted,
             resuming=self._resuming,
             ready=self._ready,
             closing=lambda: self.closing,
             channels=self.channels,
+            pumps=()
+            if self.channels is None or self.publisher is None
+            else (self.channels.pump, self.publisher.pump),
         )
         self.state = ConnectionState.CONNECTING
         self.run = Run()  # the attempt in progress, or the next one
@@ -134,6 +141,25 @@ class Supervisor:
         #: The application's block; cancelled when the client fails.
         self.body_scope: trio.CancelScope | None = None
         self._scope: trio.CancelScope | None = None
+
+    def _channels(self, options: ClientOptions) -> Channels:
+        """The subscriptions, with the outbox of publishes (restored from ``outbox=``)."""
+        rng = options.random or _random.Random()
+        outbox = (
+            Outbox(options.outbox_bytes)
+            if options.outbox is None
+            else Outbox.from_state(options.outbox, options.outbox_bytes)
+        )
+        return Channels(
+            self.client_id,
+            options.max_queue,
+            options.dedupe_window,
+            options.max_replay,
+            options.backoff,
+            rng,
+            self.display,
+            Publisher(outbox, options.backoff, rng, self.display),
+        )
 
     # ------------------------------------------------------------------ ending
 
@@ -187,6 +213,8 @@ class Supervisor:
         self.inbox.close(error)
         if self.channels is not None:
             self.channels.close(error)
+        if self.publisher is not None:
+            self.publisher.close(error)
         run.gate.set()  # wake the waiters; they see the end and raise
         run.end()
 
@@ -207,6 +235,36 @@ class Supervisor:
                     await ws.aclose(NORMAL_CLOSURE)
         if self._scope is not None:
             self._scope.cancel()
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[None]:
+        """The ``async with`` block of ``open_reconnecting_websocket``.
+
+        The supervisor runs in a nursery around the block. Leaving the block
+        (normally, with an error, or cancelled) closes the client shielded;
+        an error of the block wins over the client's own.
+        """
+        body_error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.supervise)
+            try:
+                with trio.CancelScope() as self.body_scope:
+                    yield
+            except BaseException as exc:
+                body_error = exc
+            finally:
+                self.body_scope = None
+                with trio.CancelScope(shield=True):
+                    await self.close()
+                nursery.cancel_scope.cancel()
+        if body_error is not None:
+            if self.error is not None and all(leaf is self.error for leaf in leaves(body_error)):
+                # The client's failure, raised in the block's own tasks (a
+                # reader task in a nursery): out bare, as documented.
+                raise self.error
+            raise body_error
+        if self.error is not None:
+            raise self.error
 
     # -------------------------------------------------------------- the loop
 
@@ -322,12 +380,16 @@ class Supervisor:
                 self.run = run.next()  # before run.end(): its waiters look for the next
             if self.channels is not None:
                 self.channels.connection_lost()
+            if self.publisher is not None:
+                self.publisher.connection_lost()
             run.end()
 
     def _targeted(self, target: Target) -> None:
         self.display = target.display
         if self.channels is not None:
             self.channels.display = target.display
+        if self.publisher is not None:
+            self.publisher.display = target.display
 
     def _resuming(self) -> None:
         self.set_state(ConnectionState.RESUMING)

@@ -310,17 +310,53 @@ def test_unavailable_holds_the_publish_until_its_backoff_or_the_next_ready() -> 
     assert outbox.nack(Nack("0", "a", NackCode.UNAVAILABLE)) == a
     assert outbox.attempts("0") == 1
     assert outbox.statistics().held == 1
+    assert outbox.oldest_held() == a
+    assert outbox.nack(Nack("1", "a", NackCode.UNAVAILABLE)) == b  # the server's rule: later too
     c = outbox.add("a", 3)
-    assert outbox.take_unsent() == [c]  # held: not re-sent on this connection yet
+    assert outbox.take_unsent() == []  # nothing overtakes a held publish
+    outbox.release("1")  # not the oldest: a stays held, so nothing goes out
+    assert outbox.take_unsent() == []
     outbox.release("0")
-    assert outbox.take_unsent() == [a]  # its backoff is over: same msgId, same frame
+    assert outbox.take_unsent() == [a, b, c]  # its backoff is over: from it on, in order
     assert outbox.nack(Nack("0", "a", NackCode.UNAVAILABLE)) == a
     assert outbox.attempts("0") == 2
     outbox.connection_lost()
+    assert outbox.oldest_held() is None
     assert outbox.take_unsent() == [a, b, c]  # after the next ready: everything, in order
     assert outbox.attempts("0") == 2
     assert outbox.attempts("unknown") == 0
     outbox.release("unknown")
+
+
+def test_a_stale_unavailable_for_an_older_copy_changes_nothing() -> None:
+    outbox = Outbox()
+    a = outbox.add("a", 1)
+    b = outbox.add("a", 2)
+    assert outbox.take_unsent() == [a, b]
+    outbox.nack(Nack("0", "a", NackCode.UNAVAILABLE))
+    outbox.release("0")  # b's first copy is still unanswered: it goes again after a
+    assert outbox.take_unsent() == [a, b]
+    assert outbox.nack(Nack("1", "a", NackCode.UNAVAILABLE)) == b  # for b's first copy
+    assert outbox.statistics().held == 0
+    assert outbox.attempts("1") == 0
+    assert outbox.take_unsent() == []
+    assert outbox.ack(Ack("0", "a", "5")) == a
+    assert outbox.ack(Ack("1", "a", "6")) == b
+    assert len(outbox) == 0
+
+
+def test_only_a_publish_never_sent_can_be_withdrawn() -> None:
+    outbox = Outbox()
+    a = outbox.add("a", 1)
+    outbox.take_unsent()
+    outbox.connection_lost()
+    b = outbox.add("a", 2)
+    assert b is not None
+    assert not outbox.withdraw(a.msg_id if a else "")  # sent once: the server may have it
+    assert outbox.withdraw(b.msg_id)
+    assert not outbox.withdraw(b.msg_id)
+    assert outbox.pending() == [a]
+    assert outbox.statistics().bytes == (a.size if a else 0)
 
 
 def test_the_outbox_is_bounded_in_bytes() -> None:

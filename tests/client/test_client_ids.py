@@ -111,12 +111,12 @@ async def test_window_keeps_dropping_duplicates_across_a_plain_replay(
 
 
 def test_connect_command_says_exactly_what_a_gap_lost() -> None:
-    from trio_reconnect._tools._cli import _describe_gap
+    from trio_reconnect._tools._connect import describe_gap
 
-    assert _describe_gap(tr.Gap("22", "1733000000000005")) == (
+    assert describe_gap(tr.Gap("22", "1733000000000005")) == (
         "gap: the events after 22 up to and including 1733000000000005 were lost"
     )
-    assert _describe_gap(tr.Gap(None, "9")) == "gap: the events up to and including 9 were lost"
-    assert _describe_gap(tr.Gap("22", None)) == (
+    assert describe_gap(tr.Gap(None, "9")) == "gap: the events up to and including 9 were lost"
+    assert describe_gap(tr.Gap("22", None)) == (
         "gap: the events after 22 were lost (the server holds none since)"
     )

@@ -481,7 +481,7 @@ def test_the_entry_point_has_the_class_options_typed_and_keyword_only() -> None:
         if name != "url":
             assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
             assert parameter.annotation not in ("Any", inspect.Parameter.empty), name
-    assert len(entry.parameters) == 27  # url and 26 options
+    assert len(entry.parameters) == 29  # url and 28 options
     documented = tr.open_reconnecting_websocket.__doc__ or ""
     assert all(f"{name}:" in documented for name in entry.parameters), "every option documented"
 

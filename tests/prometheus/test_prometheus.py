@@ -324,6 +324,12 @@ def test_server_metrics_are_the_statistics() -> None:
         log_errors=14,
         log_discontinuities=15,
         busy=16,
+        publishes_acked=17,
+        publishes_duplicate=18,
+        nacks_forbidden=19,
+        nacks_invalid=20,
+        nacks_too_large=21,
+        nacks_unavailable=22,
     )
     registry = CollectorRegistry()
     collector = ServerCollector()
@@ -347,9 +353,71 @@ def test_server_metrics_are_the_statistics() -> None:
         ("log_errors", 14),
         ("log_discontinuities", 15),
         ("busy", 16),
+        ("publishes_acked", 17),
+        ("publishes_duplicate", 18),
     ):
         assert samples[key(p + name + "_total", server="main")] == count
-    assert len(samples) == 2 + 4 + 11
+    for code, count in (("forbidden", 19), ("invalid", 20), ("too_large", 21), ("unavailable", 22)):
+        assert samples[key(p + "publish_nacks_total", server="main", code=code)] == count
+    assert len(samples) == 2 + 4 + 11 + CHANNEL_SERIES + PUBLISH_SERIES
+
+
+#: The acknowledged publish series of one server: 2 counters, 4 nack codes.
+PUBLISH_SERIES = 2 + 4
+
+
+#: The channel series of one server: 2 gauges, 2 event kinds, 4 refusal codes, 7 counters.
+CHANNEL_SERIES = 2 + 2 + 4 + 7
+
+
+def test_channel_metrics_are_the_statistics_with_bounded_labels() -> None:
+    stats = ServerStatistics(
+        **dict.fromkeys(
+            (f.name for f in attrs.fields(ServerStatistics) if f.default is attrs.NOTHING), 0
+        ),
+        channels_held=3,
+        channel_subscriptions=40,
+        channel_subscribed=41,
+        channel_events_live=1000,
+        channel_events_replayed=70,
+        channel_snapshots=5,
+        channel_lost=6,
+        channel_refused_forbidden=7,
+        channel_refused_invalid=8,
+        channel_refused_limit=9,
+        channel_refused_unavailable=10,
+        channel_repairs=11,
+        channel_resyncs=12,
+        channel_notifications_lost=13,
+        channel_store_errors=14,
+    )
+    registry = CollectorRegistry()
+    collector = ServerCollector()
+    collector.add("main", lambda: stats)
+    registry.register(collector)
+    samples = scrape_registry(registry)
+    p = "trio_reconnect_server_"
+    assert samples[key(p + "channels", server="main")] == 3
+    assert samples[key(p + "channel_subscriptions", server="main")] == 40
+    assert samples[key(p + "channel_events_total", server="main", kind="live")] == 1000
+    assert samples[key(p + "channel_events_total", server="main", kind="replayed")] == 70
+    for code, count in (("forbidden", 7), ("invalid", 8), ("limit", 9), ("unavailable", 10)):
+        assert samples[key(p + "channel_refusals_total", server="main", code=code)] == count
+    for name, count in (
+        ("channel_subscribed", 41),
+        ("channel_snapshots", 5),
+        ("channel_lost", 6),
+        ("channel_repairs", 11),
+        ("channel_resyncs", 12),
+        ("channel_notifications_lost", 13),
+        ("channel_store_errors", 14),
+    ):
+        assert samples[key(p + name + "_total", server="main")] == count
+    channel_series = [name for name, _ in samples if name.startswith(p + "channel")]
+    assert len(channel_series) == CHANNEL_SERIES
+    # No label carries a channel's name: the series are the same whatever the channels.
+    labels = {label for _, pairs in samples for label, _ in pairs}
+    assert labels == {"server", "outcome", "kind", "code"}
 
 
 def test_every_server_statistic_is_exported() -> None:

@@ -26,6 +26,7 @@ from trio_reconnect.server import (
     ChannelRequest,
     LogUnavailableError,
     NotificationsLost,
+    PublishRequest,
 )
 from trio_reconnect.server._logbase import parse_event_id
 from trio_reconnect.server._redis._channel_plan import channel_keys, notify_channel
@@ -500,3 +501,60 @@ async def test_a_burst_crosses_many_reads_whole_and_in_order(
                 got += await next_batch(live)
     assert [e.id for e in got] == [str(i) for i in range(1, 20_001)]
     assert {e.data for e in got} == {"y" * 280}
+
+
+async def test_publish_dedupe_record_layout_and_ttl(
+    redis_server: RedisServer, store: RedisChannelStore
+) -> None:
+    with trio.fail_after(GUARD):
+        [result] = await store.publish([PublishRequest("}x", "abc", {"v": 1})], dedupe_ttl=2.5)
+    meta, log = channel_keys("trio_reconnect", "}x")
+    record = meta.removesuffix("meta") + "d:abc"
+    assert record == "trio_reconnect:{%7Dx}:d:abc"  # in the channel's slot
+    assert command(redis_server.port, "GET", record) == result.id.encode()
+    pttl = command(redis_server.port, "PTTL", record)
+    assert isinstance(pttl, int)
+    assert 0 < pttl <= 2_500
+    entries = command(redis_server.port, "XRANGE", log, "-", "+")
+    assert isinstance(entries, list)
+    assert len(entries) == 1
+
+
+async def test_publish_when_redis_is_down_is_unavailable(
+    redis_server: RedisServer, store: RedisChannelStore
+) -> None:
+    redis_server.stop()
+    with trio.fail_after(GUARD), pytest.raises(LogUnavailableError):
+        await store.publish([PublishRequest("room", "k", 1)], dedupe_ttl=60)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("noeviction", None),
+        ("volatile-lru", "not 'noeviction'"),
+        ("allkeys-lru", "not 'noeviction'"),
+    ],
+)
+async def test_the_eviction_policy_is_checked_at_start(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture, policy: str, expected: str | None
+) -> None:
+    command(redis_server.port, "CONFIG", "SET", "maxmemory-policy", policy)
+    async with RedisChannelStore(redis_server.url):
+        pass
+    warnings = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+    if expected is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1
+        assert expected in warnings[0]
+
+
+async def test_a_refused_config_get_is_a_warning_not_a_failure(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    command(redis_server.port, "ACL", "SETUSER", "default", "-config")
+    async with RedisChannelStore(redis_server.url) as store:
+        [result] = await store.publish([PublishRequest("room", "k", 1)], dedupe_ttl=60)
+        assert not result.duplicate
+    assert any("could not check" in r.getMessage() for r in caplog.records)

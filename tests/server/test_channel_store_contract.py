@@ -26,7 +26,9 @@ from trio_reconnect.server import (
     ChannelRead,
     ChannelRequest,
     ChannelStore,
+    LogUnavailableError,
     NotificationsLost,
+    PublishRequest,
 )
 from trio_reconnect.server._logbase import parse_event_id
 
@@ -312,3 +314,130 @@ async def test_bad_history_is_rejected(backend: Any, bad: Any) -> None:
         async with backend() as store:
             with pytest.raises(ValueError, match="history"):
                 await store.read([ChannelRequest("c", None, bad)], max_replay=10)
+
+
+# -- acknowledged publish (PROTOCOL 4.5): ChannelStore.publish ---------------------------------
+
+
+def req(channel: str, key: str, data: Any = None) -> PublishRequest:
+    return PublishRequest(channel, key, {"k": key} if data is None else data)
+
+
+async def test_publish_applies_items_in_order_and_notifies(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store, store.listen() as stream:
+            items = [req("room", f"k{i}", {"n": i}) for i in range(20)]
+            got = await store.publish(items, dedupe_ttl=600)
+            ids = [r.id for r in got]
+            assert not any(r.duplicate for r in got)
+            assert len(ids) == 20
+            assert consecutive(ids)
+            read = await read_one(store, "room", None, history=100)
+            assert read.events is not None
+            assert [(e.id, e.data) for e in read.events] == [
+                (i, {"n": n}) for n, i in enumerate(ids)
+            ]
+            seen: list[ChannelEvent] = []
+            while len(seen) < 20:
+                seen += await stream.__anext__()
+            assert [(e.channel, e.id, e.data) for e in seen] == [
+                ("room", i, {"n": n}) for n, i in enumerate(ids)
+            ]
+
+
+async def test_a_duplicate_key_gets_the_first_id_and_appends_nothing(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            [first] = await store.publish([req("room", "a", {"v": 1})], dedupe_ttl=600)
+            assert not first.duplicate
+            await store.publish([req("room", "b")], dedupe_ttl=600)
+            heads = await store.heads(["room"])
+            # the re-send carries other data (a client bug): still the first append's id
+            [again] = await store.publish([req("room", "a", {"v": 2})], dedupe_ttl=600)
+            assert again.id == first.id
+            assert again.duplicate
+            assert await store.heads(["room"]) == heads
+            read = await read_one(store, "room", None, history=100)
+            assert read.events is not None
+            assert [e.data for e in read.events] == [{"v": 1}, {"k": "b"}]
+
+
+async def test_duplicates_within_one_batch_and_keys_per_channel(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            got = await store.publish(
+                [req("a", "k1"), req("a", "k2"), req("a", "k1"), req("b", "k1")],
+                dedupe_ttl=600,
+            )
+            assert [r.duplicate for r in got] == [False, False, True, False]
+            assert got[2].id == got[0].id
+            assert seq(got[1].id) == seq(got[0].id) + 1
+            # the same key on another channel is another record (dedupe per channel, A3)
+            assert (await store.heads(["b"]))["b"] == got[3].id
+
+
+async def test_publish_after_a_read_continues_the_channels_ids(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            start = await read_one(store, "room", None)
+            [appended] = await store.publish([req("room", "k")], dedupe_ttl=600)
+            [published] = [await store.append("room", 1)]
+            assert seq(appended.id) == seq(start.newest) + 1
+            assert seq(published) == seq(appended.id) + 1
+
+
+async def test_publish_of_nothing_and_bad_arguments(backend: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            assert list(await store.publish([], dedupe_ttl=600)) == []
+            with pytest.raises(ValueError, match="channel"):
+                await store.publish([req("", "k")], dedupe_ttl=600)
+            for ttl in (0, -1, float("nan")):
+                with pytest.raises(ValueError, match="dedupe_ttl"):
+                    await store.publish([req("room", "k")], dedupe_ttl=ttl)
+            assert await store.heads(["room"]) == {}
+
+
+def _break_memory(store: Any, channel: str) -> None:
+    store.break_channel(channel)
+
+
+def _break_redis(store: Any, channel: str) -> None:
+    from tests.redis.test_redis_channels import command
+    from trio_reconnect.server._redis._channel_plan import channel_keys
+
+    port = int(store.url.rsplit(":", 1)[1].split("/")[0])
+    command(port, "SET", channel_keys(store.prefix, channel)[1], "not a stream")
+
+
+#: How each backend makes one channel's appends fail (for "stops at the first failure").
+BREAKERS: dict[str, Callable[[Any, str], None]] = {
+    "memory": _break_memory,
+    "redis": _break_redis,
+}
+
+
+@pytest.fixture
+def breaker(request: pytest.FixtureRequest, backend: Any) -> Callable[[Any, str], None]:
+    return BREAKERS[request.node.callspec.params["backend"]]
+
+
+async def test_publish_stops_at_the_first_failure(backend: Any, breaker: Any) -> None:
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            await store.publish([req("good", "warm"), req("bad", "warm")], dedupe_ttl=600)
+            breaker(store, "bad")
+            items = [req("good", "1"), req("good", "2"), req("bad", "3"), req("good", "4")]
+            got = await store.publish(items, dedupe_ttl=600)
+            assert len(got) == 2  # the prefix that ran
+            heads = await store.heads(["good"])
+            assert heads["good"] == got[1].id  # "4" did not run
+            with pytest.raises(LogUnavailableError):
+                await store.publish([req("bad", "5"), req("good", "6")], dedupe_ttl=600)
+            assert await store.heads(["good"]) == heads
+            # what ran is recorded: a re-send of the batch is answered, then goes on
+            again = await store.publish(
+                [req("good", "1"), req("good", "2"), req("good", "4")], dedupe_ttl=600
+            )
+            assert [r.duplicate for r in again] == [True, True, False]
+            assert [r.id for r in again[:2]] == [r.id for r in got]

@@ -9,8 +9,11 @@ from trio_reconnect.server import (
     DEFAULT_CHANNEL_MAX_LEN,
     ChannelRead,
     ChannelRequest,
+    LogUnavailableError,
     MemoryChannelStore,
     NotificationsLost,
+    PublishRequest,
+    PublishResult,
     clock_start_id,
 )
 
@@ -56,3 +59,36 @@ async def test_lose_notifications_ends_every_stream() -> None:
         for stream in (one, two):
             with trio.fail_after(1), pytest.raises(NotificationsLost):
                 await stream.__anext__()
+
+
+async def test_dedupe_records_expire_on_trios_clock_and_are_pruned(autojump_clock: object) -> None:
+    store = MemoryChannelStore(start=1)
+    [first] = await store.publish([PublishRequest("room", "k", 1)], dedupe_ttl=10)
+    assert first.id == "1"
+    await trio.sleep(9.5)
+    [again] = await store.publish([PublishRequest("room", "k", 1)], dedupe_ttl=10)
+    assert again == PublishResult("1", duplicate=True)  # within the window: from the first append
+    await trio.sleep(0.5)
+    # the window has passed: a re-send is applied again (the documented limit)
+    [late] = await store.publish([PublishRequest("room", "k", 1)], dedupe_ttl=10)
+    assert late == PublishResult("2")
+    assert store.dedupe_records == 1  # the expired record was pruned, the new one held
+
+
+async def test_dedupe_memory_is_bounded_by_the_window(autojump_clock: object) -> None:
+    store = MemoryChannelStore(start=1, channel_max_len=10)
+    for i in range(1_000):
+        await store.publish([PublishRequest("room", f"k{i}", i)], dedupe_ttl=5)
+        await trio.sleep(0.1)
+    assert store.dedupe_records <= 51
+
+
+async def test_a_broken_channel_refuses_appends_until_mended() -> None:
+    store = MemoryChannelStore(start=1)
+    store.break_channel("room")
+    with pytest.raises(LogUnavailableError):
+        await store.append("room", 1)
+    with pytest.raises(LogUnavailableError):
+        await store.publish([PublishRequest("room", "k", 1)], dedupe_ttl=1)
+    store.break_channel("room", broken=False)
+    assert await store.append("room", 1) == "1"

@@ -822,3 +822,83 @@ def test_fuzz_v2_frames_after_ready(frames: list[dict[str, Any]]) -> None:
     with server_errors() as errors:
         trio.run(main, clock=MockClock(autojump_threshold=0))
     assert errors == [], [r.getMessage() for r in errors]
+
+
+_publishes = st.lists(
+    st.one_of(
+        # mostly valid: a small msgId space, so that re-sends (duplicates) are common
+        st.fixed_dictionaries(
+            {
+                "type": st.just("publish"),
+                "channel": st.sampled_from(["a", "b"]),
+                "msgId": st.sampled_from([str(i) for i in range(8)]),
+                "data": st.integers(0, 3),
+            }
+        ),
+        st.fixed_dictionaries(
+            {"type": st.just("publish")},
+            optional={
+                "channel": _channel_values,
+                "msgId": st.one_of(st.text(max_size=3), st.none(), st.integers()),
+                "data": st.one_of(st.none(), st.text(max_size=300)),
+            },
+        ),
+    ),
+    max_size=40,
+)
+
+
+@given(frames=_publishes)
+@settings(FUZZ, max_examples=60)
+def test_fuzz_pipelined_publishes_are_answered_once_each_and_applied_once(
+    frames: list[dict[str, Any]],
+) -> None:
+    """Publish frames sent without waiting (re-sends, malformed ones, mixed channels):
+    one answer per frame, in order; a re-sent (channel, msgId) gets its first id; the
+    store holds each applied (channel, msgId) once, in the order first sent."""
+    from trio_reconnect._wire import Nack, parse_client_frame
+    from trio_reconnect.server import ChannelRequest, MemoryChannelStore
+
+    store = MemoryChannelStore(start=1)
+
+    async def main() -> list[dict[str, Any]]:
+        async with trio.open_nursery() as nursery:
+            server = make_server(channels=store)
+            ws = await connect(nursery, server)
+            got: list[dict[str, Any]] = []
+            with trio.fail_after(60):
+                await ws.send_message(
+                    json.dumps({"type": "resume", "lastEventId": None, "clientId": "k"})
+                )
+                await until_ready(ws)
+                sent = [json.dumps(f) for f in frames]
+                sent = [m for m in sent if len(m.encode()) <= MAX_MESSAGE_SIZE]
+                for message in sent:
+                    await ws.send_message(message)
+                for message in sent:
+                    kind = parse_client_frame(message, max_data_bytes=MAX_MESSAGE_SIZE)
+                    answer = await receive_json(ws)
+                    if isinstance(kind, Nack):
+                        assert answer == json.loads(kind.encode())
+                    else:
+                        assert answer["type"] == "ack", answer
+                        assert (answer["msgId"], answer["channel"]) == (kind.msg_id, kind.channel)  # type: ignore[union-attr]
+                        got.append(answer)
+                assert not server.clients[0].closing
+            nursery.cancel_scope.cancel()
+        return got
+
+    with server_errors() as errors:
+        acks = trio.run(main, clock=MockClock(autojump_threshold=0))
+    assert errors == [], [r.getMessage() for r in errors]
+    first: dict[tuple[str, str], str] = {}
+    for answer in acks:
+        key = (answer["channel"], answer["msgId"])
+        assert first.setdefault(key, answer["id"]) == answer["id"]
+    for channel in ("a", "b"):
+        [read] = trio.run(
+            lambda c=channel: store.read([ChannelRequest(c, None, history=100)], max_replay=100)
+        )
+        assert read.events is not None
+        expected = [i for (c, _), i in first.items() if c == channel]
+        assert [e.id for e in read.events] == expected

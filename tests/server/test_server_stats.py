@@ -6,6 +6,7 @@ import attrs
 import pytest
 
 from trio_reconnect._protocol import HandshakeOutcome
+from trio_reconnect._wire import RefusedCode
 from trio_reconnect.server import ServerStatistics
 from trio_reconnect.server._stats import Counts
 
@@ -53,3 +54,24 @@ def test_each_handshake_outcome_has_its_counter(outcome: HandshakeOutcome, field
     assert counts.events_replayed == 7
     others = [f.name for f in attrs.fields(Counts) if f.name not in (field, "events_replayed")]
     assert all(getattr(counts, name) == 0 for name in others)
+
+
+@pytest.mark.parametrize(
+    ("code", "field"),
+    [
+        (RefusedCode.FORBIDDEN, "channel_refused_forbidden"),
+        (RefusedCode.INVALID, "channel_refused_invalid"),
+        (RefusedCode.LIMIT, "channel_refused_limit"),
+        (RefusedCode.UNAVAILABLE, "channel_refused_unavailable"),
+    ],
+)
+def test_each_refusal_code_has_its_counter(code: RefusedCode, field: str) -> None:
+    counts = Counts()
+    counts.channel_refused(code)
+    assert getattr(counts, field) == 1
+    assert all(getattr(counts, f.name) == 0 for f in attrs.fields(Counts) if f.name != field)
+
+
+def test_a_server_never_refuses_with_the_clients_own_code() -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        Counts().channel_refused(RefusedCode.UNSUPPORTED)

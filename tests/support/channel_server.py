@@ -2,9 +2,10 @@
 
 It serves :class:`tests.support.fake_channels.ChannelStore` over real TCP:
 ``room:1`` gets an event every 50 ms and has one member (``bot``),
-``secret`` is refused ``forbidden``, and every connection is closed with 1012
-and ``retryAfter: 100`` every eighth event, so each sample sees a reconnect
-that resumes its channels.
+``secret`` is refused ``forbidden`` (subscribe and publish; publish.md's
+samples use it too), and every connection is closed with 1012 and
+``retryAfter: 100`` every eighth event, so each sample sees a reconnect that
+resumes its channels.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import trio_websocket
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.support.fake_channels import ChannelStore
-from trio_reconnect._wire import RefusedCode
+from trio_reconnect._wire import NackCode, RefusedCode
 
 #: Seconds between two events of ``room:1``.
 INTERVAL = 0.05
@@ -30,6 +31,7 @@ async def main(port: int) -> None:
     store = ChannelStore(
         presence={"room:1": {"bot": {"user": "bot"}}},
         refuse={"secret": RefusedCode.FORBIDDEN},
+        publish_script=lambda frame: NackCode.FORBIDDEN if frame.channel == "secret" else None,
     )
     count = 0
 

@@ -4,13 +4,17 @@
 consecutive decimal ids, member lists, forced refusals); :func:`serve_v2`
 serves one connection of a :class:`~tests.support.fake_server.FakeServer`
 from it: the resume with its channel map, ``subscribe``/``unsubscribe`` after
-``ready``, and live events of the subscribed channels. Two ``FakeServer``
-objects on one store are two nodes of one cluster.
+``ready``, live events of the subscribed channels, and ``publish`` with its
+``ack``/``nack`` (4.5: once per clientId and msgId; after ``unavailable``
+every later publish of the connection is ``unavailable`` until that msgId
+comes again; ``publish_script`` forces answers). Two ``FakeServer`` objects
+on one store are two nodes of one cluster.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -19,7 +23,11 @@ import trio_websocket
 
 from trio_reconnect._protocol import encode_event, encode_ready
 from trio_reconnect._wire import (
+    Ack,
+    Nack,
+    NackCode,
     Presence,
+    Publish,
     Refused,
     RefusedCode,
     Subscribe,
@@ -44,6 +52,12 @@ class Conn:
     ws: trio_websocket.WebSocketConnection
     node: int
     subs: set[str] = attrs.Factory(set)
+    client_id: str | None = None
+    #: The msgId nacked ``unavailable``: later publishes are too until it comes again.
+    blocked: str | None = None
+    #: Answers delayed by ``ack_delay``: (when, frame), in order.
+    later: list[tuple[float, str]] = attrs.Factory(list)
+    later_added: trio.Event = attrs.Factory(trio.Event)
     send: trio.MemorySendChannel[str] = attrs.field(init=False)
     receive: trio.MemoryReceiveChannel[str] = attrs.field(init=False)
 
@@ -76,6 +90,16 @@ class ChannelStore:
     received: list[tuple[int, Any]] = attrs.Factory(list)
     #: Set whenever a frame arrives.
     arrived: trio.Event = attrs.Factory(trio.Event)
+    #: ``trio.current_time()`` of each entry of ``received``.
+    received_at: list[float] = attrs.Factory(list)
+    #: Forced answers to publishes: a NackCode, "drop" (close, not applied),
+    #: "apply_and_drop" (applied, then close before the ack), "silent" (no
+    #: answer), or None (applied once per (clientId, msgId), acked).
+    publish_script: Callable[[Publish], NackCode | str | None] | None = None
+    #: Seconds each publish's answer waits (in order).
+    ack_delay: float = 0.0
+    #: (clientId, msgId) -> the id of its append.
+    applied: dict[tuple[str | None, str], str] = attrs.Factory(dict)
 
     def publish(self, channel: str, data: Any) -> str:
         log = self.logs.setdefault(channel, [])
@@ -131,6 +155,7 @@ class ChannelStore:
         except ValueError:
             decoded = message
         self.received.append((node, decoded))
+        self.received_at.append(trio.current_time())
         self.arrived.set()
         self.arrived = trio.Event()
 
@@ -149,7 +174,7 @@ class ChannelStore:
         assert isinstance(text, str)
         self.resumes.append(json.loads(text))
         resume, refused = parse_resume_v2(text)
-        conn = Conn(ws, node)
+        conn = Conn(ws, node, client_id=resume.client_id)
         out = [r.encode() for r in refused]
         active = []
         if not self.v1:
@@ -167,6 +192,7 @@ class ChannelStore:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, conn)
+                nursery.start_soon(self._delayed, conn)
                 await self._reader(conn)
                 nursery.cancel_scope.cancel()
         finally:
@@ -192,10 +218,60 @@ class ChannelStore:
                     conn.put([Unsubscribed(frame.channel).encode()])
                 elif isinstance(frame, Refused):
                     conn.put([frame.encode()])
+                elif isinstance(frame, Publish | Nack):
+                    self._publish(conn, frame)
                 elif self.echo and isinstance(frame, str):
                     conn.put([frame])
         except trio_websocket.ConnectionClosed:
             return
+
+    def _publish(self, conn: Conn, frame: Publish | Nack) -> None:
+        if isinstance(frame, Nack):  # a publish the parser refused
+            self._answer(conn, frame.encode())
+            return
+        if conn.blocked is not None and conn.blocked != frame.msg_id:
+            self._answer(conn, Nack(frame.msg_id, frame.channel, NackCode.UNAVAILABLE).encode())
+            return
+        conn.blocked = None
+        forced = None if self.publish_script is None else self.publish_script(frame)
+        if forced == "silent":
+            return
+        if forced == "drop":
+            self._drop(conn)
+            return
+        if isinstance(forced, NackCode):
+            if forced is NackCode.UNAVAILABLE:
+                conn.blocked = frame.msg_id
+            self._answer(conn, Nack(frame.msg_id, frame.channel, forced, "scripted").encode())
+            return
+        key = (conn.client_id, frame.msg_id)
+        if key not in self.applied:
+            self.applied[key] = self.publish(frame.channel, frame.data)
+        if forced == "apply_and_drop":
+            self._drop(conn)
+            return
+        self._answer(conn, Ack(frame.msg_id, frame.channel, self.applied[key]).encode())
+
+    def _answer(self, conn: Conn, text: str) -> None:
+        if not self.ack_delay:
+            conn.put([text])
+            return
+        conn.later.append((trio.current_time() + self.ack_delay, text))
+        conn.later_added.set()
+
+    def _drop(self, conn: Conn) -> None:
+        conn.put([f"{_CLOSE}1012 " + json.dumps({"reason": "test", "retryAfter": 0})])
+        if conn in self.conns:
+            self.conns.remove(conn)
+
+    async def _delayed(self, conn: Conn) -> None:
+        while True:
+            while not conn.later:
+                conn.later_added = trio.Event()
+                await conn.later_added.wait()
+            when, text = conn.later.pop(0)
+            await trio.sleep_until(when)
+            conn.put([text])
 
     async def _writer(self, conn: Conn) -> None:
         try:

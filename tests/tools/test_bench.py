@@ -55,6 +55,12 @@ EXPECTED_KEYS = {
     "fanout_redis_ratios",
     "fanout_redis_note",
     "fanout_clients",
+    "publish_ratio",
+    "publish_acked_mps",
+    "publish_plain_mps",
+    "publish_rtt_median_ms",
+    "publish_rtt_p99_ms",
+    "publish_note",
     "channel_fanout_memory_ratio",
     "channel_fanout_redis_ratio",
     "server_memory_ratio",
@@ -77,6 +83,7 @@ TINY_OPTIONS: dict[str, Any] = {
     "fanout_events": 5,
     "fanout_rounds": 2,
     "latency_events": 2,
+    "publishes": 5,
 }
 #: The channel figures' small numbers, as options and as ``--channel-*`` arguments.
 TINY_CHANNELS = ChannelOptions(
@@ -128,6 +135,7 @@ def _check_figures(data: dict[str, Any]) -> None:
         "reconnect",
         "fanout_memory",
         "fanout_redis",
+        "publish",
         "channel_fanout_memory",
         "channel_fanout_redis",
         "server_memory",
@@ -180,6 +188,12 @@ def _check_redis_figures(data: dict[str, Any]) -> None:
         assert _positive_finite(data[key]), (key, data[key])
     assert data["fanout_redis_latency_p99_ms"] >= data["fanout_redis_latency_median_ms"]
     assert isinstance(data["pass"]["fanout_redis"], bool)
+    assert data["publish_note"] is None
+    for key in ("publish_ratio", "publish_acked_mps", "publish_plain_mps", "publish_rtt_median_ms"):
+        assert _positive_finite(data[key]), (key, data[key])
+    assert data["publish_rtt_p99_ms"] >= data["publish_rtt_median_ms"]
+    assert len(data["publish_ratios"]) == data["publish_rounds"] == data["fanout_rounds"]
+    assert isinstance(data["pass"]["publish"], bool)
     assert data["channel_redis_note"] is None
     for key in (
         "channel_redis_eps",
@@ -375,6 +389,10 @@ def test_no_redis_server_gives_null_redis_figures(
     assert data["pass"]["resume_100_channels"] is None
     assert "no redis-server found" in data["channel_redis_note"]
     assert "no redis-server found" in data["fanout_redis_note"]
+    for key in ("publish_ratio", "publish_ratios", "publish_acked_mps", "publish_rtt_p99_ms"):
+        assert data[key] is None, key
+    assert data["pass"]["publish"] is None
+    assert "no redis-server found" in data["publish_note"]
     assert captured.err.count("\n") == 1  # one line says why
     assert "no redis-server found" in captured.err
 

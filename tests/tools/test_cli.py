@@ -82,7 +82,7 @@ class Running:
         self.process.wait(timeout=WAIT)
         for reader in self.readers:
             reader.join(timeout=WAIT)
-        for stream in (self.process.stdout, self.process.stderr):
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
 
@@ -116,9 +116,10 @@ def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
 def start() -> Iterator[object]:
     started: list[Running] = []
 
-    def start(*args: str) -> Running:
+    def start(*args: str, stdin: int | None = subprocess.DEVNULL) -> Running:
         process = subprocess.Popen(
             [sys.executable, "-m", "trio_reconnect", *args],
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -183,6 +184,10 @@ def free_port() -> int:
         (["serve", "--port", "-1"], "serve: --port must be a port from 0 to 65535, got -1"),
         (["serve", "--interval", "0"], "serve: --interval must be a positive finite number, got 0"),
         (["serve", "--bogus"], "serve: unrecognized arguments: --bogus"),
+        (
+            ["serve", "--dedupe-ttl", "0"],
+            "serve: --dedupe-ttl must be a positive finite number, got 0",
+        ),
         (["herd", "--clients", "0"], "herd: --clients must be a positive integer, got 0"),
         (["herd", "--clients", "x"], "herd: --clients must be a positive integer, got 'x'"),
         (["bench", "--messages", "0"], "bench: --messages must be a positive integer, got 0"),

@@ -13,6 +13,7 @@ from trio_reconnect import FatalCloseError, HandshakeRejectedError, ReconnectFai
 from trio_reconnect._tools._policy import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    channel_name,
     describe_error,
     exit_status,
     node_count,
@@ -35,6 +36,9 @@ from trio_reconnect._validators import MAX_PORT, check_port
         (non_negative_number, "0", 0.0),
         (port, "0", 0),
         (port, str(MAX_PORT), MAX_PORT),
+        (channel_name, "room:1", "room:1"),
+        (channel_name, "my room \u200b", "my room \u200b"),  # a format character is allowed
+        (channel_name, "x" * 256, "x" * 256),
     ],
 )
 def test_argument_types_accept(kind: object, text: str, value: object) -> None:
@@ -56,6 +60,22 @@ def test_argument_types_accept(kind: object, text: str, value: object) -> None:
         (port, "65536", "must be a port from 0 to 65535, got 65536"),
         (port, "-1", "must be a port from 0 to 65535, got -1"),
         (port, "http", "must be a port from 0 to 65535, got 'http'"),
+        (channel_name, "", "'' is not a channel name: it must be 1 to 256 bytes of UTF-8, got 0"),
+        (
+            channel_name,
+            "\u00e9" * 129,
+            f"'{'é' * 129}' is not a channel name: it must be 1 to 256 bytes of UTF-8, got 258",
+        ),
+        (
+            channel_name,
+            "a\x85b",
+            "'a\\x85b' is not a channel name: it must not hold control characters",
+        ),
+        (
+            channel_name,
+            "\udcff",  # a byte that was not UTF-8 on the command line (surrogateescape)
+            "'\\udcff' is not a channel name: it has no UTF-8 form (a lone surrogate)",
+        ),
     ],
 )
 def test_argument_types_refuse(kind: object, text: str, message: str) -> None:

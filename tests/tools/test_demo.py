@@ -145,7 +145,7 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 async def test_connect_and_serve_commands_talk_to_each_other(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from trio_reconnect._tools import _cli, _serve
+    from trio_reconnect._tools import _cli, _connect, _serve
 
     with trio.socket.socket() as sock:  # find a free port for the standalone server
         await sock.bind(("127.0.0.1", 0))
@@ -157,7 +157,7 @@ async def test_connect_and_serve_commands_talk_to_each_other(
             )
             nursery.start_soon(_serve._serve, args)
             await trio.sleep(0.1)  # let it bind (real clock)
-            await _cli._connect(f"ws://127.0.0.1:{port}/", True, 80)
+            await _connect.connect(f"ws://127.0.0.1:{port}/", count=80)
             nursery.cancel_scope.cancel()
     captured = capsys.readouterr()
     events = [line for line in captured.out.splitlines() if line.startswith("event ")]

@@ -10,8 +10,10 @@
   Prometheus metrics on ``/metrics``). On SIGTERM or Ctrl-C it drains (1012
   and spread hints), prints one line saying what it drained, and exits 0
   (see :mod:`trio_reconnect._tools._serve`).
-* ``python -m trio_reconnect connect URL``: a wscat-like client that prints
-  every item and every state transition with its reason and delay.
+* ``python -m trio_reconnect connect URL [--channel NAME ...]``: a wscat-like
+  client that prints every item (of the default stream and of each channel)
+  and every state transition with its reason and delay, and sends the lines
+  typed on stdin (see :mod:`trio_reconnect._tools._connect`).
 * ``python -m trio_reconnect herd --clients N --capacity R --strategy S``:
   the herd simulator (:mod:`trio_reconnect.testing`): N real clients and the
   server on the in-memory network under a mock clock, through one restart.
@@ -31,27 +33,18 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
 import trio
 
-from .._client import open_reconnecting_websocket
-from .._exceptions import ClientClosedError
-from .._protocol import Gap, ServerEvent, Snapshot
-from .._state import ConnectionState, Transition
-from .._transport import parse_url
 from ._interrupt import interruptible
 from ._policy import (
     EXIT_FAILED,
     EXIT_OK,
     Parser,
-    describe_error,
     exit_status,
-    lower_first,
     node_count,
     non_negative_int,
     port,
@@ -67,21 +60,6 @@ T = TypeVar("T")
 SERVE_HOST: Final = "127.0.0.1"
 #: ``serve``'s default port.
 SERVE_PORT: Final = 8765
-
-
-def _websocket_url(text: str) -> str:
-    """argparse type: a URL that :func:`~trio_reconnect._transport.parse_url` accepts."""
-    try:
-        parse_url(text)
-    except ValueError as exc:
-        reason = lower_first(str(exc))
-        raise argparse.ArgumentTypeError(f"{text!r} is not a websocket URL: {reason}") from None
-    return text
-
-
-def _display_url(url: str) -> str:
-    """``url`` without its query string (queries carry tokens; never print a credential)."""
-    return url.split("?", 1)[0]
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -191,15 +169,9 @@ def _connect_parser(
 ) -> argparse.ArgumentParser:
     """``connect``'s options."""
     connect = commands.add_parser("connect", help="print items and transitions from a server")
-    connect.add_argument(
-        "url",
-        type=_websocket_url,
-        help=f"the server's ws:// or wss:// URL, e.g. ws://{SERVE_HOST}:{SERVE_PORT}/ (serve's)",
-    )
-    connect.add_argument("--no-resume", action="store_true", help="plain websocket server")
-    connect.add_argument(
-        "--count", type=positive_int, default=None, help="stop after N items (default: never)"
-    )
+    from ._connect import add_arguments as add_connect_arguments
+
+    add_connect_arguments(connect, f"ws://{SERVE_HOST}:{SERVE_PORT}/")
     return connect
 
 
@@ -213,65 +185,6 @@ def _metrics_port(text: str) -> int:
             "needs prometheus-client: pip install 'trio-reconnect[prometheus]'"
         ) from None
     return value
-
-
-def _wall_clock(stamp: float) -> str:
-    """``HH:MM:SS.mmm``, local time."""
-    return time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp % 1 * 1000):03d}"
-
-
-def _transition_printer() -> Callable[[Transition], None]:
-    """An ``on_transition`` hook printing each transition on stderr, stamped with wall time.
-
-    Call it inside ``trio.run``: it maps trio's clock to the wall clock once.
-    The last transition of a failed client is not printed: :func:`main`
-    prints its cause as the command's one error line.
-    """
-    offset = time.time() - trio.current_time()
-
-    def show(t: Transition) -> None:
-        if t.state is ConnectionState.FAILED:
-            return
-        parts = [f"[{_wall_clock(offset + t.time)}] {t.previous.value} -> {t.state.value}"]
-        if t.delay is not None:
-            source = t.delay_source.value if t.delay_source else "-"
-            parts.append(f"wait {t.delay:.3f}s ({source})")
-        if t.close_code is not None:
-            parts.append(f"close {t.close_code} {t.close_reason or ''}".rstrip())
-        if t.status_code is not None:
-            parts.append(f"HTTP {t.status_code}")
-        elif t.error is not None and not isinstance(t.error, ClientClosedError):
-            parts.append(describe_error(t.error))
-        print("  ".join(parts), file=sys.stderr, flush=True)
-
-    return show
-
-
-def _describe_gap(gap: Gap) -> str:
-    """What a Gap says is lost: the events after ``last_id`` up to ``ready_id``."""
-    after = "" if gap.last_id is None else f" after {gap.last_id}"
-    if gap.ready_id is None:
-        return f"gap: the events{after} were lost (the server holds none since)"
-    return f"gap: the events{after} up to and including {gap.ready_id} were lost"
-
-
-async def _connect(url: str, resume: bool, count: int | None) -> None:
-    async with open_reconnecting_websocket(
-        url, resume=resume, on_transition=_transition_printer(), max_attempts=None
-    ) as ws:
-        seen = 0
-        async for item in ws:
-            if isinstance(item, ServerEvent):
-                print(f"event {item.id}: {json.dumps(item.data)}", flush=True)
-            elif isinstance(item, Snapshot):
-                print(f"snapshot {item.id}: {json.dumps(item.data)}", flush=True)
-            elif isinstance(item, Gap):
-                print(_describe_gap(item), flush=True)
-            else:
-                print(f"message: {item!r}", flush=True)
-            seen += 1
-            if count is not None and seen >= count:
-                return
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,7 +211,9 @@ def _context(args: Any) -> str:
     if args.command == "serve":
         return f"{args.host}:{args.port}: "
     if args.command == "connect":
-        return f"{_display_url(args.url)}: "
+        from ._connect import display_url
+
+        return f"{display_url(args.url)}: "
     return ""
 
 
@@ -338,8 +253,6 @@ def _run(args: Any) -> int:
         from ._serve import run_command as run_serve_command
 
         return run_serve_command(args)
-    else:
-        trio.run(
-            interruptible, functools.partial(_connect, args.url, not args.no_resume, args.count)
-        )
-    return EXIT_OK
+    from ._connect import run_command as run_connect_command
+
+    return run_connect_command(args)

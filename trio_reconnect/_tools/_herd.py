@@ -24,9 +24,16 @@ from ..testing._herd import (
     HerdConfig,
     run_herd,
 )
+from ..testing._herd_tally import MIN_CHANNEL_SET
 from ..testing._strategies import STRATEGIES
-from ._herd_report import format_rolling_table, format_table, plot, plot_rolling
-from ._policy import non_negative_number, positive_int, positive_number
+from ._herd_report import (
+    channels_intact,
+    format_rolling_table,
+    format_table,
+    plot,
+    plot_rolling,
+)
+from ._policy import non_negative_int, non_negative_number, positive_int, positive_number
 
 __all__ = ["add_arguments", "run_command"]
 
@@ -74,6 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     parser.add_argument(
+        "--channels",
+        type=non_negative_int,
+        default=0,
+        metavar="K",
+        help=f"each client subscribes to K of max(K, {MIN_CHANNEL_SET}) channels, and lost and "
+        "duplicated events are counted per channel (default 0: no channels)",
+    )
+    parser.add_argument(
         "--jobs",
         type=positive_int,
         default=None,
@@ -119,6 +134,7 @@ def _configs(args: Any) -> list[HerdConfig]:
             nodes=args.nodes,
             deploy=args.deploy,
             balancer=args.balancer,
+            channels=args.channels,
         )
         for name in names
     ]
@@ -175,4 +191,5 @@ def run_command(args: Any) -> int:
     elif args.plot:
         plot(results, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
-    return 0
+    # With --channels: exit 1 when a channel lost, doubled or reordered an event.
+    return 0 if all(channels_intact(r) for r in results if not rolling) else 1

@@ -18,7 +18,9 @@ __all__ = [
     "PEAK_RATIO_TARGET",
     "REFUSED_SHARE_TARGET",
     "check_rolling_targets",
+    "channels_intact",
     "check_targets",
+    "describe_channels",
     "format_rolling_table",
     "format_table",
     "plot",
@@ -33,10 +35,31 @@ ALL_READY_SLACK_S: Final = 1.0
 REFUSED_SHARE_TARGET: Final = 0.01
 
 
+def describe_channels(result: HerdResult) -> str:
+    """One line for a run with channels: what was published, lost and doubled."""
+    return (
+        f"channels: {result.channels} of {result.channel_set} per client,"
+        f" {result.events_published} events published; lost {result.lost},"
+        f" duplicated {result.duplicated}, out of order {result.out_of_order},"
+        f" gaps {result.gaps}, snapshots {result.snapshots}"
+    )
+
+
+def channels_intact(result: HerdResult) -> bool:
+    """Whether no channel lost, doubled or reordered an event (``True`` without channels)."""
+    return not result.channels or result.lost == result.duplicated == result.out_of_order == 0
+
+
 def check_targets(result: HerdResult) -> dict[str, bool]:
     """The issue's targets for ``server-spread``, each ``True`` when met."""
     ready = result.all_ready_s
+    channels = (
+        {"channels: lost 0, duplicated 0, out of order 0": channels_intact(result)}
+        if result.channels
+        else {}
+    )
     return {
+        **channels,
         f"peak_ratio <= {PEAK_RATIO_TARGET}": result.peak_ratio <= PEAK_RATIO_TARGET,
         f"all_ready_s <= {ALL_READY_FACTOR} x N/R + {ALL_READY_SLACK_S:g}": ready is not None
         and ready <= ALL_READY_FACTOR * result.ideal_all_ready_s + ALL_READY_SLACK_S,
@@ -85,6 +108,8 @@ def format_table(results: Sequence[HerdResult]) -> str:
         )
         if r.not_ready:
             lines.append(f"{'':<19}{r.not_ready} clients not ready within the horizon")
+        if r.channels:
+            lines.append(f"{'':<19}{describe_channels(r)}")
     lines.append("")
     width = max(len(name) for name, _ in COLUMNS)
     lines.extend(f"{name:<{width}}  {meaning}" for name, meaning in COLUMNS)

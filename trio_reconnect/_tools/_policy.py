@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Final, NoReturn
 
 from .._exceptions import FatalCloseError, HandshakeRejectedError, ReconnectError, leaves
+from .._names import channel_problem
 from .._validators import int_problem, non_negative_problem, port_problem, positive_problem
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "Parser",
+    "channel_name",
     "describe_error",
     "exit_status",
     "leaves",
@@ -212,3 +214,17 @@ def node_count(text: str) -> int:
             f"{text!r}: a rolling deploy needs at least 2 nodes (the others take the clients)"
         )
     return value
+
+
+def channel_name(text: str) -> str:
+    """argparse type of ``--channel``: a channel name (PROTOCOL.md 4.3, :mod:`.._names`)."""
+    problem = channel_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a channel name: {_reason(problem)}")
+    return text
+
+
+def _reason(problem: str) -> str:
+    """``a channel name must ...`` -> ``it must ...`` (the line names the channel already)."""
+    prefix = "a channel name "
+    return "it " + problem[len(prefix) :] if problem.startswith(prefix) else problem

@@ -6,7 +6,9 @@ the shared :class:`~trio_reconnect.server.redis.RedisStreamLog` (``--stream``)
 and it announces itself in the :class:`~trio_reconnect.server.redis.RedisRegistry`
 under ``--node`` (default ``HOST:PORT``), so several such processes on
 different ports share one stream and any node resumes any node's clients.
-Each node publishes its own ticker every ``--interval`` seconds.
+Each node publishes its own ticker every ``--interval`` seconds. Each
+application message a client sends is printed on stdout, one line
+(:func:`print_message`); it is not relayed to other clients.
 
 SIGTERM or Ctrl-C drains (:meth:`~trio_reconnect.server.ReconnectServer.serve_until_signal`):
 new handshakes get 503, every client gets 1012 and a spread ``retryAfter``
@@ -14,6 +16,10 @@ new handshakes get 503, every client gets 1012 and a spread ``retryAfter``
 with one line saying what it drained. Redis unreachable at start is one line
 on stderr and exit 1. While Redis is down later, each failed tick is logged
 and the ticker goes on (PROTOCOL.md section 3.4).
+
+``--presence GLOB`` (repeatable) gives the channels whose name matches
+presence (PROTOCOL.md 4.4), kept in the channel store (shared on Redis), with
+``--presence-grace`` seconds of grace for a member whose connection dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -33,11 +40,14 @@ import trio
 from trio_websocket import WebSocketServer
 
 from ..server import (
+    DEFAULT_DEDUPE_TTL,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_REPLAY,
     DEFAULT_OUTAGE_LIMIT,
     DEFAULT_OUTAGE_RETRY_AFTER,
+    DEFAULT_PRESENCE_GRACE,
     ChannelStore,
+    ConnectedClient,
     DrainSummary,
     EventLog,
     EventLogError,
@@ -57,7 +67,13 @@ from ._policy import (
     positive_number,
 )
 
-__all__ = ["DEFAULT_INTERVAL", "DEFAULT_LOG_SIZE", "add_arguments", "run_command"]
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "DEFAULT_LOG_SIZE",
+    "add_arguments",
+    "print_message",
+    "run_command",
+]
 
 #: ``serve``'s seconds between ticks.
 DEFAULT_INTERVAL: Final = 1.0
@@ -106,7 +122,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_REPLAY,
         help="most events replayed in one handshake (default %(default)s)",
     )
+    parser.add_argument(
+        "--dedupe-ttl",
+        type=positive_number,
+        default=DEFAULT_DEDUPE_TTL,
+        metavar="SECONDS",
+        help="seconds a client's applied publish is remembered, so that its re-send "
+        "is not applied again (default %(default)s)",
+    )
+    _presence_arguments(parser)
     _drain_arguments(parser)
+
+
+def _glob(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("a presence glob must not be empty")
+    return text
+
+
+def _presence_arguments(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s presence options (PROTOCOL.md 4.4)."""
+    parser.add_argument(
+        "--presence",
+        type=_glob,
+        action="append",
+        default=None,
+        metavar="GLOB",
+        help="channels whose name matches GLOB carry presence (repeatable; fnmatch rules)",
+    )
+    parser.add_argument(
+        "--presence-grace",
+        type=positive_number,
+        default=None,
+        metavar="SECONDS",
+        help="seconds a member whose connection dropped stays a member "
+        f"(with --presence; default {DEFAULT_PRESENCE_GRACE:g})",
+    )
 
 
 def _drain_arguments(parser: argparse.ArgumentParser) -> None:
@@ -239,6 +290,10 @@ async def _serve(args: Any) -> int:
             node=name if registry is not None else None,
             # Channels (protocol v2) out of the box: in memory, or shared on Redis.
             channels=channels,
+            on_message=print_message,
+            dedupe_ttl=args.dedupe_ttl,
+            presence=tuple(args.presence or ()),
+            presence_grace=args.presence_grace or DEFAULT_PRESENCE_GRACE,
         )
         summaries: list[DrainSummary] = []
         async with trio.open_nursery() as nursery:
@@ -276,6 +331,18 @@ async def _serve(args: Any) -> int:
     return 0
 
 
+async def print_message(client: ConnectedClient, message: str | bytes) -> None:
+    """``on_message``: one line on stdout per application message a client sends.
+
+    ``message from client N: "TEXT"`` (N: the server's number of the
+    connection; TEXT as a JSON string, or ``<N bytes>`` for a binary
+    message). ``serve`` does not relay messages: publishing into a channel
+    is the client's ``publish`` (PROTOCOL.md 4.5), acknowledged.
+    """
+    shown = json.dumps(message) if isinstance(message, str) else f"<{len(message)} bytes>"
+    print(f"message from client {client.id}: {shown}", flush=True)
+
+
 async def _ticker(server: ReconnectServer, name: str, args: Any, nursery: trio.Nursery) -> None:
     tick = 0
     restart_every: float | None = getattr(args, "restart_every", None)
@@ -295,6 +362,8 @@ async def _ticker(server: ReconnectServer, name: str, args: Any, nursery: trio.N
 
 def _check_options(args: Any) -> tuple[int, str] | None:
     """What is wrong with ``args`` before anything starts: (exit status, one line), or ``None``."""
+    if getattr(args, "presence_grace", None) is not None and not getattr(args, "presence", None):
+        return EXIT_USAGE, "--presence-grace needs --presence (which channels carry presence)"
     if args.redis is None:
         given = [f"--{name}" for name in ("stream", "node") if getattr(args, name)]
         if given:

@@ -36,6 +36,7 @@ from .._metrics import (
     ReconnectStatistics,
 )
 from .._protocol import HandshakeOutcome
+from .._wire import RefusedCode
 
 if TYPE_CHECKING:
     from ..server import ServerStatistics
@@ -62,6 +63,19 @@ _OUTCOME_FIELDS: Final = {
     HandshakeOutcome.REPLAYED: "replayed",
     HandshakeOutcome.SNAPSHOT: "snapshots",
     HandshakeOutcome.LOST: "lost",
+}
+
+#: The :class:`ServerStatistics` field counting each ``refused`` code a server sends.
+_REFUSAL_FIELDS: Final = {
+    RefusedCode.FORBIDDEN: "channel_refused_forbidden",
+    RefusedCode.INVALID: "channel_refused_invalid",
+    RefusedCode.LIMIT: "channel_refused_limit",
+    RefusedCode.UNAVAILABLE: "channel_refused_unavailable",
+}
+#: The :class:`ServerStatistics` field counting the channel events of each kind of delivery.
+_CHANNEL_EVENT_FIELDS: Final = {
+    "live": "channel_events_live",
+    "replayed": "channel_events_replayed",
 }
 
 S_co = TypeVar("S_co", covariant=True)
@@ -273,6 +287,15 @@ class ServerCollector(_Collector["ServerStatistics"]):
     ``handler_errors_total``, ``events_published_total``,
     ``events_replayed_total``, ``restarts_total``, ``half_open_total``,
     ``log_errors_total``, ``log_discontinuities_total`` and ``busy_total``.
+    Channels (protocol version 2): the gauges ``channels`` and
+    ``channel_subscriptions``; the counters ``channel_subscribed_total``,
+    ``channel_events_total{kind}`` (``live``, ``replayed``: by kind of
+    delivery, never by channel name), ``channel_snapshots_total``,
+    ``channel_lost_total``, ``channel_refusals_total{code}``,
+    ``channel_repairs_total``, ``channel_resyncs_total``,
+    ``channel_notifications_lost_total`` and ``channel_store_errors_total``.
+    Acknowledged publish: ``publishes_acked_total``,
+    ``publishes_duplicate_total`` and ``publish_nacks_total{code}``.
 
     Args:
         namespace: The prefix of the metric names.
@@ -322,3 +345,68 @@ class ServerCollector(_Collector["ServerStatistics"]):
             for server, stats in snapshots:
                 counter.add_metric([server], getattr(stats, name))
             yield counter
+        yield from self._channel_families(prefix, labels, snapshots)
+        yield from _publish_families(prefix, snapshots)
+
+    @staticmethod
+    def _channel_families(
+        prefix: str, labels: list[str], snapshots: list[tuple[str, ServerStatistics]]
+    ) -> Iterator[Metric]:
+        """The channels' series: a few fixed label values each, never a channel's name."""
+        for name, doc, field in (
+            ("channels", "Channels with a subscription on this node now.", "channels_held"),
+            ("channel_subscriptions", "Channel subscriptions held now.", "channel_subscriptions"),
+        ):
+            gauge = GaugeMetricFamily(prefix + name, doc, labels=labels)
+            for server, stats in snapshots:
+                gauge.add_metric([server], getattr(stats, field))
+            yield gauge
+        for name, doc, label, fields in (
+            ("channel_events", "Channel events sent, by kind of delivery.", "kind",
+             _CHANNEL_EVENT_FIELDS),
+            ("channel_refusals", "Subscriptions refused, by code.", "code", _REFUSAL_FIELDS),
+        ):  # fmt: skip
+            family = CounterMetricFamily(prefix + name, doc, labels=[*labels, label])
+            for server, stats in snapshots:
+                for value, field in fields.items():
+                    family.add_metric([server, str(value)], getattr(stats, field))
+            yield family
+        for name, doc in (
+            ("channel_subscribed", "Channel answers that ended subscribed."),
+            ("channel_snapshots", "Channel snapshots sent in answers."),
+            ("channel_lost", "Channel answers with lost: true (position not held, no snapshot)."),
+            ("channel_repairs", "Channel reads made to repair a gap in the live feed."),
+            (
+                "channel_resyncs",
+                "Subscriptions started again unasked (lost: true): their gap was no longer held.",
+            ),
+            ("channel_notifications_lost", "Times the notification stream was lost (repaired)."),
+            ("channel_store_errors", "Times the notification stream failed: store unavailable."),
+        ):
+            counter = CounterMetricFamily(prefix + name, doc, labels=labels)
+            for server, stats in snapshots:
+                counter.add_metric([server], getattr(stats, name))
+            yield counter
+
+
+def _publish_families(
+    prefix: str, snapshots: list[tuple[str, ServerStatistics]]
+) -> Iterator[Metric]:
+    """The acknowledged publish counters (PROTOCOL 4.5)."""
+    for name, doc in (
+        ("publishes_acked", "Publish frames answered ack (duplicates included)."),
+        ("publishes_duplicate", "Re-sent publishes of a msgId already applied."),
+    ):
+        counter = CounterMetricFamily(prefix + name, doc, labels=["server"])
+        for server, stats in snapshots:
+            counter.add_metric([server], getattr(stats, name))
+        yield counter
+    nacks = CounterMetricFamily(
+        prefix + "publish_nacks",
+        "Publish frames answered nack, by code.",
+        labels=["server", "code"],
+    )
+    for server, stats in snapshots:
+        for code in ("forbidden", "invalid", "too_large", "unavailable"):
+            nacks.add_metric([server, code], getattr(stats, f"nacks_{code}"))
+    yield nacks

@@ -24,6 +24,8 @@ from ._channelbase import ChannelRead as ChannelRead
 from ._channelbase import ChannelRequest as ChannelRequest
 from ._channelbase import ChannelStore as ChannelStore
 from ._channelbase import NotificationsLost as NotificationsLost
+from ._channelbase import PublishRequest as PublishRequest
+from ._channelbase import PublishResult as PublishResult
 from ._channels import DEFAULT_CHANNEL_MAX_LEN as DEFAULT_CHANNEL_MAX_LEN
 from ._channels import DEFAULT_LISTENER_BUFFER as DEFAULT_LISTENER_BUFFER
 from ._channels import MemoryChannelStore as MemoryChannelStore
@@ -40,6 +42,7 @@ from ._cluster import plan_cluster_drain as plan_cluster_drain
 from ._connection import ConnectedClient as ConnectedClient
 from ._defaults import DEFAULT_ANNOUNCE_INTERVAL as DEFAULT_ANNOUNCE_INTERVAL
 from ._defaults import DEFAULT_ANNOUNCE_TTL as DEFAULT_ANNOUNCE_TTL
+from ._defaults import DEFAULT_DEDUPE_TTL as DEFAULT_DEDUPE_TTL
 from ._defaults import DEFAULT_DRAIN_TIMEOUT as DEFAULT_DRAIN_TIMEOUT
 from ._defaults import DEFAULT_HANDSHAKE_TIMEOUT as DEFAULT_HANDSHAKE_TIMEOUT
 from ._defaults import DEFAULT_INCOMING_QUEUE_SIZE as DEFAULT_INCOMING_QUEUE_SIZE
@@ -59,7 +62,12 @@ from ._logbase import LogRead as LogRead
 from ._logbase import LogUnavailableError as LogUnavailableError
 from ._logbase import clock_start_id as clock_start_id
 from ._logbase import parse_event_id as parse_event_id
+from ._members import PresenceInfo as PresenceInfo
 from ._node import MessageHandler as MessageHandler
+from ._presence_memory import MemoryPresenceStore as MemoryPresenceStore
+from ._presencebase import MemberChange as MemberChange
+from ._presencebase import MemberList as MemberList
+from ._presencebase import PresenceStore as PresenceStore
 from ._registry import MemoryRegistry as MemoryRegistry
 from ._resume import SnapshotProvider as SnapshotProvider
 from ._server import DrainSummary as DrainSummary
@@ -72,6 +80,7 @@ from ._spread import AdmissionControl as AdmissionControl
 from ._spread import SpreadPolicy as SpreadPolicy
 from ._spread import distinct_milliseconds as distinct_milliseconds
 from ._spread import plan_spread as plan_spread
+from ._sweeper import DEFAULT_PRESENCE_GRACE as DEFAULT_PRESENCE_GRACE
 
 __all__ = [
     "CLOSE_INTERNAL_ERROR",
@@ -90,12 +99,14 @@ __all__ = [
     "DEFAULT_MAX_EVENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_REPLAY",
+    "DEFAULT_DEDUPE_TTL",
     "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_MIN_WINDOW",
     "DEFAULT_OUTAGE_LIMIT",
     "DEFAULT_OUTAGE_RETRY_AFTER",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_PRESENCE_GRACE",
     "DEFAULT_QUEUE_SIZE",
     "DEFAULT_RATE",
     "DEFAULT_STOP_SIGNALS",
@@ -117,11 +128,18 @@ __all__ = [
     "LogRead",
     "LogUnavailableError",
     "LoggedEvent",
+    "MemberChange",
+    "MemberList",
     "MemoryChannelStore",
+    "MemoryPresenceStore",
     "MemoryRegistry",
     "MessageHandler",
     "NodeStatus",
     "NotificationsLost",
+    "PublishRequest",
+    "PublishResult",
+    "PresenceInfo",
+    "PresenceStore",
     "ReconnectServer",
     "Refuse",
     "ReplayLog",

@@ -112,4 +112,8 @@ class Acceptor:
         client.principal = principal
         self.clients.add(client)
         logger.debug("client %d connected from %s", client.id, client.remote)
-        await client.run(self.resumer)
+        channels = self.hooks.channels
+        if channels is None:
+            await client.run(self.resumer)
+        else:  # with its publish worker beside it
+            await channels.publisher.serve(client, lambda: client.run(self.resumer))

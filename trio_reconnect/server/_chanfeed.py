@@ -45,6 +45,8 @@ from .._wire import Subscribed, encode_channel_event
 from ._channelbase import ChannelEvent, ChannelRead, ChannelRequest, ChannelStore, NotificationsLost
 from ._chanplan import split_live
 from ._logbase import LoggedEvent, LogUnavailableError
+from ._presencebase import MemberChange
+from ._stats import Counts
 
 __all__ = ["ChannelFeed", "Subscription"]
 
@@ -66,6 +68,20 @@ class Sink(Protocol):
         ...
 
 
+class MemberSink(Protocol):
+    """Where member changes go (:class:`~._members.NodeMembers`, PROTOCOL.md 4.4)."""
+
+    async def offer(
+        self, subscriptions: Sequence[Subscription], changes: Sequence[MemberChange]
+    ) -> None:
+        """Hand one channel's changes to its subscriptions."""
+        ...
+
+    async def repair_all(self) -> None:
+        """Notifications may have been lost: repair every member list sent."""
+        ...
+
+
 @attrs.define(eq=False)
 class Subscription:
     """One connection's subscription to one channel (the module comment).
@@ -84,6 +100,8 @@ class Subscription:
     closed: bool = False
     #: Notifications may have been lost while it was answering.
     suspect: bool = False
+    #: The node's counters (``channel_events_live``).
+    counts: Counts = attrs.field(factory=Counts, kw_only=True, repr=False)
     #: Buffered live events (an empty tuple until the first: no list per idle subscription).
     _buffer: list[ChannelEvent | LoggedEvent] | tuple[()] = attrs.field(default=(), repr=False)
 
@@ -114,6 +132,7 @@ class Subscription:
                     for e in split.send
                 ]
             )
+            self.counts.channel_events_live += len(split.send)
         self.covered = split.covered
         if split.gap:
             self.waiting = True
@@ -163,11 +182,13 @@ class ChannelFeed:
         store: The channel store.
         max_replay: The longest gap a repair reads.
         retry_interval: Seconds between attempts while the store is unavailable.
+        counts: The node's counters (its ``channel_`` fields).
     """
 
     store: ChannelStore
     max_replay: int
     retry_interval: float
+    counts: Counts = attrs.field(factory=Counts, kw_only=True)
     _feeds: dict[str, dict[Subscription, None]] = attrs.field(init=False, factory=dict)
     _live: bool = attrs.field(init=False, default=False)
     _became_live: trio.lowlevel.ParkingLot = attrs.field(
@@ -176,6 +197,8 @@ class ChannelFeed:
     #: A run ended before (its task was handed over): what came meanwhile was missed.
     _ran: bool = attrs.field(init=False, default=False)
     _repairs: int = attrs.field(init=False, default=0)
+    #: Where member changes go (``None``: no channel has presence).
+    members: MemberSink | None = attrs.field(init=False, default=None)
 
     @property
     def live(self) -> bool:
@@ -195,16 +218,21 @@ class ChannelFeed:
 
     def register(self, subscription: Subscription) -> None:
         """Offer ``subscription`` every notification of its channel from now on."""
-        self._feeds.setdefault(subscription.channel, {})[subscription] = None
+        feed = self._feeds.setdefault(subscription.channel, {})
+        self.counts.channel_subscriptions += subscription not in feed
+        feed[subscription] = None
+        self.counts.channels_held = len(self._feeds)
 
     def unregister(self, subscription: Subscription) -> None:
         """Offer it nothing more (idempotent); it sends nothing more."""
         subscription.cancel()
         feed = self._feeds.get(subscription.channel)
-        if feed is not None:
-            feed.pop(subscription, None)
+        if feed is not None and subscription in feed:
+            del feed[subscription]
+            self.counts.channel_subscriptions -= 1
             if not feed:
                 del self._feeds[subscription.channel]
+                self.counts.channels_held = len(self._feeds)
 
     def held(self) -> int:
         """How many channels have subscribers on this node."""
@@ -226,19 +254,28 @@ class ChannelFeed:
                             await self._dispatch(batch)
                 except NotificationsLost as error:
                     logger.warning("channel notifications lost (%s); repairing", error)
+                    self.counts.channel_notifications_lost += 1
                     lost = True
                 except LogUnavailableError as error:
                     logger.warning("channel store unavailable (%s); retrying", error)
+                    self.counts.channel_store_errors += 1
                     lost = True
                     await trio.sleep(self.retry_interval)
         finally:
             self._live = False  # until the next run's stream is live
 
-    async def _dispatch(self, batch: Sequence[ChannelEvent]) -> None:
+    async def _dispatch(self, batch: Sequence[ChannelEvent | MemberChange]) -> None:
         by_channel: dict[str, list[ChannelEvent]] = {}
+        changes: dict[str, list[MemberChange]] = {}
         for event in batch:
             if event.channel in self._feeds:
-                by_channel.setdefault(event.channel, []).append(event)
+                if isinstance(event, MemberChange):
+                    changes.setdefault(event.channel, []).append(event)
+                else:
+                    by_channel.setdefault(event.channel, []).append(event)
+        if changes and self.members is not None:
+            for channel, members in changes.items():
+                await self.members.offer(list(self._feeds.get(channel, ())), members)
         gaps = []
         for channel, events in by_channel.items():
             frames = {e.id: encode_channel_event(channel, e.id, e.data) for e in events}
@@ -256,6 +293,8 @@ class ChannelFeed:
             else:
                 subscription.waiting = True
         await self.repair([s for s in every if s.covered is not None])
+        if self.members is not None:
+            await self.members.repair_all()
 
     async def repair(self, subscriptions: Sequence[Subscription]) -> None:
         """Read what each subscription missed, in one read per round, and send it.
@@ -277,6 +316,7 @@ class ChannelFeed:
             requests = [ChannelRequest(c, str(after)) for c, after in start.items()]
             reads = await self.store.read(requests, max_replay=self.max_replay)
             self._repairs += len(requests)
+            self.counts.channel_repairs += len(requests)
             answers = {read.channel: read for read in reads}
             again = []
             for s in todo:
@@ -285,6 +325,7 @@ class ChannelFeed:
                     continue
                 if read.events is None or round_ == _REPAIR_ROUNDS:
                     logger.warning("channel %r: a gap the store no longer holds; resync", s.channel)
+                    self.counts.channel_resyncs += 1
                     if s.resync(read) and round_ < _REPAIR_ROUNDS:
                         again.append(s)
                     continue

@@ -6,7 +6,9 @@ application's, as in version 1. On a version 2 connection a message that
 :func:`~trio_reconnect._wire.parse_client_frame` classifies as a channel
 frame is answered here and never reaches the application; a malformed one
 is answered ``refused`` or ``nack`` (never a close), an ``unsubscribe`` for
-a channel not held is answered ``unsubscribed`` (decision 10).
+a channel not held is answered ``unsubscribed`` (decision 10). A
+``publish`` goes to the connection's queue (:mod:`._chanpublish`), its
+checks (valid, within size, authorized) done first, its answer in order.
 
 Memory stays bounded whatever a client sends: at most ``max_subscriptions``
 subscriptions per connection, and every answer goes through the
@@ -23,7 +25,6 @@ from typing import Any
 import attrs
 
 from .._wire import (
-    Ack,
     Nack,
     NackCode,
     Publish,
@@ -39,9 +40,13 @@ from ._chananswer import Busy, ChannelAnswerer, ChannelSession, Send
 from ._chanfeed import Subscription
 from ._channelbase import ChannelRequest, ChannelStore
 from ._chanplan import channel_request
+from ._chanpublish import Publisher
 from ._clientbase import CLOSE_TRY_AGAIN_LATER
 from ._connection import ConnectedClient
 from ._logbase import LogUnavailableError
+from ._membersplan import release_of
+from ._pubplan import Answered, Entry, Pending
+from ._stats import Counts
 
 __all__ = ["ChannelFrames"]
 
@@ -55,6 +60,8 @@ class ChannelFrames:
     store: ChannelStore
     answerer: ChannelAnswerer
     max_data_bytes: int
+    publisher: Publisher
+    counts: Counts = attrs.field(factory=Counts, kw_only=True)
     _sessions: dict[ConnectedClient, ChannelSession] = attrs.field(init=False, factory=dict)
 
     def session(self, client: ConnectedClient) -> ChannelSession | None:
@@ -62,11 +69,19 @@ class ChannelFrames:
         return self._sessions.get(client)
 
     def gone(self, client: ConnectedClient) -> None:
-        """The connection is closing: its subscriptions end (idempotent)."""
+        """The connection is closing: its subscriptions end (idempotent); presence: 4.4."""
         session = self._sessions.pop(client, None)
         if session is not None:
+            how = release_of(unsubscribed=False, peer_close_code=client.peer_close_code)
             for channel in list(session.subscriptions):
-                self.answerer.drop(session, channel)
+                self.answerer.drop(session, channel, how)
+            if self.answerer.presence is not None:
+                self.answerer.presence.release_all(session, how)
+
+    def _refusal(self, refused: Refused) -> str:
+        """The frame of a ``refused`` answer, counted by its code."""
+        self.counts.channel_refused(refused.code)
+        return refused.encode()
 
     async def handshake(
         self, client: ConnectedClient, frame: ResumeFrame, refusals: Sequence[Refused]
@@ -92,7 +107,7 @@ class ChannelFrames:
             held.append(text)
 
         for refusal in refusals:
-            await send(refusal.encode())
+            await send(self._refusal(refusal))
         answers: list[Refused | tuple[Subscription, ChannelRequest]] = []
         for channel, position in frame.channels:
             admitted = await self.answerer.admit(session, client, channel)
@@ -104,9 +119,9 @@ class ChannelFrames:
         reads = iter(await self.answerer.read(requests))
         for answer in answers:
             if isinstance(answer, Refused):
-                await send(answer.encode())
+                await send(self._refusal(answer))
             else:
-                await self.answerer.answer(send, answer[0], answer[1], next(reads))
+                await self.answerer.answer(send, answer[0], answer[1], next(reads), session)
         return [c for c, s in session.subscriptions.items() if not s.closed], held
 
     async def received(self, client: ConnectedClient, message: str | bytes) -> bool:
@@ -118,15 +133,17 @@ class ChannelFrames:
         if isinstance(frame, str | bytes):
             return False
         send = client.send
-        if isinstance(frame, Refused | Nack):
-            await send(frame.encode())
+        if isinstance(frame, Refused):
+            await send(self._refusal(frame))
+        elif isinstance(frame, Nack):
+            await self.publisher.offer(client, Answered(frame))
         elif isinstance(frame, Subscribe):
             await self._subscribe(client, session, frame, send)
         elif isinstance(frame, Unsubscribe):
             self.answerer.drop(session, frame.channel)
             await send(Unsubscribed(frame.channel).encode())
         else:
-            await self._publish(session, frame, send)
+            await self._publish(client, session, frame)
         return True
 
     async def _subscribe(
@@ -134,7 +151,7 @@ class ChannelFrames:
     ) -> None:
         admitted = await self.answerer.admit(session, client, frame.channel)
         if isinstance(admitted, Refused):
-            await send(admitted.encode())
+            await send(self._refusal(admitted))
             return
         request = channel_request(frame, max_replay=self.answerer.max_replay)
         try:
@@ -143,32 +160,27 @@ class ChannelFrames:
             logger.warning("subscribe to %r: %s", frame.channel, error or "store busy")
             self.answerer.drop(session, frame.channel)
             await send(
-                Refused(frame.channel, RefusedCode.UNAVAILABLE, "store unavailable").encode()
+                self._refusal(Refused(frame.channel, RefusedCode.UNAVAILABLE, "store unavailable"))
             )
             return
         try:
-            await self.answerer.answer(send, admitted, request, read)
+            await self.answerer.answer(send, admitted, request, read, session)
         except (LogUnavailableError, Busy) as error:
             logger.warning("client %d: repairing %r failed (%r)", client.id, frame.channel, error)
             client.close(CLOSE_TRY_AGAIN_LATER, "channel store unavailable")
 
-    async def _publish(self, session: ChannelSession, frame: Publish, send: Send) -> None:
-        if not await self.answerer.allowed(session.principal, frame.channel, "publish"):
-            await send(
-                Nack(frame.msg_id, frame.channel, NackCode.FORBIDDEN, "not authorized").encode()
+    async def _publish(
+        self, client: ConnectedClient, session: ChannelSession, frame: Publish
+    ) -> None:
+        entry: Entry
+        if await self.answerer.allowed(session.principal, frame.channel, "publish"):
+            key = self.publisher.key(client, session.principal, session.client_id, frame.msg_id)
+            entry = Pending(frame, key)
+        else:
+            entry = Answered(
+                Nack(frame.msg_id, frame.channel, NackCode.FORBIDDEN, "not authorized")
             )
-            return
-        try:
-            event_id = await self.store.append(frame.channel, frame.data)
-        except LogUnavailableError as error:
-            logger.warning("publish to %r: %s", frame.channel, error)
-            await send(
-                Nack(
-                    frame.msg_id, frame.channel, NackCode.UNAVAILABLE, "store unavailable"
-                ).encode()
-            )
-            return
-        await send(Ack(frame.msg_id, frame.channel, event_id).encode())
+        await self.publisher.offer(client, entry)
 
     async def publish(self, channel: str, data: Any) -> str:
         """The application's publish: append ``data`` to ``channel``."""

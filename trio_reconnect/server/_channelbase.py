@@ -33,6 +33,14 @@ Rules, stated once:
   listening was established before any registration: :meth:`listen` returns
   once the stream is live.
 
+* **Acknowledged publish is one atomic step per item.** :meth:`ChannelStore.publish`
+  applies its items in order; each item's append, its dedupe record
+  (:attr:`PublishRequest.key`, kept at least ``dedupe_ttl`` seconds, per
+  channel) and its notification happen together or not at all. An item
+  whose key is recorded is not appended again: its result is the first
+  append's id, ``duplicate=True``. The call stops at the first item that
+  fails and returns the results of the prefix that ran.
+
 Every method may raise :class:`~._logbase.LogUnavailableError`; none may
 retry a write.
 """
@@ -46,6 +54,7 @@ from typing import Any, Protocol
 import attrs
 
 from ._logbase import EventLogError, LoggedEvent
+from ._presencebase import MemberChange
 
 __all__ = [
     "ChannelEvent",
@@ -53,6 +62,8 @@ __all__ = [
     "ChannelRequest",
     "ChannelStore",
     "NotificationsLost",
+    "PublishRequest",
+    "PublishResult",
 ]
 
 
@@ -107,6 +118,34 @@ class ChannelEvent:
     data: Any
 
 
+@attrs.frozen
+class PublishRequest:
+    """One acknowledged publish for :meth:`ChannelStore.publish`.
+
+    Attributes:
+        channel: A valid channel name.
+        key: The dedupe key of (principal, clientId, msgId)
+            (:func:`~trio_reconnect.server._pubplan.dedupe_key`); recorded per
+            channel.
+        data: The event's data (any JSON value).
+        payload: ``data``'s compact JSON (what a store that keeps JSON
+            stores); empty: the store encodes ``data`` itself.
+    """
+
+    channel: str
+    key: str
+    data: Any
+    payload: bytes = attrs.field(default=b"", eq=False, repr=False)
+
+
+@attrs.frozen
+class PublishResult:
+    """What one :class:`PublishRequest` became: its event id, and whether it was applied before."""
+
+    id: str
+    duplicate: bool = False
+
+
 class NotificationsLost(EventLogError):
     """The live stream may have missed notifications (its connection broke, a buffer overflowed).
 
@@ -136,12 +175,29 @@ class ChannelStore(Protocol):
         """Store one event in ``channel``, notify every listener, return its id."""
         ...
 
+    async def publish(
+        self, items: Sequence[PublishRequest], *, dedupe_ttl: float
+    ) -> Sequence[PublishResult]:
+        """Apply ``items`` in order, each once per key within ``dedupe_ttl`` seconds.
+
+        Each item's append, dedupe record and notification are one atomic
+        step. Stops at the first item that fails: returns the results of the
+        prefix that ran (fewer than ``items``).
+
+        Raises:
+            LogUnavailableError: the store failed before any item ran, or
+                its outcome is unknown (a connection lost mid-call).
+        """
+        ...
+
     async def heads(self, channels: Sequence[str]) -> Mapping[str, str]:
         """The newest id of each channel that has a starting point (others are left out)."""
         ...
 
-    def listen(self) -> AbstractAsyncContextManager[AsyncIterator[Sequence[ChannelEvent]]]:
-        """A live stream of every channel's events, in batches.
+    def listen(
+        self,
+    ) -> AbstractAsyncContextManager[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
+        """A live stream of every channel's events (and member changes, 4.4), in batches.
 
         Entering returns once the stream is live (register-first holds from
         then on). Iterating yields batches in each channel's id order, and

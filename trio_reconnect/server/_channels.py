@@ -16,6 +16,9 @@ one instant of every channel it asks for. The rules specific to this store:
   listener lost, and its next read raises
   :class:`~._channelbase.NotificationsLost` (the buffer is dropped: the node
   repairs every channel anyway).
+* :meth:`MemoryChannelStore.publish` keeps each dedupe record for
+  ``dedupe_ttl`` seconds of trio's clock; expired records are pruned at the
+  next publish, so memory holds only the records of the last window.
 """
 
 from __future__ import annotations
@@ -29,10 +32,19 @@ from typing import Any, Final
 import attrs
 import trio
 
-from .._validators import check_int, non_negative_int, positive_int
+from .._validators import check_int, check_positive, non_negative_int, positive_int
 from .._wire import channel_problem
-from ._channelbase import ChannelEvent, ChannelRead, ChannelRequest, NotificationsLost
-from ._logbase import LoggedEvent, clock_start_id, parse_event_id
+from ._channelbase import (
+    ChannelEvent,
+    ChannelRead,
+    ChannelRequest,
+    NotificationsLost,
+    PublishRequest,
+    PublishResult,
+)
+from ._logbase import LoggedEvent, LogUnavailableError, clock_start_id, parse_event_id
+from ._presence_memory import MemoryPresenceStore
+from ._presencebase import MemberChange
 
 __all__ = [
     "DEFAULT_CHANNEL_MAX_LEN",
@@ -90,11 +102,11 @@ class _Listener:
     """One live stream: a bounded buffer of notifications and a wake-up."""
 
     bound: int
-    pending: list[ChannelEvent] = attrs.Factory(list)
+    pending: list[ChannelEvent | MemberChange] = attrs.Factory(list)
     lost: bool = False
     wakeup: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
 
-    def notify(self, event: ChannelEvent) -> None:
+    def notify(self, event: ChannelEvent | MemberChange) -> None:
         if self.lost:
             return
         if len(self.pending) >= self.bound:
@@ -107,7 +119,7 @@ class _Listener:
     def __aiter__(self) -> _Listener:
         return self
 
-    async def __anext__(self) -> Sequence[ChannelEvent]:
+    async def __anext__(self) -> Sequence[ChannelEvent | MemberChange]:
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self.pending and not self.lost:
             await self.wakeup.park()
@@ -143,6 +155,12 @@ class MemoryChannelStore:
     )
     _channels: dict[str, _Channel] = attrs.field(init=False, factory=dict, repr=False)
     _listeners: set[_Listener] = attrs.field(init=False, factory=set, repr=False)
+    #: (channel, key) -> (id, expiry on trio's clock), oldest first.
+    _dedupe: dict[tuple[str, str], tuple[str, float]] = attrs.field(
+        init=False, factory=dict, repr=False
+    )
+    _broken: set[str] = attrs.field(init=False, factory=set, repr=False)
+    _presence: MemoryPresenceStore | None = attrs.field(init=False, default=None, repr=False)
 
     def _channel(self, channel: str) -> _Channel:
         held = self._channels.get(channel)
@@ -189,6 +207,8 @@ class MemoryChannelStore:
     def append_nowait(self, channel: str, data: Any) -> str:
         """:meth:`append` from synchronous code (not part of the protocol)."""
         check_channel("channel", channel)
+        if channel in self._broken:
+            raise LogUnavailableError(f"channel {channel!r} is broken (testing)")
         held = self._channel(channel)
         event_id = str(held.next)
         held.events.append(LoggedEvent(event_id, data))
@@ -198,13 +218,65 @@ class MemoryChannelStore:
             listener.notify(notification)
         return event_id
 
+    async def publish(
+        self, items: Sequence[PublishRequest], *, dedupe_ttl: float
+    ) -> Sequence[PublishResult]:
+        """Apply ``items`` in order, each once per (channel, key) within ``dedupe_ttl`` seconds.
+
+        Raises:
+            ValueError: a channel name is not valid, or ``dedupe_ttl`` not
+                positive (nothing is applied).
+            LogUnavailableError: the first item's channel is broken
+                (:meth:`break_channel`); a later one's stops the batch there.
+        """
+        check_positive("dedupe_ttl", dedupe_ttl)
+        for item in items:
+            check_channel("channel", item.channel)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        now = trio.current_time()
+        self._prune(now)
+        results: list[PublishResult] = []
+        for item in items:
+            record = self._dedupe.get((item.channel, item.key))
+            if record is not None:
+                results.append(PublishResult(record[0], duplicate=True))
+                continue
+            try:
+                event_id = self.append_nowait(item.channel, item.data)
+            except LogUnavailableError:
+                if not results:
+                    raise
+                break
+            self._dedupe[item.channel, item.key] = (event_id, now + dedupe_ttl)
+            results.append(PublishResult(event_id))
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return results
+
+    def _prune(self, now: float) -> None:
+        records = self._dedupe
+        while records:
+            key, (_, expiry) = next(iter(records.items()))
+            if expiry > now:
+                return
+            del records[key]
+
     async def heads(self, channels: Sequence[str]) -> Mapping[str, str]:
         """The newest id of each channel that exists (others are left out)."""
         await trio.lowlevel.checkpoint()
         return {c: self._channels[c].newest for c in channels if c in self._channels}
 
+    def presence_store(self) -> MemoryPresenceStore:
+        """The presence of this store's channels (one per store; PROTOCOL.md 4.4)."""
+        if self._presence is None:
+            self._presence = MemoryPresenceStore(self._notify_members)
+        return self._presence
+
+    def _notify_members(self, change: MemberChange) -> None:
+        for listener in self._listeners:
+            listener.notify(change)
+
     @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent]]]:
+    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
         """A live stream of every channel's events; live as soon as it is entered."""
         listener = _Listener(self.listener_buffer)
         self._listeners.add(listener)
@@ -225,6 +297,18 @@ class MemoryChannelStore:
         if start is not None:
             self._channel(channel).next = start
             self._channels[channel].start = start
+
+    def break_channel(self, channel: str, broken: bool = True) -> None:
+        """Make appends to ``channel`` fail with ``LogUnavailableError`` (testing)."""
+        if broken:
+            self._broken.add(channel)
+        else:
+            self._broken.discard(channel)
+
+    @property
+    def dedupe_records(self) -> int:
+        """Dedupe records held now (expired ones go at the next publish)."""
+        return len(self._dedupe)
 
     def lose_notifications(self) -> None:
         """Make every live stream raise ``NotificationsLost`` (for tests)."""

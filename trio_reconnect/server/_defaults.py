@@ -41,3 +41,5 @@ DEFAULT_ANNOUNCE_TTL: Final = 5.0
 DEFAULT_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 #: Channel subscriptions one connection may hold (protocol v2; decision 11).
 DEFAULT_MAX_SUBSCRIPTIONS: Final = 100
+#: Seconds an applied publish's msgId is remembered (4.5): a re-send within it is not re-applied.
+DEFAULT_DEDUPE_TTL: Final = 600.0

@@ -24,7 +24,9 @@ What is measured, from ``t0``:
 * arrivals: connection attempts reaching the server (the TCP connect, before
   any accept queue), counted per 100 ms bin: the load a herd puts on a server;
 * ``refused_handshakes``: the 503s of admission control;
-* per client, the reconnect duration: from the close to ``ready``.
+* per client, the reconnect duration: from the close to ``ready``;
+* with ``channels=K``, each channel's lost and duplicated events
+  (:mod:`._herd_channels`, :mod:`._herd_tally`).
 
 The server's raw handshake throughput is modelled by the listener's
 ``accept_rate`` (default 10 x capacity): connections beyond it wait in the
@@ -53,12 +55,29 @@ from .._metrics import nearest_rank
 from .._options import DEFAULT_STABLE_AFTER
 from .._state import ConnectionState, Transition
 from .._validators import (
+    non_negative_int,
     non_negative_number,
     optional_positive_number,
     positive_int,
     positive_number,
 )
-from ..server import ReconnectServer, ReplayLog, SpreadPolicy
+from ..server import (
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    ChannelStore,
+    MemoryChannelStore,
+    ReconnectServer,
+    ReplayLog,
+    SpreadPolicy,
+)
+from ._herd_channels import (
+    CHANNEL_FIELDS,
+    DEFAULT_CHANNEL_INTERVAL,
+    ChannelTicker,
+    HerdChannels,
+    RunChannels,
+    channel_counts,
+    channel_logs,
+)
 from ._network import MemoryNetwork
 from ._strategies import strategy_options
 
@@ -94,6 +113,8 @@ STEADY_SECONDS: Final = DEFAULT_STABLE_AFTER + 1.0
 DEFAULT_EVENT_INTERVAL: Final = 0.5
 #: Seconds between a node's exit and its replacement's start in a rolling deploy.
 DEFAULT_RESTART_DELAY: Final = 1.0
+#: Seconds a run with channels waits after its ticker stops, for the last events to arrive.
+CHANNEL_SETTLE_SECONDS: Final = 2.0
 
 
 def _strategy(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -135,6 +156,11 @@ class HerdConfig:
             ticker publishes.
         restart_delay: Seconds between a node's exit and its replacement's
             start in a rolling deploy.
+        channels: Channels each client subscribes to (0: none, the default
+            stream only), out of ``max(channels, 100)``; the run then counts
+            ``lost`` and ``duplicated`` per channel (see
+            docs/explanation/herd.md). A restart only, for now.
+        channel_interval: Seconds between two events of each channel.
     """
 
     clients: int = attrs.field(validator=positive_int)
@@ -154,8 +180,14 @@ class HerdConfig:
     restart_delay: float = attrs.field(
         default=DEFAULT_RESTART_DELAY, kw_only=True, validator=non_negative_number
     )
+    channels: int = attrs.field(default=0, kw_only=True, validator=non_negative_int)
+    channel_interval: float = attrs.field(
+        default=DEFAULT_CHANNEL_INTERVAL, kw_only=True, validator=positive_number
+    )
 
     def __attrs_post_init__(self) -> None:
+        if self.channels and self.deploy == "rolling":
+            raise ValueError("channels run with deploy='restart' (--deploy restart) for now")
         if self.deploy == "rolling" and self.nodes < 2:
             raise ValueError("a rolling deploy needs at least 2 nodes")
         if self.deploy == "restart" and self.nodes > 1:
@@ -213,11 +245,31 @@ class HerdResult:
     seed: int
     #: Arrivals per 100 ms bin from the restart on (for plots).
     arrivals: tuple[int, ...] = attrs.field(repr=False)
+    #: Channels each client subscribed to (0: none; the fields below are then ``None``).
+    channels: int = 0
+    #: How many channels there were (``max(channels, 100)``).
+    channel_set: int = 0
+    #: Events published into the channels, all of them.
+    events_published: int | None = None
+    #: Events of a channel some subscription never got nor was told about, all channels.
+    lost: int | None = None
+    #: Events a subscription got twice, all channels.
+    duplicated: int | None = None
+    #: Events a subscription got after a newer one (not twice), all channels.
+    out_of_order: int | None = None
+    #: Gaps and snapshots the subscriptions got instead of events, all channels.
+    gaps: int | None = None
+    snapshots: int | None = None
+    #: Each channel's counts (:class:`~._herd_tally.ChannelTally` as a dict).
+    per_channel: dict[str, dict[str, int]] = attrs.field(factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """The result as a JSON-ready dict, without the per-bin arrivals."""
         data = attrs.asdict(self)
         del data["arrivals"]
+        if not self.channels:
+            for name in CHANNEL_FIELDS:
+                del data[name]
         return data
 
 
@@ -288,7 +340,9 @@ class _Recorder:
             self.arrivals[math.floor((trio.current_time() - self.t0) / BIN_SECONDS)] += 1
 
 
-async def _simulate(config: HerdConfig, recorder: _Recorder, memory: list[float]) -> int:
+async def _simulate(
+    config: HerdConfig, recorder: _Recorder, memory: list[float], channels: RunChannels | None
+) -> int:
     seed = config.seed
     network = MemoryNetwork(
         random=random.Random(f"network-{seed}"), latency=config.latency, jitter=config.jitter
@@ -299,6 +353,8 @@ async def _simulate(config: HerdConfig, recorder: _Recorder, memory: list[float]
         spread=SpreadPolicy(rate=config.capacity),
         admission_rate=config.capacity,
         rng=random.Random(f"server-{seed}"),
+        channels=None if channels is None else channels.store,
+        max_subscriptions=max(config.channels, DEFAULT_MAX_SUBSCRIPTIONS),
     )
     listener = network.listen("server", 80, accept_rate=config.effective_accept_rate)
     options = strategy_options(config.strategy)
@@ -313,14 +369,21 @@ async def _simulate(config: HerdConfig, recorder: _Recorder, memory: list[float]
             random=random.Random(f"client-{seed}-{index}"),
             on_transition=lambda change: recorder.transition(index, change),
             **options,
-        ):
-            await trio.sleep_forever()
+        ) as ws:
+            if channels is None:
+                await trio.sleep_forever()
+            await channels.herd.client(ws, index)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve_listeners, [listener])
         for index in range(config.clients):
             nursery.start_soon(client, index)
         await recorder.everyone_stable.wait()
+        ticker = None
+        if channels is not None:
+            await channels.herd.everyone_subscribed.wait()
+            ticker = ChannelTicker(server, channels.herd.names, config.channel_interval)
+            nursery.start_soon(ticker.run)
         await trio.sleep(STEADY_SECONDS)
         gc.collect()
         memory.append(_rss_kb())
@@ -333,12 +396,23 @@ async def _simulate(config: HerdConfig, recorder: _Recorder, memory: list[float]
         with trio.move_on_after(config.effective_horizon):
             await recorder.everyone_back.wait()
         refused = server.statistics().refused - refused_before
+        if channels is not None and ticker is not None:
+            # Stop the ticker and let the last events arrive before the count.
+            ticker.scope.cancel()
+            await trio.sleep(CHANNEL_SETTLE_SECONDS)
+            channels.logs = await channel_logs(channels.store, channels.herd.names)
         nursery.cancel_scope.cancel()
     return refused
 
 
-def run_herd(config: HerdConfig) -> HerdResult:
+def run_herd(config: HerdConfig, *, channel_store: ChannelStore | None = None) -> HerdResult:
     """Run one herd simulation (blocking; it calls :func:`trio.run`).
+
+    Args:
+        config: The run.
+        channel_store: With ``config.channels``: the store of the server's
+            channels, whose ids must count from 1 (default: a
+            ``MemoryChannelStore(start=1)``; a test passes a broken one).
 
     Raises:
         ValueError: for a rolling deploy (run it with ``run_rolling_deploy``).
@@ -350,12 +424,17 @@ def run_herd(config: HerdConfig) -> HerdResult:
     started = time.perf_counter()
     recorder = _Recorder([_Client() for _ in range(config.clients)])
     memory: list[float] = []
+    channels = None
+    if config.channels:
+        herd = HerdChannels(config.channels, config.clients, config.seed)
+        channels = RunChannels(herd, channel_store or MemoryChannelStore(start=1))
     seed_trio_scheduler(config.seed)
     refused = trio.run(
         _simulate,
         config,
         recorder,
         memory,
+        channels,
         clock=trio.testing.MockClock(autojump_threshold=0),
     )
     wall = time.perf_counter() - started
@@ -396,6 +475,7 @@ def run_herd(config: HerdConfig) -> HerdResult:
         accept_rate=config.effective_accept_rate,
         seed=config.seed,
         arrivals=arrivals,
+        **channel_counts(channels),
     )
 
 

@@ -122,9 +122,11 @@ class _Server:
 
 
 @contextlib.asynccontextmanager
-async def _server(kind: str, argv: Sequence[str]) -> AsyncIterator[_Server]:
+async def _server(
+    kind: str, argv: Sequence[str], *, module: str = "trio_reconnect._tools.bench._fanout_server"
+) -> AsyncIterator[_Server]:
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "trio_reconnect._tools.bench._fanout_server", "--kind", kind, *argv],
+        [sys.executable, "-m", module, "--kind", kind, *argv],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )

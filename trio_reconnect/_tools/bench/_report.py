@@ -17,11 +17,13 @@ import attrs
 
 from ._chanreport import ChannelFigures, channel_passes, channel_table, channel_targets
 from ._fanout import FanoutFigures
+from ._publish import PublishFigures
 
 __all__ = [
     "TARGET_FANOUT_MEMORY",
     "TARGET_FANOUT_REDIS",
     "TARGET_PIPE",
+    "TARGET_PUBLISH",
     "TARGET_RECONNECT",
     "TARGET_SEQ",
     "BenchResult",
@@ -38,6 +40,8 @@ TARGET_RECONNECT: Final = 1.25
 TARGET_FANOUT_MEMORY: Final = 0.9
 #: ReconnectServer on the Redis log / a plain broadcast, events delivered per second.
 TARGET_FANOUT_REDIS: Final = 0.85
+#: Acked publishes per second through Redis / plain sends to a broadcast, one client.
+TARGET_PUBLISH: Final = 0.7
 
 Row = tuple[str, ...]
 
@@ -90,6 +94,8 @@ class BenchResult:
     fanout: FanoutFigures
     #: The channel figures (issue 18); ``None``: not measured (``--no-channels``).
     channels: ChannelFigures | None = None
+    #: The publish figure (``None``: not measured, as in tests that build a result).
+    publish: PublishFigures | None = None
 
     @property
     def seq_pass(self) -> bool:
@@ -108,6 +114,12 @@ class BenchResult:
         return self.fanout.memory_ratio >= TARGET_FANOUT_MEMORY
 
     @property
+    def publish_pass(self) -> bool | None:
+        """``None`` when there was no redis-server to measure."""
+        ratio = None if self.publish is None else self.publish.ratio
+        return None if ratio is None else ratio >= TARGET_PUBLISH
+
+    @property
     def fanout_redis_pass(self) -> bool | None:
         """``None`` when there was no redis-server to measure."""
         ratio = self.fanout.redis_ratio
@@ -118,9 +130,10 @@ class BenchResult:
         data = attrs.asdict(self, recurse=False)
         data["seq_ratios"] = list(self.seq_ratios)
         data["pipe_ratios"] = list(self.pipe_ratios)
-        del data["fanout"], data["channels"]
-        for key, value in attrs.asdict(self.fanout).items():
-            data[f"fanout_{key}"] = list(value) if isinstance(value, tuple) else value
+        del data["fanout"], data["channels"], data["publish"]
+        for prefix, part in (("fanout", self.fanout), ("publish", self.publish)):
+            for key, value in ({} if part is None else attrs.asdict(part)).items():
+                data[f"{prefix}_{key}"] = list(value) if isinstance(value, tuple) else value
         # The channel figures' keys are named in full already; null when not measured.
         if self.channels is None:
             data.update(dict.fromkeys(a.name for a in attrs.fields(ChannelFigures)))
@@ -133,6 +146,7 @@ class BenchResult:
             "reconnect": TARGET_RECONNECT,
             "fanout_memory": TARGET_FANOUT_MEMORY,
             "fanout_redis": TARGET_FANOUT_REDIS,
+            "publish": TARGET_PUBLISH,
             **channel_targets(),
         }
         data["pass"] = {
@@ -141,6 +155,7 @@ class BenchResult:
             "reconnect": self.reconnect_pass,
             "fanout_memory": self.fanout_memory_pass,
             "fanout_redis": self.fanout_redis_pass,
+            "publish": self.publish_pass,
             **channel_passes(self.channels),
         }
         return data
@@ -167,6 +182,8 @@ class BenchResult:
                 "server's retryAfter of 0"
             )
         lines += ["", *_fanout_table(self)]
+        if self.publish is not None:
+            lines += ["", *_publish_table(self.publish, self.publish_pass)]
         if self.channels is not None:
             lines += ["", *channel_table(self.channels, align)]
         return "\n".join(lines)
@@ -340,3 +357,29 @@ def _fanout_rows(f: FanoutFigures) -> list[Row]:
             _tenths(f.redis_client_cpu_us),
         ),
     ]
+
+
+def _publish_table(p: PublishFigures, verdict: bool | None) -> list[str]:
+    lines = [
+        f"publish: one client, {p.publishes} publishes in flight per burst, "
+        f"{p.rounds} rounds (+1 warm-up); servers in processes of their own",
+        "",
+    ]
+    lines += align(
+        [
+            ("", "value", "target", "result"),
+            ("acked publishes/s through Redis", _rate(p.acked_mps), "", ""),
+            ("plain sends/s to a broadcast, back", _rate(p.plain_mps), "", ""),
+            (
+                "ratio acked / plain",
+                "-" if p.ratio is None else f"{p.ratio:.3f}",
+                f">= {TARGET_PUBLISH}",
+                _verdict(verdict),
+            ),
+            ("publish -> ack median, ms", _hundredths(p.rtt_median_ms), "", ""),
+            ("publish -> ack p99, ms", _hundredths(p.rtt_p99_ms), "", ""),
+        ]
+    )
+    if p.note:
+        lines.append(f"  publish: {p.note}")
+    return lines

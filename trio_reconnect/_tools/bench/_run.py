@@ -37,15 +37,13 @@ outside tests). docs/results/benchmarks.md explains every figure.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.metadata
 import os
 import platform
 import statistics
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import trio
@@ -55,6 +53,7 @@ from .._policy import positive_int, positive_number
 from ._chanfanout import ChannelOptions, add_channel_arguments, channel_options, run_channels
 from ._chanreport import ChannelFigures
 from ._echo_clients import BenchError, Rates, measure_reconnects, measure_throughput
+from ._echo_process import bench_server
 from ._fanout import (
     DEFAULT_FANOUT_CLIENTS,
     DEFAULT_FANOUT_EVENTS,
@@ -64,6 +63,7 @@ from ._fanout import (
     FanoutFigures,
     run_fanout,
 )
+from ._publish import DEFAULT_PUBLISHES, run_publish
 from ._report import (
     TARGET_FANOUT_MEMORY,
     TARGET_FANOUT_REDIS,
@@ -72,7 +72,6 @@ from ._report import (
     TARGET_SEQ,
     BenchResult,
 )
-from ._server import READY_PREFIX
 
 __all__ = [
     "DEFAULT_MESSAGES",
@@ -113,10 +112,6 @@ DEFAULT_TIMEOUT: Final = 900.0
 #: The channel figures' sizes: issue 18's.
 DEFAULT_CHANNEL_OPTIONS: Final = ChannelOptions()
 
-#: Seconds the server process has to announce its port.
-_SERVER_START_TIMEOUT: Final = 30.0
-#: Seconds it has to exit once its stdin is closed (then it is killed).
-_SERVER_EXIT_TIMEOUT: Final = 5.0
 #: ``--no-websockets``: no client, and the note that says so.
 _NO_WEBSOCKETS: Final[tuple[None, str]] = (None, "skipped (--no-websockets)")
 
@@ -137,6 +132,7 @@ async def run_bench(
     fanout_rounds: int = DEFAULT_FANOUT_ROUNDS,
     latency_events: int = DEFAULT_LATENCY_EVENTS,
     redis: bool = True,
+    publishes: int = DEFAULT_PUBLISHES,
     channels: ChannelOptions | None = DEFAULT_CHANNEL_OPTIONS,
 ) -> BenchResult:
     """Start the echo server process, measure, stop it; then the fan-out; return the figures.
@@ -152,7 +148,10 @@ async def run_bench(
         fanout_events: Events in one fan-out burst.
         fanout_rounds: Timed fan-out rounds (after one warm-up round).
         latency_events: Latency samples per fan-out server per round.
-        redis: Measure the Redis fan-out too (when a redis-server is found).
+        redis: Measure the Redis fan-out and the publish figure too (when a
+            redis-server is found).
+        publishes: Publishes per burst of the publish figure (its rounds
+            are the fan-out's).
         channels: The sizes of the channel figures (``None``: not measured).
 
     Raises:
@@ -170,6 +169,7 @@ async def run_bench(
         fanout_events=fanout_events,
         fanout_rounds=fanout_rounds,
         latency_events=latency_events,
+        publishes=publishes,
     )
     websockets_connect, note = _websockets_connect() if websockets else _NO_WEBSOCKETS
     started = trio.current_time()
@@ -191,6 +191,7 @@ async def run_bench(
         latency_events=latency_events,
         redis=redis,
     )
+    publish = await run_publish(publishes=publishes, rounds=fanout_rounds, redis=redis)
     channel_figures = None if channels is None else await _channels(channels, redis=redis)
     return BenchResult(
         **_throughput_figures(rates),
@@ -204,6 +205,7 @@ async def run_bench(
         duration_s=trio.current_time() - started,
         **_environment(websockets=websockets_connect is not None),
         fanout=fanout,
+        publish=publish,
         channels=channel_figures,
     )
 
@@ -318,50 +320,6 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-# ------------------------------------------------------------------ the server
-
-
-async def _read_line(stream: trio.abc.ReceiveStream) -> str:
-    data = bytearray()
-    while b"\n" not in data:
-        chunk = await stream.receive_some(4096)
-        if not chunk:
-            raise BenchError(f"the bench server exited before announcing its port: {data!r}")
-        data += chunk
-    return data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-
-
-@contextlib.asynccontextmanager
-async def bench_server(host: str = "127.0.0.1") -> AsyncIterator[int]:
-    """Run :mod:`trio_reconnect._tools.bench._server` in a child process; yield its port.
-
-    On the way out its stdin is closed (it exits on its own), and it is
-    killed if it has not exited within a few seconds.
-    """
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "trio_reconnect._tools.bench._server", "--host", host],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        with trio.fail_after(_SERVER_START_TIMEOUT):
-            line = await _read_line(process.stdout)
-        if not line.startswith(READY_PREFIX):
-            raise BenchError(f"unexpected first line from the bench server: {line!r}")
-        yield int(line[len(READY_PREFIX) :])
-    finally:
-        with trio.CancelScope(shield=True):
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    await pipe.aclose()  # end of file on stdin: the server exits
-            with trio.move_on_after(_SERVER_EXIT_TIMEOUT):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-
-
 # ------------------------------------------------------------ the command line
 
 
@@ -450,7 +408,15 @@ def _fanout_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"latency samples per fan-out server per round (default {DEFAULT_LATENCY_EVENTS})",
     )
     parser.add_argument(
-        "--no-redis", action="store_true", help="skip the Redis fan-out (its figures are null)"
+        "--publishes",
+        type=positive_int,
+        default=DEFAULT_PUBLISHES,
+        help=f"publishes per burst of the publish figure (default {DEFAULT_PUBLISHES})",
+    )
+    parser.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="skip every figure on Redis: fan-out, publish, channels (they are null)",
     )
 
 
@@ -479,6 +445,7 @@ def run_command(args: argparse.Namespace) -> int:
                 fanout_rounds=args.fanout_rounds,
                 latency_events=args.latency_events,
                 redis=not args.no_redis,
+                publishes=args.publishes,
                 channels=channel_options(args),
             )
 

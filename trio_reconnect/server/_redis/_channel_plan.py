@@ -17,6 +17,8 @@ hashes the whole key).
 ``P:{T}:meta``      hash       ``seq`` newest id issued, ``first`` first id of
                                this incarnation
 ``P:{T}:log``       stream     entry ``n-0``, field ``d``: the event's JSON
+``P:{T}:d:<key>``   string     a publish's dedupe record: its event id, expiring
+                               after ``dedupe_ttl`` (per channel: ambiguity A3)
 ``P:n:<k>``         pub/sub    notifications of every channel with
                                ``shard_of(C) == k``
 ==================  =========  =================================================
@@ -36,8 +38,15 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from .._channelbase import ChannelEvent, ChannelRead, ChannelRequest
+from .._channelbase import (
+    ChannelEvent,
+    ChannelRead,
+    ChannelRequest,
+    PublishRequest,
+    PublishResult,
+)
 from .._logbase import EventLogError
+from .._presencebase import MemberChange
 from ._continuity import decode, parse_entries, safe_seq
 
 __all__ = [
@@ -46,7 +55,9 @@ __all__ = [
     "channel_keys",
     "notify_channel",
     "parse_notification",
+    "parse_publish_reply",
     "parse_read_reply",
+    "publish_args",
     "position_arg",
     "read_args",
     "shard_of",
@@ -59,6 +70,9 @@ DEFAULT_CHANNEL_PREFIX: Final = "trio_reconnect"
 NOT_HELD: Final = "x"
 #: The kind tag of an event notification.
 _EVENT: Final = b"e"
+#: The kind tags of member notifications (a join, a leave).
+_JOIN: Final = b"j"
+_LEAVE: Final = b"l"
 
 
 def tag(channel: str) -> str:
@@ -124,12 +138,67 @@ def parse_read_reply(requests: Sequence[ChannelRequest], reply: Sequence[Any]) -
     return reads
 
 
-def parse_notification(payload: bytes) -> ChannelEvent | None:
-    """The event a notification carries; ``None`` for a kind this store does not know.
+def publish_args(
+    prefix: str, shards: int, items: Sequence[PublishRequest]
+) -> tuple[list[str], list[str]]:
+    """The publish script's KEYS (meta, log, dedupe record) and ARGV tail (payload, shard, name)."""
+    keys: list[str] = []
+    args: list[str] = []
+    for item in items:
+        base = f"{prefix}:{{{tag(item.channel)}}}:"
+        keys += (base + "meta", base + "log", f"{base}d:{item.key}")
+        payload = item.payload.decode("utf-8") if item.payload else compact(item.data)
+        args += (payload, notify_channel(prefix, shard_of(item.channel, shards)), item.channel)
+    return keys, args
+
+
+def compact(data: Any) -> str:
+    """``data`` as compact JSON, as the server measures it.
 
     Raises:
-        EventLogError: for a malformed event notification.
+        TypeError: not JSON-serialisable.
+        ValueError: a NaN or an infinity.
     """
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def parse_publish_reply(reply: Sequence[Any], asked: int) -> list[PublishResult]:
+    """The results of a publish script's flat reply ``[id, dup, id, dup, ...]``.
+
+    Raises:
+        EventLogError: for a reply this script cannot have made.
+    """
+    if len(reply) % 2 or len(reply) // 2 > asked:
+        raise EventLogError(f"unexpected publish reply {reply!r:.80}")
+    return [
+        PublishResult(decode(reply[i]), duplicate=reply[i + 1] == b"1")
+        for i in range(0, len(reply), 2)
+    ]
+
+
+def _member_change(payload: bytes) -> MemberChange:
+    """A ``j`` or ``l`` notification (presence, PROTOCOL.md 4.4)."""
+    join = payload[:1] == _JOIN
+    parts = payload.split(b"\n", 4 if join else 3)
+    if len(parts) != (5 if join else 4):
+        raise EventLogError(f"malformed member notification {payload[:80]!r}")
+    try:
+        info = json.loads(parts[4]) if join else None
+        if join and not isinstance(info, dict):
+            raise ValueError("the info is not a JSON object")
+        return MemberChange(parts[1].decode(), int(parts[2]), parts[3].decode(), info)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EventLogError(f"malformed member notification {payload[:80]!r}: {exc}") from None
+
+
+def parse_notification(payload: bytes) -> ChannelEvent | MemberChange | None:
+    """The event or member change a notification carries; ``None`` for a kind not known.
+
+    Raises:
+        EventLogError: for a malformed notification.
+    """
+    if payload[:2] in (_JOIN + b"\n", _LEAVE + b"\n"):
+        return _member_change(payload)
     parts = payload.split(b"\n", 3)
     if parts[0] != _EVENT:
         return None

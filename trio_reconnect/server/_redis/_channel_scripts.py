@@ -18,7 +18,7 @@ from typing import Final
 
 from ._scripts import Lua
 
-__all__ = ["APPEND_CHANNEL", "HEADS", "READ_CHANNELS"]
+__all__ = ["APPEND_CHANNEL", "HEADS", "PUBLISH_BATCH", "READ_CHANNELS"]
 
 # Shared by the scripts: the first id of a channel whose counter is missing.
 _START_LUA: Final = """
@@ -98,8 +98,7 @@ return out
 
 # KEYS: meta, log. ARGV: clock start id, max_len, payload, notification
 # channel, channel name. Returns the new id. The XADD comes before any other
-# write, so a script that fails leaves nothing behind. (Issue 19's dedupe
-# record goes in front: a KEYS[3] checked first, set after the XADD.)
+# write, so a script that fails leaves nothing behind.
 _APPEND_CHANNEL_LUA: Final = (
     _START_LUA
     + """
@@ -119,6 +118,46 @@ return id
 """
 )
 
+# Acknowledged publishes, in order (PROTOCOL 4.5). KEYS: per item (meta, log,
+# dedupe record). ARGV: clock start id, max_len, dedupe ttl in ms, then per item
+# (payload, notification channel, channel name). Per item, in one step: a
+# recorded key answers its first id (duplicate); else XADD (before any other
+# write), seq, the dedupe record, the notification. Each item runs under pcall:
+# the first that fails ends the script, which returns {id, dup} pairs (flat) of
+# the prefix that ran.
+_PUBLISH_BATCH_LUA: Final = (
+    _START_LUA
+    + """
+local function one(meta, log, dd, clock, maxlen, ttl, payload, shard, channel)
+  local done = redis.call('GET', dd)
+  if done then return {done, '1'} end
+  local seq = redis.call('HGET', meta, 'seq')
+  local n
+  if seq then n = tonumber(seq) + 1 else n = start_id(log, clock) end
+  local id = string.format('%d', n)
+  redis.call('XADD', log, 'MAXLEN', '~', maxlen, id .. '-0', 'd', payload)
+  if seq then
+    redis.call('HSET', meta, 'seq', id)
+  else
+    redis.call('HSET', meta, 'seq', id, 'first', id)
+  end
+  redis.call('SET', dd, id, 'PX', ttl)
+  redis.call('PUBLISH', shard, 'e\\n' .. channel .. '\\n' .. id .. '\\n' .. payload)
+  return {id, '0'}
+end
+local out = {}
+local clock, maxlen, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+for i = 0, #KEYS / 3 - 1 do
+  local ok, r = pcall(one, KEYS[3*i+1], KEYS[3*i+2], KEYS[3*i+3], clock, maxlen, ttl,
+    ARGV[4+3*i], ARGV[5+3*i], ARGV[6+3*i])
+  if not ok then return out end
+  out[#out+1] = r[1]
+  out[#out+1] = r[2]
+end
+return out
+"""
+)
+
 # KEYS: each channel's meta. Returns each channel's seq, or false (no starting point).
 _HEADS_LUA: Final = """
 local out = {}
@@ -132,3 +171,4 @@ return out
 READ_CHANNELS = Lua(_READ_CHANNELS_LUA)
 APPEND_CHANNEL = Lua(_APPEND_CHANNEL_LUA)
 HEADS = Lua(_HEADS_LUA)
+PUBLISH_BATCH = Lua(_PUBLISH_BATCH_LUA)

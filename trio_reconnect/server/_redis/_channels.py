@@ -23,6 +23,13 @@ issued before, and an old position reads as not held.
   its notification exist together or not at all. Never retried (coredis
   runs with ``NoRetryPolicy``): an append whose connection failed raises
   :class:`~trio_reconnect.server.LogUnavailableError`, stored or not.
+* :meth:`RedisChannelStore.publish` is one script for a batch of acknowledged
+  publishes (PROTOCOL 4.5): per item, in order and under ``pcall``, the
+  dedupe record ``P:{T}:d:<key>`` answers a duplicate with its first id, or
+  the append runs as above and sets the record (``PX dedupe_ttl``). The
+  first item that fails ends the script; the results of the prefix that ran
+  come back. Never retried: a connection error leaves the outcome unknown,
+  the node answers ``unavailable`` and the re-send finds the record.
 * :meth:`RedisChannelStore.heads` is one script over every channel's hash.
 * :meth:`RedisChannelStore.listen` is one socket subscribed to the
   ``notify_shards`` shard channels (:mod:`._notify`): no task and no blocked
@@ -34,7 +41,8 @@ broken client replaced): :mod:`._store`.
 
 from __future__ import annotations
 
-import json
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
@@ -42,22 +50,26 @@ from typing import Any, Final
 import attrs
 import coredis
 
-from ..._validators import check_int, positive_int, positive_number
+from ..._validators import check_int, check_positive, positive_int, positive_number
 from ..._wire import channel_problem
-from .._channelbase import ChannelRead, ChannelRequest
+from .._channelbase import ChannelRead, ChannelRequest, PublishRequest, PublishResult
 from .._channels import DEFAULT_CHANNEL_MAX_LEN, DEFAULT_LISTENER_BUFFER
-from .._logbase import EventLogError, clock_start_id
+from .._logbase import EventLogError, LogUnavailableError, clock_start_id
 from ._channel_plan import (
     DEFAULT_CHANNEL_PREFIX,
     channel_keys,
+    compact,
     notify_channel,
+    parse_publish_reply,
     parse_read_reply,
+    publish_args,
     read_args,
     shard_of,
 )
-from ._channel_scripts import APPEND_CHANNEL, HEADS, READ_CHANNELS
+from ._channel_scripts import APPEND_CHANNEL, HEADS, PUBLISH_BATCH, READ_CHANNELS
 from ._continuity import decode
 from ._notify import NotificationStream, listen_notifications
+from ._presence import RedisPresenceStore
 from ._resp import DEFAULT_MAX_PENDING
 from ._store import (
     DEFAULT_MAX_CONNECTIONS,
@@ -78,6 +90,8 @@ __all__ = [
 DEFAULT_NOTIFY_SHARDS: Final = 16
 #: Replayed entries one read call returns at most before the rest go in another call.
 DEFAULT_READ_BUDGET: Final = 10_000
+logger = logging.getLogger("trio_reconnect.server")
+
 #: Seconds of silence on the live stream before a PING checks the link.
 DEFAULT_NOTIFY_PING_INTERVAL: Final = 5.0
 
@@ -158,7 +172,30 @@ class RedisChannelStore:
 
     async def __aenter__(self) -> RedisChannelStore:
         await self._store.open([self._main])
+        await self._check_eviction()
         return self
+
+    async def _check_eviction(self) -> None:
+        """Warn unless Redis runs with ``maxmemory-policy noeviction`` (dedupe records need it)."""
+
+        async def op(client: coredis.Redis[bytes]) -> Any:
+            return await client.config_get(["maxmemory-policy"])
+
+        try:
+            reply = await self._store.call(self._main, op, what="CONFIG GET")
+        except LogUnavailableError:
+            return  # unreachable: the first real call says so
+        except EventLogError as error:  # refused (managed Redis, ACLs)
+            logger.warning("could not check Redis's maxmemory-policy (%s)", error)
+            return
+        policy = decode(next(iter(reply.values()), b"?"))
+        if policy != "noeviction":
+            logger.warning(
+                "Redis's maxmemory-policy is %r, not 'noeviction': Redis may evict "
+                "publish dedupe records (a re-sent publish is then applied twice) or a "
+                "channel's counter",
+                policy,
+            )
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._store.close()
@@ -216,7 +253,7 @@ class RedisChannelStore:
             LogUnavailableError: Redis did not answer; the event may or may not be stored.
         """
         _check_channel(channel)
-        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        payload = compact(data)
         keys = channel_keys(self.prefix, channel)
         shard = notify_channel(self.prefix, shard_of(channel, self.notify_shards))
         args = [str(clock_start_id()), str(self.channel_max_len), payload, shard, channel]
@@ -227,6 +264,35 @@ class RedisChannelStore:
         # No checkpoint after: an append that ran returns its id even if cancelled meanwhile.
         reply = await self._store.call(self._main, op, what="append", checkpoint=False)
         return decode(reply)
+
+    async def publish(
+        self, items: Sequence[PublishRequest], *, dedupe_ttl: float
+    ) -> Sequence[PublishResult]:
+        """Apply ``items`` in order, each once per (channel, key), in one script; never retried.
+
+        Raises:
+            TypeError, ValueError: an item's ``data`` is not JSON, a channel
+                name is not valid, ``dedupe_ttl`` is not positive (nothing is applied).
+            LogUnavailableError: Redis did not answer (the items may or may
+                not be applied), or the first item failed.
+        """
+        check_positive("dedupe_ttl", dedupe_ttl)
+        for item in items:
+            _check_channel(item.channel)
+        if not items:
+            return []
+        keys, tail = publish_args(self.prefix, self.notify_shards, items)
+        ttl_ms = max(1, math.ceil(dedupe_ttl * 1000))
+        args = [str(clock_start_id()), str(self.channel_max_len), str(ttl_ms), *tail]
+
+        async def op(client: coredis.Redis[bytes]) -> Any:
+            return await PUBLISH_BATCH.run(client, keys=keys, args=args)
+
+        reply = await self._store.call(self._main, op, what="publish", checkpoint=False)
+        results = parse_publish_reply(reply, len(items))
+        if not results:
+            raise LogUnavailableError(f"Redis refused the publish to {items[0].channel!r}")
+        return results
 
     async def heads(self, channels: Sequence[str]) -> Mapping[str, str]:
         """The newest id of each channel that has a starting point, in one script call."""
@@ -262,3 +328,7 @@ class RedisChannelStore:
             max_pending=self.max_pending,
             ping_interval=self.notify_ping_interval,
         )
+
+    def presence_store(self) -> RedisPresenceStore:
+        """The presence of this store's channels (PROTOCOL.md 4.4), on its client and shards."""
+        return RedisPresenceStore(self._store, self._main, self.prefix, self.notify_shards)
