@@ -8,9 +8,11 @@ for every channel of the frame, then per channel: a replay, a snapshot
 stream's is) or neither, then ``subscribed`` with the newest id the client
 now has; the subscription then sends what its feed buffered above that id.
 
-The handshake sends these frames itself, before ``ready``; after ``ready``
-they go through the connection's queue (:meth:`ConnectedClient.send`), so
-they keep their place among the live frames of the other channels.
+The handshake collects these frames (where a channel carries presence, its
+``presence`` list before its ``subscribed``) and writes them with ``ready``, in
+one write (:meth:`~._chanframes.ChannelFrames.handshake`); after ``ready`` they go
+through the connection's queue (:meth:`ConnectedClient.send`), so they keep
+their place among the live frames of the other channels.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ _T = TypeVar("_T")
 ChannelSnapshotProvider = Callable[
     [str], Awaitable[tuple[str, Any] | None] | tuple[str, Any] | None
 ]
-#: How an answer's frames go out (``send_frame`` before ready, ``send`` after).
+#: How an answer's frames go out (held for one write before ready, ``send`` after).
 Send = Callable[[str], Awaitable[None]]
 
 
@@ -65,6 +67,8 @@ class ChannelSession:
     principal: Any
     client_id: str
     subscriptions: dict[str, Subscription] = attrs.field(factory=dict)
+    #: Closes the connection as too slow: one callable for all of its subscriptions.
+    too_slow: Callable[[], None] | None = None
 
 
 @attrs.define(eq=False)
@@ -113,8 +117,10 @@ class ChannelAnswerer:
             self.feed.unregister(held)
             if self.presence is not None:
                 self.presence.forget(held)  # the hold stays with the session
+        if session.too_slow is None:
+            session.too_slow = lambda: self.too_slow(client)
         subscription = Subscription(
-            channel, client, self.queue_size, lambda: self.too_slow(client), counts=self.counts
+            channel, client, self.queue_size, session.too_slow, counts=self.counts
         )
         session.subscriptions[channel] = subscription
         self.feed.register(subscription)  # no checkpoint from here to the read

@@ -35,7 +35,7 @@ Repairs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
 import attrs
@@ -102,31 +102,47 @@ class Subscription:
     suspect: bool = False
     #: The node's counters (``channel_events_live``).
     counts: Counts = attrs.field(factory=Counts, kw_only=True, repr=False)
-    _buffer: list[ChannelEvent | LoggedEvent] = attrs.field(factory=list, repr=False)
+    #: Buffered live events (an empty tuple until the first: no list per idle subscription).
+    _buffer: list[ChannelEvent | LoggedEvent] | tuple[()] = attrs.field(default=(), repr=False)
 
-    def offer(self, events: Sequence[ChannelEvent | LoggedEvent]) -> bool:
-        """Send (or buffer) live events; ``True``: a gap, the feed must repair it."""
+    def offer(
+        self,
+        events: Sequence[ChannelEvent | LoggedEvent],
+        frames: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Send (or buffer) live events; ``True``: a gap, the feed must repair it.
+
+        ``frames``: the events' frames by id, encoded once for every subscriber.
+        """
         if self.closed or not events:
             return False
         if self.waiting or self.covered is None:
-            self._buffer.extend(events)
+            self._keep(events)
             if len(self._buffer) > self.bound:
                 self.closed = True
-                self._buffer = []
+                self._buffer = ()
                 self.too_slow()
             return False
         split = split_live(self.covered, events)
         if split.send:
             channel = self.channel
             self.sink.feed(
-                [(None, encode_channel_event(channel, e.id, e.data)) for e in split.send]
+                [
+                    (None, frames[e.id] if frames else encode_channel_event(channel, e.id, e.data))
+                    for e in split.send
+                ]
             )
             self.counts.channel_events_live += len(split.send)
         self.covered = split.covered
         if split.gap:
             self.waiting = True
-            self._buffer.extend(events)
+            self._keep(events)
         return split.gap
+
+    def _keep(self, events: Sequence[ChannelEvent | LoggedEvent]) -> None:
+        buffer = self._buffer if isinstance(self._buffer, list) else []
+        buffer.extend(events)
+        self._buffer = buffer
 
     def resume(self, covered: int | None = None, *, repaired: bool = False) -> bool:
         """The answer (or a repair) is out: send what was buffered above ``covered``.
@@ -138,7 +154,7 @@ class Subscription:
         if covered is not None:
             self.covered = covered
         self.waiting = False
-        buffered, self._buffer = self._buffer, []
+        buffered, self._buffer = self._buffer, ()
         gap = self.offer(buffered)
         suspect, self.suspect = self.suspect and not repaired, False
         return (gap or suspect) and not self.closed
@@ -155,7 +171,7 @@ class Subscription:
     def cancel(self) -> None:
         """No frame of this subscription goes out any more."""
         self.closed = True
-        self._buffer = []
+        self._buffer = ()
 
 
 @attrs.define(eq=False)
@@ -260,12 +276,12 @@ class ChannelFeed:
         if changes and self.members is not None:
             for channel, members in changes.items():
                 await self.members.offer(list(self._feeds.get(channel, ())), members)
-        gaps = [
-            subscription
-            for channel, events in by_channel.items()
-            for subscription in list(self._feeds.get(channel, ()))
-            if subscription.offer(events)
-        ]
+        gaps = []
+        for channel, events in by_channel.items():
+            frames = {e.id: encode_channel_event(channel, e.id, e.data) for e in events}
+            for subscription in list(self._feeds.get(channel, ())):
+                if subscription.offer(events, frames):
+                    gaps.append(subscription)
         if gaps:
             await self.repair(gaps)
 
