@@ -16,16 +16,13 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import attrs
 import trio
 
 from ._crowd import STEP_TIMEOUT, FanoutError
 from ._fanout import _Lines
-
-if TYPE_CHECKING:
-    from ._chanfanout import ChannelOptions
 
 __all__ = ["ClientProcesses", "open_clients"]
 
@@ -98,24 +95,36 @@ async def _stop(process: trio.Process) -> None:
 
 @contextlib.asynccontextmanager
 async def open_clients(
-    kind: str, port: int, options: ChannelOptions, *, processes: int, at_once: int
+    kind: str,
+    port: int,
+    *,
+    clients: int,
+    count: int,
+    subscriptions: int,
+    processes: int,
+    at_once: int,
+    receive_buffer: int = 0,
 ) -> AsyncIterator[ClientProcesses]:
     """Start the clients of the server on ``port``, subscribed once this returns.
 
-    ``at_once``: clients connecting at the same time, all the processes together.
+    ``clients`` clients, each subscribed to ``subscriptions`` of ``count``
+    channels (:meth:`~._chanfanout.ChannelOptions.channels_of`). ``at_once``:
+    clients connecting at the same time, all the processes together.
+    ``receive_buffer``: each socket's ``SO_RCVBUF`` (0: the system's).
     """
-    clients = ClientProcesses(kind)
-    share = -(-options.clients // processes)
+    crowd = ClientProcesses(kind)
+    share = -(-clients // processes)
     async with contextlib.AsyncExitStack() as stack:
-        for first in range(0, options.clients, share):
+        for first in range(0, clients, share):
             argv = {
                 "port": port,
                 "first": first,
-                "last": min(options.clients, first + share),
-                "clients": options.clients,
-                "count": options.count,
-                "subscriptions": options.subscriptions,
+                "last": min(clients, first + share),
+                "clients": clients,
+                "count": count,
+                "subscriptions": subscriptions,
                 "at-once": max(1, at_once // processes),
+                "receive-buffer": receive_buffer,
             }
             process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "trio_reconnect._tools.bench._chanworker"]
@@ -125,7 +134,7 @@ async def open_clients(
             )
             stack.push_async_callback(_stop, process)
             assert process.stdout is not None
-            clients.children.append(_Child(process, _Lines(process.stdout)))
+            crowd.children.append(_Child(process, _Lines(process.stdout)))
         batches = -(-share // max(1, at_once // processes))
-        await clients._answers("subscribing", STEP_TIMEOUT * (batches + 1))
-        yield clients
+        await crowd._answers("subscribing", STEP_TIMEOUT * (batches + 1))
+        yield crowd

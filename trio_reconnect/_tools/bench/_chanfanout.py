@@ -4,8 +4,12 @@ The machinery is the default stream's fan-out (:mod:`._fanout`): three server
 processes side by side (``_fanout_server --channels N``, served by
 :mod:`._chanserve`: ``plain``, a pub/sub server on trio-websocket alone;
 ``memory`` and ``redis``, a ReconnectServer on a MemoryChannelStore or a
-RedisChannelStore), the raw counting clients of :mod:`._crowd` in this
-process, interleaved rounds, a warm-up round first.
+RedisChannelStore), interleaved rounds, a warm-up round first. The clients
+of each server live in processes of their own (:mod:`._chanclients`, which
+runs :mod:`._chanworker`): a plain epoll loop that counts event frames with
+one ``recv`` and one ``bytearray.count`` per readable socket, and checks
+every frame off the clock, so that the figure is the server's fan-out and
+not the measuring side's receiving.
 
 * **Fan-out.** The clients connect 200 at a time (the next 200 once these
   have their ``ready`` and ``subscribed`` answers). Client ``i`` subscribes
@@ -18,8 +22,9 @@ process, interleaved rounds, a warm-up round first.
   of the per-round ratios ``memory / plain`` and ``redis / plain``. A latency
   sample is one event on one channel: ``arrival - stamp`` of each of its
   subscribers. Server CPU per delivery: the server process's CPU time over
-  the burst (``/proc``, Linux) / deliveries; the clients' (this process's
-  ``time.process_time()``) too, to show a rate bounded by the measuring side.
+  the burst (``/proc``, Linux) / deliveries; the client processes' too
+  (their ``time.process_time()``), to show whether the measuring side bounds
+  the rate.
 * **Memory.** The server process's RSS (``VmRSS`` in ``/proc/<pid>/status``,
   Linux) just before its clients connect, and again once every client has
   its ``ready`` and its ``subscribed`` answers (before any publish): the
@@ -213,7 +218,9 @@ async def _run(options: ChannelOptions, redis: bool) -> ChannelFigures:
                     open_clients(
                         kind,
                         servers[kind].port,
-                        options,
+                        clients=options.clients,
+                        count=options.count,
+                        subscriptions=options.subscriptions,
                         processes=CLIENT_PROCESSES,
                         at_once=_AT_ONCE,
                     )

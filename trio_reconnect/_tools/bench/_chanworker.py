@@ -212,6 +212,7 @@ class _Worker:
         self.clients: dict[int, _Client] = {}
         self.indexes = range(args.first, args.last)
         self.at_once: int = args.at_once
+        self.receive_buffer: int = args.receive_buffer
         self.pending = 0
         self.deadline = 0.0
         self.cpu = 0.0
@@ -222,7 +223,10 @@ class _Worker:
         for first in range(self.indexes.start, self.indexes.stop, self.at_once):
             batch = []
             for index in range(first, min(self.indexes.stop, first + self.at_once)):
-                sock = socket.create_connection(("127.0.0.1", self.port))
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                if self.receive_buffer:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+                sock.connect(("127.0.0.1", self.port))
                 sock.sendall(_upgrade_request(self.port))
                 sock.setblocking(False)
                 numbers = self.options.channels_of(index)
@@ -358,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trio_reconnect._tools.bench._chanworker")
     for name in ("port", "first", "last", "clients", "count", "subscriptions", "at-once"):
         parser.add_argument(f"--{name}", type=int, required=True)
+    # A small one makes a server meet full socket buffers (partial writes): an investigation's.
+    parser.add_argument("--receive-buffer", type=int, default=0, help="SO_RCVBUF (0: the system's)")
     worker = _Worker(parser.parse_args(argv))
     try:
         worker.connect_all()
