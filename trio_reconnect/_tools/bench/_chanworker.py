@@ -245,7 +245,9 @@ class _Worker:
                     data = client.sock.recv(_RECEIVE_SIZE)
                     if not data:
                         raise WorkerError(f"client {client.index}: closed during its handshake")
-                    if client.answers and _handshake_step(client, data):
+                    if not client.answers:
+                        client.buffer += data  # checked with the next burst's frames
+                    elif _handshake_step(client, data):
                         left -= 1
 
     def expect(self, start: int, count: int) -> None:
