@@ -4,8 +4,12 @@ The machinery is the default stream's fan-out (:mod:`._fanout`): three server
 processes side by side (``_fanout_server --channels N``, served by
 :mod:`._chanserve`: ``plain``, a pub/sub server on trio-websocket alone;
 ``memory`` and ``redis``, a ReconnectServer on a MemoryChannelStore or a
-RedisChannelStore), the raw counting clients of :mod:`._crowd` in this
-process, interleaved rounds, a warm-up round first.
+RedisChannelStore), interleaved rounds, a warm-up round first. The clients
+of each server live in processes of their own (:mod:`._chanclients`, which
+runs :mod:`._chanworker`): a plain epoll loop that counts event frames with
+one ``recv`` and one ``bytearray.count`` per readable socket, and checks
+every frame off the clock, so that the figure is the server's fan-out and
+not the measuring side's receiving.
 
 * **Fan-out.** The clients connect 200 at a time (the next 200 once these
   have their ``ready`` and ``subscribed`` answers). Client ``i`` subscribes
@@ -18,8 +22,9 @@ process, interleaved rounds, a warm-up round first.
   of the per-round ratios ``memory / plain`` and ``redis / plain``. A latency
   sample is one event on one channel: ``arrival - stamp`` of each of its
   subscribers. Server CPU per delivery: the server process's CPU time over
-  the burst (``/proc``, Linux) / deliveries; the clients' (this process's
-  ``time.process_time()``) too, to show a rate bounded by the measuring side.
+  the burst (``/proc``, Linux) / deliveries; the client processes' too
+  (their ``time.process_time()``), to show whether the measuring side bounds
+  the rate.
 * **Memory.** The server process's RSS (``VmRSS`` in ``/proc/<pid>/status``,
   Linux) just before its clients connect, and again once every client has
   its ``ready`` and its ``subscribed`` answers (before any publish): the
@@ -32,15 +37,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
 from collections.abc import Sequence
 from typing import Final
 
 import attrs
-import trio
 
 from ..._validators import check_int
 from .._policy import positive_int
+from ._chanclients import ClientProcesses, open_clients
 from ._chanreport import ChannelFigures
 from ._chanresume import (
     DEFAULT_RESUME_CHANNELS,
@@ -49,13 +53,14 @@ from ._chanresume import (
     publish_command,
     resume_ratio,
 )
-from ._chanserve import channel_name
-from ._crowd import Crowd, FanoutError, Hello, channel_hello, connect_all
+from ._crowd import FanoutError
 from ._fanout import KINDS, _p99, _redis, _Samples, _Server, _server, _us
 
 __all__ = ["ChannelOptions", "add_channel_arguments", "channel_options", "run_channels"]
 
 _QUEUE_SIZE: Final = 4096
+#: Client processes per server (:mod:`._chanworker`).
+CLIENT_PROCESSES: Final = 1
 #: Clients connecting (and subscribing) at once: a steady crowd, not a reconnect storm
 #: (2,000 handshakes of 10 subscriptions at once on a loaded 2-core machine outlast the
 #: handshake timeout of the Redis node, which then refuses them as busy).
@@ -206,12 +211,21 @@ async def _run(options: ChannelOptions, redis: bool) -> ChannelFigures:
                 servers[kind] = await stack.enter_async_context(
                     _server(kind, _argv(kind, options.count, store.server))
                 )
-            crowds = {kind: Crowd(kind) for kind in kinds}
-            for crowd in crowds.values():
-                stack.push_async_callback(crowd.aclose)
-            nursery = await stack.enter_async_context(trio.open_nursery())
+            crowds: dict[str, ClientProcesses] = {}
             for kind in kinds:
-                memory[kind] = await _connect(servers[kind], crowds[kind], plan, nursery)
+                before = _rss(servers[kind])
+                crowds[kind] = await stack.enter_async_context(
+                    open_clients(
+                        kind,
+                        servers[kind].port,
+                        clients=options.clients,
+                        count=options.count,
+                        subscriptions=options.subscriptions,
+                        processes=CLIENT_PROCESSES,
+                        at_once=_AT_ONCE,
+                    )
+                )
+                memory[kind] = _growth(before, _rss(servers[kind]), options.clients)
             for number in range(options.rounds + 1):  # round 0 is the warm-up
                 shift = number % len(kinds)
                 order = kinds[shift:] + kinds[:shift]
@@ -222,7 +236,6 @@ async def _run(options: ChannelOptions, redis: bool) -> ChannelFigures:
                     for sample in range(options.latency_events):
                         channel = plan.latency_channel(number * options.latency_events + sample)
                         await _latency(servers[kind], crowds[kind], plan, channel, record)
-            nursery.cancel_scope.cancel()
         resume: tuple[list[float], list[float]] | None = None
         if store.server is not None:
             async with _server(
@@ -246,33 +259,24 @@ def _argv(kind: str, channels: int, redis_server: object | None) -> list[str]:
     return argv
 
 
-async def _connect(server: _Server, crowd: Crowd, plan: _Plan, nursery: trio.Nursery) -> float:
-    """Connect and subscribe the crowd; the server's RSS growth per client, in KiB."""
-    options = plan.options
-    before = _rss(server)
-
-    def hello(client: int) -> Hello:
-        return channel_hello(client, [channel_name(c) for c in options.channels_of(client)])
-
-    await connect_all(crowd, server.port, options.clients, nursery, hello, at_once=_AT_ONCE)
-    after = _rss(server)
+def _growth(before: int | None, after: int | None, clients: int) -> float:
+    """The server's RSS growth per client, in KiB (NaN if unknown)."""
     if before is None or after is None:
         return float("nan")
-    return (after - before) / options.clients / 1024
+    return (after - before) / clients / 1024
 
 
-async def _burst(server: _Server, crowd: Crowd, plan: _Plan, samples: _Samples | None) -> None:
+async def _burst(
+    server: _Server, crowd: ClientProcesses, plan: _Plan, samples: _Samples | None
+) -> None:
     events = plan.options.events
-    expected = plan.expected(0, events)
-    crowd.expect(expected)
+    await crowd.expect(0, events)
     cpu = server.cpu()
-    client_cpu = time.process_time()
     stamp = await publish_command(server, 0, events)
-    arrivals = await crowd.wait("a channel burst")
-    client_cpu = time.process_time() - client_cpu
+    arrivals, client_cpu = await crowd.wait("a channel burst")
     after = server.cpu()
     if samples is not None:
-        deliveries = sum(expected)
+        deliveries = sum(plan.expected(0, events))
         samples.rates[server.kind].append(deliveries / (max(arrivals) - stamp))
         samples.client_cpus[server.kind].append(client_cpu / deliveries)
         if cpu is not None and after is not None:
@@ -280,11 +284,11 @@ async def _burst(server: _Server, crowd: Crowd, plan: _Plan, samples: _Samples |
 
 
 async def _latency(
-    server: _Server, crowd: Crowd, plan: _Plan, channel: int, samples: _Samples | None
+    server: _Server, crowd: ClientProcesses, plan: _Plan, channel: int, samples: _Samples | None
 ) -> None:
-    crowd.expect(plan.expected(channel, 1))
+    await crowd.expect(channel, 1)
     stamp = await publish_command(server, channel, 1)
-    arrivals = await crowd.wait("a channel latency sample")
+    arrivals, _ = await crowd.wait("a channel latency sample")
     if samples is not None:
         samples.latencies[server.kind] += [arrival - stamp for arrival in arrivals]
 
