@@ -7,7 +7,8 @@ worker next to it at its first publish: the worker takes the longest queued
 prefix, applies its publishes with ONE
 :meth:`~._channelbase.ChannelStore.publish` call (append and dedupe record
 atomic per item, stopping at the first failure), awaits it, and queues the
-answers of the whole prefix, in order, before it takes the next one. So one
+answers of the whole prefix, in order and in one step (the connection's
+write loop writes them together), before it takes the next one. So one
 node applies one connection's publishes in the order received, never two
 batches at once.
 
@@ -125,8 +126,7 @@ class Publisher:
             answers = lane.queue.settle(cut, results)
             self._count(answers, results)
             try:
-                for answer in answers:
-                    await client.send(answer.encode())
+                await client.send_many([answer.encode() for answer in answers])
             except ConnectionClosed:
                 return
 
