@@ -30,6 +30,7 @@ builds and reads the frames with them.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from typing import Any, Final, Protocol
@@ -144,10 +145,21 @@ def _string_problem(what: str, value: object, low: int, high: int) -> str | None
 
 def channel_problem(value: object) -> str | None:
     """Why ``value`` is not a valid channel name, or None if it is one."""
+    if type(value) is str and len(value) <= MAX_CHANNEL_BYTES:
+        return _str_channel_problem(value)  # checked a few times per publish: remembered
+    return _channel_problem(value)
+
+
+def _channel_problem(value: object) -> str | None:
     problem = _string_problem("a channel name", value, 1, MAX_CHANNEL_BYTES)
     if problem is None and isinstance(value, str) and _CONTROL.search(value):
         return "a channel name must not hold control characters"
     return problem
+
+
+@functools.lru_cache(maxsize=1024)
+def _str_channel_problem(value: str) -> str | None:
+    return _channel_problem(value)
 
 
 def client_id_problem(value: object) -> str | None:
