@@ -192,22 +192,10 @@ class ConnectedClient:
             trio_websocket.ConnectionClosed: if the client is closing or closed.
             TypeError: if ``message`` is neither ``str`` nor ``bytes``.
         """
-        if not isinstance(message, str | bytes):
-            raise TypeError(f"message must be str or bytes, got {type(message).__name__}")
-        if not await self._outbox.put((None, message)):
-            raise ConnectionClosed(self._closed_reason())
+        await self.send_many((message,))
 
     async def send_many(self, messages: Sequence[str | bytes]) -> None:
-        """Send several application messages, in order, as :meth:`send` sends one each.
-
-        They are queued in one step (waiting while the queue is full), so the
-        write loop writes them together: one write for a batch instead of one
-        per message.
-
-        Raises:
-            trio_websocket.ConnectionClosed: if the client is closing or closed.
-            TypeError: if a message is neither ``str`` nor ``bytes``.
-        """
+        """Send several messages in order, as :meth:`send` does, queued in one step (one write)."""
         for message in messages:
             if not isinstance(message, str | bytes):
                 raise TypeError(f"message must be str or bytes, got {type(message).__name__}")

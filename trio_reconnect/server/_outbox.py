@@ -3,7 +3,7 @@
 The fan-out puts events without waiting (:meth:`Outbox.put_many_nowait`: a
 client whose queue cannot take them is too slow), the application's
 :meth:`~trio_reconnect.server.ConnectedClient.send` waits for room
-(:meth:`Outbox.put`, or :meth:`Outbox.put_many` for several), and the
+(:meth:`Outbox.put_many`, one frame or several), and the
 connection's write loop takes several frames at once
 (:meth:`Outbox.get_many`) to write them in one ``send_all``. The frames
 taken but not written yet still count against the size (but the one being
@@ -71,19 +71,6 @@ class Outbox:
             return False
         self._items.extend(frames)
         self._readable.unpark()
-        return True
-
-    async def put(self, frame: Frame) -> bool:
-        """Queue ``frame``, waiting for room; ``False`` if the queue is closed."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while len(self._items) + self._held >= self._size and not self._closed:
-            await self._writable.park()
-        if self._closed:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return False
-        self._items.append(frame)
-        self._readable.unpark()
-        await trio.lowlevel.cancel_shielded_checkpoint()
         return True
 
     async def put_many(self, frames: Sequence[Frame]) -> bool:
