@@ -242,21 +242,30 @@ class Supervisor:
 
         The supervisor runs in a nursery around the block. Leaving the block
         (normally, with an error, or cancelled) closes the client shielded;
-        an error of the block wins over the client's own.
+        an error of the block wins over the client's own. A Ctrl-C that trio
+        delivers inside one of the client's own tasks leaves as a bare
+        ``KeyboardInterrupt`` (never wrapped in a group), so that
+        ``except KeyboardInterrupt`` around ``trio.run`` works.
         """
         body_error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.supervise)
-            try:
-                with trio.CancelScope() as self.body_scope:
-                    yield
-            except BaseException as exc:
-                body_error = exc
-            finally:
-                self.body_scope = None
-                with trio.CancelScope(shield=True):
-                    await self.close()
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.supervise)
+                try:
+                    with trio.CancelScope() as self.body_scope:
+                        yield
+                except BaseException as exc:
+                    body_error = exc
+                finally:
+                    self.body_scope = None
+                    with trio.CancelScope(shield=True):
+                        await self.close()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            interrupt = next((e for e in leaves(group) if isinstance(e, KeyboardInterrupt)), None)
+            if interrupt is None:
+                raise
+            raise interrupt from None
         if body_error is not None:
             if self.error is not None and all(leaf is self.error for leaf in leaves(body_error)):
                 # The client's failure, raised in the block's own tasks (a

@@ -19,6 +19,9 @@ to its inbox. Each of these needs private attributes of
 ``_for_testing_peer_closed_connection`` set when the peer started the close
 ======================================  =========================================
 
+The server's frames are built here where wsproto would only add a header
+(:func:`encode_messages`), which reads wsproto's own ``connection._proto``
+(``client``, ``extensions``, ``_outbound_opcode``) to know it may.
 They are named here and nowhere else. :func:`capable` checks them once per
 connection (the one probe; :func:`can_write_batch`, the part a writer needs,
 for a client whose reader channels are already replaced); a caller that finds them missing (another
@@ -61,6 +64,7 @@ __all__ = [
     "swap_send_lock",
     "writable",
     "write_batch",
+    "wsproto_frames",
 ]
 
 
@@ -160,14 +164,62 @@ def peer_started_close(ws: object) -> bool:
 
 
 def encode_messages(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> bytes:
-    """The bytes of ``messages``, one frame each, as ``ws``'s wsproto (open) writes them."""
+    """The bytes of ``messages``, one frame each, as ``ws``'s wsproto (open) writes them.
+
+    A server's text frame with no extension and no fragment in progress is
+    the header and the UTF-8 bytes, nothing else (RFC 6455 5.2: unmasked,
+    no RSV bit): such frames are built here, once per text for a fan-out
+    that writes the same event to many clients (:func:`_text_frame`); any
+    other goes through wsproto.
+    """
     protocol = ws._wsproto
+    frames = wsproto_frames(protocol)
     return b"".join(
-        protocol.send(
+        _text_frame(message)
+        if frames and isinstance(message, str)
+        else protocol.send(
             TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
         )
         for message in messages
     )
+
+
+def wsproto_frames(protocol: object) -> bool:
+    """Whether ``protocol`` (a wsproto connection) writes plain server frames (the fast path)."""
+    proto = getattr(getattr(protocol, "connection", None), "_proto", None)
+    return (
+        proto is not None
+        and getattr(proto, "client", True) is False
+        and not getattr(proto, "extensions", True)
+        and getattr(proto, "_outbound_opcode", True) is None
+    )
+
+
+#: Recent texts' frames (a fan-out writes one event to many clients), and their bounds.
+_FRAMES: dict[str, bytes] = {}
+_FRAMES_KEPT = 512
+_FRAME_KEPT_BYTES = 8192
+
+
+def _text_frame(text: str) -> bytes:
+    """A final, unmasked text frame of ``text`` (a server's, no extension)."""
+    frame = _FRAMES.get(text)
+    if frame is not None:
+        return frame
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65536:
+        header = b"\x81\x7e" + size.to_bytes(2, "big")
+    else:
+        header = b"\x81\x7f" + size.to_bytes(8, "big")
+    frame = header + payload
+    if size <= _FRAME_KEPT_BYTES:
+        if len(_FRAMES) >= _FRAMES_KEPT:
+            _FRAMES.clear()
+        _FRAMES[text] = frame
+    return frame
 
 
 async def write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> None:

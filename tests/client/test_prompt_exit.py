@@ -15,6 +15,7 @@ import contextlib
 import json
 import time
 
+import pytest
 import trio
 import trio_websocket
 
@@ -53,3 +54,31 @@ async def test_leaving_while_ready_is_in_flight_is_prompt(nursery: trio.Nursery)
                 started = time.perf_counter()
             exits.append(time.perf_counter() - started)
     assert max(exits) < PROMPT, sorted(exits)
+
+
+async def test_a_ctrl_c_in_one_of_the_clients_tasks_leaves_bare(nursery: trio.Nursery) -> None:
+    """trio delivers Ctrl-C in whichever task runs: in the client's own it
+    must still leave the block as a bare KeyboardInterrupt (the README's
+    ``except KeyboardInterrupt`` around ``trio.run``), not inside a group."""
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            ws = await request.accept()
+            await ws.get_message()  # resume
+            await ws.send_message(json.dumps({"type": "ready", "id": None, "lost": False}))
+            await ws.get_message()  # until the close
+
+    server: trio_websocket.WebSocketServer = await nursery.start(
+        trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None
+    )
+
+    def on_transition(change: tr.Transition) -> None:
+        if change.state is tr.ConnectionState.OPEN:
+            raise KeyboardInterrupt  # as trio raises it inside the supervisor's task
+
+    # pytest.raises checks the type: a group holding the interrupt fails it.
+    with trio.fail_after(10), pytest.raises(KeyboardInterrupt):
+        async with tr.open_reconnecting_websocket(
+            f"ws://127.0.0.1:{server.port}/", ping_interval=None, on_transition=on_transition
+        ):
+            await trio.sleep_forever()

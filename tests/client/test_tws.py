@@ -7,6 +7,8 @@ from typing import Any, cast
 import trio
 import trio.testing
 import trio_websocket
+import wsproto.connection
+import wsproto.events
 
 from trio_reconnect import _tws
 from trio_reconnect._turn import Turn
@@ -93,3 +95,26 @@ def test_replace_stream_only_replaces_the_stream_it_names() -> None:
     assert holder._stream is old
     _tws.replace_stream(holder, old, new)  # type: ignore[arg-type]
     assert holder._stream is new
+
+
+async def test_a_servers_text_frames_are_wsprotos_bytes(nursery: trio.Nursery) -> None:
+    # Built without wsproto on a server (no extension, no fragment): the same
+    # bytes, whatever the length class, also for non-ASCII text and when cached.
+    with trio.fail_after(10):
+        client, server = await open_pair(nursery)
+    assert _tws.wsproto_frames(server._wsproto)
+    assert not _tws.wsproto_frames(client._wsproto)  # a client masks: wsproto's path
+    assert not _tws.wsproto_frames(object())
+    texts = ["", "a" * 125, "b" * 126, "c" * 65535, "d" * 65536, "é€😀" * 50, "a" * 125]
+    expected = b"".join(
+        wsproto.connection.Connection(wsproto.connection.ConnectionType.SERVER).send(
+            wsproto.events.TextMessage(data=text)
+        )
+        for text in texts
+    )
+    assert _tws.encode_messages(server, [*texts]) == expected
+    # Binary frames and a client's frames still take wsproto's path.
+    assert _tws.encode_messages(server, [b"\x00"]) == b"\x82\x01\x00"
+    masked = _tws.encode_messages(client, ["hi"])
+    assert masked[:2] == b"\x81\x82"  # masked, two bytes of payload
+    assert len(masked) == 8

@@ -1,4 +1,4 @@
-"""docs/howto/channels-server.md and docs/howto/authorization.md: each sample runs as pasted.
+"""docs/howto/channels-server.md, authorization.md, presence.md: each sample runs as pasted.
 
 Each page has one complete program (it serves on a free port and plays a
 client by hand) and, right after it, the ``text`` block it prints.
@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["docs/howto/channels-server.md", "docs/howto/authorization.md"]
+PAGES = [
+    "docs/howto/channels-server.md",
+    "docs/howto/authorization.md",
+    "docs/howto/presence.md",
+]
 #: Seconds one sample may take.
 SAMPLE_TIMEOUT = 60
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from trio_reconnect._tools import _cli
 from trio_reconnect._tools.demo import _cluster as _demo_cluster
 from trio_reconnect.testing._node_process import child_environment
-from trio_reconnect.testing._redis_server import RedisServerNotFound
+from trio_reconnect.testing._redis_server import RedisServer, RedisServerNotFound
 
 
 def _demo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +40,24 @@ def test_rolling_deploy_demo_loses_nothing() -> None:
     assert re.search(r"^  lost \(all clients\) +0$", out, re.M), out
     assert re.search(r"^  duplicated \(all clients\) +0$", out, re.M), out
     assert re.search(r"^  gaps or snapshots +0$", out, re.M), out
-    assert "result                    OK: nothing lost, nothing duplicated" in out
+    assert (
+        "result                    OK: nothing lost, nothing duplicated, nobody seen leaving" in out
+    )
+    # The acknowledged publishes, each once in the channel's log read back from Redis.
+    acked = re.search(
+        r"^  publishes acked +(\d+) by 2 clients into 'chat' .*\(0 failed\)$", out, re.M
+    )
+    assert acked is not None, out
+    assert int(acked[1]) > 0, out
+    applied = f"{acked[1]} of {acked[1]} in the channel's log (0 twice, 0 missing)"
+    assert re.search(rf"^  applied exactly once +{re.escape(applied)}$", out, re.M), out
+    # Presence: 3 members of room:1, none seen leaving while their nodes were deployed.
+    assert re.search(
+        r"^  presence leaves seen +0 during the deploy, by 3 members of 'room:1' watching each "
+        r"other \(0 joins; each sees all 3 at the end\)$",
+        out,
+        re.M,
+    ), out
     drains = re.findall(r"^  (node\d) +SIGTERM: drained (\d+) clients .*exit 0;", out, re.M)
     assert [name for name, _ in drains] == ["node1", "node2", "node3"], out
     assert all(int(n) > 0 for _, n in drains), out
@@ -67,6 +86,28 @@ def test_rolling_deploy_demo_json() -> None:
     assert (summary["lost"], summary["duplicated"], summary["told"]) == (0, 0, 0)
     assert [d["node"] for d in summary["deploys"]] == ["node1", "node2"]
     assert summary["events_published"] == sum(summary["published_per_node"].values())
+    assert summary["publishes_acked"] > 0
+    assert summary["publishes_applied_once"] == summary["publishes_acked"]
+    assert (summary["publishes_failed"], summary["publishes_duplicated"]) == (0, 0)
+    assert (summary["presence_members"], summary["presence_members_seen_min"]) == (3, 3)
+    assert (summary["presence_leaves"], summary["presence_joins"]) == (0, 0)
+
+
+async def test_a_grace_shorter_than_the_deploy_shows_leaves(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check can fail: nodes that hold a dropped member for 0.1 s let the
+    # members drained by each SIGTERM (2 s spread window) be seen leaving.
+    monkeypatch.setattr(_demo_cluster, "PRESENCE_GRACE", 0.1)
+    summary = await _demo_cluster.run_cluster_demo(
+        redis_server.url, tmp_path, nodes=2, clients=10, out=io.StringIO(), progress=False
+    )
+    assert summary.presence_leaves > 0
+    assert not summary.ok
+    assert summary.table().endswith("FAILED")
+    # The rest of the run was as usual.
+    assert (summary.lost, summary.duplicated, summary.publishes_duplicated) == (0, 0, 0)
+    assert summary.publishes_applied_once == summary.publishes_acked > 0
 
 
 def test_one_node_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

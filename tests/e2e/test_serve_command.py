@@ -75,6 +75,19 @@ def test_cluster_options_without_redis_are_a_usage_error() -> None:
     )
 
 
+def test_bad_presence_options_are_one_line_and_exit_2() -> None:
+    result = _serve("--presence-grace", "5")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "serve: --presence-grace needs --presence (which channels carry presence)\n",
+    )
+    for bad in (("--presence", ""), ("--presence", "a*", "--presence-grace", "0")):
+        result = _serve(*bad)
+        assert result.returncode == 2
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"serve: {bad[-2]}"), line
+
+
 def test_a_redis_url_the_backend_refuses_is_one_line_and_exit_2() -> None:
     result = _serve("--redis", "redis://127.0.0.1:6379/x")
     assert result.returncode == 2

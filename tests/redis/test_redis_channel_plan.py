@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from trio_reconnect.server import ChannelEvent, ChannelRead, ChannelRequest
+from trio_reconnect.server import ChannelEvent, ChannelRead, ChannelRequest, MemberChange
 from trio_reconnect.server._logbase import EventLogError, LoggedEvent
 from trio_reconnect.server._redis._channel_plan import (
     NOT_HELD,
@@ -117,7 +117,10 @@ def test_parse_read_reply_refuses_an_unknown_kind() -> None:
         (b'e\nroom\n17\n{"a":1}', ChannelEvent("room", "17", {"a": 1})),
         (b'e\nr\xc3\xa9\n1\n"x\\ny"', ChannelEvent("ré", "1", "x\ny")),
         (b'e\nr\n2\n"line\nbreak"', None),  # raw newline inside JSON: invalid JSON
-        (b"j\nroom\n3\nkey\n{}", "skip"),
+        (b"j\nroom\n3\nkey\n{}", MemberChange("room", 3, "key", {})),
+        (b'j\nroom\n4\nk\n{"u":"a\\nb"}', MemberChange("room", 4, "k", {"u": "a\nb"})),
+        (b"l\nroom\n5\nkey", MemberChange("room", 5, "key", None)),
+        (b"x\nroom\n3\nkey\n{}", "skip"),
     ],
 )
 def test_parse_notification(payload: bytes, expected: Any) -> None:
@@ -130,7 +133,18 @@ def test_parse_notification(payload: bytes, expected: Any) -> None:
         assert parse_notification(payload) == expected
 
 
-@pytest.mark.parametrize("payload", [b"e\nroom\n17", b"e\n\xff\n1\n1", b"e\nr\n1\n{"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"e\nroom\n17",
+        b"e\n\xff\n1\n1",
+        b"e\nr\n1\n{",
+        b"j\nroom\n3\nkey",
+        b"j\nroom\nx\nkey\n{}",
+        b"j\nroom\n3\nkey\n[]",
+        b"l\nroom\n3",
+    ],
+)
 def test_parse_notification_refuses_malformed(payload: bytes) -> None:
     with pytest.raises(EventLogError):
         parse_notification(payload)

@@ -11,6 +11,7 @@ import math
 import sys
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -19,6 +20,7 @@ from trio_reconnect._tools.bench import _crowd as _bench_crowd
 from trio_reconnect._tools.bench import _fanout as _bench_fanout
 from trio_reconnect._tools.bench import _fanout_server as _bench_fanout_server
 from trio_reconnect._tools.bench import _run as _bench
+from trio_reconnect._tools.bench._chanfanout import ChannelOptions
 from trio_reconnect._tools.bench._server import DROP
 from trio_reconnect.server import ReconnectServer, ReplayLog
 
@@ -59,6 +61,16 @@ EXPECTED_KEYS = {
     "publish_rtt_median_ms",
     "publish_rtt_p99_ms",
     "publish_note",
+    "channel_fanout_memory_ratio",
+    "channel_fanout_redis_ratio",
+    "server_memory_ratio",
+    "resume_100_channels_ratio",
+    "channel_plain_eps",
+    "channel_memory_latency_p99_ms",
+    "channel_redis_server_cpu_us",
+    "server_memory_plain_kib",
+    "resume_many_channels_ms",
+    "channel_redis_note",
 }
 
 #: Small numbers for every count, fan-out included.
@@ -73,11 +85,27 @@ TINY_OPTIONS: dict[str, Any] = {
     "latency_events": 2,
     "publishes": 5,
 }
+#: The channel figures' small numbers, as options and as ``--channel-*`` arguments.
+TINY_CHANNELS = ChannelOptions(
+    clients=4,
+    count=10,
+    subscriptions=2,
+    events=10,
+    rounds=2,
+    latency_events=2,
+    resume_channels=5,
+    resume_repetitions=2,
+)
 TINY = [
-    arg
+    arg.replace("_", "-")
     for name, value in TINY_OPTIONS.items()
-    for arg in (f"--{name.replace('_', '-')}", str(value))
+    for arg in (f"--{name}", str(value))
+] + [
+    arg.replace("_", "-")
+    for name, value in attrs.asdict(TINY_CHANNELS).items()
+    for arg in (f"--{'' if name.startswith('resume') else 'channel-'}{name}", str(value))
 ]
+TINY_OPTIONS["channels"] = TINY_CHANNELS
 
 
 def _positive_finite(value: Any) -> bool:
@@ -108,7 +136,12 @@ def _check_figures(data: dict[str, Any]) -> None:
         "fanout_memory",
         "fanout_redis",
         "publish",
+        "channel_fanout_memory",
+        "channel_fanout_redis",
+        "server_memory",
+        "resume_100_channels",
     }
+    assert set(data["targets"]) == set(data["pass"])
     for key in (
         "fanout_plain_eps",
         "fanout_memory_eps",
@@ -118,6 +151,29 @@ def _check_figures(data: dict[str, Any]) -> None:
     ):
         assert _positive_finite(data[key]), (key, data[key])
     assert len(data["fanout_memory_ratios"]) == data["fanout_rounds"]
+    for key in (
+        "channel_plain_eps",
+        "channel_memory_eps",
+        "channel_fanout_memory_ratio",
+        "channel_plain_latency_median_ms",
+        "channel_memory_latency_p99_ms",
+    ):
+        assert _positive_finite(data[key]), (key, data[key])
+    # Tiny runs: CPU in clock ticks and RSS in pages may not move at all.
+    for key in (
+        "channel_memory_server_cpu_us",
+        "channel_plain_client_cpu_us",
+        "channel_memory_client_cpu_us",
+        "server_memory_plain_kib",
+    ):
+        assert isinstance(data[key], float), key
+        assert math.isfinite(data[key]), key
+    ratio = data["server_memory_ratio"]
+    assert ratio is None if data["server_memory_plain_kib"] <= 0 else _positive_finite(ratio)
+    assert len(data["channel_fanout_memory_ratios"]) == data["channel_rounds"] == 2
+    assert data["channel_memory_latency_p99_ms"] >= data["channel_memory_latency_median_ms"]
+    assert isinstance(data["pass"]["channel_fanout_memory"], bool)
+    assert isinstance(data["pass"]["server_memory"], bool) is (ratio is not None)
 
 
 def _check_redis_figures(data: dict[str, Any]) -> None:
@@ -138,6 +194,18 @@ def _check_redis_figures(data: dict[str, Any]) -> None:
     assert data["publish_rtt_p99_ms"] >= data["publish_rtt_median_ms"]
     assert len(data["publish_ratios"]) == data["publish_rounds"] == data["fanout_rounds"]
     assert isinstance(data["pass"]["publish"], bool)
+    assert data["channel_redis_note"] is None
+    for key in (
+        "channel_redis_eps",
+        "channel_fanout_redis_ratio",
+        "channel_redis_latency_median_ms",
+        "resume_100_channels_ratio",
+        "resume_many_channels_ms",
+        "resume_1_channel_ms",
+    ):
+        assert _positive_finite(data[key]), (key, data[key])
+    assert data["resume_channels"] == 5
+    assert isinstance(data["pass"]["resume_100_channels"], bool)
 
 
 async def test_run_bench_tiny() -> None:
@@ -166,6 +234,14 @@ async def test_run_bench_tiny() -> None:
         text = f">= {target}"
         assert text in table
     assert "PASS" in table or "MISS" in table
+    for text in ("plain pub/sub", "channel fan-out, memory / plain", "resume to ready, 5 channels"):
+        assert text in table
+    # Without the channel figures (--no-channels) their keys are null, their verdicts too.
+    bare = attrs.evolve(result, channels=None).as_dict()
+    assert bare["channel_fanout_memory_ratio"] is None
+    assert bare["resume_100_channels_ratio"] is None
+    assert bare["pass"]["server_memory"] is None
+    assert "plain pub/sub" not in attrs.evolve(result, channels=None).table()
 
 
 def test_bench_command_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -202,6 +278,9 @@ def test_bench_command_json(capsys: pytest.CaptureFixture[str]) -> None:
         (["--fanout-events", "x"], "--fanout-events must be a positive integer, got 'x'"),
         (["--fanout-rounds", "-1"], "--fanout-rounds must be a positive integer, got -1"),
         (["--latency-events", "0"], "--latency-events must be a positive integer, got 0"),
+        (["--channel-clients", "0"], "--channel-clients must be a positive integer, got 0"),
+        (["--channel-count", "x"], "--channel-count must be a positive integer, got 'x'"),
+        (["--resume-channels", "-1"], "--resume-channels must be a positive integer, got -1"),
         (["--unknown"], "unrecognized arguments: --unknown"),
     ],
 )
@@ -294,6 +373,21 @@ def test_no_redis_server_gives_null_redis_figures(
     ):
         assert data[key] is None, key
     assert data["pass"]["fanout_redis"] is None
+    for key in (
+        "channel_redis_eps",
+        "channel_fanout_redis_ratio",
+        "channel_fanout_redis_ratios",
+        "channel_redis_latency_p99_ms",
+        "channel_redis_server_cpu_us",
+        "server_memory_redis_kib",
+        "server_memory_redis_ratio",
+        "resume_100_channels_ratio",
+        "resume_many_channels_ms",
+    ):
+        assert data[key] is None, key
+    assert data["pass"]["channel_fanout_redis"] is None
+    assert data["pass"]["resume_100_channels"] is None
+    assert "no redis-server found" in data["channel_redis_note"]
     assert "no redis-server found" in data["fanout_redis_note"]
     for key in ("publish_ratio", "publish_ratios", "publish_acked_mps", "publish_rtt_p99_ms"):
         assert data[key] is None, key

@@ -277,8 +277,8 @@ def test_two_connects_and_serve_make_a_chat(start: Any) -> None:  # noqa: F811
 
     a = start(*at_url(connect_a), stdin=subprocess.PIPE)
     b = start(*at_url(connect_b), stdin=subprocess.PIPE)
-    for running in (a, b):
-        running.wait_for(running.err, r"-> open")
+    for running in (a, b):  # each subscription answered: events flow from here on
+        running.wait_for(running.err, r"^\[room\] subscribed$")
     assert a.process.stdin is not None
     assert b.process.stdin is not None
     # A line typed into A is published into room: acked to A, printed by both.

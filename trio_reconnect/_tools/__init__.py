@@ -11,6 +11,7 @@ import-linter contract in ``nox -s lint`` keeps it so).
 * :mod:`.demo`: ``demo`` (one process) and ``demo --nodes N`` (real processes).
 * :mod:`.bench`: ``bench``: the runner and its options (``_run``), the
   result and its tables (``_report``), the echo clients (``_echo_clients``),
-  the echo server (``_server``), the fan-out driver (``_fanout``), its raw
-  clients (``_crowd``) and its server program (``_fanout_server``).
+  the echo server (``_server``) and its child process (``_echo_process``),
+  the fan-out driver (``_fanout``), its raw clients (``_crowd``) and its
+  server program (``_fanout_server``).
 """

@@ -273,6 +273,8 @@ async def _default_stream(ws: ReconnectingWebSocket, out: _Output) -> None:
 async def _channel(ws: ReconnectingWebSocket, name: str, out: _Output) -> None:
     try:
         async with ws.subscribe(name) as sub:
+            # On stderr, as the transitions: the channel's events flow from here on.
+            print(f"[{label(name)}] subscribed", file=sys.stderr, flush=True)
             async for item in sub:
                 out.line(describe_channel_item(name, item))
     except SubscriptionRefused as refused:

@@ -16,6 +16,10 @@ new handshakes get 503, every client gets 1012 and a spread ``retryAfter``
 with one line saying what it drained. Redis unreachable at start is one line
 on stderr and exit 1. While Redis is down later, each failed tick is logged
 and the ticker goes on (PROTOCOL.md section 3.4).
+
+``--presence GLOB`` (repeatable) gives the channels whose name matches
+presence (PROTOCOL.md 4.4), kept in the channel store (shared on Redis), with
+``--presence-grace`` seconds of grace for a member whose connection dropped.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from ..server import (
     DEFAULT_MAX_REPLAY,
     DEFAULT_OUTAGE_LIMIT,
     DEFAULT_OUTAGE_RETRY_AFTER,
+    DEFAULT_PRESENCE_GRACE,
     ChannelStore,
     ConnectedClient,
     DrainSummary,
@@ -125,7 +130,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a client's applied publish is remembered, so that its re-send "
         "is not applied again (default %(default)s)",
     )
+    _presence_arguments(parser)
     _drain_arguments(parser)
+
+
+def _glob(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("a presence glob must not be empty")
+    return text
+
+
+def _presence_arguments(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s presence options (PROTOCOL.md 4.4)."""
+    parser.add_argument(
+        "--presence",
+        type=_glob,
+        action="append",
+        default=None,
+        metavar="GLOB",
+        help="channels whose name matches GLOB carry presence (repeatable; fnmatch rules)",
+    )
+    parser.add_argument(
+        "--presence-grace",
+        type=positive_number,
+        default=None,
+        metavar="SECONDS",
+        help="seconds a member whose connection dropped stays a member "
+        f"(with --presence; default {DEFAULT_PRESENCE_GRACE:g})",
+    )
 
 
 def _drain_arguments(parser: argparse.ArgumentParser) -> None:
@@ -260,6 +292,8 @@ async def _serve(args: Any) -> int:
             channels=channels,
             on_message=print_message,
             dedupe_ttl=args.dedupe_ttl,
+            presence=tuple(args.presence or ()),
+            presence_grace=args.presence_grace or DEFAULT_PRESENCE_GRACE,
         )
         summaries: list[DrainSummary] = []
         async with trio.open_nursery() as nursery:
@@ -328,6 +362,8 @@ async def _ticker(server: ReconnectServer, name: str, args: Any, nursery: trio.N
 
 def _check_options(args: Any) -> tuple[int, str] | None:
     """What is wrong with ``args`` before anything starts: (exit status, one line), or ``None``."""
+    if getattr(args, "presence_grace", None) is not None and not getattr(args, "presence", None):
+        return EXIT_USAGE, "--presence-grace needs --presence (which channels carry presence)"
     if args.redis is None:
         given = [f"--{name}" for name in ("stream", "node") if getattr(args, name)]
         if given:

@@ -62,7 +62,12 @@ from ._logbase import LogRead as LogRead
 from ._logbase import LogUnavailableError as LogUnavailableError
 from ._logbase import clock_start_id as clock_start_id
 from ._logbase import parse_event_id as parse_event_id
+from ._members import PresenceInfo as PresenceInfo
 from ._node import MessageHandler as MessageHandler
+from ._presence_memory import MemoryPresenceStore as MemoryPresenceStore
+from ._presencebase import MemberChange as MemberChange
+from ._presencebase import MemberList as MemberList
+from ._presencebase import PresenceStore as PresenceStore
 from ._registry import MemoryRegistry as MemoryRegistry
 from ._resume import SnapshotProvider as SnapshotProvider
 from ._server import DrainSummary as DrainSummary
@@ -75,6 +80,7 @@ from ._spread import AdmissionControl as AdmissionControl
 from ._spread import SpreadPolicy as SpreadPolicy
 from ._spread import distinct_milliseconds as distinct_milliseconds
 from ._spread import plan_spread as plan_spread
+from ._sweeper import DEFAULT_PRESENCE_GRACE as DEFAULT_PRESENCE_GRACE
 
 __all__ = [
     "CLOSE_INTERNAL_ERROR",
@@ -100,6 +106,7 @@ __all__ = [
     "DEFAULT_OUTAGE_RETRY_AFTER",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_PRESENCE_GRACE",
     "DEFAULT_QUEUE_SIZE",
     "DEFAULT_RATE",
     "DEFAULT_STOP_SIGNALS",
@@ -121,13 +128,18 @@ __all__ = [
     "LogRead",
     "LogUnavailableError",
     "LoggedEvent",
+    "MemberChange",
+    "MemberList",
     "MemoryChannelStore",
+    "MemoryPresenceStore",
     "MemoryRegistry",
     "MessageHandler",
     "NodeStatus",
     "NotificationsLost",
     "PublishRequest",
     "PublishResult",
+    "PresenceInfo",
+    "PresenceStore",
     "ReconnectServer",
     "Refuse",
     "ReplayLog",

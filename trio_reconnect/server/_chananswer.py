@@ -8,9 +8,11 @@ for every channel of the frame, then per channel: a replay, a snapshot
 stream's is) or neither, then ``subscribed`` with the newest id the client
 now has; the subscription then sends what its feed buffered above that id.
 
-The handshake sends these frames itself, before ``ready``; after ``ready``
-they go through the connection's queue (:meth:`ConnectedClient.send`), so
-they keep their place among the live frames of the other channels.
+The handshake collects these frames (where a channel carries presence, its
+``presence`` list before its ``subscribed``) and writes them with ``ready``, in
+one write (:meth:`~._chanframes.ChannelFrames.handshake`); after ``ready`` they go
+through the connection's queue (:meth:`ConnectedClient.send`), so they keep
+their place among the live frames of the other channels.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from ._channelbase import ChannelRead, ChannelRequest, ChannelStore
 from ._chanplan import ChannelAction, plan_channel, subscribe_refusal
 from ._connection import ConnectedClient
 from ._logbase import LoggedEvent
+from ._members import NodeMembers
+from ._membersplan import Release
 from ._planner import SnapshotFit, plan_snapshot, snapshot_issued
 from ._stats import Counts
 
@@ -48,7 +52,7 @@ _T = TypeVar("_T")
 ChannelSnapshotProvider = Callable[
     [str], Awaitable[tuple[str, Any] | None] | tuple[str, Any] | None
 ]
-#: How an answer's frames go out (``send_frame`` before ready, ``send`` after).
+#: How an answer's frames go out (held for one write before ready, ``send`` after).
 Send = Callable[[str], Awaitable[None]]
 
 
@@ -63,6 +67,8 @@ class ChannelSession:
     principal: Any
     client_id: str
     subscriptions: dict[str, Subscription] = attrs.field(factory=dict)
+    #: Closes the connection as too slow: one callable for all of its subscriptions.
+    too_slow: Callable[[], None] | None = None
 
 
 @attrs.define(eq=False)
@@ -79,6 +85,8 @@ class ChannelAnswerer:
     timeout: float
     too_slow: Callable[[ConnectedClient], None]
     counts: Counts = attrs.field(factory=Counts, kw_only=True)
+    #: The node's presence (``None``: no channel carries it).
+    presence: NodeMembers | None = None
 
     async def allowed(self, principal: Any, channel: str, action: Action) -> bool:
         """Whether ``authorize`` lets ``principal`` do ``action`` (a hook that fails: no)."""
@@ -107,19 +115,27 @@ class ChannelAnswerer:
             return Refused(channel, code, f"at most {self.max_subscriptions} subscriptions")
         if held is not None:
             self.feed.unregister(held)
+            if self.presence is not None:
+                self.presence.forget(held)  # the hold stays with the session
+        if session.too_slow is None:
+            session.too_slow = lambda: self.too_slow(client)
         subscription = Subscription(
-            channel, client, self.queue_size, lambda: self.too_slow(client), counts=self.counts
+            channel, client, self.queue_size, session.too_slow, counts=self.counts
         )
         session.subscriptions[channel] = subscription
         self.feed.register(subscription)  # no checkpoint from here to the read
         return subscription
 
-    def drop(self, session: ChannelSession, channel: str) -> bool:
-        """Unsubscribe ``channel`` (``False``: it was not held)."""
+    def drop(self, session: ChannelSession, channel: str, how: Release = Release.NOW) -> bool:
+        """Unsubscribe ``channel`` (``False``: it was not held); its presence hold ends ``how``."""
         subscription = session.subscriptions.pop(channel, None)
+        if self.presence is not None:
+            self.presence.release(session, channel, how)
         if subscription is None:
             return False
         self.feed.unregister(subscription)
+        if self.presence is not None:
+            self.presence.forget(subscription)
         return True
 
     async def within(self, call: Callable[[], Awaitable[_T]]) -> _T:
@@ -136,7 +152,12 @@ class ChannelAnswerer:
         return await self.within(lambda: self.store.read(requests, max_replay=self.max_replay))
 
     async def answer(
-        self, send: Send, subscription: Subscription, request: ChannelRequest, read: ChannelRead
+        self,
+        send: Send,
+        subscription: Subscription,
+        request: ChannelRequest,
+        read: ChannelRead,
+        session: ChannelSession | None = None,
     ) -> None:
         """Send one channel's answer and start its live feed."""
         plan = plan_channel(request, read, has_snapshot=self.snapshot is not None)
@@ -157,11 +178,13 @@ class ChannelAnswerer:
             await send(frame)
         if subscription.closed:
             return
-        await self.members(send, subscription)
+        await self.members(send, subscription, session)
         await send(Subscribed(request.channel, newest, lost=lost).encode())
         self._count(snapshot=len(frames) > len(events), replayed=len(events), lost=lost)
         if subscription.resume(int(newest)):
             await self.within(lambda: self.feed.repair([subscription]))
+        if self.presence is not None:
+            await self.within(lambda: self.presence.started(subscription))  # type: ignore[union-attr]
 
     def _count(self, *, snapshot: bool, replayed: int, lost: bool) -> None:
         """One answer ended ``subscribed``: count it, and what it carried."""
@@ -171,9 +194,15 @@ class ChannelAnswerer:
         counts.channel_snapshots += snapshot
         counts.channel_lost += lost
 
-    async def members(self, send: Send, subscription: Subscription) -> None:
-        """The channel's member list, where it has presence (4.4): issue 19's hook point."""
-        await trio.lowlevel.checkpoint()
+    async def members(
+        self, send: Send, subscription: Subscription, session: ChannelSession | None
+    ) -> None:
+        """The channel's member list, where it has presence (4.4): hold, read, send."""
+        if self.presence is None or session is None:
+            await trio.lowlevel.checkpoint()
+            return
+        presence = self.presence
+        await self.within(lambda: presence.answer(send, subscription, session))
 
     async def _snapshot(
         self, channel: str, newest: str

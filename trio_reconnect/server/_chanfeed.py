@@ -35,7 +35,7 @@ Repairs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
 import attrs
@@ -45,6 +45,7 @@ from .._wire import Subscribed, encode_channel_event
 from ._channelbase import ChannelEvent, ChannelRead, ChannelRequest, ChannelStore, NotificationsLost
 from ._chanplan import split_live
 from ._logbase import LoggedEvent, LogUnavailableError
+from ._presencebase import MemberChange
 from ._stats import Counts
 
 __all__ = ["ChannelFeed", "Subscription"]
@@ -64,6 +65,20 @@ class Sink(Protocol):
 
     def close(self, code: int | None, reason: str | None) -> None:
         """Start closing."""
+        ...
+
+
+class MemberSink(Protocol):
+    """Where member changes go (:class:`~._members.NodeMembers`, PROTOCOL.md 4.4)."""
+
+    async def offer(
+        self, subscriptions: Sequence[Subscription], changes: Sequence[MemberChange]
+    ) -> None:
+        """Hand one channel's changes to its subscriptions."""
+        ...
+
+    async def repair_all(self) -> None:
+        """Notifications may have been lost: repair every member list sent."""
         ...
 
 
@@ -87,31 +102,47 @@ class Subscription:
     suspect: bool = False
     #: The node's counters (``channel_events_live``).
     counts: Counts = attrs.field(factory=Counts, kw_only=True, repr=False)
-    _buffer: list[ChannelEvent | LoggedEvent] = attrs.field(factory=list, repr=False)
+    #: Buffered live events (an empty tuple until the first: no list per idle subscription).
+    _buffer: list[ChannelEvent | LoggedEvent] | tuple[()] = attrs.field(default=(), repr=False)
 
-    def offer(self, events: Sequence[ChannelEvent | LoggedEvent]) -> bool:
-        """Send (or buffer) live events; ``True``: a gap, the feed must repair it."""
+    def offer(
+        self,
+        events: Sequence[ChannelEvent | LoggedEvent],
+        frames: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Send (or buffer) live events; ``True``: a gap, the feed must repair it.
+
+        ``frames``: the events' frames by id, encoded once for every subscriber.
+        """
         if self.closed or not events:
             return False
         if self.waiting or self.covered is None:
-            self._buffer.extend(events)
+            self._keep(events)
             if len(self._buffer) > self.bound:
                 self.closed = True
-                self._buffer = []
+                self._buffer = ()
                 self.too_slow()
             return False
         split = split_live(self.covered, events)
         if split.send:
             channel = self.channel
             self.sink.feed(
-                [(None, encode_channel_event(channel, e.id, e.data)) for e in split.send]
+                [
+                    (None, frames[e.id] if frames else encode_channel_event(channel, e.id, e.data))
+                    for e in split.send
+                ]
             )
             self.counts.channel_events_live += len(split.send)
         self.covered = split.covered
         if split.gap:
             self.waiting = True
-            self._buffer.extend(events)
+            self._keep(events)
         return split.gap
+
+    def _keep(self, events: Sequence[ChannelEvent | LoggedEvent]) -> None:
+        buffer = self._buffer if isinstance(self._buffer, list) else []
+        buffer.extend(events)
+        self._buffer = buffer
 
     def resume(self, covered: int | None = None, *, repaired: bool = False) -> bool:
         """The answer (or a repair) is out: send what was buffered above ``covered``.
@@ -123,7 +154,7 @@ class Subscription:
         if covered is not None:
             self.covered = covered
         self.waiting = False
-        buffered, self._buffer = self._buffer, []
+        buffered, self._buffer = self._buffer, ()
         gap = self.offer(buffered)
         suspect, self.suspect = self.suspect and not repaired, False
         return (gap or suspect) and not self.closed
@@ -140,7 +171,7 @@ class Subscription:
     def cancel(self) -> None:
         """No frame of this subscription goes out any more."""
         self.closed = True
-        self._buffer = []
+        self._buffer = ()
 
 
 @attrs.define(eq=False)
@@ -166,6 +197,8 @@ class ChannelFeed:
     #: A run ended before (its task was handed over): what came meanwhile was missed.
     _ran: bool = attrs.field(init=False, default=False)
     _repairs: int = attrs.field(init=False, default=0)
+    #: Where member changes go (``None``: no channel has presence).
+    members: MemberSink | None = attrs.field(init=False, default=None)
 
     @property
     def live(self) -> bool:
@@ -231,17 +264,24 @@ class ChannelFeed:
         finally:
             self._live = False  # until the next run's stream is live
 
-    async def _dispatch(self, batch: Sequence[ChannelEvent]) -> None:
+    async def _dispatch(self, batch: Sequence[ChannelEvent | MemberChange]) -> None:
         by_channel: dict[str, list[ChannelEvent]] = {}
+        changes: dict[str, list[MemberChange]] = {}
         for event in batch:
             if event.channel in self._feeds:
-                by_channel.setdefault(event.channel, []).append(event)
-        gaps = [
-            subscription
-            for channel, events in by_channel.items()
-            for subscription in list(self._feeds.get(channel, ()))
-            if subscription.offer(events)
-        ]
+                if isinstance(event, MemberChange):
+                    changes.setdefault(event.channel, []).append(event)
+                else:
+                    by_channel.setdefault(event.channel, []).append(event)
+        if changes and self.members is not None:
+            for channel, members in changes.items():
+                await self.members.offer(list(self._feeds.get(channel, ())), members)
+        gaps = []
+        for channel, events in by_channel.items():
+            frames = {e.id: encode_channel_event(channel, e.id, e.data) for e in events}
+            for subscription in list(self._feeds.get(channel, ())):
+                if subscription.offer(events, frames):
+                    gaps.append(subscription)
         if gaps:
             await self.repair(gaps)
 
@@ -253,6 +293,8 @@ class ChannelFeed:
             else:
                 subscription.waiting = True
         await self.repair([s for s in every if s.covered is not None])
+        if self.members is not None:
+            await self.members.repair_all()
 
     async def repair(self, subscriptions: Sequence[Subscription]) -> None:
         """Read what each subscription missed, in one read per round, and send it.

@@ -44,6 +44,7 @@ from ._chanpublish import Publisher
 from ._clientbase import CLOSE_TRY_AGAIN_LATER
 from ._connection import ConnectedClient
 from ._logbase import LogUnavailableError
+from ._membersplan import release_of
 from ._pubplan import Answered, Entry, Pending
 from ._stats import Counts
 
@@ -68,11 +69,14 @@ class ChannelFrames:
         return self._sessions.get(client)
 
     def gone(self, client: ConnectedClient) -> None:
-        """The connection is closing: its subscriptions end (idempotent)."""
+        """The connection is closing: its subscriptions end (idempotent); presence: 4.4."""
         session = self._sessions.pop(client, None)
         if session is not None:
+            how = release_of(unsubscribed=False, peer_close_code=client.peer_close_code)
             for channel in list(session.subscriptions):
-                self.answerer.drop(session, channel)
+                self.answerer.drop(session, channel, how)
+            if self.answerer.presence is not None:
+                self.answerer.presence.release_all(session, how)
 
     def _refusal(self, refused: Refused) -> str:
         """The frame of a ``refused`` answer, counted by its code."""
@@ -81,9 +85,12 @@ class ChannelFrames:
 
     async def handshake(
         self, client: ConnectedClient, frame: ResumeFrame, refusals: Sequence[Refused]
-    ) -> list[str] | None:
-        """Answer the resume's channel map before ``ready``; the channels now active.
+    ) -> tuple[list[str], list[str]] | None:
+        """Answer the resume's channel map before ``ready``: the channels now active, the answer.
 
+        The answer's frames are returned, not sent: the handshake writes them
+        with ``ready`` in ONE write (:meth:`ConnectedClient.send_frame` of a
+        list), so a resume of 100 channels costs one write, not 101.
         ``None`` for a version 1 connection (no ``clientId``).
 
         Raises:
@@ -94,7 +101,11 @@ class ChannelFrames:
             return None
         session = ChannelSession(client.principal, frame.client_id)
         self._sessions[client] = session
-        send = client.send_frame
+        held: list[str] = []
+
+        async def send(text: str) -> None:
+            held.append(text)
+
         for refusal in refusals:
             await send(self._refusal(refusal))
         answers: list[Refused | tuple[Subscription, ChannelRequest]] = []
@@ -110,8 +121,8 @@ class ChannelFrames:
             if isinstance(answer, Refused):
                 await send(self._refusal(answer))
             else:
-                await self.answerer.answer(send, answer[0], answer[1], next(reads))
-        return [c for c, s in session.subscriptions.items() if not s.closed]
+                await self.answerer.answer(send, answer[0], answer[1], next(reads), session)
+        return [c for c, s in session.subscriptions.items() if not s.closed], held
 
     async def received(self, client: ConnectedClient, message: str | bytes) -> bool:
         """Answer a channel frame of a ready client; ``False``: the message is the application's."""
@@ -156,7 +167,7 @@ class ChannelFrames:
             )
             return
         try:
-            await self.answerer.answer(send, admitted, request, read)
+            await self.answerer.answer(send, admitted, request, read, session)
         except (LogUnavailableError, Busy) as error:
             logger.warning("client %d: repairing %r failed (%r)", client.id, frame.channel, error)
             client.close(CLOSE_TRY_AGAIN_LATER, "channel store unavailable")

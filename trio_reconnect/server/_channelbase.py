@@ -54,6 +54,7 @@ from typing import Any, Protocol
 import attrs
 
 from ._logbase import EventLogError, LoggedEvent
+from ._presencebase import MemberChange
 
 __all__ = [
     "ChannelEvent",
@@ -193,8 +194,10 @@ class ChannelStore(Protocol):
         """The newest id of each channel that has a starting point (others are left out)."""
         ...
 
-    def listen(self) -> AbstractAsyncContextManager[AsyncIterator[Sequence[ChannelEvent]]]:
-        """A live stream of every channel's events, in batches.
+    def listen(
+        self,
+    ) -> AbstractAsyncContextManager[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
+        """A live stream of every channel's events (and member changes, 4.4), in batches.
 
         Entering returns once the stream is live (register-first holds from
         then on). Iterating yields batches in each channel's id order, and

@@ -43,6 +43,8 @@ from ._channelbase import (
     PublishResult,
 )
 from ._logbase import LoggedEvent, LogUnavailableError, clock_start_id, parse_event_id
+from ._presence_memory import MemoryPresenceStore
+from ._presencebase import MemberChange
 
 __all__ = [
     "DEFAULT_CHANNEL_MAX_LEN",
@@ -100,11 +102,11 @@ class _Listener:
     """One live stream: a bounded buffer of notifications and a wake-up."""
 
     bound: int
-    pending: list[ChannelEvent] = attrs.Factory(list)
+    pending: list[ChannelEvent | MemberChange] = attrs.Factory(list)
     lost: bool = False
     wakeup: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
 
-    def notify(self, event: ChannelEvent) -> None:
+    def notify(self, event: ChannelEvent | MemberChange) -> None:
         if self.lost:
             return
         if len(self.pending) >= self.bound:
@@ -117,7 +119,7 @@ class _Listener:
     def __aiter__(self) -> _Listener:
         return self
 
-    async def __anext__(self) -> Sequence[ChannelEvent]:
+    async def __anext__(self) -> Sequence[ChannelEvent | MemberChange]:
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self.pending and not self.lost:
             await self.wakeup.park()
@@ -158,6 +160,7 @@ class MemoryChannelStore:
         init=False, factory=dict, repr=False
     )
     _broken: set[str] = attrs.field(init=False, factory=set, repr=False)
+    _presence: MemoryPresenceStore | None = attrs.field(init=False, default=None, repr=False)
 
     def _channel(self, channel: str) -> _Channel:
         held = self._channels.get(channel)
@@ -262,8 +265,18 @@ class MemoryChannelStore:
         await trio.lowlevel.checkpoint()
         return {c: self._channels[c].newest for c in channels if c in self._channels}
 
+    def presence_store(self) -> MemoryPresenceStore:
+        """The presence of this store's channels (one per store; PROTOCOL.md 4.4)."""
+        if self._presence is None:
+            self._presence = MemoryPresenceStore(self._notify_members)
+        return self._presence
+
+    def _notify_members(self, change: MemberChange) -> None:
+        for listener in self._listeners:
+            listener.notify(change)
+
     @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent]]]:
+    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
         """A live stream of every channel's events; live as soon as it is entered."""
         listener = _Listener(self.listener_buffer)
         self._listeners.add(listener)

@@ -55,7 +55,6 @@ and to write what a partial direct write left (it is woken for that).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -78,7 +77,8 @@ from ._clientbase import (
 )
 from ._direct import DirectWriter
 from ._outbox import Outbox
-from ._verdicts import half_open, may_write_directly, uncovered
+from ._pings import ping_loop
+from ._verdicts import may_write_directly, uncovered
 
 __all__ = ["ConnectedClient", "ConnectionHooks"]
 
@@ -151,6 +151,8 @@ class ConnectedClient:
     last_event_id: str | None = None
     outcome: HandshakeOutcome | None = None
     principal: Any = None
+    #: The close code the client sent first (``None``: the server closed first, or no close frame).
+    peer_close_code: int | None = attrs.field(init=False, default=None)
     _outbox: Outbox = attrs.field(init=False, repr=False)
     #: Writes live events straight to the socket while the client is idle (``None``: never).
     _direct: DirectWriter | None = attrs.field(init=False, default=None, repr=False)
@@ -311,9 +313,14 @@ class ConnectedClient:
             return await self._ws.get_message()
         return None
 
-    async def send_frame(self, message: str | bytes) -> None:
-        """Send one frame; a close requested meanwhile takes effect after it."""
-        if await self._write(message, None):
+    async def send_frame(self, message: str | bytes | list[str]) -> None:
+        """Send one frame, or a non-empty list in one write; a close requested meanwhile waits."""
+        if isinstance(message, list) and not _can_write_batched(self._ws):
+            for frame in message:
+                await self.send_frame(frame)
+            return
+        first = message[0] if isinstance(message, list) else message
+        if await self._write(first, message if isinstance(message, list) else None):
             await self._after_write()
 
     async def _write(self, message: str | bytes, batch: Sequence[str | bytes] | None) -> bool:
@@ -399,15 +406,16 @@ class ConnectedClient:
     def _peer_closed(self, exc: ConnectionClosed) -> None:
         if self._close_requested:
             return
+        self.peer_close_code = None if exc.reason is None else exc.reason.code
         self.close(None, None)
         if exc.reason is not None:
             self._close_code = exc.reason.code
             self._close_reason = exc.reason.reason
 
     def _closed_reason(self) -> CloseReason | None:
-        if self._close_code is None:
-            return None
-        return CloseReason(self._close_code, self._close_reason)
+        return (
+            None if self._close_code is None else CloseReason(self._close_code, self._close_reason)
+        )
 
     async def _write_loop(self) -> None:
         outbox = self._outbox
@@ -456,39 +464,17 @@ class ConnectedClient:
             self._peer_closed(exc)
 
     async def _ping_loop(self, interval: float) -> None:
-        # One ping in flight at a time, in a task of its own: a ping's send is
-        # never cancelled midway (half a frame would garble the close frame),
-        # only the wait for its pong is bounded. Payloads are unique per
-        # connection anyway (a ping that never got its pong stays in flight).
-        timeout = self._settings.ping_timeout
-        number = 0
-        async with trio.open_nursery() as pings:
-            while True:
-                await trio.sleep(interval)
-                number += 1
-                answered = trio.Event()
-                pings.start_soon(self._ping, number.to_bytes(8, "big"), answered)
-                window_start = trio.current_time()
-                while not answered.is_set():
-                    with trio.move_on_after(timeout):
-                        await answered.wait()
-                    if answered.is_set():
-                        break
-                    if not half_open(
-                        in_handler=self._in_handler,
-                        handler_left_at=self._handler_left_at,
-                        window_start=window_start,
-                    ):
-                        window_start = trio.current_time()  # the application held us up
-                        continue
-                    self._hooks.half_open(self)
-                    self.abort()
-                    return
+        await ping_loop(
+            self._ws,
+            interval,
+            self._settings.ping_timeout,
+            lambda: (self._in_handler, self._handler_left_at),
+            self._half_open,
+        )
 
-    async def _ping(self, payload: bytes, answered: trio.Event) -> None:
-        with contextlib.suppress(ConnectionClosed):  # the read loop sees the close
-            await self._ws.ping(payload)
-            answered.set()
+    def _half_open(self) -> None:
+        self._hooks.half_open(self)
+        self.abort()
 
 
 def _can_write_batched(ws: WebSocketConnection) -> bool:

@@ -14,6 +14,11 @@ Each rule of the server lives in its own module:
 ``_chanframes``           a v2 connection's frames: map, subscribe, publish
 ``_pubplan`` (pure)       a connection's publish queue: R3, bounds, batch cut
 ``_chanpublish``          one publish worker per connection, a batch per call
+``_membersplan`` (pure)   presence's rules: release now or later, keys, gaps
+``_presencebase``         the async presence-store contract (4.4)
+``_presence_memory``      :class:`~trio_reconnect.server.MemoryPresenceStore`
+``_members``              a node's presence: holds, lists, join/leave frames
+``_sweeper``              owner liveness, the grace sweeper, queued releases
 ``_auth``                 the authenticate / authorize hooks, ``Refuse``
 ``_resume``               the handshake: register first, read second
 ``_fanout``               ONE task per node reads the log's tail for all
@@ -62,6 +67,7 @@ from ._clientbase import ClientState
 from ._cluster import ClusterRegistry
 from ._connection import ConnectedClient
 from ._logbase import EventLog
+from ._members import PresenceInfo
 from ._resume import SnapshotProvider
 from ._spread import SpreadPolicy
 
@@ -107,6 +113,9 @@ class NodeSettings(NodeConfig, Protocol):
     max_subscriptions: int
     channel_snapshot: ChannelSnapshotProvider | None
     dedupe_ttl: float
+    presence: tuple[str, ...]
+    presence_grace: float
+    presence_info: PresenceInfo | None
 
 
 @attrs.define(eq=False)

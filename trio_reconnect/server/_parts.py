@@ -23,12 +23,15 @@ from ._drain import Drains, Spreader
 from ._fanout import DEFAULT_LOG_RETRY_INTERVAL, FanOut, SoleTask
 from ._health import Admission
 from ._hooks import NodeHooks
+from ._members import NodeMembers, owner_name
 from ._node import ClientSet, NodeSettings
 from ._outage import LogWatch
 from ._presence import PresenceDriver
+from ._presencebase import PresenceStore
 from ._resume import Resumer
 from ._spread import AdmissionControl
 from ._stats import Counts
+from ._sweeper import Sweeper
 
 __all__ = ["NodeParts", "assemble"]
 
@@ -54,21 +57,42 @@ class NodeParts:
     #: The node's channels and their fan-out's task (``None``: a version 1 server).
     channels: ChannelFrames | None = None
     channel_task: SoleTask | None = None
+    #: The node's presence and its loop (``None``: no channel carries it).
+    members: NodeMembers | None = None
+    sweeper: Sweeper | None = None
+
+
+def _members(config: NodeSettings, retry: float) -> tuple[NodeMembers, Sweeper] | None:
+    """The node's presence, when some channels carry it (PROTOCOL.md 4.4)."""
+    if not config.presence:
+        return None
+    make = getattr(config.channels, "presence_store", None)
+    if make is None:
+        raise ValueError("presence needs a channel store that keeps presence (presence_store())")
+    store: PresenceStore = make()
+    members = NodeMembers(
+        store,
+        tuple(config.presence),
+        config.presence_grace,
+        config.presence_info,
+        owner_name(config.node),
+    )
+    sweeper = Sweeper(members, config.announce_interval, config.announce_ttl, retry)
+    return members, sweeper
 
 
 def _channels(
     config: NodeSettings, hooks: NodeHooks, counts: Counts
-) -> tuple[ChannelFrames, SoleTask] | None:
+) -> tuple[ChannelFrames, SoleTask, tuple[NodeMembers, Sweeper] | None] | None:
     """The channel parts, when the node has a channel store."""
     store = config.channels
     if store is None:
+        if config.presence:
+            raise ValueError("presence needs a channel store (channels=...)")
         return None
-    feed = ChannelFeed(
-        store,
-        config.max_replay,
-        min(DEFAULT_LOG_RETRY_INTERVAL, config.outage_retry_after),
-        counts=counts,
-    )
+    retry = min(DEFAULT_LOG_RETRY_INTERVAL, config.outage_retry_after)
+    feed = ChannelFeed(store, config.max_replay, retry, counts=counts)
+    presence = _members(config, retry)
     answerer = ChannelAnswerer(
         store,
         feed,
@@ -84,7 +108,17 @@ def _channels(
     publisher = Publisher(store, counts, config.dedupe_ttl)
     frames = ChannelFrames(store, answerer, config.max_message_size, publisher, counts=counts)
     hooks.channels = frames
-    return frames, SoleTask(feed.run)
+    if presence is None:
+        return frames, SoleTask(feed.run), None
+    members, sweeper = presence
+    feed.members = answerer.presence = members
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sweeper.run)
+            await feed.run()
+
+    return frames, SoleTask(run), presence
 
 
 def assemble(config: NodeSettings) -> NodeParts:
@@ -140,4 +174,6 @@ def assemble(config: NodeSettings) -> NodeParts:
         incoming_receive=incoming_receive,
         channels=channels[0] if channels else None,
         channel_task=channels[1] if channels else None,
+        members=channels[2][0] if channels and channels[2] else None,
+        sweeper=channels[2][1] if channels and channels[2] else None,
     )

@@ -179,10 +179,10 @@ class Resumer:
             return await self._refuse(client, CLOSE_PROTOCOL_ERROR, "expected a resume frame")
         client.last_event_id = last
         try:
-            active = None
+            answer = None
             if self.channels is not None and frame is not None:
-                active = await self.channels.handshake(client, frame, refusals)
-            return await self._resume(client, last, active)
+                answer = await self.channels.handshake(client, frame, refusals)
+            return await self._resume(client, last, answer)
         except LogUnavailableError as error:
             self.hooks.log_unavailable(error)
             logger.warning("client %d: %s; closing it", client.id, error)
@@ -206,8 +206,13 @@ class Resumer:
         return False
 
     async def _resume(
-        self, client: ConnectedClient, last: str | None, channels: Sequence[str] | None
+        self,
+        client: ConnectedClient,
+        last: str | None,
+        answer: tuple[Sequence[str], list[str]] | None,
     ) -> bool:
+        """``answer``: a version 2 connection's active channels and their answer's frames."""
+        channels, held = (None, []) if answer is None else answer
         has_snapshot = self.snapshot is not None
         # 1. Register (the fan-out feeds the queue every event after its position) ...
         registered = False
@@ -229,6 +234,9 @@ class Resumer:
         )
         replayed = 0
         lost = plan.action is ResumeAction.LOST
+        if held and (plan.events or plan.action is ResumeAction.SNAPSHOT):
+            await client.send_frame(held)  # the channels' answers go first
+            held = []
         ready_id, covered, outcome = plan.ready_id, plan.covered, plan.outcome
         if plan.action is ResumeAction.REPLAY:
             replayed = await self._send_events(client, plan.events)
@@ -249,8 +257,9 @@ class Resumer:
         assert outcome is not None
         if channels is None:
             await client.send_frame(encode_ready(ready_id, lost=lost))
-        else:  # a version 2 connection: ``ready`` lists its active channels
-            await client.send_frame(encode_ready_v2(ready_id, lost=lost, channels=channels))
+        else:  # a version 2 connection: ``ready`` lists its active channels, in one write
+            ready = encode_ready_v2(ready_id, lost=lost, channels=channels)
+            await client.send_frame([*held, ready])
         # 4. The filter, for the connection's lifetime.
         client.set_ready(outcome, covered)
         self.hooks.resumed(outcome, replayed)

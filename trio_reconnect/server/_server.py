@@ -11,7 +11,6 @@ Close codes: :mod:`._clientbase`; the log unavailable: :mod:`._outage`; channels
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Iterable, Sequence
@@ -55,13 +54,17 @@ from ._defaults import (
     DEFAULT_STOP_SIGNALS,
 )
 from ._drain import DrainSummary
-from ._logbase import EventLog, LogUnavailableError
+from ._logbase import EventLog
+from ._members import PresenceInfo
+from ._membersplan import presence_patterns
 from ._node import MessageHandler
 from ._parts import NodeParts, assemble
+from ._publishing import publish
 from ._resume import SnapshotProvider
 from ._signals import until_signal
 from ._spread import SpreadPolicy
 from ._stats import ServerStatistics
+from ._sweeper import DEFAULT_PRESENCE_GRACE
 
 __all__ = [
     "DrainSummary",
@@ -155,6 +158,11 @@ class ReconnectServer:
         channel_snapshot: ``(channel) -> (id, data) | None``, sync or async.
         dedupe_ttl: Seconds a client's applied ``publish`` is remembered: a
             re-send within it gets the first ``ack``'s id, not a second event.
+        presence: Globs (``fnmatch``) of the channels that carry presence
+            (PROTOCOL.md 4.4); ``()``: none. docs/howto/presence.md.
+        presence_grace: Seconds a member whose connection dropped stays a member.
+        presence_info: ``(principal) -> dict``, sync or async: a member's
+            ``info``; ``None``: ``{}``.
     """
 
     log: EventLog = attrs.field(on_setattr=_FIXED)
@@ -226,6 +234,13 @@ class ReconnectServer:
     dedupe_ttl: float = attrs.field(
         on_setattr=_FIXED, default=DEFAULT_DEDUPE_TTL, kw_only=True, validator=positive_number
     )
+    presence: tuple[str, ...] = attrs.field(
+        on_setattr=_FIXED, default=(), kw_only=True, converter=presence_patterns
+    )
+    presence_grace: float = attrs.field(
+        on_setattr=_FIXED, default=DEFAULT_PRESENCE_GRACE, kw_only=True, validator=positive_number
+    )
+    presence_info: PresenceInfo | None = attrs.field(on_setattr=_FIXED, default=None, kw_only=True)
 
     _parts: NodeParts = attrs.field(init=False, repr=False)
 
@@ -401,26 +416,7 @@ class ReconnectServer:
                 may or may not be stored; it is never appended twice.
             RuntimeError: a channel's event on a server without ``channels``.
         """
-        if len(args) not in (1, 2):
-            raise TypeError(f"publish takes (data) or (channel, data), got {len(args)} arguments")
-        await trio.lowlevel.checkpoint_if_cancelled()
-        # Fail before the event enters the log; and store a copy, as a store
-        # would: the fan-out encodes the event later, so an in-memory log
-        # holding the caller's object would send what it was mutated into.
-        data = json.loads(json.dumps(args[-1], allow_nan=False))
-        if len(args) == 2:
-            channels = self._parts.channels
-            if channels is None:
-                raise RuntimeError("this server has no channel store (channels=None)")
-            return await channels.publish(args[0], data)
-        try:
-            event_id = await self.log.append(data)
-        except LogUnavailableError as error:
-            self._parts.watch.log_unavailable(error)
-            raise
-        self._parts.watch.log_available()  # an append that succeeded proves the store is back
-        self._parts.counts.events_published += 1
-        return event_id
+        return await publish(self._parts, self.log, args)
 
     async def restart(self, *, refuse_for: float = 0.0) -> DrainSummary:
         """Close every client with 1012 and a spread ``retryAfter``.
@@ -492,6 +488,8 @@ class ReconnectServer:
         self._parts.admission.stop(trio.current_time(), drain_timeout)
         summary = await self._parts.drains.drain(code, reason, refuse_for=0.0, wait=drain_timeout)
         await self._parts.presence.leave()
+        if self._parts.sweeper is not None:  # its members leave after the grace, if not back
+            await self._parts.sweeper.retire()
         return summary
 
     def statistics(self) -> ServerStatistics:

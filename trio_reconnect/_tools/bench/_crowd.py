@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import attrs
@@ -26,7 +27,7 @@ import trio
 
 from ...testing._pipe import OP_CLOSE, OP_TEXT, frame_at
 
-__all__ = ["STEP_TIMEOUT", "Crowd", "FanoutError", "connect_all"]
+__all__ = ["STEP_TIMEOUT", "Crowd", "FanoutError", "Hello", "channel_hello", "connect_all"]
 
 #: Seconds a server process has to announce its port, a crowd to connect, a burst to arrive.
 STEP_TIMEOUT: Final = 60.0
@@ -52,8 +53,10 @@ class _Client:
     crowd: Crowd
     stream: trio.SocketStream
     buffer: bytearray
+    #: Its place in the crowd (:func:`connect_all` sorts by it).
+    index: int = 0
     frames: int = 0
-    target: int = 1  # the ready frame
+    target: int = 1  # the handshake's frames: ``ready`` (and the channels' ``subscribed``)
     waiting: bool = True
     reached_at: float = 0.0
 
@@ -107,13 +110,21 @@ class Crowd:
     pending: int = 0
     error: str | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
+    #: ``time.monotonic()`` at the last :meth:`expect`.
+    since: float = 0.0
 
-    def expect(self, frames: int) -> None:
+    def expect(self, frames: int | Sequence[int]) -> None:
+        """Wait for ``frames`` more on every client, or ``frames[i]`` on the i-th (0: none)."""
+        counts = [frames] * len(self.clients) if isinstance(frames, int) else frames
         self.done = trio.Event()
-        self.pending = len(self.clients)
-        for client in self.clients:
-            client.target += frames
-            client.waiting = True
+        self.since = time.monotonic()
+        self.pending = 0
+        for client, count in zip(self.clients, counts, strict=True):
+            client.waiting = count > 0
+            client.target += count
+            self.pending += client.waiting
+        if not self.pending:
+            self.done.set()
 
     def arrived(self) -> None:
         self.pending -= 1
@@ -131,7 +142,8 @@ class Crowd:
         self.done.set()
 
     async def wait(self, what: str) -> list[float]:
-        """Wait until every client reached its target; their arrival times."""
+        """Wait until every client reached its target; the arrival times of those that waited."""
+        since = self.since
         with trio.move_on_after(STEP_TIMEOUT):
             await self.done.wait()
         if self.error is not None:
@@ -141,20 +153,46 @@ class Crowd:
                 f"{what}: {self.pending} of {len(self.clients)} {self.kind} clients "
                 f"did not get every event within {STEP_TIMEOUT:g} s"
             )
-        return [client.reached_at for client in self.clients]
+        return [client.reached_at for client in self.clients if client.reached_at >= since]
 
 
-async def _connect(crowd: Crowd, port: int, nursery: trio.Nursery) -> None:
+@attrs.frozen
+class Hello:
+    """What a client sends after the upgrade, and how many text frames answer it."""
+
+    frames: Sequence[bytes] = (_RESUME,)
+    answers: int = 1
+
+
+def channel_hello(index: int, channels: Sequence[str]) -> Hello:
+    """A version 2 resume (``clientId`` ``bench-<index>``), then a ``subscribe`` per channel."""
+    resume = {"type": "resume", "lastEventId": None, "clientId": f"bench-{index}"}
+    frames = [json.dumps(resume).encode()]
+    for channel in channels:
+        frames.append(
+            json.dumps({"type": "subscribe", "channel": channel, "lastEventId": None}).encode()
+        )
+    return Hello(tuple(frames), 1 + len(channels))
+
+
+async def _connect(
+    crowd: Crowd, port: int, nursery: trio.Nursery, index: int, hello: Hello
+) -> None:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     try:
-        await _upgrade(crowd, port, stream, nursery)
+        await _upgrade(crowd, port, stream, nursery, index, hello)
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
 
 
 async def _upgrade(
-    crowd: Crowd, port: int, stream: trio.SocketStream, nursery: trio.Nursery
+    crowd: Crowd,
+    port: int,
+    stream: trio.SocketStream,
+    nursery: trio.Nursery,
+    index: int,
+    hello: Hello,
 ) -> None:
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
@@ -171,23 +209,40 @@ async def _upgrade(
     head, _, rest = bytes(received).partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 101"):
         raise FanoutError(f"the {crowd.kind} server refused the upgrade: {head[:60]!r}")
-    await stream.send_all(_masked_text(_RESUME))
-    client = _Client(crowd, stream, bytearray(rest))
+    await stream.send_all(b"".join(_masked_text(frame) for frame in hello.frames))
+    client = _Client(crowd, stream, bytearray(rest), index=index, target=hello.answers)
     crowd.clients.append(client)
     crowd.pending += 1
     nursery.start_soon(client.run)
 
 
-async def connect_all(crowd: Crowd, port: int, count: int, nursery: trio.Nursery) -> None:
+async def connect_all(
+    crowd: Crowd,
+    port: int,
+    count: int,
+    nursery: trio.Nursery,
+    hello: Callable[[int], Hello] | None = None,
+    *,
+    at_once: int | None = None,
+) -> None:
+    """Connect ``count`` clients (the i-th sends ``hello(i)``); wait for their handshakes.
+
+    ``at_once``: connect that many, wait for their answers, then the next
+    ones (``None``: all at once).
+    """
     # Every client opens its connection at once: a deploy's reconnect storm.
     # (It used to be 10 at a time: with 50 at once on a loaded 2-core machine
     # the Redis node's handshake reads went unsent by coredis's writer, timed
     # out and made the node refuse clients as if Redis were down; the Redis
     # log now bounds the commands in flight, docs/explanation/design.md.)
-    crowd.done = trio.Event()
-    with trio.fail_after(STEP_TIMEOUT):
-        async with trio.open_nursery() as connecting:
-            for _ in range(count):
-                connecting.start_soon(_connect, crowd, port, nursery)
-    if crowd.pending:
-        await crowd.wait("the ready frames")
+    step = count if at_once is None else at_once
+    for first in range(0, count, step):
+        crowd.done = trio.Event()
+        with trio.fail_after(STEP_TIMEOUT):
+            async with trio.open_nursery() as connecting:
+                for index in range(first, min(count, first + step)):
+                    greeting = Hello() if hello is None else hello(index)
+                    connecting.start_soon(_connect, crowd, port, nursery, index, greeting)
+        if crowd.pending:
+            await crowd.wait("the ready frames")
+    crowd.clients.sort(key=lambda client: client.index)

@@ -18,7 +18,8 @@ The child reads commands on its standard input, one per line: ``publish N``
 publishes N events back to back (``ReconnectServer.publish``, or the plain
 broadcast), then prints ``T <stamp>``, where ``stamp`` is
 ``time.monotonic()`` taken just before the first publish. End of file on
-standard input ends the child. The measuring side is
+standard input ends the child. With ``--channels N`` the child serves N
+channels instead (:mod:`trio_reconnect._tools.bench._chanserve`). The measuring side is
 :mod:`trio_reconnect._tools.bench._fanout`.
 """
 
@@ -147,16 +148,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=EVENT_SIZE)
     parser.add_argument("--queue-size", type=int, default=None)
     parser.add_argument("--redis", default=None, help="the Redis URL (--kind redis)")
+    parser.add_argument(
+        "--channels", type=int, default=0, help="serve this many channels (_chanserve)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench, our parent, ends us
     payload = "e" * args.size
-    if args.kind == "plain":
+    if args.kind == "redis" and args.redis is None:
+        parser.error("--kind redis needs --redis URL")
+    if args.channels > 0:
+        from ...server import DEFAULT_QUEUE_SIZE
+        from ._chanserve import serve_channels
+
+        serve_channels(
+            args.kind,
+            args.host,
+            payload,
+            args.channels,
+            args.queue_size or DEFAULT_QUEUE_SIZE,
+            args.redis if args.kind == "redis" else None,
+        )
+    elif args.kind == "plain":
         trio.run(_serve_plain, args.host, payload)
     else:
         from ...server import DEFAULT_QUEUE_SIZE
 
-        if args.kind == "redis" and args.redis is None:
-            parser.error("--kind redis needs --redis URL")
         queue_size = args.queue_size or DEFAULT_QUEUE_SIZE
         trio.run(
             _serve_reconnect,

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._chanreport import ChannelFigures, channel_passes, channel_table, channel_targets
 from ._fanout import FanoutFigures
 from ._publish import PublishFigures
 
@@ -91,6 +92,8 @@ class BenchResult:
     platform: str
     cpus: int | None
     fanout: FanoutFigures
+    #: The channel figures (issue 18); ``None``: not measured (``--no-channels``).
+    channels: ChannelFigures | None = None
     #: The publish figure (``None``: not measured, as in tests that build a result).
     publish: PublishFigures | None = None
 
@@ -127,10 +130,16 @@ class BenchResult:
         data = attrs.asdict(self, recurse=False)
         data["seq_ratios"] = list(self.seq_ratios)
         data["pipe_ratios"] = list(self.pipe_ratios)
-        del data["fanout"], data["publish"]
+        del data["fanout"], data["channels"], data["publish"]
         for prefix, part in (("fanout", self.fanout), ("publish", self.publish)):
             for key, value in ({} if part is None else attrs.asdict(part)).items():
                 data[f"{prefix}_{key}"] = list(value) if isinstance(value, tuple) else value
+        # The channel figures' keys are named in full already; null when not measured.
+        if self.channels is None:
+            data.update(dict.fromkeys(a.name for a in attrs.fields(ChannelFigures)))
+        else:
+            for key, value in attrs.asdict(self.channels).items():
+                data[key] = list(value) if isinstance(value, tuple) else value
         data["targets"] = {
             "seq": TARGET_SEQ,
             "pipe": TARGET_PIPE,
@@ -138,6 +147,7 @@ class BenchResult:
             "fanout_memory": TARGET_FANOUT_MEMORY,
             "fanout_redis": TARGET_FANOUT_REDIS,
             "publish": TARGET_PUBLISH,
+            **channel_targets(),
         }
         data["pass"] = {
             "seq": self.seq_pass,
@@ -146,6 +156,7 @@ class BenchResult:
             "fanout_memory": self.fanout_memory_pass,
             "fanout_redis": self.fanout_redis_pass,
             "publish": self.publish_pass,
+            **channel_passes(self.channels),
         }
         return data
 
@@ -173,6 +184,8 @@ class BenchResult:
         lines += ["", *_fanout_table(self)]
         if self.publish is not None:
             lines += ["", *_publish_table(self.publish, self.publish_pass)]
+        if self.channels is not None:
+            lines += ["", *channel_table(self.channels, align)]
         return "\n".join(lines)
 
 

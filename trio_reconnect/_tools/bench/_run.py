@@ -37,22 +37,23 @@ outside tests). docs/results/benchmarks.md explains every figure.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.metadata
 import os
 import platform
 import statistics
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import trio
 
 from ..._validators import check_int
 from .._policy import positive_int, positive_number
+from ._chanfanout import ChannelOptions, add_channel_arguments, channel_options, run_channels
+from ._chanreport import ChannelFigures
 from ._echo_clients import BenchError, Rates, measure_reconnects, measure_throughput
+from ._echo_process import bench_server
 from ._fanout import (
     DEFAULT_FANOUT_CLIENTS,
     DEFAULT_FANOUT_EVENTS,
@@ -71,7 +72,6 @@ from ._report import (
     TARGET_SEQ,
     BenchResult,
 )
-from ._server import READY_PREFIX
 
 __all__ = [
     "DEFAULT_MESSAGES",
@@ -108,12 +108,10 @@ DEFAULT_ROUNDS: Final = 50
 #: Drop-and-reconnect repetitions (each paired with one fresh raw connection).
 DEFAULT_RECONNECTS: Final = 150
 #: Seconds the whole run may take before it is abandoned.
-DEFAULT_TIMEOUT: Final = 600.0
+DEFAULT_TIMEOUT: Final = 900.0
+#: The channel figures' sizes: issue 18's.
+DEFAULT_CHANNEL_OPTIONS: Final = ChannelOptions()
 
-#: Seconds the server process has to announce its port.
-_SERVER_START_TIMEOUT: Final = 30.0
-#: Seconds it has to exit once its stdin is closed (then it is killed).
-_SERVER_EXIT_TIMEOUT: Final = 5.0
 #: ``--no-websockets``: no client, and the note that says so.
 _NO_WEBSOCKETS: Final[tuple[None, str]] = (None, "skipped (--no-websockets)")
 
@@ -135,6 +133,7 @@ async def run_bench(
     latency_events: int = DEFAULT_LATENCY_EVENTS,
     redis: bool = True,
     publishes: int = DEFAULT_PUBLISHES,
+    channels: ChannelOptions | None = DEFAULT_CHANNEL_OPTIONS,
 ) -> BenchResult:
     """Start the echo server process, measure, stop it; then the fan-out; return the figures.
 
@@ -153,6 +152,7 @@ async def run_bench(
             redis-server is found).
         publishes: Publishes per burst of the publish figure (its rounds
             are the fan-out's).
+        channels: The sizes of the channel figures (``None``: not measured).
 
     Raises:
         ValueError: for a count below 1 or a size below 16.
@@ -192,6 +192,7 @@ async def run_bench(
         redis=redis,
     )
     publish = await run_publish(publishes=publishes, rounds=fanout_rounds, redis=redis)
+    channel_figures = None if channels is None else await _channels(channels, redis=redis)
     return BenchResult(
         **_throughput_figures(rates),
         **_reconnect_figures(timings),
@@ -205,7 +206,16 @@ async def run_bench(
         **_environment(websockets=websockets_connect is not None),
         fanout=fanout,
         publish=publish,
+        channels=channel_figures,
     )
+
+
+async def _channels(options: ChannelOptions, *, redis: bool) -> ChannelFigures:
+    """:func:`run_channels`, its failure a :class:`BenchError`."""
+    try:
+        return await run_channels(options, redis=redis)
+    except FanoutError as exc:
+        raise BenchError(str(exc)) from exc
 
 
 async def _fanout(**options: Any) -> FanoutFigures:
@@ -310,50 +320,6 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-# ------------------------------------------------------------------ the server
-
-
-async def _read_line(stream: trio.abc.ReceiveStream) -> str:
-    data = bytearray()
-    while b"\n" not in data:
-        chunk = await stream.receive_some(4096)
-        if not chunk:
-            raise BenchError(f"the bench server exited before announcing its port: {data!r}")
-        data += chunk
-    return data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-
-
-@contextlib.asynccontextmanager
-async def bench_server(host: str = "127.0.0.1") -> AsyncIterator[int]:
-    """Run :mod:`trio_reconnect._tools.bench._server` in a child process; yield its port.
-
-    On the way out its stdin is closed (it exits on its own), and it is
-    killed if it has not exited within a few seconds.
-    """
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "trio_reconnect._tools.bench._server", "--host", host],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        with trio.fail_after(_SERVER_START_TIMEOUT):
-            line = await _read_line(process.stdout)
-        if not line.startswith(READY_PREFIX):
-            raise BenchError(f"unexpected first line from the bench server: {line!r}")
-        yield int(line[len(READY_PREFIX) :])
-    finally:
-        with trio.CancelScope(shield=True):
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    await pipe.aclose()  # end of file on stdin: the server exits
-            with trio.move_on_after(_SERVER_EXIT_TIMEOUT):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-
-
 # ------------------------------------------------------------ the command line
 
 
@@ -368,6 +334,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
     _echo_arguments(parser)
     _fanout_arguments(parser)
+    add_channel_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -449,7 +416,7 @@ def _fanout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-redis",
         action="store_true",
-        help="skip the Redis fan-out and publish figures (they are null)",
+        help="skip every figure on Redis: fan-out, publish, channels (they are null)",
     )
 
 
@@ -479,6 +446,7 @@ def run_command(args: argparse.Namespace) -> int:
                 latency_events=args.latency_events,
                 redis=not args.no_redis,
                 publishes=args.publishes,
+                channels=channel_options(args),
             )
 
     try:

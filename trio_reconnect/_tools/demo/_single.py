@@ -15,11 +15,14 @@ well.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from typing import Final, TextIO
 
 import attrs
@@ -29,6 +32,7 @@ from ..._metrics import HEALTHY_BELOW, INCIDENT_ABOVE, REGRESSION_ABOVE, health_
 from ..._validators import check_int, check_positive
 from ...server import ReconnectServer, ReplayLog, SpreadPolicy
 from ._arrivals import ARRIVAL_BIN, AcceptTimes, freeze_heap, peak_per_bin
+from ._collect import HeldCollection
 from ._crowd import ClientRecord, Crowd, CrowdStatus, open_crowd
 
 __all__ = [
@@ -53,6 +57,8 @@ DEFAULT_RATE: Final = 5.0
 _CLEAR_TO_END: Final = "\x1b[K"
 _WIDTH: Final = 79
 _UNIT: Final = re.compile(r"(\d) (s|ms|x)\b")
+#: Seconds between looks at whether every client is back after a restart.
+_BACK_POLL: Final = 0.05
 
 
 @attrs.frozen
@@ -81,6 +87,10 @@ class DemoSummary:
     spread_window_s: float
     #: The median reconnect less the waits the server asked for (what ``health`` reads).
     median_beyond_server_wait_s: float | None = None
+    #: The machine's CPUs, and its load average over the last minute when the demo ended
+    #: (``None`` where the system does not tell): the demo's processes share them.
+    cpus: int | None = None
+    load_average: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -114,11 +124,17 @@ class DemoSummary:
                 f" per 100 ms ({self.peak_ratio:.1f} x the plan)",
             ),
             ("refused handshakes", str(self.refused_handshakes)),
+            ("machine", self._machine()),
             ("result", "OK: nothing lost, nothing duplicated" if self.ok else "FAILED"),
         ]
         width = max(len(name) for name, _ in rows)
         table = "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
         return f"{table}\n\n{self.glossary()}"
+
+    def _machine(self) -> str:
+        cpus = "? CPUs" if self.cpus is None else f"{self.cpus} CPU{'' if self.cpus == 1 else 's'}"
+        load = "?" if self.load_average is None else f"{self.load_average:.1f}"
+        return f"{cpus}, load average {load} (last minute)"
 
     def _beyond(self) -> str:
         if self.median_beyond_server_wait_s is None:
@@ -165,8 +181,10 @@ class DemoSummary:
                 f" would come back within the same 100 ms, {herd:.0f} x the plan; this run's"
                 f" {self.peak_ratio:.1f} x is {flatter:.0f} times flatter. 1 x would be"
                 " perfectly even. The demo counts each return when the server accepts its"
-                " connection, as a server operator sees it; the clients run in a process of"
-                " their own.",
+                " connection, as a server operator sees it; the clients run in processes of"
+                " their own. On a machine busy with other work (a load average above its"
+                " CPUs) every process pauses now and then, and the returns that fell due"
+                " meanwhile bunch.",
             ]
         # Wrap at spaces, but never between a number and its unit.
         return "\n".join(
@@ -222,7 +240,7 @@ async def run_demo(
         print(_opening(clients, url, restarts, duration, rate), file=out, flush=True)
         nursery.start_soon(_report, run, out, tty)
         freeze_heap()  # what the server holds before any client: out of full collections
-        async with open_crowd(url, clients) as run.crowd:
+        async with _collecting(run), open_crowd(url, clients) as run.crowd:
             await run.crowd.wait_until()
             await _publish(server, run, nursery, duration=duration, rate=rate)
             # Let every client come back and catch up before counting.
@@ -230,6 +248,8 @@ async def run_demo(
                 await run.crowd.wait_until(delivered=server.statistics().events_published)
             final = run.status()
             run.finished = True
+            if run.releasing is not None:
+                run.releasing.cancel()  # no more waiting for returns: the crowd is leaving
             run.records = await run.crowd.stop()  # every client leaves, closing with 1000
         nursery.cancel_scope.cancel()
     print(("\r" if tty else "") + final + (_CLEAR_TO_END if tty else ""), file=out, flush=True)
@@ -247,6 +267,10 @@ class _Run:
     restart_times: list[float] = attrs.field(factory=list)
     published_ids: list[str] = attrs.field(factory=list)
     finished: bool = False
+    #: The server process's collection, held from each restart until every client is back.
+    collection: HeldCollection = attrs.field(factory=HeldCollection)
+    #: The wait for the last restart's clients to be back.
+    releasing: trio.CancelScope | None = None
 
     def status(self) -> str:
         """The progress line."""
@@ -258,6 +282,15 @@ class _Run:
             f"({health_level(now.median_beyond).value})  events delivered "
             f"{now.delivered:>8}  restarts {len(self.restart_times)}/{self.restarts}"
         )
+
+
+@contextlib.asynccontextmanager
+async def _collecting(run: _Run) -> AsyncIterator[None]:
+    """Automatic collection is on again when the demo ends, however it ends."""
+    try:
+        yield
+    finally:
+        run.collection.release()
 
 
 async def _report(run: _Run, out: TextIO, tty: bool) -> None:
@@ -285,10 +318,33 @@ async def _publish(
     while trio.current_time() < end:
         run.published_ids.append(await server.publish({"n": len(run.published_ids) + 1}))
         if len(run.restart_times) < run.restarts and trio.current_time() >= next_restart:
-            run.restart_times.append(trio.current_time())
-            nursery.start_soon(server.restart)
+            await _restart(server, run, nursery)
             next_restart += step
         await trio.sleep(1 / rate)
+
+
+async def _restart(server: ReconnectServer, run: _Run, nursery: trio.Nursery) -> None:
+    """Collect garbage in both processes, then restart with automatic collection held."""
+    assert run.crowd is not None
+    await run.crowd.collect()
+    if run.releasing is not None:
+        run.releasing.cancel()  # the last restart's clients are not all back: stay held
+    run.collection.hold()
+    run.restart_times.append(trio.current_time())
+    run.releasing = trio.CancelScope()
+    nursery.start_soon(_release_when_back, server, run, run.releasing)
+
+
+async def _release_when_back(server: ReconnectServer, run: _Run, scope: trio.CancelScope) -> None:
+    """Restart the server; once every client is back, collect automatically again."""
+    await server.restart()  # returns when every dropped connection is gone
+    with scope:
+        # The server has no event for "all ready"; its count is the truth (a
+        # client dropped while resuming comes back once for two drops).
+        while server.statistics().ready_clients < run.clients:  # noqa: ASYNC110
+            await trio.sleep(_BACK_POLL)
+    if not scope.cancel_called:
+        run.collection.release()
 
 
 def _summary(
@@ -334,7 +390,17 @@ def _summary(
         spread_base_s=spread.base,
         spread_window_s=spread.window(clients),
         median_beyond_server_wait_s=beyond,
+        cpus=os.cpu_count(),
+        load_average=_load_average(),
     )
+
+
+def _load_average() -> float | None:
+    """The last minute's load average, if the system tells."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on Windows
+        return None
 
 
 def _opening(clients: int, url: str, restarts: int, duration: float, rate: float) -> str:

@@ -46,6 +46,7 @@ from .._channelbase import (
     PublishResult,
 )
 from .._logbase import EventLogError
+from .._presencebase import MemberChange
 from ._continuity import decode, parse_entries, safe_seq
 
 __all__ = [
@@ -69,6 +70,9 @@ DEFAULT_CHANNEL_PREFIX: Final = "trio_reconnect"
 NOT_HELD: Final = "x"
 #: The kind tag of an event notification.
 _EVENT: Final = b"e"
+#: The kind tags of member notifications (a join, a leave).
+_JOIN: Final = b"j"
+_LEAVE: Final = b"l"
 
 
 def tag(channel: str) -> str:
@@ -172,12 +176,29 @@ def parse_publish_reply(reply: Sequence[Any], asked: int) -> list[PublishResult]
     ]
 
 
-def parse_notification(payload: bytes) -> ChannelEvent | None:
-    """The event a notification carries; ``None`` for a kind this store does not know.
+def _member_change(payload: bytes) -> MemberChange:
+    """A ``j`` or ``l`` notification (presence, PROTOCOL.md 4.4)."""
+    join = payload[:1] == _JOIN
+    parts = payload.split(b"\n", 4 if join else 3)
+    if len(parts) != (5 if join else 4):
+        raise EventLogError(f"malformed member notification {payload[:80]!r}")
+    try:
+        info = json.loads(parts[4]) if join else None
+        if join and not isinstance(info, dict):
+            raise ValueError("the info is not a JSON object")
+        return MemberChange(parts[1].decode(), int(parts[2]), parts[3].decode(), info)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EventLogError(f"malformed member notification {payload[:80]!r}: {exc}") from None
+
+
+def parse_notification(payload: bytes) -> ChannelEvent | MemberChange | None:
+    """The event or member change a notification carries; ``None`` for a kind not known.
 
     Raises:
-        EventLogError: for a malformed event notification.
+        EventLogError: for a malformed notification.
     """
+    if payload[:2] in (_JOIN + b"\n", _LEAVE + b"\n"):
+        return _member_change(payload)
     parts = payload.split(b"\n", 3)
     if parts[0] != _EVENT:
         return None

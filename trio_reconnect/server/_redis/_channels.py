@@ -69,6 +69,7 @@ from ._channel_plan import (
 from ._channel_scripts import APPEND_CHANNEL, HEADS, PUBLISH_BATCH, READ_CHANNELS
 from ._continuity import decode
 from ._notify import NotificationStream, listen_notifications
+from ._presence import RedisPresenceStore
 from ._resp import DEFAULT_MAX_PENDING
 from ._store import (
     DEFAULT_MAX_CONNECTIONS,
@@ -327,3 +328,7 @@ class RedisChannelStore:
             max_pending=self.max_pending,
             ping_interval=self.notify_ping_interval,
         )
+
+    def presence_store(self) -> RedisPresenceStore:
+        """The presence of this store's channels (PROTOCOL.md 4.4), on its client and shards."""
+        return RedisPresenceStore(self._store, self._main, self.prefix, self.notify_shards)

@@ -51,6 +51,7 @@ import trio
 
 from .._channelbase import ChannelEvent, NotificationsLost
 from .._logbase import EventLogError, LogUnavailableError
+from .._presencebase import MemberChange
 from ._channel_plan import parse_notification
 from ._resp import RespError, RespParser, RespValue, encode_command
 
@@ -163,14 +164,14 @@ def _hello(target: _Target, names: Sequence[str]) -> tuple[bytes, int]:
     return b"".join(commands), len(commands) - 1
 
 
-def _events_of(values: Sequence[RespValue]) -> list[ChannelEvent]:
+def _events_of(values: Sequence[RespValue]) -> list[ChannelEvent | MemberChange]:
     """The events among parsed pushes (subscribe confirmations and other kinds skipped).
 
     Raises:
         RespError: for an error reply.
         EventLogError: for a malformed event notification.
     """
-    events: list[ChannelEvent] = []
+    events: list[ChannelEvent | MemberChange] = []
     for value in values:
         if isinstance(value, RespError):
             raise value
@@ -200,13 +201,13 @@ class NotificationStream:
     _ping_interval: float
     #: Seconds the PING's answer may take.
     _timeout: float
-    _ready: list[ChannelEvent] = attrs.field(factory=list)
+    _ready: list[ChannelEvent | MemberChange] = attrs.field(factory=list)
     _lost: str | None = attrs.field(default=None, init=False)
 
     def __aiter__(self) -> NotificationStream:
         return self
 
-    async def __anext__(self) -> Sequence[ChannelEvent]:
+    async def __anext__(self) -> Sequence[ChannelEvent | MemberChange]:
         if self._ready:
             batch, self._ready = self._ready, []
             return batch
@@ -220,7 +221,7 @@ class NotificationStream:
                 return batch
         raise NotificationsLost(f"Redis at {self._where}: notifications lost: {self._lost}")
 
-    async def _next_batch(self) -> list[ChannelEvent]:
+    async def _next_batch(self) -> list[ChannelEvent | MemberChange]:
         chunk = await self._receive()
         try:
             batch = _events_of(self._parser.feed(chunk))
