@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 
 import attrs
@@ -16,9 +17,12 @@ import attrs
 from ._names import NackCode, RefusedCode
 from ._protocol import Gap, ServerEvent, Snapshot
 
+#: ``json.dumps(frame, allow_nan=False)``'s encoder, made once (dumps makes one per call).
+_ENCODER = json.JSONEncoder(allow_nan=False)
+
 
 def _dumps(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, allow_nan=False)
+    return _ENCODER.encode(frame)
 
 
 # --------------------------------------------------------------------------- client -> server
@@ -262,7 +266,14 @@ class Ack:
 
     def encode(self) -> str:
         """The frame's text."""
-        return _dumps({"type": "ack", "msgId": self.msg_id, "channel": self.channel, "id": self.id})
+        msg_id, channel, id_ = self.msg_id, self.channel, self.id
+        if type(msg_id) is str and type(channel) is str and type(id_) is str:
+            # One per acked publish: the text _dumps writes, without its dict and encoder.
+            return (
+                f'{{"type": "ack", "msgId": {_string(msg_id)}, '
+                f'"channel": {_string(channel)}, "id": {_string(id_)}}}'
+            )
+        return _dumps({"type": "ack", "msgId": msg_id, "channel": channel, "id": id_})
 
 
 @attrs.frozen

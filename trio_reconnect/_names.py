@@ -30,6 +30,7 @@ builds and reads the frames with them.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from typing import Any, Final, Protocol
@@ -144,10 +145,21 @@ def _string_problem(what: str, value: object, low: int, high: int) -> str | None
 
 def channel_problem(value: object) -> str | None:
     """Why ``value`` is not a valid channel name, or None if it is one."""
+    if type(value) is str and len(value) <= MAX_CHANNEL_BYTES:
+        return _str_channel_problem(value)  # checked a few times per publish: remembered
+    return _channel_problem(value)
+
+
+def _channel_problem(value: object) -> str | None:
     problem = _string_problem("a channel name", value, 1, MAX_CHANNEL_BYTES)
     if problem is None and isinstance(value, str) and _CONTROL.search(value):
         return "a channel name must not hold control characters"
     return problem
+
+
+@functools.lru_cache(maxsize=1024)
+def _str_channel_problem(value: str) -> str | None:
+    return _channel_problem(value)
 
 
 def client_id_problem(value: object) -> str | None:
@@ -169,6 +181,10 @@ def _last_id_problem(value: object) -> str | None:
     return None if value is None else id_problem(value)
 
 
+#: :func:`compact_json`'s encoder, made once (``json.dumps`` makes one per call).
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def compact_json(data: Any) -> bytes:
     """The compact re-encoding that ``too_large`` measures (4.5), as UTF-8 bytes.
 
@@ -179,7 +195,7 @@ def compact_json(data: Any) -> bytes:
             nesting too deep to encode) or has no UTF-8 form (a lone surrogate).
     """
     try:
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _COMPACT.encode(data)
     except (TypeError, ValueError, RecursionError) as error:
         raise ValueError(f"data is not JSON: {error}") from None
     try:

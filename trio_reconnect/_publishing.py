@@ -15,7 +15,9 @@ One :class:`Publisher` per client (``resume=True``) holds the
   the application sends; on a version 1 connection every pending publish
   fails with code ``unsupported``.
 * :meth:`Publisher.pump`, a task per ready connection: it sends new
-  publishes, and re-sends after an ``unavailable`` once the oldest held
+  publishes (those waiting together in one write, at most 64, through
+  :func:`~._tws.write_batch`; one ``send_message`` each without
+  trio-websocket's internals), and re-sends after an ``unavailable`` once the oldest held
   publish's backoff is over (the client's backoff policy at that publish's
   count of ``unavailable`` answers).
 * :meth:`Publisher.answer`: the connection's reader hands it every ``ack``
@@ -34,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import random as _random
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
@@ -44,11 +46,15 @@ from ._backoff import Backoff, RetryPolicy
 from ._channel import UNSUPPORTED_REASON
 from ._exceptions import PublishRefused
 from ._outbox import Outbox, OutboxStatistics, PendingPublish
+from ._tws import can_write_batch, write_batch
 from ._wire import Ack, Nack, NackCode, channel_problem
 
 __all__ = ["Publisher"]
 
 logger = logging.getLogger("trio_reconnect")
+
+#: Publish frames the pump writes at most in one write.
+_SEND_BATCH: Final = 64
 
 
 @attrs.define(eq=False)
@@ -227,8 +233,13 @@ class Publisher:
             entries = self.outbox.take_unsent()
             if not entries:
                 return due
-            for entry in entries:
-                await ws.send_message(entry.frame)
+            if can_write_batch(ws):
+                for start in range(0, len(entries), _SEND_BATCH):
+                    batch = entries[start : start + _SEND_BATCH]
+                    await write_batch(ws, [entry.frame for entry in batch])
+            else:
+                for entry in entries:
+                    await ws.send_message(entry.frame)
 
     def _held_due(self) -> float:
         """Time the oldest held publish's backoff; release it once over."""

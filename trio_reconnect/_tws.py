@@ -23,7 +23,8 @@ The server's frames are built here where wsproto would only add a header
 (:func:`encode_messages`), which reads wsproto's own ``connection._proto``
 (``client``, ``extensions``, ``_outbound_opcode``) to know it may.
 They are named here and nowhere else. :func:`capable` checks them once per
-connection (the one probe); a caller that finds them missing (another
+connection (the one probe; :func:`can_write_batch`, the part a writer needs,
+for a client whose reader channels are already replaced); a caller that finds them missing (another
 trio-websocket) takes the public path, so an upgrade of trio-websocket can
 make the library slower, never wrong. The functions below do one access
 each.
@@ -50,6 +51,7 @@ from wsproto.events import BytesMessage, TextMessage
 
 __all__ = [
     "SendLock",
+    "can_write_batch",
     "capable",
     "close_reason",
     "encode_messages",
@@ -98,6 +100,22 @@ def capable(ws: object) -> bool:
         and callable(getattr(ws, "_abort_web_socket", None))
         and isinstance(getattr(ws, "_send_channel", None), trio.MemorySendChannel)
         and isinstance(getattr(ws, "_recv_channel", None), trio.MemoryReceiveChannel)
+    )
+
+
+def can_write_batch(ws: object) -> bool:
+    """Whether ``ws`` has the internals :func:`write_batch` uses (a subset of :func:`capable`'s).
+
+    The probe for a writer only: it holds after the client has replaced the
+    reader's message channels (:func:`replace_message_channels`), where
+    :func:`capable` no longer does.
+    """
+    return (
+        isinstance(getattr(ws, "_wsproto", None), wsproto.WSConnection)
+        and isinstance(getattr(ws, "_stream", None), trio.abc.Stream)
+        and _is_lock(getattr(ws, "_stream_lock", None))
+        and hasattr(ws, "_close_reason")
+        and callable(getattr(ws, "_abort_web_socket", None))
     )
 
 

@@ -196,6 +196,14 @@ def test_golden_frames_encode_exactly(text: str, value: Any) -> None:
     assert value.encode() == text
 
 
+@given(st.text(), st.text(), st.text())
+def test_ack_text_is_what_json_dumps_writes(msg_id: str, channel: str, id_: str) -> None:
+    # Ack.encode writes its text without json.dumps (one per acked publish):
+    # escapes, non-ASCII, surrogates and quotes come out the same.
+    frame = {"type": "ack", "msgId": msg_id, "channel": channel, "id": id_}
+    assert Ack(msg_id, channel, id_).encode() == json.dumps(frame)
+
+
 @pytest.mark.parametrize(("text", "value"), GOLDEN)
 def test_golden_frames_parse(text: str, value: Any) -> None:
     if isinstance(value, ResumeFrame):

@@ -314,3 +314,65 @@ async def test_frames_taken_for_a_batch_still_count_against_the_queue(
         recorder.gate.set()
         client.abort()
         await client.wait_closed()
+
+
+async def test_send_many_goes_out_in_order_in_one_write(
+    write_path: str, nursery: trio.Nursery
+) -> None:
+    # The publish worker's answers: one step into the queue, one write out.
+    with trio.fail_after(10):
+        server_ws, client_ws, recorder = await pair(nursery)
+        client = make_client(server_ws)
+        start(nursery, client, [])
+        await trio.testing.wait_all_tasks_blocked()
+        before = len(recorder.writes)
+        messages: list[str | bytes] = [f"a{i}" for i in range(10)]
+        messages.insert(3, b"\x01bytes")
+        await client.send_many(messages)
+        assert await receive(client_ws, len(messages)) == messages
+        writes = len(recorder.writes) - before
+        assert writes == (1 if write_path == "batched" else len(messages))
+        assert client.statistics().messages_sent == len(messages)
+        await client.aclose()
+
+
+async def test_send_many_waits_for_room_and_keeps_the_order(
+    write_path: str, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(10):
+        server_ws, client_ws, recorder = await pair(nursery)
+        client = make_client(server_ws, queue_size=4)
+        recorder.gate = trio.Event()
+        start(nursery, client, [(1, "e1")])
+        await recorder.held.wait()  # e1 is being written: 4 free places
+        messages = [f"m{i}" for i in range(11)]
+        sent = trio.Event()
+
+        async def send_them() -> None:
+            await client.send_many(messages)
+            sent.set()
+
+        nursery.start_soon(send_them)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not sent.is_set()  # 4 queued, waiting for room for the rest
+        assert client.statistics().queued == 4
+        recorder.gate.set()
+        recorder.gate = None
+        assert await receive(client_ws, 12) == ["e1", *messages]
+        await sent.wait()
+        assert client.statistics().messages_sent == len(messages)
+        await client.aclose()
+
+
+async def test_send_many_refuses_bad_messages_and_closed_clients(
+    write_path: str, nursery: trio.Nursery
+) -> None:
+    with trio.fail_after(10):
+        server_ws, _client_ws, _recorder = await pair(nursery)
+        client = make_client(server_ws)
+        with pytest.raises(TypeError, match="int"):
+            await client.send_many(["fine", cast(Any, 3)])
+        assert client.statistics().queued == 0  # nothing of a refused batch is queued
+        client.close(1000, None)
+        with pytest.raises(ConnectionClosed):
+            await client.send_many(["late"])

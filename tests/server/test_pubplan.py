@@ -9,11 +9,13 @@ import pytest
 from trio_reconnect._wire import Ack, Nack, NackCode, Publish
 from trio_reconnect.server import PublishResult
 from trio_reconnect.server._pubplan import (
+    GATHER_IDLE_PASSES,
     MAX_BATCH,
     Answered,
     Pending,
     PublishQueue,
     dedupe_key,
+    gather_more,
     key_base,
 )
 
@@ -211,3 +213,30 @@ def test_dedupe_key(a: tuple[object, str, str], b: tuple[object, str, str], same
     assert len(key(*a)) == 32
     base = key_base(a[0], a[1])
     assert dedupe_key(base, a[2]) == dedupe_key(base, a[2]) == key(*a)  # the base is not used up
+
+
+@pytest.mark.parametrize(
+    ("queued", "idle", "limit", "more"),
+    [
+        (0, 0, 64, False),  # nothing queued: the worker parks instead
+        (1, 0, 64, True),  # a lone publish waits a pass or more...
+        (1, GATHER_IDLE_PASSES - 1, 64, True),
+        (1, GATHER_IDLE_PASSES, 64, False),  # ...and goes once passes bring nothing
+        (40, 0, 64, True),  # still growing
+        (63, GATHER_IDLE_PASSES - 1, 64, True),
+        (64, 0, 64, False),  # a full batch goes at once
+        (100, 0, 64, False),
+        (5, 0, 5, False),
+        (4, 0, 5, True),
+    ],
+)
+def test_the_worker_gathers_while_the_queue_grows_up_to_a_batch(
+    queued: int, idle: int, limit: int, more: bool
+) -> None:
+    assert gather_more(queued, idle, limit) is more
+
+
+def test_gathering_waits_a_few_passes_only() -> None:
+    assert GATHER_IDLE_PASSES == 3
+    assert gather_more(1, 0)
+    assert not gather_more(MAX_BATCH, 0)

@@ -19,6 +19,7 @@ from trio_websocket import WebSocketConnection
 
 from tests.support.faulty_store import FaultyStore, log_of
 from tests.support.server_clients import connect, receive_json, until_ready
+from trio_reconnect import _tws
 from trio_reconnect.server import (
     ChannelStore,
     MemoryChannelStore,
@@ -356,3 +357,33 @@ def test_dedupe_ttl_is_validated(ttl: Any) -> None:
     with pytest.raises((ValueError, TypeError), match="dedupe_ttl"):
         node(MemoryChannelStore(), dedupe_ttl=ttl)
     assert node(MemoryChannelStore()).dedupe_ttl == 600
+
+
+async def test_publishes_received_together_share_one_store_call(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    # The worker lets what the connection already received join the batch
+    # (_pubplan.gather_more): a client that pipelines gets full batches,
+    # not one store call per publish or two.
+    store = FaultyStore(MemoryChannelStore(start=1))
+    server = node(store)
+    with trio.fail_after(10):
+        ws = await v2(nursery, server)
+        frames = [
+            json.dumps({"type": "publish", "channel": "room", "msgId": str(i), "data": i})
+            for i in range(128)
+        ]
+        await _tws.write_batch(ws, frames)  # as the client's outbox pump writes them
+        got = await answers(ws, 128)
+        assert [f["msgId"] for f in got] == [str(i) for i in range(128)]
+        assert sum(store.calls) == 128
+        # A few calls (trio's scheduling varies the cut: [64, 64], [57, 58, 13]...);
+        # cut at once, it was one call per one to three publishes.
+        assert len(store.calls) <= 4
+        assert max(store.calls) >= 32
+        # A lone publish still goes alone, a few scheduler passes later (no clock).
+        start = trio.current_time()
+        await publish(ws, "alone", 0)
+        assert codes(await answers(ws, 1)) == ["alone=129"]
+        assert trio.current_time() == start
+        assert store.calls[-1] == 1

@@ -130,6 +130,9 @@ class ChannelFrames:
         if session is None:
             return False
         frame = parse_client_frame(message, max_data_bytes=self.max_data_bytes)
+        if type(frame) is Publish:  # the frequent one first
+            await self._publish(client, session, frame)
+            return True
         if isinstance(frame, str | bytes):
             return False
         send = client.send

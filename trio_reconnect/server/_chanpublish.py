@@ -3,11 +3,14 @@
 The connection's read loop only queues (:meth:`Publisher.offer`): the
 decisions (R3, bounds, the batch cut) are :mod:`._pubplan`'s. Each connection
 of a node with channels runs inside :meth:`Publisher.serve`, which starts its
-worker next to it at its first publish: the worker takes the longest queued
+worker next to it at its first publish: the worker lets the publishes
+already received join the queue (it yields to the scheduler while the queue
+still grows, :func:`._pubplan.gather_more`), takes the longest queued
 prefix, applies its publishes with ONE
 :meth:`~._channelbase.ChannelStore.publish` call (append and dedupe record
 atomic per item, stopping at the first failure), awaits it, and queues the
-answers of the whole prefix, in order, before it takes the next one. So one
+answers of the whole prefix, in order and in one step (the connection's
+write loop writes them together), before it takes the next one. So one
 node applies one connection's publishes in the order received, never two
 batches at once.
 
@@ -40,6 +43,7 @@ from ._pubplan import (
     Entry,
     PublishQueue,
     dedupe_key,
+    gather_more,
     key_base,
     unavailable,
 )
@@ -117,6 +121,9 @@ class Publisher:
 
     async def _work(self, client: ConnectedClient, lane: _Lane) -> None:
         while not client.closing:
+            await self._gather(lane)
+            if client.closing:  # closed meanwhile: no new batch
+                return
             cut = lane.queue.cut(self.max_batch)
             if not cut.slots:
                 await lane.wakeup.park()
@@ -125,10 +132,19 @@ class Publisher:
             answers = lane.queue.settle(cut, results)
             self._count(answers, results)
             try:
-                for answer in answers:
-                    await client.send(answer.encode())
+                await client.send_many([answer.encode() for answer in answers])
             except ConnectionClosed:
                 return
+
+    async def _gather(self, lane: _Lane) -> None:
+        """Let the publishes already received join the batch (:func:`._pubplan.gather_more`)."""
+        queued = len(lane.queue)
+        idle = 0
+        while gather_more(queued, idle, self.max_batch):
+            await trio.lowlevel.checkpoint()
+            now = len(lane.queue)
+            idle = idle + 1 if now == queued else 0
+            queued = now
 
     async def _apply(self, cut: Cut) -> Sequence[PublishResult]:
         requests = [

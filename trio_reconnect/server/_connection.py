@@ -194,9 +194,14 @@ class ConnectedClient:
             trio_websocket.ConnectionClosed: if the client is closing or closed.
             TypeError: if ``message`` is neither ``str`` nor ``bytes``.
         """
-        if not isinstance(message, str | bytes):
-            raise TypeError(f"message must be str or bytes, got {type(message).__name__}")
-        if not await self._outbox.put((None, message)):
+        await self.send_many((message,))
+
+    async def send_many(self, messages: Sequence[str | bytes]) -> None:
+        """Send several messages in order, as :meth:`send` does, queued in one step (one write)."""
+        for message in messages:
+            if not isinstance(message, str | bytes):
+                raise TypeError(f"message must be str or bytes, got {type(message).__name__}")
+        if not await self._outbox.put_many([(None, message) for message in messages]):
             raise ConnectionClosed(self._closed_reason())
 
     async def aclose(self, code: int = CLOSE_NORMAL, reason: str | None = None) -> None:

@@ -3,8 +3,9 @@
 The fan-out puts events without waiting (:meth:`Outbox.put_many_nowait`: a
 client whose queue cannot take them is too slow), the application's
 :meth:`~trio_reconnect.server.ConnectedClient.send` waits for room
-(:meth:`Outbox.put`), and the connection's write loop takes several frames at
-once (:meth:`Outbox.get_many`) to write them in one ``send_all``. The frames
+(:meth:`Outbox.put_many`, one frame or several), and the
+connection's write loop takes several frames at once
+(:meth:`Outbox.get_many`) to write them in one ``send_all``. The frames
 taken but not written yet still count against the size (but the one being
 written). The persistent filter (:func:`~trio_reconnect.server._verdicts.uncovered`)
 drops the events a handshake already sent, here as everywhere.
@@ -72,16 +73,26 @@ class Outbox:
         self._readable.unpark()
         return True
 
-    async def put(self, frame: Frame) -> bool:
-        """Queue ``frame``, waiting for room; ``False`` if the queue is closed."""
+    async def put_many(self, frames: Sequence[Frame]) -> bool:
+        """Queue ``frames`` in order, waiting for room; ``False`` if the queue is closed.
+
+        One checkpoint for all of them when they fit (the reader then takes
+        them in one batch); otherwise as many as fit at a time. Cancelled
+        while it waits for room, the frames queued so far stay queued.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while len(self._items) + self._held >= self._size and not self._closed:
-            await self._writable.park()
-        if self._closed:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return False
-        self._items.append(frame)
-        self._readable.unpark()
+        items = self._items
+        start = 0
+        while start < len(frames):
+            while len(items) + self._held >= self._size and not self._closed:
+                await self._writable.park()
+            if self._closed:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return False
+            room = self._size - len(items) - self._held
+            items.extend(frames[start : start + room])
+            start += room
+            self._readable.unpark()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return True
 
