@@ -244,8 +244,9 @@ async def scrape(port: int) -> str:
 
 def metric(text: str, name: str, labels: str = "") -> float:
     """The sum of the samples of counter ``name`` (``*_name`` with ``{labels}``) in ``text``."""
-    pattern = rf"^\w*_{name}(?:\{{[^}}]*{re.escape(labels)}[^}}]*\}})? (\S+)$"
-    if not labels:
+    if labels:
+        pattern = rf"^\w*_{name}\{{[^}}]*{re.escape(labels)}[^}}]*\}} (\S+)$"
+    else:
         pattern = rf"^\w*_{name}(?:\{{[^}}]*\}})? (\S+)$"
     return sum(float(v) for v in re.findall(pattern, text, flags=re.MULTILINE))
 
