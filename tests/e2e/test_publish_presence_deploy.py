@@ -143,7 +143,7 @@ async def test_publish_exactly_once_and_presence_through_deploy_and_sigkill(
         return total
 
     try:
-        with trio.fail_after(120):
+        with trio.fail_after(90):
             await start_all(nodes)
             async with trio.open_nursery() as nursery:
                 for p in publishers:
@@ -226,6 +226,12 @@ async def test_publish_exactly_once_and_presence_through_deploy_and_sigkill(
             for node in nodes:
                 assert await node.stop(signal.SIGTERM) == 0
             logs = await check_logs(redis_server.url, CHANNELS, publishers)
+    except BaseException:
+        for p in publishers:
+            print(p.describe())
+        for m in [*stayers, leaver]:
+            print(m.client_id, m.tracked, sorted(m.members), m.changes)
+        raise
     finally:
         if victim is not None and victim.poll() is None:
             victim.kill()

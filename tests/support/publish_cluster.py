@@ -89,6 +89,15 @@ class Publisher:
     resent: int = 0
     stop: trio.Event = attrs.field(factory=trio.Event)
     done: trio.Event = attrs.field(factory=trio.Event)
+    ws: ReconnectingWebSocket | None = None
+
+    def describe(self) -> str:
+        """One line for a failure report."""
+        outbox = None if self.ws is None else self.ws._publisher().statistics()
+        return (
+            f"{self.client_id}: ready={self.tracked.ready} opened={self.tracked.opened} "
+            f"url={self.tracked.url} started={self.started} acked={len(self.acked)} {outbox}"
+        )
 
     @property
     def client_id(self) -> str:
@@ -108,6 +117,7 @@ class Publisher:
             random=random.Random(self.index),
             **CLIENT_OPTIONS,
         ) as ws:
+            self.ws = ws
             async with trio.open_nursery() as nursery, trio.open_nursery() as reader:
                 # serve's ticks come on the default stream: a full buffer there would stall
                 # the connection's reader, and with it every ack (docs/howto/publish.md).
