@@ -263,8 +263,9 @@ async def test_publish_exactly_once_and_presence_through_deploy_and_sigkill(
     assert figures["publishes"] == logs.acked == logs.appended
     assert logs.duplicates == logs.missing == logs.unacked_appended == 0
     assert logs.out_of_order == logs.wrong_ids == 0
-    assert figures["re-sent (client outbox)"] > 0
-    assert duplicates_answered >= BURST  # the burst, at least, was answered from its records
+    # Re-sends during the deploy depend on timing (a drain lets acks out first): only printed.
+    # The burst's re-send is certain: each of its publishes was answered from its record.
+    assert duplicates_answered >= BURST
     for name, seen in changes.items():
         leaves = [(who, t) for kind, who, t in seen if kind == "leave"]
         assert [who for who, _ in leaves] == ["leaver", "victim"], (name, seen)
