@@ -2,7 +2,8 @@
 
 Every script touches one channel's slot (``P:{T}:meta|pm|pk|pc|ph``) or one
 node-level key, and none reads the member list except :data:`MEMBERS`: a
-join or a leave is O(1) in the room's size. Keys:
+join or a leave is O(1) in the room's size (:data:`RELEASE_NOW` also reads
+the channel's holds in their grace, to end the member's own with it). Keys:
 
 ==================  =====  ======================================================
 ``P:{T}:meta``      hash   ``pver``: the channel's presence version
