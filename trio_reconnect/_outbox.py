@@ -235,12 +235,15 @@ class OutboxStatistics:
         held: Of those, the ones held after ``unavailable``.
         bytes: Their frames' bytes.
         max_bytes: The bound.
+        resent: Publishes sent again (after a drop or an ``unavailable``),
+            counted per copy, since the outbox was made.
     """
 
     pending: int
     held: int
     bytes: int
     max_bytes: int
+    resent: int = 0
 
 
 @attrs.define(eq=False)
@@ -268,6 +271,8 @@ class Outbox:
     msg_ids: MsgIdCounter = attrs.field(factory=MsgIdCounter)
     _entries: dict[str, _Entry] = attrs.field(init=False, factory=dict)
     _bytes: int = attrs.field(init=False, default=0)
+    #: Copies sent again (a publish sent before, on any connection).
+    resent: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         check_int("max_bytes", self.max_bytes, minimum=1)
@@ -319,6 +324,7 @@ class Outbox:
             if entry.held:
                 break
             if not entry.sent:
+                self.resent += entry.ever_sent
                 entry.sent = entry.ever_sent = True
                 entry.in_flight += 1
                 out.append(entry.publish)
@@ -434,4 +440,4 @@ class Outbox:
     def statistics(self) -> OutboxStatistics:
         """What the outbox holds now."""
         held = sum(1 for entry in self._entries.values() if entry.held)
-        return OutboxStatistics(len(self._entries), held, self._bytes, self.max_bytes)
+        return OutboxStatistics(len(self._entries), held, self._bytes, self.max_bytes, self.resent)

@@ -591,3 +591,35 @@ def test_restart_reads_an_unasked_answer_from_the_last_delivered_id() -> None:
     assert out[0] == Gap("11", "900")
     assert state.phase is Phase.ACTIVE
     assert state.position == "900"
+
+
+@pytest.mark.parametrize(
+    ("steps", "resent"),
+    [
+        ([], 0),  # sent once: not a re-send
+        (["lost"], 2),  # both sent again after the drop
+        (["lost", "lost"], 4),
+        (["ack0", "lost"], 1),  # the acked one is gone
+        (["unavailable0", "release0"], 2),  # held, then both sent again in order
+        (["unavailable0"], 0),  # held: not sent again yet
+        (["lost_before_send"], 0),  # never sent: its first send is no re-send
+    ],
+)
+def test_the_outbox_counts_its_re_sends(steps: list[str], resent: int) -> None:
+    outbox = Outbox()
+    outbox.add("a", 1)
+    outbox.add("a", 2)
+    if steps != ["lost_before_send"]:
+        outbox.take_unsent()
+    for step in steps:
+        if step in ("lost", "lost_before_send"):
+            outbox.connection_lost()
+        elif step == "ack0":
+            outbox.ack(Ack("0", "a", "19"))
+        elif step == "unavailable0":
+            outbox.nack(Nack("0", "a", NackCode.UNAVAILABLE))
+            outbox.nack(Nack("1", "a", NackCode.UNAVAILABLE))
+        elif step == "release0":
+            outbox.release("0")
+        outbox.take_unsent()
+    assert outbox.resent == outbox.statistics().resent == resent

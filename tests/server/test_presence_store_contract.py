@@ -145,6 +145,30 @@ async def test_a_return_within_the_grace_changes_nothing(
         assert watch.of("lobby") == [("join", "a")]
 
 
+async def test_a_release_now_after_a_hop_is_one_leave_at_once(
+    env: tuple[PresenceStore, Watch],
+) -> None:
+    # The member's connection on a drained node is in its grace; it came back on
+    # another node and unsubscribes there: one leave now, not when the grace ends.
+    store, watch = env
+    with trio.fail_after(GUARD):
+        old = await store.join("lobby", "p", "a", {}, "o\n1")
+        live = await store.join("lobby", "p", "b", {}, "o\n2")
+        await store.release("lobby", old, grace=GRACE)
+        new = await store.join("lobby", "p", "a", {}, "other-node\n7")
+        await store.release("lobby", new, grace=None)
+        assert set((await store.members("lobby")).members) == {"b"}
+        await trio.sleep(GRACE + 0.1)
+        assert await store.sweep(grace=GRACE, check_owners=False) == 0  # nothing left to settle
+        # Two live holds stay one member: a release of one of them keeps it.
+        twin = await store.join("lobby", "p", "b", {}, "other-node\n8")
+        await store.release("lobby", twin, grace=None)
+        assert set((await store.members("lobby")).members) == {"b"}
+        await store.release("lobby", live, grace=None)
+        await watch.settle()
+        assert watch.of("lobby") == [("join", "a"), ("join", "b"), ("leave", "a"), ("leave", "b")]
+
+
 async def test_a_client_id_of_another_principal_gets_its_own_key(
     env: tuple[PresenceStore, Watch],
 ) -> None:

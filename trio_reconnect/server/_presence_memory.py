@@ -82,7 +82,13 @@ class MemoryPresenceStore:
         if room is None or hold not in room.holds:
             return
         if grace is None:
-            self._remove(channel, room, hold)
+            # Then the member's holds in their grace (ended connections, e.g. on a
+            # node it hopped from): an unsubscribe or a clean close is one leave at once.
+            if self._remove(channel, room, hold):
+                key = hold_key(hold)
+                for other, deadline in list(room.holds.items()):
+                    if deadline and hold_key(other) == key:
+                        self._remove(channel, room, other)
         else:
             deadline = trio.current_time() + grace
             room.holds[hold] = deadline
