@@ -34,7 +34,9 @@ async def pair(
         server_ws.append(await request.accept())
 
     nursery.start_soon(accept)
-    client_ws = await trio_websocket.wrap_client_stream(nursery, recorder, "localhost", "/")
+    client_ws = await trio_websocket.wrap_client_stream(
+        nursery, cast(Any, recorder), "localhost", "/"
+    )
     while not server_ws:
         await trio.lowlevel.checkpoint()
     return client_ws, server_ws[0], recorder

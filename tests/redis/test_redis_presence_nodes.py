@@ -106,6 +106,7 @@ async def test_a_dead_owner_member_leaves_once_within_the_bound(
                 async with trio.open_nursery() as a_nursery:
                     await join(a_nursery, a, "ada")
                     assert await changes(observer, 0.5) == [("join", "ada")]
+                    assert isinstance(a_store, MortalStore)
                     a_store.mortal.dead = True  # nothing of A reaches Redis from now on
                     killed = trio.current_time()
                     a_nursery.cancel_scope.cancel()

@@ -21,6 +21,7 @@ Hypothesis drives ``trio.run`` inside each (sync) test, with a fresh
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -896,9 +897,8 @@ def test_fuzz_pipelined_publishes_are_answered_once_each_and_applied_once(
         key = (answer["channel"], answer["msgId"])
         assert first.setdefault(key, answer["id"]) == answer["id"]
     for channel in ("a", "b"):
-        [read] = trio.run(
-            lambda c=channel: store.read([ChannelRequest(c, None, history=100)], max_replay=100)
-        )
+        request = ChannelRequest(channel, None, history=100)
+        [read] = trio.run(functools.partial(store.read, [request], max_replay=100))
         assert read.events is not None
         expected = [i for (c, _), i in first.items() if c == channel]
         assert [e.id for e in read.events] == expected

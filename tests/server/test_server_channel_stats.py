@@ -30,6 +30,7 @@ from trio_reconnect.server import (
     ChannelRead,
     ChannelRequest,
     LogUnavailableError,
+    MemberChange,
     MemoryChannelStore,
     ReconnectServer,
     ServerStatistics,
@@ -204,7 +205,7 @@ class BrokenListenStore(MemoryChannelStore):
     failures: int = 0
 
     @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent]]]:
+    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
         if self.failures:
             self.failures -= 1
             await trio.lowlevel.checkpoint()

@@ -19,6 +19,7 @@ from trio_reconnect.server import (
     ChannelEvent,
     ChannelRead,
     ChannelRequest,
+    MemberChange,
     MemoryChannelStore,
     ReconnectServer,
     Refuse,
@@ -412,15 +413,15 @@ class LossyStore(MemoryChannelStore):
     skip: frozenset[str] = frozenset()
 
     @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent]]]:
+    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
         async with super().listen() as stream:
             yield self._filtered(stream)
 
     async def _filtered(
-        self, stream: AsyncIterator[Sequence[ChannelEvent]]
-    ) -> AsyncIterator[Sequence[ChannelEvent]]:
+        self, stream: AsyncIterator[Sequence[ChannelEvent | MemberChange]]
+    ) -> AsyncIterator[Sequence[ChannelEvent | MemberChange]]:
         async for batch in stream:
-            kept = [e for e in batch if e.id not in self.skip]
+            kept = [e for e in batch if not (isinstance(e, ChannelEvent) and e.id in self.skip)]
             if kept:
                 yield kept
 

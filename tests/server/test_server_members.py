@@ -184,7 +184,7 @@ async def test_channels_without_presence_send_no_list(
 def test_bad_settings() -> None:
     store = MemoryChannelStore()
     with pytest.raises(TypeError, match="sequence of globs"):
-        ReconnectServer(ReplayLog(), channels=store, presence="lobby*")  # type: ignore[arg-type]
+        ReconnectServer(ReplayLog(), channels=store, presence="lobby*")
     with pytest.raises(ValueError, match="channel store"):
         ReconnectServer(ReplayLog(), presence=("lobby*",))
     with pytest.raises(ValueError, match="presence_grace"):

@@ -51,7 +51,7 @@ async def publish(
 
 
 async def answers(ws: WebSocketConnection, n: int) -> list[dict[str, Any]]:
-    got = []
+    got: list[dict[str, Any]] = []
     while len(got) < n:
         frame = await receive_json(ws)
         if frame["type"] in ("ack", "nack"):

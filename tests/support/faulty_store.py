@@ -25,6 +25,7 @@ from trio_reconnect.server import (
     ChannelRequest,
     ChannelStore,
     LogUnavailableError,
+    MemberChange,
     PublishRequest,
     PublishResult,
 )
@@ -51,7 +52,9 @@ class FaultyStore:
     async def heads(self, channels: Sequence[str]) -> Mapping[str, str]:
         return await self.inner.heads(channels)
 
-    def listen(self) -> AbstractAsyncContextManager[AsyncIterator[Sequence[ChannelEvent]]]:
+    def listen(
+        self,
+    ) -> AbstractAsyncContextManager[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
         return self.inner.listen()
 
     async def publish(

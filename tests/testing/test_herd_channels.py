@@ -163,6 +163,7 @@ def test_a_store_that_loses_an_event_of_each_replay_is_caught() -> None:
     # The restart leaves each subscription behind by the events published
     # while its client was away; this store drops the first of them.
     result = run_herd(HerdConfig(**SMALL, channels=3), channel_store=LosingStore(start=1))
+    assert result.lost is not None
     assert result.lost > 0
     assert result.duplicated == 0
     assert not channels_intact(result)
