@@ -550,8 +550,11 @@ def test_data_that_is_not_json_is_nacked_invalid(constant: str) -> None:
     assert "not JSON" in answer.reason
 
 
-def test_a_publish_without_data_publishes_null() -> None:
-    result = parse_client_frame('{"type": "publish", "channel": "a", "msgId": "1"}')
+def test_a_publish_without_data_is_nacked_and_null_data_is_published() -> None:
+    """PROTOCOL.md 4.3: a missing field is answered by a nack; ``data`` may be null."""
+    answer = parse_client_frame('{"type": "publish", "channel": "a", "msgId": "1"}')
+    assert answer == Nack("1", "a", NackCode.INVALID, "missing 'data'")
+    result = parse_client_frame('{"type": "publish", "channel": "a", "msgId": "1", "data": null}')
     assert result == Publish("a", "1", None)
 
 
