@@ -225,6 +225,7 @@ def test_sigterm_drain_closes_with_1012_and_a_hint_and_refuses_with_503(draining
     assert status == 0, output
     closes: list[dict[str, Any]] = one(lines, "closes")
     assert len(closes) == 2
+    hints = []
     for close in closes:
         assert close["code"] in (1012, 1001)
         assert len(close["reason"].encode()) <= 123
@@ -232,6 +233,11 @@ def test_sigterm_drain_closes_with_1012_and_a_hint_and_refuses_with_503(draining
         assert isinstance(hint, dict)
         assert isinstance(hint["retryAfter"], int | float)
         assert hint["retryAfter"] >= 0
+        hints.append(hint["retryAfter"])
+    # Section 1c with serve's defaults (base 0.25 s, window max(2 s, N / 1000)):
+    # one client per slot, 250 + (slot + u) * 2000 / 2 ms.
+    first, second = sorted(hints)
+    assert 250 <= first < 1250 <= second < 2250, hints
     refused = one(lines, "duringDrain")
     assert refused["status"] == 503, refused
     assert int(refused["headers"]["retry-after"]) >= 1  # delta-seconds

@@ -7,6 +7,8 @@ generous bounds: these are real processes.
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -134,6 +136,15 @@ async def test_acks_are_matched_by_msg_id_and_a_drop_applies_nothing_twice(
                     nursery.start_soon(publish_n, n)
                 await server.wait_for(ev("held"), 2)
                 await server.command(cmd="drop")  # a reset: no close frame
+                await server.wait_for(ev("close"))
+                nursery.start_soon(ws.send_message, "after the publishes")
+    # The re-sends come right after ready, before any other message.
+    second = [line["frame"] for line in server.events("recv") if line["conn"] == 2]
+    assert [frame.get("msgId", frame.get("unparsed")) for frame in second[1:]] == [
+        "3",
+        "4",
+        "after the publishes",
+    ]
     published = _published(server)
     for n in range(3):
         (line,) = published[n]
@@ -161,6 +172,8 @@ async def test_members_and_presence_changes_from_the_node_server(node_server: No
             await server.command(cmd="leave", channel="pres:room", clientId="ada")
             assert await anext(items) == tr.Leave("pres:room", "ada")
             assert dict(sub.members) == {ws.client_id: {"via": "node"}}
+        (closed,) = await server.wait_for(ev("close"))
+    assert (closed["code"], closed["clean"]) == (1000, True)  # the application left
 
 
 async def test_a_close_with_retry_after_is_honoured(node_server: NodeServer) -> None:
@@ -242,3 +255,60 @@ async def test_a_version_1_ready_fails_channels_as_unsupported(node_server: Node
             await server.wait_for(ev("message"))
     (resume,) = resumes(server)
     assert resume["clientId"] == ws.client_id
+
+
+async def test_hints_shorter_than_the_backoff_cannot_make_the_client_hammer(
+    node_server: NodeServer,
+) -> None:
+    server = node_server
+    backoff = tr.Backoff(initial=0.3, jitter=tr.Jitter.NONE)  # 0.3, 0.6, 1.2, 2.4 s
+    with trio.fail_after(20):
+        await server.command(cmd="failHandshakes", count=4, code=1013, retryAfter=0)
+        await server.wait_for(ev("failing"))
+        async with tr.open_reconnecting_websocket(server.url, backoff=backoff) as ws:
+            await ws.wait_ready()
+    opened = [line["t"] / 1000 for line in server.events("open")]
+    gaps = [b - a for a, b in itertools.pairwise(opened)]
+    assert len(gaps) == 4
+    # The hint (0 ms) after the first two failures; after the third, max(hint,
+    # backoff), the backoff where its attempt counter stands (1.2 s, then 2.4 s).
+    assert all(gap < 0.25 for gap in gaps[:2]), gaps
+    assert 1.1 <= gaps[2] < 2.0, gaps
+    assert 2.2 <= gaps[3] < 3.5, gaps
+
+
+@pytest.mark.parametrize("code", [1008, 4001])
+async def test_a_fatal_close_code_stops_the_client(node_server: NodeServer, code: int) -> None:
+    server = node_server
+    with trio.fail_after(20), pytest.raises(tr.FatalCloseError) as raised:
+        async with client(server) as ws:
+            await ws.wait_ready()
+            await server.command(cmd="drop", code=code, retryAfter=0)
+            async for _ in ws:
+                pass
+    assert raised.value.code == code
+    assert json.loads(raised.value.reason or "") == {"reason": "restarting", "retryAfter": 0}
+    assert len(server.events("open")) == 1  # no reconnect
+
+
+async def test_a_403_refusal_is_final_with_its_status(node_server: NodeServer) -> None:
+    server = node_server
+    with trio.fail_after(20):
+        await server.command(cmd="refuse", count=5, status=403, retryAfter="1")
+        await server.wait_for(ev("refusing"))
+        with pytest.raises(tr.HandshakeRejectedError) as raised:
+            async with client(server) as ws:
+                await ws.wait_ready()
+    assert raised.value.status_code == 403
+    assert len(server.events("refused")) == 1  # not retried
+
+
+async def test_1014_is_retried_with_backoff(node_server: NodeServer) -> None:
+    server = node_server
+    with trio.fail_after(20):
+        async with client(server) as ws:
+            await ws.wait_ready()
+            await server.command(cmd="drop", code=1014, retryAfter=5000)
+            (opened,) = await server.wait_for(ev("open", conn=2))
+    (dropped,) = server.events("dropped")
+    assert (opened["t"] - dropped["t"]) / 1000 < 2.0  # its hint cannot be read: the backoff

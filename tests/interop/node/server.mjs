@@ -14,6 +14,8 @@
 //       in the reverse order
 //   {"cmd": "join" | "leave", "channel": NAME, "clientId": ID, "info": {...}}
 //       a member that has no connection here (another node's)
+//   {"cmd": "failHandshakes", "count": N, "code": 1013, "retryAfter": 0}
+//       close the next N connections after their resume frame, before ready
 //   {"cmd": "v1"}   from now on, speak version 1 only
 //   {"cmd": "exit"}
 // Channels whose name starts with "pres" carry presence; the default stream
@@ -63,6 +65,7 @@ let refusal = null;
 let holdAcks = 0;
 let reverse = null; // {count, held: [[conn, ack]]}
 let connections = 0;
+let failing = null; // {count, code, retryAfter}: close the next handshakes before ready
 let v1Only = false; // a version 1 server: no channels, ready without the key
 
 function channel(name) {
@@ -147,6 +150,13 @@ function answerChannel(conn, name, position, history) {
 function handshake(conn, frame) {
   if (frame?.type !== 'resume') {
     conn.ws.close(1002, 'the first frame must be resume');
+    return;
+  }
+  if (failing && failing.count > 0) {
+    // Accepted, then closed before ready: a failed attempt (section 1a).
+    failing.count -= 1;
+    conn.serverClosed = true;
+    conn.ws.close(failing.code, JSON.stringify({ reason: 'not now', retryAfter: failing.retryAfter }));
     return;
   }
   conn.clientId = typeof frame.clientId === 'string' ? frame.clientId : `anon-${conn.n}`;
@@ -269,6 +279,10 @@ const commands = {
   leave: (c) => {
     leave(c.channel, c.clientId, null, true);
     report({ ev: 'left' });
+  },
+  failHandshakes: (c) => {
+    failing = { ...c };
+    report({ ev: 'failing' });
   },
   v1: () => {
     v1Only = true;
