@@ -312,3 +312,38 @@ async def test_1014_is_retried_with_backoff(node_server: NodeServer) -> None:
             (opened,) = await server.wait_for(ev("open", conn=2))
     (dropped,) = server.events("dropped")
     assert (opened["t"] - dropped["t"]) / 1000 < 2.0  # its hint cannot be read: the backoff
+
+
+async def test_unavailable_at_a_resume_is_not_final(node_server: NodeServer) -> None:
+    server = node_server
+    with trio.fail_after(20):
+        async with client(server) as ws, ws.subscribe("room:u") as sub:
+            items = aiter(sub)
+            await server.command(cmd="unavailable", channel="room:u", count=1)
+            await server.wait_for(ev("storeDown"))
+            await server.command(cmd="drop", code=1012, retryAfter=100)
+            await server.wait_for(ev("close"))
+            missed = await publish(server, "room:u", "while away")
+            (refused,) = await server.wait_for(ev("unavailable"))
+            # The subscription stays and is asked for again with a subscribe.
+            assert await anext(items) == tr.ServerEvent(missed, "while away")
+    asked = [line for line in server.events("recv") if line["frame"].get("type") == "subscribe"]
+    assert [line["frame"]["lastEventId"] for line in asked] == [
+        None,
+        resumes(server)[1]["channels"]["room:u"],
+    ]
+    assert asked[1]["conn"] == refused["conn"] == 2
+
+
+async def test_an_unsubscribed_from_the_server_ends_the_subscription(
+    node_server: NodeServer,
+) -> None:
+    server = node_server
+    with trio.fail_after(20):
+        async with client(server) as ws:
+            with pytest.raises(tr.SubscriptionRefused) as refused:
+                async with ws.subscribe("room:r") as sub:
+                    await server.command(cmd="revoke", channel="room:r")
+                    async for _ in sub:
+                        pass
+            assert (refused.value.code, refused.value.reason) == ("forbidden", "revoked")

@@ -16,6 +16,9 @@
 //       a member that has no connection here (another node's)
 //   {"cmd": "failHandshakes", "count": N, "code": 1013, "retryAfter": 0}
 //       close the next N connections after their resume frame, before ready
+//   {"cmd": "unavailable", "channel": NAME, "count": N}  refuse its next N
+//       answers with code unavailable (the store is down)
+//   {"cmd": "revoke", "channel": NAME}  unsubscribe everyone, code forbidden
 //   {"cmd": "v1"}   from now on, speak version 1 only
 //   {"cmd": "exit"}
 // Channels whose name starts with "pres" carry presence; the default stream
@@ -66,7 +69,8 @@ let holdAcks = 0;
 let reverse = null; // {count, held: [[conn, ack]]}
 let connections = 0;
 let failing = null; // {count, code, retryAfter}: close the next handshakes before ready
-let v1Only = false; // a version 1 server: no channels, ready without the key
+let v1Only = false;
+const unavailable = new Map(); // channel -> how many more answers are refused 'unavailable' // a version 1 server: no channels, ready without the key
 
 function channel(name) {
   if (!channels.has(name)) channels.set(name, { log: new Log(), members: new Map() });
@@ -120,6 +124,11 @@ function answerChannel(conn, name, position, history) {
   if (bad) return send(conn, { type: 'refused', channel: name ?? null, code: 'invalid', reason: bad });
   if (!conn.subs.has(name) && conn.subs.size >= MAX_SUBSCRIPTIONS) {
     return send(conn, { type: 'refused', channel: name, code: 'limit', reason: `at most ${MAX_SUBSCRIPTIONS}` });
+  }
+  if ((unavailable.get(name) ?? 0) > 0) {
+    unavailable.set(name, unavailable.get(name) - 1);
+    report({ ev: 'unavailable', conn: conn.n, channel: name, t: Date.now() });
+    return send(conn, { type: 'refused', channel: name, code: 'unavailable', reason: 'the store is down' });
   }
   const { log } = channel(name);
   let lost = false;
@@ -283,6 +292,17 @@ const commands = {
   failHandshakes: (c) => {
     failing = { ...c };
     report({ ev: 'failing' });
+  },
+  unavailable: (c) => {
+    unavailable.set(c.channel, c.count);
+    report({ ev: 'storeDown' });
+  },
+  revoke: (c) => {
+    for (const conn of subscribers(c.channel)) {
+      conn.subs.delete(c.channel);
+      send(conn, { type: 'unsubscribed', channel: c.channel, code: 'forbidden', reason: 'revoked' });
+    }
+    report({ ev: 'revoked' });
   },
   v1: () => {
     v1Only = true;
