@@ -178,7 +178,10 @@ class ChannelAnswerer:
             await send(frame)
         if subscription.closed:
             return
-        await self.members(send, subscription, session)
+        if self.presence is not None and session is not None:
+            await self.members(send, subscription, session)
+        # No checkpoint of its own: a resume answers 100 channels in one pass of
+        # the scheduler, not 100 (the caller's send or read checkpoints).
         await send(Subscribed(request.channel, newest, lost=lost).encode())
         self._count(snapshot=len(frames) > len(events), replayed=len(events), lost=lost)
         if subscription.resume(int(newest)):
