@@ -40,7 +40,7 @@ from ._hints import NORMAL_CLOSURE
 from ._inbox import Inbox
 from ._protocol import Gap, HandshakeResult, Item, ResumeHandshake, ServerEvent, Snapshot
 from ._retry import Outcome
-from ._tws import capable, message_queue
+from ._tws import capable, eager_message_sends, message_queue
 from ._wire import Malformed, parse_server_frame
 
 if TYPE_CHECKING:
@@ -227,8 +227,20 @@ class ResumeStep:
                 max_replay=link.max_replay,
             )
         await link.ws.send_message(handshake.frame())
-        received = 0
         queue = message_queue(link.ws) if capable(link.ws) else None
+        with eager_message_sends(link.ws):  # the answers of a resume come in one write
+            await self._receive(link, handshake, queue)
+
+    async def _receive(
+        self,
+        link: Link,
+        handshake: ResumeHandshake | ChannelHandshake,
+        queue: trio.MemoryReceiveChannel[str | bytes] | None,
+    ) -> None:
+        """Read the handshake's frames up to ``ready``."""
+        cursor = link.cursor
+        hub = self.channels
+        received = 0
         while handshake.result is None:
             message = await _next_message(link.ws, queue)
             try:
