@@ -4,8 +4,9 @@ The rule is trio_reconnect/_overflow.py: while a publish waits for its answer,
 the reader goes on past ``max_queue`` default-stream items, up to
 ``outbox_bytes`` bytes of frames, so that the acks behind them are read; with
 no publish pending the buffer stops at ``max_queue`` as before. The client
-runs for real over the memory network against tests/support/fake_channels.py;
-virtual time (``autojump_clock``) and ``fail_after`` guards.
+runs for real over the memory network against tests/support/fake_channels.py,
+and once against our own ``ReconnectServer``; virtual time
+(``autojump_clock``) and ``fail_after`` guards.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import trio.testing
 
 import trio_reconnect as tr
 from tests.client.test_subscriptions import client
+from tests.client.test_subscriptions_real_server import Network, make_server
+from tests.client.test_subscriptions_real_server import client as real_client
 from tests.support.fake_channels import ChannelStore, default_event
 from tests.support.fake_server import FakeServer
 from trio_reconnect._wire import Publish
+from trio_reconnect.server import MemoryChannelStore
 
 
 def flood(store: ChannelStore, ids: itertools.count[int], count: int, pad: str = "") -> None:
@@ -116,3 +120,27 @@ async def test_a_publish_made_after_the_buffer_filled_returns(
             assert await ws.publish("c", "late") == "101"
             assert len(ws._inbox) == 300
             assert await ws.publish("c", "again") == "102"
+
+
+async def test_against_our_server_publishes_return_while_the_default_stream_is_unread(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = MemoryChannelStore(start=1)
+    server = make_server(store)
+    with trio.fail_after(100):
+        async with real_client(Network(nursery, [server])) as ws:
+            await ws.wait_ready()
+            for n in range(300):
+                await server.publish({"tick": n})
+            await trio.sleep(1)
+            assert ws._inbox.stalled  # full at max_queue, no publish pending
+            returned = []
+            for n in range(200):
+                returned.append(await ws.publish("room", n))
+                await server.publish({"tick": 300 + n})
+            await trio.sleep(1)
+            assert len(ws._inbox) == 500  # nothing lost; the reader waits again
+            assert ws._inbox.stalled
+            ticks = [await ws.get_message() for _ in range(500)]
+    assert returned == [str(n) for n in range(1, 201)]
+    assert [getattr(t, "data", None) for t in ticks] == [{"tick": n} for n in range(500)]
