@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import trio
 import trio.testing
 
@@ -22,8 +23,16 @@ from tests.client.test_subscriptions_real_server import Network, make_server
 from tests.client.test_subscriptions_real_server import client as real_client
 from tests.support.fake_channels import ChannelStore, default_event
 from tests.support.fake_server import FakeServer
+from trio_reconnect import _delivery
 from trio_reconnect._wire import Publish
 from trio_reconnect.server import MemoryChannelStore
+
+
+@pytest.fixture(params=["direct", "get_message"], autouse=True)
+def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a ready connection's messages reach the inbox (trio_reconnect/_delivery.py)."""
+    monkeypatch.setattr(_delivery, "_DIRECT_DELIVERY", request.param == "direct")
+    return str(request.param)
 
 
 def flood(store: ChannelStore, ids: itertools.count[int], count: int, pad: str = "") -> None:
