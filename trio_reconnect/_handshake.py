@@ -38,6 +38,7 @@ from ._cursor import Cursor
 from ._exceptions import ResumeProtocolError, ResumeTimeout
 from ._hints import NORMAL_CLOSURE
 from ._inbox import Inbox
+from ._overflow import frame_size
 from ._protocol import Gap, HandshakeResult, Item, ResumeHandshake, ServerEvent, Snapshot
 from ._retry import Outcome
 from ._tws import capable, eager_message_sends, message_queue
@@ -267,7 +268,7 @@ class ResumeStep:
                             f"the server replayed more than max_replay={link.max_replay} events"
                         )
                 if cursor.deliver(output):
-                    await _deliver_replayed(link, output)
+                    await _deliver_replayed(link, output, frame_size(message))
         if isinstance(handshake.result, HandshakeResult):
             result = handshake.result
         else:
@@ -298,7 +299,7 @@ async def _next_message(
     return await ws.get_message()
 
 
-async def _deliver_replayed(link: Link, item: Item) -> None:
+async def _deliver_replayed(link: Link, item: Item, size: int) -> None:
     """Buffer one replayed item: at once, unless the application left too much unread.
 
     The inbox takes ``max_replay`` items beyond ``max_queue`` without waiting.
@@ -308,9 +309,9 @@ async def _deliver_replayed(link: Link, item: Item) -> None:
     """
     inbox = link.inbox
     if len(inbox) + 1 < inbox.max_size + link.max_replay:
-        inbox.put_nowait(item)
+        inbox.put_nowait(item, size)
         return
-    inbox.put_nowait(item)
+    inbox.put_nowait(item, size)
     link.deadline.deadline = math.inf
     try:
         with trio.move_on_after(link.timeout) as waited:

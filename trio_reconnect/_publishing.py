@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import random as _random
+from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -84,6 +85,9 @@ class Publisher:
     backoff: RetryPolicy | None = None
     random: _random.Random = attrs.field(factory=_random.Random)
     display: str = ""
+    #: Called when a publish has entered the outbox (the inbox's reader may
+    #: now buffer past ``max_queue``: :mod:`._overflow`).
+    entered: Callable[[], None] = attrs.field(default=lambda: None, kw_only=True)
     #: The ready connection (``None`` before ``ready`` and after its loss).
     ws: trio_websocket.WebSocketConnection | None = attrs.field(init=False, default=None)
     #: Whether that connection's server speaks version 2.
@@ -118,6 +122,7 @@ class Publisher:
         entry = await self._enter(channel, data)
         waiter = self._waiters[entry.msg_id] = _Waiter()
         self._wake.set()
+        self.entered()
         try:
             await waiter.done.wait()
         except BaseException:
@@ -161,6 +166,10 @@ class Publisher:
             await self._empty.wait()
         self._raise_if_ended()
         await trio.lowlevel.checkpoint()
+
+    def pending(self) -> bool:
+        """Whether a publish waits for its answer (the outbox is not empty)."""
+        return len(self.outbox) > 0
 
     def statistics(self) -> OutboxStatistics:
         """What the outbox holds now."""
