@@ -98,9 +98,9 @@ logger = logging.getLogger("trio_reconnect.server")
 #: Most events one tail read returns.
 DEFAULT_FANOUT_BATCH: Final = 512
 #: Most deliveries (one event to one client) the fan-out makes in one task step
-#: (module comment): about 1 ms of work with the direct writes of
-#: :mod:`trio_reconnect.server._direct`.
-DEFAULT_FEED_STEP: Final = 128
+#: (module comment): about 1 ms of CPU with the direct writes of
+#: :mod:`trio_reconnect.server._direct` (15-18 us each, measured on 2 busy cores).
+DEFAULT_FEED_STEP: Final = 64
 #: Seconds one tail read blocks for new events before it is asked again.
 DEFAULT_TAIL_BLOCK: Final = 1.0
 #: Seconds between attempts to read the log while it is unavailable.
