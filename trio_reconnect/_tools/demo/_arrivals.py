@@ -1,92 +1,46 @@
 """How evenly clients came back, as both demos count it: the peak arrivals per 100 ms.
 
-The single-node demo counts its clients' returns at the server, when it
-accepts each connection (:class:`AcceptTimes`).
+The single-node demo counts its clients' returns where a server operator
+would, at the server's ``accept()`` (:class:`AcceptTimes`). Its clients run
+in child processes of their own (:mod:`._crowd`), each in a session of its
+own, and every process collects its garbage just before a restart and not
+while the clients come back (:mod:`._collect`): binned at the end of each
+handshake, in one process with the server, the demo once showed 2.2-2.4 x
+the plan where the herd simulator (virtual time) showed 1.06 x.
 
-Why here (issue 20). The demo once binned each client's return at the end of
-its handshake, with the clients and the server in one process, and reported
-2.2-2.4 x the plan where the herd simulator (virtual time) showed 1.06 x for
-the same policy. Measured step by step on 2 cores, with the clients in a
-process of their own:
+Where the rest comes from (issue 20), traced per client across the processes
+on 2 cores at a load average of 3-8 from other work: when each client got
+its close frame, started its wait and began connecting (``time.monotonic()``,
+one clock for every process); the accept; and every task step of the server
+(a :class:`trio.abc.Instrument`).
 
-* the times the clients meant to come back (close received + ``retryAfter``)
-  were as flat as the plan: 1.1-1.3 x;
-* the times they began to connect bunched wherever the clients' event loop
-  stalled (a 100-150 ms pause, then every timer that fell due inside it at
-  once);
-* the times the server accepted them bunched wherever the server's event
-  loop stalled: a full (generation 2) garbage collection of 60-140 ms,
-  once per restart, as 300 connections' objects were freed and made again.
+* The plan itself puts 16-17 returns in its busiest 100 ms (1.07-1.13 x).
+* The times the clients meant to come back (the end of the close plus
+  ``retryAfter``) already peaked at 17-22, and the starts of their attempts
+  as high as the accepts, within one or two.
+* The server: its longest steps while clients came back were the
+  fan-out's (each event fed to all 300 clients in one step: 2.5-4.6 ms of
+  CPU, 10-26 ms of wall time on the busy machine); it now feeds in steps of
+  :data:`~trio_reconnect.server._fanout.DEFAULT_FEED_STEP` deliveries.
+* Most of the rest: each client counts its ``retryAfter`` from the end of
+  its own close, and closing 300 connections takes the server 30-50 ms (each
+  close frame is written by its connection's task) and the clients as long
+  again, each a little differently: every return moves by its own 20-40 ms,
+  which takes the plan's one client per 6.7 ms slot out of its slot. Closing
+  the clients in the order of their hints kept the close frames in order,
+  but the peak measured worse (1.27-1.80 against 1.20-1.33 in the same
+  round; a pause then shifts a run of neighbouring slots, perhaps onto the
+  next ones), and it was left out.
+* On a busy machine, the processes go without a CPU for 0.1-0.7 s at a
+  time, and every return that fell due meanwhile arrives at once.
 
-So the plan is sound and the server spreads as planned; the clumping is
-event-loop lag, made worse by binning at the handshake's end (which adds
-every handshake's own latency under load) and by the clients' work sharing
-the server's one core. The demo runs its crowd in child processes
-(:mod:`._crowd`) and counts each return where a server operator would see
-it, at ``accept()``.
-
-The second round (this layout) traced each restart in both processes: a
-:class:`trio.abc.Instrument` logging every task step and every run batch over
-10 ms and every late wake-up from the I/O wait, :data:`gc.callbacks` timing
-every collection, and, for each accepted connection, the kernel's time of the
-last packet received (``TCP_INFO``'s ``tcpi_last_ack_recv``: the client's
-HTTP request), which separates the clients' lag from the server's. What was
-left:
-
-* the server: one full collection per restart *inside* the returns, 10 ms on
-  an idle machine, 60-70 ms at load average 4 (18,000 objects of the dropped
-  connections each time);
-* the crowd: its own full collection (once every client was back) took
-  80-350 ms, and when the returns of one restart ran late it fell inside the
-  next one's;
-* under load, most of the rest was the crowd: its clients' requests reached
-  the server bunched (the kernel's times bunched as much as the accepts),
-  after 50-100 ms in which the crowd process got no CPU or worked through a
-  batch of 300 clients' events;
-* the server's fan-out of one event to every client is one synchronous task
-  step (10-25 ms idle; 400-650 ms seen at load average 10) during which no
-  connection is accepted. It is left as it is (the server's code, outside
-  the demo): the module comment of ``trio_reconnect.server._fanout`` says
-  why its feeding is one step.
-
-The fixes: both processes collect their garbage just before each restart and
-hold automatic collection until every client is back (:mod:`._collect`); the
-crowd is split into child processes of at most
-:data:`~._crowd.CLIENTS_PER_PROCESS` clients, so that one process's pause
-holds back only its own clients, as with clients on many machines; and each
-child runs in a session of its own, so that where Linux shares the CPUs out by
-session (autogroup, on here) the crowd does not eat into the server's share.
-
-``peak_ratio`` of ``demo --json`` on 2 cores shared with other work (load
-average: the 1-minute figure before each run). Before (one crowd process,
-automatic collection): 1.13, 1.20, 1.13, 1.13 at load 0.1-0.6; 1.33, 1.67,
-1.80, 1.80, 6.13 at 3.4-4.5 (traced runs). Nine rounds at load 5.8-10, each
-running the old demo and this one (100 clients per crowd process, no sessions
-of their own) one after the other: old 2.13, 2.07, 2.67, 4.87, 1.93, 3.60,
-2.07, 2.53, 1.73 (median 2.13); this one 1.40, 4.40, 1.27, 1.33, 3.40, 1.60,
-1.93, 1.53, 2.73 (median 1.60); in six of those rounds this one with a single
-crowd process as well: 1.67, 2.53, 3.20, 2.20, 2.07, 1.80. At that load the
-spread between runs is larger than the difference. Sixteen runs of that one
-alone: 2.67, 1.07, 2.87, 3.47, 1.20, 2.00, 1.87, 1.73 at load 8.5-9.4; 2.80,
-2.60, 3.00, 2.00, 1.60, 2.93, 2.47, 1.80 at load 5.9-7.0. None was measured on
-an idle machine (the load stayed above 5 while these changes were made); with
-the collections held but one crowd process (traced runs): 1.13, 1.93, 1.73,
-1.40, 1.67, 1.47, 2.00 at load 2.4-4.6. With a session of its own for each
-crowd process: four rounds at load 6.3-7.0 against the same without: 1.40,
-1.27, 1.33, 1.27 against 2.00, 1.93, 1.60, 1.87; then eight runs: 1.27, 1.27,
-1.20, 1.47, 1.33 at load 3.0-3.4, 2.47, 1.33, 1.53 at load 4.2-6.0. With 50
-clients per process instead of 100, three rounds at load 5.3-5.9: 1.40, 1.27,
-1.27 against 2.13, 1.20, 2.20; then eight runs (the demo as it is now): 1.87,
-1.73, 1.33, 1.60, 1.80, 4.47, 1.33, 1.20 at load 5.1-7.7. Eight more: 1.67,
-2.00, 1.47, 1.67, 1.27, 1.20, 1.27, 1.27 at load 5.9-7.5.
-
-What is left, as far as the traces show, is the machine: at a load average of
-6-10 on 2 cores (with Linux's autogroup on, each login session gets an equal
-share of the CPUs, however many processes it runs), the traces show the demo's
-processes getting no CPU for 0.1-0.7 s at a time, several of them at once:
-task steps that do a few milliseconds of work lasting 0.3-0.7 s, wake-ups from
-the I/O wait 0.1-0.35 s late. Every connection that fell due meanwhile is
-accepted at once, and a 0.3 s freeze alone is 3 x the plan in one bin.
+``peak_ratio`` of ``demo --json`` on 2 cores at a load average of 4-9 from
+other work, the two versions run in turn: feeding in one step, 1.07-2.73
+(median 1.40 over 20 runs); in steps of 64, 1.27-2.87 (median 1.53 over 15
+runs); of three rounds of five runs each, the one-step version had the lower
+median in two (1.27 against 1.33, 1.40 against 2.07) and the steps in one
+(1.33 against 2.07). At that load the spread between runs is larger than the
+difference. On an idle machine (before these steps): 1.20-1.33.
 """
 
 from __future__ import annotations
