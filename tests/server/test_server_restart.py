@@ -5,10 +5,12 @@ from __future__ import annotations
 import collections
 import math
 import random
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
+import trio.testing
+import trio_websocket
 from trio.testing import MockClock
 from trio_websocket import WebSocketConnection
 
@@ -222,3 +224,59 @@ async def test_admission_off_by_default(autojump_clock: MockClock) -> None:
             results.append(await attempt(server, body))
     assert results == [None] * 50
     assert server.statistics().refused == 0
+
+
+async def test_drain_hints_a_return_time_a_late_close_frame_still_meets(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    # One client's writer is busy for 30 ms (virtual) when the drain starts:
+    # its close frame goes out 30 ms late, so its retryAfter is 30 ms shorter
+    # and both clients still come back exactly on their planned slots.
+    server = make_server(spread=SpreadPolicy(min_window=0.0, rate=1e6, base=0.25))
+    busy = {"armed": False}
+
+    async def slow_connect() -> WebSocketConnection:
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+        pump = server_stream.send_stream.send_all_hook
+        assert pump is not None
+
+        async def hook() -> None:
+            await pump()  # the bytes reach the client now...
+            if busy["armed"]:  # ...and the writer stays busy for 30 ms
+                busy["armed"] = False
+                await trio.sleep(0.030)
+
+        server_stream.send_stream.send_all_hook = hook
+        nursery.start_soon(server.serve_stream, server_stream)
+        return await trio_websocket.wrap_client_stream(
+            nursery, cast(Any, client_stream), "localhost", "/"
+        )
+
+    returns: list[float] = []
+
+    async def watch(ws: WebSocketConnection, closed: trio.Event) -> None:
+        close = await closed_with(ws)
+        hint = parse_retry_after_reason(close.reason)
+        assert hint is not None
+        returns.append(trio.current_time() + hint)
+        closed.set()
+
+    with trio.fail_after(10):
+        slow = await slow_connect()
+        await handshake(slow, None)
+        quick, _ = await resumed(nursery, server)
+        events = [trio.Event(), trio.Event()]
+        nursery.start_soon(watch, slow, events[0])
+        nursery.start_soon(watch, quick, events[1])
+        await trio.sleep(1.0)
+        busy["armed"] = True
+        await server.clients[0].send("busy")  # the slow client's writer takes it
+        await trio.sleep(0.010)
+        assert busy["armed"] is False
+        drain_at = trio.current_time()
+        await server.restart()
+        for event in events:
+            await event.wait()
+    assert trio.current_time() == pytest.approx(drain_at + 0.020)
+    # The plan: base + (whole, distinct milliseconds), from the drain's start.
+    assert sorted(round((t - drain_at) * 1000) for t in returns) == [250, 251]

@@ -20,6 +20,11 @@ frame after it would be garbage to the client, so a close requested during
 a send lets that send finish (within ``close_timeout``). A client found
 half-open is aborted instead: no close frame, since nobody would read it.
 
+A hinted close may carry a return time (:class:`~trio_reconnect.server._spread.ReturnAt`)
+instead of a reason: its ``retryAfter`` is then worked out when the close
+frame is written (after any bytes a direct write left behind), so that the
+client comes back at the planned time however long the frame waited.
+
 The persistent filter
 ---------------------
 
@@ -78,6 +83,7 @@ from ._clientbase import (
 from ._direct import DirectWriter
 from ._outbox import Outbox
 from ._pings import ping_loop
+from ._spread import ReturnAt
 from ._verdicts import may_write_directly, uncovered
 
 __all__ = ["ConnectedClient", "ConnectionHooks"]
@@ -164,6 +170,8 @@ class ConnectedClient:
     _messages_received: int = attrs.field(init=False, default=0, repr=False)
     _close_code: int | None = attrs.field(init=False, default=None, repr=False)
     _close_reason: str | None = attrs.field(init=False, default=None, repr=False)
+    #: A hinted close's return time (its reason is written when the close frame is).
+    _close_return: ReturnAt | None = attrs.field(init=False, default=None, repr=False)
     _close_requested: bool = attrs.field(init=False, default=False, repr=False)
     _sending: bool = attrs.field(init=False, default=False, repr=False)
     #: No close frame on the way out: half a frame may be on the wire, or the peer is gone.
@@ -240,7 +248,7 @@ class ConnectedClient:
             messages_sent=self._messages_sent,
             messages_received=self._messages_received,
             close_code=self._close_code,
-            close_reason=self._close_reason,
+            close_reason=self._reason(),
         )
 
     # -- for the node: feeding and closing ----------------------------------
@@ -278,13 +286,20 @@ class ConnectedClient:
         if not self._outbox.put_many_nowait(frames):
             self._hooks.too_slow(self)
 
-    def close(self, code: int | None, reason: str | None) -> None:
-        """Start closing (synchronously). ``code=None``: already closed by the peer."""
+    def close(self, code: int | None, reason: str | ReturnAt | None) -> None:
+        """Start closing (synchronously). ``code=None``: already closed by the peer.
+
+        ``reason`` may be a return time: the close reason then says how long
+        is left until it when the close frame is written.
+        """
         if self._close_requested:
             return
         self._close_requested = True
         self._close_code = code
-        self._close_reason = reason
+        if isinstance(reason, ReturnAt):
+            self._close_return = reason
+        else:
+            self._close_reason = reason
         if self.state is not ClientState.CLOSED:
             self.state = ClientState.CLOSING
         self._hooks.leaving(self)
@@ -397,11 +412,27 @@ class ConnectedClient:
                     self.close(CLOSE_NORMAL, None)
                 if self._close_code is not None and not self._interrupted:
                     with trio.move_on_after(self._settings.close_timeout) as self._closing:
-                        await ws.aclose(self._close_code, self._close_reason)
+                        await self._send_close(ws, self._close_code)
             finally:
                 self.state = ClientState.CLOSED
                 self._hooks.gone(self)
                 self._done.set()
+
+    async def _send_close(self, ws: WebSocketConnection, code: int) -> None:
+        """Send the close frame, with a return time's reason worked out now (the module comment)."""
+        if self._close_return is not None:
+            async with send_lock(ws):  # what a direct write left goes first
+                pass
+            self._close_reason = self._close_return.close_reason(trio.current_time())
+        await ws.aclose(code, self._close_reason)
+
+    def _reason(self) -> str | None:
+        """The close reason sent, or the one a return time not yet sent would have now."""
+        pending = self._close_return
+        unsent = self._close_reason is None and self.state is not ClientState.CLOSED
+        if pending is not None and unsent:
+            return pending.close_reason(trio.current_time())
+        return self._close_reason
 
     def _peer_closed(self, exc: ConnectionClosed) -> None:
         if self._close_requested:
@@ -413,9 +444,7 @@ class ConnectedClient:
             self._close_reason = exc.reason.reason
 
     def _closed_reason(self) -> CloseReason | None:
-        return (
-            None if self._close_code is None else CloseReason(self._close_code, self._close_reason)
-        )
+        return None if self._close_code is None else CloseReason(self._close_code, self._reason())
 
     async def _write_loop(self) -> None:
         outbox = self._outbox

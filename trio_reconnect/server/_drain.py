@@ -29,7 +29,7 @@ from ._connection import ConnectedClient
 from ._health import Admission
 from ._node import ClientSet, NodeConfig
 from ._presence import PresenceDriver
-from ._spread import SpreadPolicy, distinct_milliseconds, plan_spread
+from ._spread import ReturnAt, SpreadPolicy, distinct_milliseconds, plan_spread
 from ._stats import Counts
 
 __all__ = ["DRAIN_SUMMARY_TAG", "DrainSummary", "Drains", "Spreader"]
@@ -121,6 +121,10 @@ class Spreader:
     ) -> None:
         """Start closing ``targets`` with distinct spread hints (synchronously).
 
+        Each client gets a distinct return time; its close reason's
+        ``retryAfter`` is the time left until it when its close frame is
+        written (:class:`~._spread.ReturnAt`).
+
         Args:
             targets: The clients to close.
             code: The close code.
@@ -130,10 +134,10 @@ class Spreader:
         """
         spread = self.config.spread if policy is None else policy
         delays = distinct_milliseconds(plan_spread(len(targets), spread, self.config.rng))
-        reasons = [format_close_reason(shift + d, reason) for d in delays]
+        now = trio.current_time()
         logger.info("closing %d clients with %d (%s)", len(targets), code, reason)
-        for client, text in zip(targets, reasons, strict=True):
-            client.close(code, text)
+        for client, delay in zip(targets, delays, strict=True):
+            client.close(code, ReturnAt(now + shift + delay, reason))
 
 
 @attrs.define(eq=False)

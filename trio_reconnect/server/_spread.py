@@ -30,6 +30,14 @@ different hint whenever the window holds at least N milliseconds; no value
 moves by more than the number of collisions before it, a millisecond or two
 in practice.
 
+A slot is a point in time, not a delay: :class:`ReturnAt` keeps the
+client's absolute return time, and its close reason's ``retryAfter`` is the
+distance from the moment the close frame is written (``max(0, at - now)``).
+The close frames of a drain go out over tens of milliseconds (each client's
+writer finishes what it was sending first); a delay fixed when the drain
+starts would move each client's return by its own write lag and bunch the
+plan's slots back together.
+
 Spreading refused handshakes (HTTP 503 with Retry-After)
 --------------------------------------------------------
 
@@ -76,6 +84,7 @@ from typing import Final
 
 import attrs
 
+from .._hints import format_close_reason
 from .._validators import (
     check_int,
     non_negative_number,
@@ -89,6 +98,7 @@ __all__ = [
     "DEFAULT_MIN_WINDOW",
     "DEFAULT_RATE",
     "AdmissionControl",
+    "ReturnAt",
     "SpreadPolicy",
     "distinct_milliseconds",
     "plan_spread",
@@ -156,6 +166,23 @@ def distinct_milliseconds(delays: Sequence[float]) -> list[float]:
         result[index] = ms / 1000
         previous = ms
     return result
+
+
+@attrs.frozen
+class ReturnAt:
+    """A hinted close's return time: when the client should come back, and why it was closed.
+
+    Attributes:
+        at: The absolute return time (seconds, on the clock ``now`` is read from).
+        reason: The close reason's ``reason`` word.
+    """
+
+    at: float
+    reason: str
+
+    def close_reason(self, now: float) -> str:
+        """The close reason to send at ``now``: ``retryAfter`` is what is left until :attr:`at`."""
+        return format_close_reason(max(0.0, self.at - now), self.reason)
 
 
 @attrs.define(eq=False)
