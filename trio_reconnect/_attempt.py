@@ -66,6 +66,7 @@ from ._settings import missed_pong_is_backpressure
 from ._transport import RecordingStream, Target, parse_url
 from ._turn import Turn
 from ._tws import (
+    peer_close_event,
     peer_started_close,
     replace_stream,
     swap_send_lock,
@@ -193,6 +194,8 @@ class Run:
         except Exception as exc:
             cause = _main_cause(exc)
             if isinstance(cause, trio_websocket.ConnectionRejected):
+                if outcome.hint_received_at is None:
+                    outcome.hint_received_at = trio.current_time()
                 outcome.status_code = cause.status_code
                 outcome.headers = tuple(cause.headers or ())
                 outcome.body = cause.body
@@ -242,6 +245,9 @@ class Run:
             return  # the phase deadline expired; the caller reports it
         self.ws = ws
         outcome = cast(Outcome, self.outcome)
+        closed = peer_close_event(ws)
+        if closed is not None:
+            nursery.start_soon(self._note_close, closed, outcome)
         try:
             await self._run_connection(context, nursery, ws, spawner.ended)
         except trio_websocket.ConnectionClosed as exc:
@@ -366,6 +372,12 @@ class Run:
         channels = context.channels
         accept = live_acceptor(options.resume, context.cursor, channels if link.v2 else None)
         await deliver(ws, context.inbox, accept, reader_ended)
+
+    @staticmethod
+    async def _note_close(closed: trio.Event, outcome: Outcome) -> None:
+        """Note when the server's close frame arrived: its hint counts from then."""
+        await closed.wait()
+        outcome.hint_received_at = trio.current_time()
 
     def _started(self, step: Step) -> None:
         self.phase = step.phase

@@ -30,6 +30,12 @@ come in as arguments, so a test states exact numbers):
   start, end the client with :class:`~trio_reconnect.ReconnectFailed`.
 * **reconnect_now().** An attempt that the application cut short is no
   failure: the next one starts at once.
+* **A hint counts from its arrival.** The server's wait starts when its
+  close frame or refusal arrived (:attr:`Outcome.hint_received_at`), not
+  when the attempt's teardown (the close handshake) ended: a wait timed by
+  the hint is shortened by the time since, never below 0. The server plans
+  its hints as points in time (docs/reference/protocol.md), so that each
+  client's own lag does not move its return.
 """
 
 from __future__ import annotations
@@ -95,6 +101,8 @@ class Outcome:
     error: BaseException | None = None
     #: Whether the close code is the server's (it sent the close frame).
     server_closed: bool = False
+    #: When the server's close frame or refusal arrived (``None``: unknown).
+    hint_received_at: float | None = None
     #: The application called ``reconnect_now()`` during the attempt.
     requested: bool = False
     #: The application's ``on_connect`` raised ``error``.
@@ -223,6 +231,8 @@ class RetryState:
         hint = advice.hint if self.server_hints else None
         # Short-lived connections count toward the anti-hammer rule, planned or not.
         delay, source = self.pacer.next_delay(failed=not stable, hint=hint)
+        if source is DelaySource.SERVER and outcome.hint_received_at is not None:
+            delay = max(0.0, delay - (now - outcome.hint_received_at))
         if failed:
             self._history.append(self._record(outcome, now, delay, source))
         if self.max_attempts is not None and self.failures >= self.max_attempts:

@@ -61,6 +61,7 @@ __all__ = [
     "eager_message_sends",
     "encode_messages",
     "message_queue",
+    "peer_close_event",
     "peer_started_close",
     "replace_message_channels",
     "replace_stream",
@@ -154,6 +155,12 @@ def message_queue(ws: WebSocketConnection) -> trio.MemoryReceiveChannel[str | by
     """The messages trio-websocket's reader queued for ``get_message()``."""
     queue: trio.MemoryReceiveChannel[str | bytes] = ws._recv_channel
     return queue
+
+
+def peer_close_event(ws: object) -> trio.Event | None:
+    """The event set when the peer's close frame arrives on ``ws`` (``None``: not there)."""
+    event = getattr(ws, "_for_testing_peer_closed_connection", None)
+    return event if isinstance(event, trio.Event) else None
 
 
 def peer_started_close(ws: object) -> bool:

@@ -187,6 +187,62 @@ async def test_server_hint_honoured_exactly_and_clamped(
     assert ws.statistics().median_reconnect == pytest.approx((1.375 + 120.0) / 2)
 
 
+async def test_server_hint_counts_from_the_close_frame_not_the_end_of_the_handshake(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The close frame arrives at t=20; the client's reply takes 0.3 s to go
+    # out, so the close handshake ends at 20.3. The wait of 2 s counts from
+    # the frame's arrival: the next attempt starts at exactly 22.
+    slow_reply = {"armed": False, "sent_at": -1.0}
+
+    async def handler(request: trio_websocket.WebSocketRequest, n: int) -> None:
+        ws, _ = await accept_and_resume(request)
+        await send_ready(ws, None)
+        if n > 1:
+            await trio.sleep_forever()
+        await trio.sleep(20)
+        slow_reply["armed"] = True
+        await ws.aclose(1012, json.dumps({"reason": "restart", "retryAfter": 2000}))
+
+    server = FakeServer(nursery, handler)
+
+    async def open_stream(target: tr.Target) -> trio.abc.Stream:
+        stream = await server.open_stream(target)
+        assert isinstance(stream, trio.StapledStream)
+        sender = stream.send_stream
+        assert isinstance(sender, trio.testing.MemorySendStream)
+        pump = sender.send_all_hook
+        assert pump is not None
+
+        async def hook() -> None:
+            if slow_reply["armed"]:  # the client's close reply
+                slow_reply["armed"] = False
+                await trio.sleep(0.3)
+                slow_reply["sent_at"] = trio.current_time()
+            await pump()
+
+        sender.send_all_hook = hook
+        return stream
+
+    transitions: list[tr.Transition] = []
+    with trio.fail_after(100):
+        async with tr.open_reconnecting_websocket(
+            "ws://example.test/",
+            open_stream=open_stream,
+            random=seeded(),
+            ping_interval=None,
+            on_transition=transitions.append,
+        ) as ws:
+            while len(server.connects) < 2:
+                await trio.sleep(0.01)
+            await ws.wait_ready()
+    assert slow_reply["sent_at"] == pytest.approx(20.3)  # the handshake did take 0.3 s
+    assert server.connects == pytest.approx([0.0, 22.0])
+    waits = [t for t in transitions if t.state is tr.ConnectionState.BACKING_OFF]
+    assert [t.delay_source for t in waits] == [tr.DelaySource.SERVER]
+    assert waits[0].delay == pytest.approx(1.7)
+
+
 @pytest.mark.parametrize(
     "reason",
     [

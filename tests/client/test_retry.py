@@ -219,6 +219,21 @@ def test_an_http_date_retry_after_is_read_against_the_wall_clock() -> None:
     assert retry.decide(refused, 0.0, wall_now=60.0) == Wait(40.0, DelaySource.SERVER, True)
 
 
+def test_a_hint_counts_from_when_it_arrived_never_below_zero() -> None:
+    retry = state()
+    # The close frame arrived at 3.0, the attempt ended (handshake over) at 3.4.
+    closed = attempt(
+        retry, 0.0, close_code=1012, close_reason=HINT_5S, server_closed=True, hint_received_at=3.0
+    )
+    assert retry.decide(closed, 3.4, 0.0) == Wait(4.6, DelaySource.SERVER, failed=True)
+    refused = attempt(retry, 8.0, status_code=503, headers=((b"retry-after", b"1"),))
+    refused.hint_received_at = 8.0
+    assert retry.decide(refused, 9.5, 0.0) == Wait(0.0, DelaySource.SERVER, failed=True)
+    # A wait the client's own backoff chose counts from the end, as before.
+    unhinted = attempt(retry, 10.0, close_code=1012, server_closed=True, hint_received_at=10.0)
+    assert retry.decide(unhinted, 10.5, 0.0) == Wait(4.0, DelaySource.BACKOFF, failed=True)
+
+
 def test_hints_are_ignored_with_server_hints_false() -> None:
     retry = state(server_hints=False)
     outcome = attempt(retry, 0.0, close_code=1012, close_reason=HINT_5S, server_closed=True)
