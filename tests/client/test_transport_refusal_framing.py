@@ -104,6 +104,7 @@ async def test_503_with_retry_after_over_tcp(nursery: trio.Nursery, framing: str
             await waiting.wait()
     assert waits[0].status_code == 503
     # Retry-After: 2, counted from the refusal's arrival (the teardown since is taken off).
+    assert waits[0].delay is not None
     assert 1.9 < waits[0].delay <= 2.0
     assert waits[0].delay_source is tr.DelaySource.SERVER
     assert waits[0].close_code is None

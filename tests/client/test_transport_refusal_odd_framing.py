@@ -30,9 +30,12 @@ import trio_reconnect as tr
 from trio_reconnect._transport import MAX_REFUSAL_BYTES
 from trio_reconnect.testing import MemoryNetwork
 
-# Retry-After: 2 counts from the refusal's arrival: the real time since is taken off the wait.
-WAIT_2S = pytest.approx(2.0, abs=0.1)
 BIG = b"x" * (MAX_REFUSAL_BYTES + 10_000)
+
+
+def waited_2s(delay: float | None) -> bool:
+    """Retry-After: 2, counted from the refusal's arrival (the real time since is taken off)."""
+    return delay is not None and 1.9 < delay <= 2.0
 
 
 def odd(status: int, framing: str) -> tuple[bytes, bytes]:
@@ -148,9 +151,9 @@ async def test_odd_503_waits_its_retry_after(nursery: trio.Nursery, framing: str
     data, _ = odd(503, framing)
     port, _ = await raw_server(nursery, [data])
     wait = await first_wait(port)
-    assert (wait.status_code, wait.delay, wait.delay_source) == (
+    assert (wait.status_code, waited_2s(wait.delay), wait.delay_source) == (
         503,
-        WAIT_2S,
+        True,
         tr.DelaySource.SERVER,
     )
 
@@ -176,7 +179,7 @@ async def test_a_head_written_byte_by_byte(nursery: trio.Nursery, status: int) -
     port, served = await raw_server(nursery, [data], bytewise=True)
     if status == 503:
         wait = await first_wait(port)
-        assert (wait.status_code, wait.delay) == (503, WAIT_2S)
+        assert (wait.status_code, waited_2s(wait.delay)) == (503, True)
         return
     with trio.fail_after(20), pytest.raises(tr.HandshakeRejectedError) as info:
         async with tr.open_reconnecting_websocket(
@@ -310,11 +313,11 @@ async def test_an_interim_response_before_the_refusal(
     data, _ = odd(503, "http/1.0 close-delimited")
     port, _ = await raw_server(nursery, [interim + data])
     wait = await first_wait(port)
-    assert (wait.status_code, wait.delay) == (503, WAIT_2S)
+    assert (wait.status_code, waited_2s(wait.delay)) == (503, True)
 
 
 async def test_an_interim_response_split_across_writes(nursery: trio.Nursery) -> None:
     data, _ = odd(503, "http/1.0 content-length")
     port, _ = await raw_server(nursery, [b"HTTP/1.1 100 Continue\r\n\r\n" + data], bytewise=True)
     wait = await first_wait(port)
-    assert (wait.status_code, wait.delay) == (503, WAIT_2S)
+    assert (wait.status_code, waited_2s(wait.delay)) == (503, True)
