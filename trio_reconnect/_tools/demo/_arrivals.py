@@ -22,11 +22,15 @@ one clock for every process); the accept; and every task step of the server
   fan-out's (each event fed to all 300 clients in one step: 2.5-4.6 ms of
   CPU, 10-26 ms of wall time on the busy machine); it now feeds in steps of
   :data:`~trio_reconnect.server._fanout.DEFAULT_FEED_STEP` deliveries.
-* Most of the rest: each client counts its ``retryAfter`` from the end of
+* Most of the rest: each client counted its ``retryAfter`` from the end of
   its own close, and closing 300 connections takes the server 30-50 ms (each
   close frame is written by its connection's task) and the clients as long
-  again, each a little differently: every return moves by its own 20-40 ms,
-  which takes the plan's one client per 6.7 ms slot out of its slot. Closing
+  again, each a little differently: every return moved by its own 20-40 ms,
+  which takes the plan's one client per 6.7 ms slot out of its slot. Now the
+  server plans return times and writes each ``retryAfter`` when the close
+  frame goes out (:class:`~trio_reconnect.server._spread.ReturnAt`), and the
+  client counts it from the frame's arrival (:mod:`trio_reconnect._retry`);
+  see the figures below. Closing
   the clients in the order of their hints kept the close frames in order,
   but the peak measured worse (1.27-1.80 against 1.20-1.33 in the same
   round; a pause then shifts a run of neighbouring slots, perhaps onto the
@@ -41,6 +45,13 @@ runs); of three rounds of five runs each, the one-step version had the lower
 median in two (1.27 against 1.33, 1.40 against 2.07) and the steps in one
 (1.33 against 2.07). At that load the spread between runs is larger than the
 difference. On an idle machine (before these steps): 1.20-1.33.
+
+With return times (the close reason written when the frame goes out, the
+wait counted from its arrival), 12 runs of each version in turn at a load
+average of 0.7-2.5: peaks of 17-20 arrivals (1.13-1.33 x, median 18, at or
+under 1.3 x in 11 runs) against 17-20 (median 19, at or under 1.3 x in 7)
+before; in the quietest four pairs 17-19 against 19-20. The peak moves in
+steps of one arrival (1/15 of the plan), so a run says little on its own.
 """
 
 from __future__ import annotations
