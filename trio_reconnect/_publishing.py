@@ -134,10 +134,13 @@ class Publisher:
     async def _enter(self, channel: str, data: Any) -> PendingPublish:
         """Put the publish in the outbox, waiting for room behind earlier waiters."""
         if not self._room_turn.locked():
+            # No schedule point here: the caller's wait for the answer is one,
+            # and a cancel there withdraws the publish (one taken here and
+            # cancelled before its waiter existed would stay in the outbox).
+            await trio.lowlevel.checkpoint_if_cancelled()
             entry = self.outbox.add(channel, data)
             if entry is not None:
                 self._empty = trio.Event() if self._empty.is_set() else self._empty
-                await trio.lowlevel.checkpoint()
                 return entry
         async with self._room_turn:
             while True:
