@@ -65,10 +65,6 @@ class ChannelHandshakeResult:
         return self.channels is not None
 
 
-def _positions(value: Mapping[str, str]) -> dict[str, str]:
-    return dict(value)
-
-
 @attrs.define(eq=False)
 class ChannelHandshake:
     """The client's side of one version 2 handshake (PROTOCOL.md 4.2).
@@ -93,7 +89,9 @@ class ChannelHandshake:
 
     last_event_id: str | None
     client_id: str
-    positions: Mapping[str, str] = attrs.field(converter=_positions, factory=dict)
+    #: A copy of the map given (made in ``__attrs_post_init__``: a converter would
+    #: make attrs run a setattr hook on every field, one per channel frame).
+    positions: Mapping[str, str] = attrs.field(factory=dict)
     max_replay: int | None = None
     result: ChannelHandshakeResult | None = attrs.field(init=False, default=None)
     _default: ResumeHandshake = attrs.field(init=False)
@@ -104,6 +102,7 @@ class ChannelHandshake:
     _default_began: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
+        self.positions = dict(self.positions)
         for problem in (
             client_id_problem(self.client_id),
             *(channel_problem(channel) for channel in self.positions),

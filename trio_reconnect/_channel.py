@@ -162,6 +162,13 @@ class ChannelAnswer:
         """
         if self.done:
             raise ResumeProtocolError(f"channel {self.channel!r}: a frame after its answer ended")
+        if isinstance(frame, Subscribed):  # the frequent one first
+            self.done = True
+            outcome = outcome_of(
+                lost=frame.lost, snapshot=self._snapshot, replayed=self._replayed, start=self.start
+            )
+            result = HandshakeResult(outcome, self._replayed, frame.id)
+            return ChannelReady(frame, result, Gap(self.start, frame.id) if frame.lost else None)
         if isinstance(frame, Refused):
             if self._replayed or self._snapshot or self._presence:
                 raise ResumeProtocolError(f"channel {self.channel!r}: refused after its resume")
@@ -174,13 +181,6 @@ class ChannelAnswer:
                 raise ResumeProtocolError(f"channel {self.channel!r}: a second member list")
             self._presence = True
             return frame
-        if isinstance(frame, Subscribed):
-            self.done = True
-            outcome = outcome_of(
-                lost=frame.lost, snapshot=self._snapshot, replayed=self._replayed, start=self.start
-            )
-            result = HandshakeResult(outcome, self._replayed, frame.id)
-            return ChannelReady(frame, result, Gap(self.start, frame.id) if frame.lost else None)
         raise ResumeProtocolError(
             f"channel {self.channel!r}: a {type(frame).__name__.lower()} frame before subscribed"
         )
@@ -258,15 +258,16 @@ class ChannelCursor:
         Returns:
             The gap to deliver before anything newer, if events were lost.
         """
-        if ready.channel != self.channel:
-            raise ValueError(f"subscribed for {ready.channel!r} given to {self.channel!r}")
-        if ready.gap is not None:
-            self._cursor.deliver(ready.gap)
-        self._cursor.ready(ready.result)
+        subscribed, gap, cursor = ready.subscribed, ready.gap, self._cursor
+        if subscribed.channel != self.channel:
+            raise ValueError(f"subscribed for {subscribed.channel!r} given to {self.channel!r}")
+        if gap is not None:
+            cursor.deliver(gap)
+        cursor.ready(ready.result)
         # The subscribed id counts as delivered, by the rule for a passed-in id.
-        self._cursor.deliver(ServerEvent(ready.subscribed.id, None))
+        cursor.deliver_id(subscribed.id)
         self._subscribed = True
-        return ready.gap
+        return gap
 
     def subscribe_frame(self) -> Subscribe:
         """The ``subscribe`` to send after ``ready`` (first time, or after ``unavailable``).

@@ -443,7 +443,9 @@ async def open_reconnecting_websocket(
         max_server_delay: The clamp for server retry hints, seconds
             (:data:`DEFAULT_MAX_SERVER_DELAY`).
         max_queue: Items buffered for the application before reading pauses
-            (:data:`DEFAULT_MAX_QUEUE`). Each channel subscription has its own
+            (:data:`DEFAULT_MAX_QUEUE`); while a publish waits for its ``ack``,
+            up to ``outbox_bytes`` bytes of frames if that is more, so that
+            the ``ack`` is read (docs/howto/publish.md). Each channel subscription has its own
             bound of as many live events: past it that channel (only) drops
             its live events and asks for them again once its reader has
             caught up (docs/howto/channels.md).
@@ -484,7 +486,8 @@ async def open_reconnecting_websocket(
             process restarts.
         outbox_bytes: The bound of the publish outbox, in bytes of publish
             frames (:data:`DEFAULT_OUTBOX_BYTES`): a ``publish`` waits while
-            the publishes without an answer fill it (docs/howto/publish.md).
+            the publishes without an answer fill it (docs/howto/publish.md);
+            also the receive buffer's bound past ``max_queue`` while they wait.
         outbox: The :class:`OutboxState` a previous process saved (its
             ``clientId``, msgId counter and pending publishes): they are sent
             again first, with the same msgIds, for exactly-once across restarts.

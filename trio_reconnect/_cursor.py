@@ -72,6 +72,13 @@ class Cursor:
             self._restart_window(item.ready_id)
         return True
 
+    def deliver_id(self, event_id: str) -> bool:
+        """``deliver(ServerEvent(event_id, None))`` without building the event."""
+        if not self._recent.add(event_id):
+            return False
+        self.last_event_id = event_id
+        return True
+
     def _restart_window(self, start: str | None) -> None:
         """Empty the window, then count ``start`` (where the order starts again) as delivered."""
         self._recent.clear()

@@ -19,6 +19,7 @@ import trio_websocket
 
 from ._cursor import Cursor
 from ._inbox import Inbox
+from ._overflow import frame_size
 from ._protocol import Item, ServerEvent, parse_live
 from ._tws import capable, message_queue, replace_message_channels
 from ._wire import Malformed, parse_server_frame
@@ -120,9 +121,10 @@ class _DirectSink:
     both, this object turns the reader's ``send`` into ``accept`` and a put
     into the inbox, in the reader's own task. The inbox's backpressure and
     its stall count are unchanged: a full inbox makes the reader wait, as a
-    full channel did. Once ``done`` is set (the websocket closed, or the
-    reader ended), ``send`` refuses as a closed channel does, so that nothing
-    arrives after the close, as before.
+    full channel did (past ``max_queue`` while a publish waits for its
+    answer, up to a bound in bytes: :mod:`._overflow`). Once ``done`` is set
+    (the websocket closed, or the reader ended), ``send`` refuses as a closed
+    channel does, so that nothing arrives after the close, as before.
 
     This relies on two private attributes of trio-websocket 0.12
     (:func:`_can_deliver_directly` checks them, and the attempt falls back to
@@ -145,7 +147,7 @@ class _DirectSink:
             raise trio.BrokenResourceError("the websocket is closed")
         item = self._accept(message)
         if item is not None:
-            await self._inbox.put(item)
+            await self._inbox.put(item, frame_size(message))
 
     async def receive(self) -> str | bytes:
         raise trio.EndOfChannel  # get_message() turns it into ConnectionClosed

@@ -186,9 +186,14 @@ class Subscribed:
 
     def encode(self) -> str:
         """The frame's text."""
-        return _dumps(
-            {"type": "subscribed", "channel": self.channel, "id": self.id, "lost": self.lost}
-        )
+        channel, id_, lost = self.channel, self.id, self.lost
+        if type(channel) is str and type(id_) is str and type(lost) is bool:
+            # One per channel of a resume: the text _dumps writes, without its dict and encoder.
+            return (
+                f'{{"type": "subscribed", "channel": {_string(channel)}, '
+                f'"id": {_string(id_)}, "lost": {"true" if lost else "false"}}}'
+            )
+        return _dumps({"type": "subscribed", "channel": channel, "id": id_, "lost": lost})
 
 
 @attrs.frozen

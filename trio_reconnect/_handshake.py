@@ -38,9 +38,10 @@ from ._cursor import Cursor
 from ._exceptions import ResumeProtocolError, ResumeTimeout
 from ._hints import NORMAL_CLOSURE
 from ._inbox import Inbox
+from ._overflow import frame_size
 from ._protocol import Gap, HandshakeResult, Item, ResumeHandshake, ServerEvent, Snapshot
 from ._retry import Outcome
-from ._tws import capable, message_queue
+from ._tws import capable, eager_message_sends, message_queue
 from ._wire import Malformed, parse_server_frame
 
 if TYPE_CHECKING:
@@ -227,8 +228,20 @@ class ResumeStep:
                 max_replay=link.max_replay,
             )
         await link.ws.send_message(handshake.frame())
-        received = 0
         queue = message_queue(link.ws) if capable(link.ws) else None
+        with eager_message_sends(link.ws):  # the answers of a resume come in one write
+            await self._receive(link, handshake, queue)
+
+    async def _receive(
+        self,
+        link: Link,
+        handshake: ResumeHandshake | ChannelHandshake,
+        queue: trio.MemoryReceiveChannel[str | bytes] | None,
+    ) -> None:
+        """Read the handshake's frames up to ``ready``."""
+        cursor = link.cursor
+        hub = self.channels
+        received = 0
         while handshake.result is None:
             message = await _next_message(link.ws, queue)
             try:
@@ -255,7 +268,7 @@ class ResumeStep:
                             f"the server replayed more than max_replay={link.max_replay} events"
                         )
                 if cursor.deliver(output):
-                    await _deliver_replayed(link, output)
+                    await _deliver_replayed(link, output, frame_size(message))
         if isinstance(handshake.result, HandshakeResult):
             result = handshake.result
         else:
@@ -286,7 +299,7 @@ async def _next_message(
     return await ws.get_message()
 
 
-async def _deliver_replayed(link: Link, item: Item) -> None:
+async def _deliver_replayed(link: Link, item: Item, size: int) -> None:
     """Buffer one replayed item: at once, unless the application left too much unread.
 
     The inbox takes ``max_replay`` items beyond ``max_queue`` without waiting.
@@ -296,9 +309,9 @@ async def _deliver_replayed(link: Link, item: Item) -> None:
     """
     inbox = link.inbox
     if len(inbox) + 1 < inbox.max_size + link.max_replay:
-        inbox.put_nowait(item)
+        inbox.put_nowait(item, size)
         return
-    inbox.put_nowait(item)
+    inbox.put_nowait(item, size)
     link.deadline.deadline = math.inf
     try:
         with trio.move_on_after(link.timeout) as waited:

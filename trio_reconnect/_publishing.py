@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import random as _random
+from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -85,6 +86,9 @@ class Publisher:
     backoff: RetryPolicy | None = None
     random: _random.Random = attrs.field(factory=_random.Random)
     display: str = ""
+    #: Called when a publish has entered the outbox (the inbox's reader may
+    #: now buffer past ``max_queue``: :mod:`._overflow`).
+    entered: Callable[[], None] = attrs.field(default=lambda: None, kw_only=True)
     #: The ready connection (``None`` before ``ready`` and after its loss).
     ws: trio_websocket.WebSocketConnection | None = attrs.field(init=False, default=None)
     #: Whether that connection's server speaks version 2.
@@ -121,6 +125,7 @@ class Publisher:
         entry = await self._enter(channel, data)
         waiter = self._waiters[entry.msg_id] = _Waiter()
         self._wake.set()
+        self.entered()
         self._fresh += 1
         if self._fresh >= _SEND_BATCH:
             self._write_now()
@@ -185,6 +190,10 @@ class Publisher:
             await self._empty.wait()
         self._raise_if_ended()
         await trio.lowlevel.checkpoint()
+
+    def pending(self) -> bool:
+        """Whether a publish waits for its answer (the outbox is not empty)."""
+        return len(self.outbox) > 0
 
     def statistics(self) -> OutboxStatistics:
         """What the outbox holds now."""

@@ -90,7 +90,6 @@ class Supervisor:
         )
         self.metrics = MetricsRecorder()
         self.cursor = Cursor(options.last_event_id, options.dedupe_window)
-        self.inbox: Inbox[Item] = Inbox(options.max_queue)
         self.client_id = (
             options.client_id
             if options.client_id is not None
@@ -108,6 +107,7 @@ class Supervisor:
         if options.resume:
             self.channels = self._channels(options)
             self.publisher = self.channels.publisher
+        self.inbox: Inbox[Item] = self._inbox(options.max_queue, options.outbox_bytes)
         self.context = AttemptContext(
             options,
             self.inbox,
@@ -141,6 +141,17 @@ class Supervisor:
         #: The application's block; cancelled when the client fails.
         self.body_scope: trio.CancelScope | None = None
         self._scope: trio.CancelScope | None = None
+
+    def _inbox(self, max_queue: int, outbox_bytes: int) -> Inbox[Item]:
+        """The buffer; past ``max_queue`` while a publish is pending (:mod:`._overflow`)."""
+        publisher = self.publisher
+        if publisher is None:
+            return Inbox(max_queue)
+        inbox: Inbox[Item] = Inbox(
+            max_queue, overflow_bytes=outbox_bytes, publishing=publisher.pending
+        )
+        publisher.entered = inbox.recheck
+        return inbox
 
     def _channels(self, options: ClientOptions) -> Channels:
         """The subscriptions, with the outbox of publishes (restored from ``outbox=``)."""

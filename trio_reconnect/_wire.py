@@ -172,6 +172,10 @@ def _field(frame: dict[str, Any], key: str, problem: Any) -> Any:
     return value
 
 
+def _any_json(value: object) -> str | None:
+    return None  # any JSON value, null included; compact_json checks the rest
+
+
 def _string(value: object) -> str | None:
     return None if isinstance(value, str) else "must be a string"
 
@@ -428,7 +432,7 @@ def parse_client_frame(
         try:
             _field(frame, "channel", channel_problem)
             _field(frame, "msgId", msg_id_problem)
-            compact = compact_json(frame.get("data"))
+            compact = compact_json(_field(frame, "data", _any_json))
         except (_Bad, ValueError) as bad:
             return Nack(msg_id, channel, NackCode.INVALID, str(bad))
         assert channel is not None

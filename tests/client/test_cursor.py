@@ -86,3 +86,19 @@ def test_the_window_is_a_bounded_sliding_window(window: int, ids: list[str]) -> 
 def test_the_window_must_hold_one_id_at_least() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Cursor(None, window=0)
+
+
+@given(
+    st.none() | st.sampled_from("abcdef"),
+    st.integers(min_value=1, max_value=4),
+    st.lists(st.sampled_from("abcdef"), max_size=30),
+)
+def test_deliver_id_is_deliver_of_an_event_with_that_id(
+    start: str | None, window: int, ids: list[str]
+) -> None:
+    # The handshake marks each channel's subscribed id delivered without building an event.
+    by_event, by_id = Cursor(start, window), Cursor(start, window)
+    for event_id in ids:
+        assert by_id.deliver_id(event_id) == by_event.deliver(ServerEvent(event_id, None))
+        assert by_id.last_event_id == by_event.last_event_id
+        assert by_id.remembered == by_event.remembered

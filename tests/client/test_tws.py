@@ -155,3 +155,93 @@ async def test_a_client_mid_fragment_takes_wsprotos_path(nursery: trio.Nursery) 
     assert _tws.plain_frames(client._wsproto) is None
     frame = _tws.encode_messages(client, ["rest"])
     assert frame[0] == 0x80  # wsproto's continuation frame, final
+
+
+async def open_client(
+    nursery: trio.Nursery, queue_size: int
+) -> tuple[trio_websocket.WebSocketConnection, trio_websocket.WebSocketConnection]:
+    """As :func:`open_pair`, the client's message queue holding ``queue_size`` messages."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    accepted: list[trio_websocket.WebSocketConnection] = []
+    done = trio.Event()
+
+    async def serve() -> None:
+        request = await trio_websocket.wrap_server_stream(nursery, server_stream)
+        accepted.append(await request.accept())
+        done.set()
+
+    nursery.start_soon(serve)
+    client = await trio_websocket.wrap_client_stream(
+        nursery,
+        cast(trio.SocketStream, client_stream),
+        "example.test",
+        "/",
+        message_queue_size=queue_size,
+    )
+    await done.wait()
+    return client, accepted[0]
+
+
+async def test_eager_sends_queue_a_whole_write_before_the_reader_yields(
+    nursery: trio.Nursery,
+) -> None:
+    # trio-websocket's own channel hands each message over with a pass of the
+    # scheduler: the getter wakes after the first. Through EagerSend the reader
+    # queues every message of the write first.
+    texts = [f"m{n}" for n in range(20)]
+    with trio.fail_after(10):
+        client, server = await open_client(nursery, 100)
+        queue = _tws.message_queue(client)
+        original = client._send_channel
+        await _tws.write_batch(server, texts[:10])
+        assert await client.get_message() == "m0"
+        assert queue.statistics().current_buffer_used < 9  # one at a time
+        assert [await client.get_message() for _ in range(9)] == texts[1:10]
+        with _tws.eager_message_sends(client):
+            assert isinstance(client._send_channel, _tws.EagerSend)
+            await _tws.write_batch(server, texts[10:])
+            assert await client.get_message() == "m10"
+            assert queue.statistics().current_buffer_used == 9
+            assert [await client.get_message() for _ in range(9)] == texts[11:]
+        assert client._send_channel is original
+        assert _tws.capable(client)
+
+
+async def test_eager_sends_keep_the_bound_and_the_order(nursery: trio.Nursery) -> None:
+    with trio.fail_after(10):
+        client, server = await open_client(nursery, 2)
+        queue = _tws.message_queue(client)
+        with _tws.eager_message_sends(client):
+            await _tws.write_batch(server, ["a", "b", "c", "d", "e"])
+            await trio.testing.wait_all_tasks_blocked()  # the reader runs until the queue is full
+            assert queue.statistics().current_buffer_used == 2
+            assert queue.statistics().tasks_waiting_send == 1  # the third waits
+            assert [await client.get_message() for _ in range(5)] == ["a", "b", "c", "d", "e"]
+
+
+async def test_eager_sends_close_as_the_channel_does(nursery: trio.Nursery) -> None:
+    with trio.fail_after(10):
+        client, _ = await open_pair(nursery)
+        with _tws.eager_message_sends(client):
+            await client.aclose()  # trio-websocket closes its message channel
+            try:
+                await client.get_message()
+            except trio_websocket.ConnectionClosed:
+                pass
+            else:  # pragma: no cover
+                raise AssertionError("get_message after close")
+
+
+def test_eager_sends_leave_other_objects_alone() -> None:
+    holder: Any = type("Holder", (), {})()
+    with _tws.eager_message_sends(holder):
+        assert not hasattr(holder, "_send_channel")
+    holder._send_channel = sentinel = object()
+    with _tws.eager_message_sends(holder):
+        assert holder._send_channel is sentinel
+    # Something else replaced it inside the block: that one stays.
+    send, _ = trio.open_memory_channel[str | bytes](1)
+    holder._send_channel = send
+    with _tws.eager_message_sends(holder):
+        holder._send_channel = sentinel
+    assert holder._send_channel is sentinel

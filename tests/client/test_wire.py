@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -202,6 +202,19 @@ def test_ack_text_is_what_json_dumps_writes(msg_id: str, channel: str, id_: str)
     # escapes, non-ASCII, surrogates and quotes come out the same.
     frame = {"type": "ack", "msgId": msg_id, "channel": channel, "id": id_}
     assert Ack(msg_id, channel, id_).encode() == json.dumps(frame)
+
+
+@given(st.text(), st.text(), st.booleans())
+def test_subscribed_text_is_what_json_dumps_writes(channel: str, id_: str, lost: bool) -> None:
+    # Subscribed.encode writes its text without json.dumps (one per channel of a resume).
+    frame = {"type": "subscribed", "channel": channel, "id": id_, "lost": lost}
+    assert Subscribed(channel, id_, lost=lost).encode() == json.dumps(frame)
+
+
+def test_a_subscribed_of_other_types_is_still_json_dumps_text() -> None:
+    # Not built by the parser, but encode() stays json.dumps's for any value.
+    odd = Subscribed(cast(str, 17), "1", lost=cast(bool, 0))
+    assert odd.encode() == json.dumps({"type": "subscribed", "channel": 17, "id": "1", "lost": 0})
 
 
 @pytest.mark.parametrize(("text", "value"), GOLDEN)
@@ -550,8 +563,11 @@ def test_data_that_is_not_json_is_nacked_invalid(constant: str) -> None:
     assert "not JSON" in answer.reason
 
 
-def test_a_publish_without_data_publishes_null() -> None:
-    result = parse_client_frame('{"type": "publish", "channel": "a", "msgId": "1"}')
+def test_a_publish_without_data_is_nacked_and_null_data_is_published() -> None:
+    """PROTOCOL.md 4.3: a missing field is answered by a nack; ``data`` may be null."""
+    answer = parse_client_frame('{"type": "publish", "channel": "a", "msgId": "1"}')
+    assert answer == Nack("1", "a", NackCode.INVALID, "missing 'data'")
+    result = parse_client_frame('{"type": "publish", "channel": "a", "msgId": "1", "data": null}')
     assert result == Publish("a", "1", None)
 
 

@@ -132,7 +132,9 @@ def parse_read_reply(requests: Sequence[ChannelRequest], reply: Sequence[Any]) -
             reads.append(ChannelRead(request.channel, newest, None))
         elif kind == b"r":
             entries = item[2] if len(item) > 2 else None
-            reads.append(ChannelRead(request.channel, newest, parse_entries(entries or ())))
+            # Nothing missed (most channels of a resume): no parse of no entries.
+            events = parse_entries(entries) if entries else []
+            reads.append(ChannelRead(request.channel, newest, events))
         else:
             raise EventLogError(f"unexpected channel read reply {item!r}")
     return reads
