@@ -687,3 +687,15 @@ async def test_a_queued_append_cancelled_before_its_call_stores_nothing(
     assert read.events is not None
     assert [(e.id, e.data) for e in read.events] == [(results[0], 1)]
     assert seq(results[0]) == seq(first) + 1
+
+
+async def test_data_redis_cannot_carry_fails_in_the_caller_and_the_store_goes_on(
+    store: RedisChannelStore,
+) -> None:
+    with trio.fail_after(GUARD):
+        with pytest.raises(ValueError, match="surrogate"):
+            await store.append("s", "\ud800")  # JSON encodes it, UTF-8 cannot
+        first = await store.append("s", "fine")
+        [read] = await store.read([ChannelRequest("s", str(seq(first) - 1))], max_replay=5)
+    assert read.events is not None
+    assert [(e.id, e.data) for e in read.events] == [(first, "fine")]

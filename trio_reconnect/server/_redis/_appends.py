@@ -167,7 +167,9 @@ class AppendBatcher:
         self.appends += len(batch)
         try:
             outcomes = await self.commit([item.pair for item in batch])
-        except EventLogError as error:
+        except Exception as exc:  # a call that failed as a whole; never the committer's end
+            error = exc if isinstance(exc, EventLogError) else EventLogError(f"append: {exc!r}")
+            error.__cause__ = error.__cause__ or exc
             for item in batch:
                 trio.lowlevel.reschedule(item.task, outcome.Error(_copy(error)))
             batch.clear()

@@ -280,7 +280,9 @@ class RedisChannelStore:
             EventLogError: Redis refused the append (nothing is stored).
         """
         _check_channel(channel)
-        return await self._appends.append(channel, compact(data))
+        payload = compact(data)
+        payload.encode()  # a lone surrogate fails here, in the caller (nothing is stored)
+        return await self._appends.append(channel, payload)
 
     async def _commit(self, pairs: Sequence[tuple[str, str]]) -> Sequence[str | EventLogError]:
         """One batch append script, on the committer's link: each pair's id or its error.
