@@ -94,6 +94,7 @@ from ._frames import (
     encode_channel_snapshot,
     encode_ready_v2,
 )
+from ._hints import MAX_CLOSE_REASON_BYTES
 from ._names import (
     _WIRE_NACK,
     _WIRE_REFUSED,
@@ -153,6 +154,7 @@ __all__ = [
     "parse_ready_channels",
     "parse_resume_v2",
     "parse_server_frame",
+    "resume_refusal",
 ]
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -388,6 +390,26 @@ def parse_resume_v2(message: str | bytes) -> tuple[ResumeFrame, tuple[Refused, .
         else:
             refused.append(Refused(channel, RefusedCode.INVALID, why))
     return ResumeFrame(last, client_id, tuple(valid)), tuple(refused)
+
+
+def resume_refusal(error: ResumeProtocolError, message: str) -> str:
+    """The close reason for a refused resume frame: a short form of ``error``.
+
+    The error's text without the quoted frame (the client sent it), cut to
+    :data:`~trio_reconnect.MAX_CLOSE_REASON_BYTES` bytes of UTF-8 (an
+    ellipsis marks a cut): "expected a resume frame", "resume frame: channels
+    without a clientId", "resume frame: a clientId must be at most 128 bytes
+    of UTF-8, got 200 characters".
+    """
+    text = str(error)
+    quoted = _quote(message)
+    for separator in (", got ", ": "):
+        text = text.removesuffix(separator + quoted)
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return encoded.decode("utf-8")
+    cut = encoded[: MAX_CLOSE_REASON_BYTES - len("...")].decode("utf-8", "ignore")
+    return cut + "..."
 
 
 #: Client frame types after ``ready`` (anything else is the application's).
