@@ -168,19 +168,23 @@ def peer_started_close(ws: object) -> bool:
 # -- writes --------------------------------------------------------------------
 
 
-def encode_messages(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> bytes:
+def encode_messages(
+    ws: WebSocketConnection, messages: Sequence[str | bytes], *, cache: bool = True
+) -> bytes:
     """The bytes of ``messages``, one frame each, as ``ws``'s wsproto (open) writes them.
 
     A server's text frame with no extension and no fragment in progress is
     the header and the UTF-8 bytes, nothing else (RFC 6455 5.2: unmasked,
     no RSV bit): such frames are built here, once per text for a fan-out
-    that writes the same event to many clients (:func:`_text_frame`); any
-    other goes through wsproto.
+    that writes the same event to many clients (:func:`_text_frame`; with
+    ``cache=False``, for texts written once such as a handshake's answers,
+    built without taking a place in that cache); any other goes through
+    wsproto.
     """
     protocol = ws._wsproto
     frames = wsproto_frames(protocol)
     return b"".join(
-        _text_frame(message)
+        _text_frame(message, cache)
         if frames and isinstance(message, str)
         else protocol.send(
             TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
@@ -206,8 +210,8 @@ _FRAMES_KEPT = 512
 _FRAME_KEPT_BYTES = 8192
 
 
-def _text_frame(text: str) -> bytes:
-    """A final, unmasked text frame of ``text`` (a server's, no extension)."""
+def _text_frame(text: str, cache: bool = True) -> bytes:
+    """A final, unmasked text frame of ``text`` (a server's, no extension); ``cache``: kept."""
     frame = _FRAMES.get(text)
     if frame is not None:
         return frame
@@ -220,15 +224,19 @@ def _text_frame(text: str) -> bytes:
     else:
         header = b"\x81\x7f" + size.to_bytes(8, "big")
     frame = header + payload
-    if size <= _FRAME_KEPT_BYTES:
+    if cache and size <= _FRAME_KEPT_BYTES:
         if len(_FRAMES) >= _FRAMES_KEPT:
             _FRAMES.clear()
         _FRAMES[text] = frame
     return frame
 
 
-async def write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> None:
+async def write_batch(
+    ws: WebSocketConnection, messages: Sequence[str | bytes], *, cache: bool = True
+) -> None:
     """Send ``messages`` in one write, as ``send_message`` sends one each.
+
+    ``cache``: as :func:`encode_messages`'s.
 
     Raises:
         trio_websocket.ConnectionClosed: if the connection is closing or closed
@@ -241,7 +249,7 @@ async def write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) 
         for message in messages:
             await ws.send_message(message)
         return
-    data = encode_messages(ws, messages)
+    data = encode_messages(ws, messages, cache=cache)
     async with ws._stream_lock:
         try:
             await ws._stream.send_all(data)
