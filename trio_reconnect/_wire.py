@@ -227,6 +227,9 @@ _SERVER_TYPES: Final = frozenset(
 
 def _server_frame(frame: dict[str, Any]) -> ServerFrame:
     kind = frame["type"]
+    if kind == "subscribed":  # one per channel of a resume: the frequent one first
+        channel = _field(frame, "channel", channel_problem)
+        return Subscribed(channel, _field(frame, "id", _string), _lost(frame))
     if kind in ("event", "snapshot"):
         channel = _field(frame, "channel", channel_problem)
         event_id = _field(frame, "id", _string)
@@ -253,8 +256,6 @@ def _server_frame(frame: dict[str, Any]) -> ServerFrame:
             raise _Bad("'channel' must be a string or null")
         return Refused(channel, RefusedCode(_code(frame, _WIRE_REFUSED)), _reason(frame))
     channel = _field(frame, "channel", channel_problem)
-    if kind == "subscribed":
-        return Subscribed(channel, _field(frame, "id", _string), _lost(frame))
     if kind == "unsubscribed":
         code = frame.get("code")
         if code is not None and not isinstance(code, str):
