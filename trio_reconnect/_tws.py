@@ -171,14 +171,18 @@ def peer_started_close(ws: object) -> bool:
 # -- writes --------------------------------------------------------------------
 
 
-def encode_messages(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> bytes:
+def encode_messages(
+    ws: WebSocketConnection, messages: Sequence[str | bytes], *, cache: bool = True
+) -> bytes:
     """The bytes of ``messages``, one frame each, as ``ws``'s wsproto (open) writes them.
 
     A text frame with no extension and no fragment in progress is the
     header, the masking key on a client, and the UTF-8 bytes, masked on a
     client (RFC 6455 5.2, 5.3): such frames are built here, and any other
     goes through wsproto. A server's are cached once per text for a fan-out
-    that writes the same event to many clients (:func:`_text_frame`); a
+    that writes the same event to many clients (:func:`_text_frame`; with
+    ``cache=False``, for texts written once such as a handshake's answers,
+    built without taking a place in that cache); a
     client's are masked with an integer XOR, each with its own key from one
     ``os.urandom`` call for the batch (:func:`_masked_text_frame`), where
     wsproto masks a slice at a time after one ``os.urandom`` per frame (a
@@ -190,7 +194,9 @@ def encode_messages(ws: WebSocketConnection, messages: Sequence[str | bytes]) ->
         return b"".join(_wsproto_frame(protocol, message) for message in messages)
     if side == "server":
         return b"".join(
-            _text_frame(message) if isinstance(message, str) else _wsproto_frame(protocol, message)
+            _text_frame(message, cache)
+            if isinstance(message, str)
+            else _wsproto_frame(protocol, message)
             for message in messages
         )
     keys = os.urandom(4 * len(messages))
@@ -259,23 +265,27 @@ _FRAMES_KEPT = 512
 _FRAME_KEPT_BYTES = 8192
 
 
-def _text_frame(text: str) -> bytes:
-    """A final, unmasked text frame of ``text`` (a server's, no extension)."""
+def _text_frame(text: str, cache: bool = True) -> bytes:
+    """A final, unmasked text frame of ``text`` (a server's, no extension); ``cache``: kept."""
     frame = _FRAMES.get(text)
     if frame is not None:
         return frame
     payload = text.encode()
     size = len(payload)
     frame = _header(size, 0) + payload
-    if size <= _FRAME_KEPT_BYTES:
+    if cache and size <= _FRAME_KEPT_BYTES:
         if len(_FRAMES) >= _FRAMES_KEPT:
             _FRAMES.clear()
         _FRAMES[text] = frame
     return frame
 
 
-async def write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> None:
+async def write_batch(
+    ws: WebSocketConnection, messages: Sequence[str | bytes], *, cache: bool = True
+) -> None:
     """Send ``messages`` in one write, as ``send_message`` sends one each.
+
+    ``cache``: as :func:`encode_messages`'s.
 
     Raises:
         trio_websocket.ConnectionClosed: if the connection is closing or closed
@@ -288,7 +298,7 @@ async def write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) 
         for message in messages:
             await ws.send_message(message)
         return
-    data = encode_messages(ws, messages)
+    data = encode_messages(ws, messages, cache=cache)
     async with ws._stream_lock:
         try:
             await ws._stream.send_all(data)

@@ -112,7 +112,15 @@ async def test_a_servers_text_frames_are_wsprotos_bytes(nursery: trio.Nursery) -
         )
         for text in texts
     )
+    once = [f"once {number}" for number in range(3)]
     assert _tws.encode_messages(server, [*texts]) == expected
+    assert _tws.encode_messages(server, once, cache=False) == b"".join(
+        _tws.encode_messages(server, [text]) for text in once
+    )
+    assert "a" * 125 in _tws._FRAMES
+    assert "once 0" in _tws._FRAMES  # the line above cached it; cache=False did not
+    assert _tws.encode_messages(server, ["once more"], cache=False) == b"\x81\x09once more"
+    assert "once more" not in _tws._FRAMES
     # Binary frames and a client's frames still take wsproto's path.
     assert _tws.encode_messages(server, [b"\x00"]) == b"\x82\x01\x00"
     masked = _tws.encode_messages(client, ["hi"])
