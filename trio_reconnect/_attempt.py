@@ -50,6 +50,7 @@ import trio_websocket
 
 from ._cursor import Cursor
 from ._delivery import deliver, live_acceptor
+from ._directsend import send_turn_for
 from ._exceptions import (
     AttemptError,
     ConnectTimeout,
@@ -64,7 +65,6 @@ from ._protocol import HandshakeResult, Item
 from ._retry import Outcome
 from ._settings import missed_pong_is_backpressure
 from ._transport import RecordingStream, Target, parse_url
-from ._turn import Turn
 from ._tws import (
     peer_close_event,
     peer_started_close,
@@ -455,13 +455,15 @@ def _replace_send_lock(ws: trio_websocket.WebSocketConnection) -> None:
 
     trio-websocket 0.12 takes ``_stream_lock``, a ``trio.StrictFIFOLock``,
     around every write (messages, pings, pongs, the close); a turn does the
-    same job for less (see :mod:`._turn`). Only a free lock is replaced: a
+    same job for less (see :mod:`._turn`); on a plain TCP connection it is a
+    :class:`~._directsend.FlushingTurn`, through which the publisher may
+    write a burst's frames at once (:mod:`._directsend`). Only a free lock is replaced: a
     task in the middle of a send gives back the lock it took, so swapping it
     under that task would let the next send write at the same time. Without
     that attribute, or while it is held, the lock stays as it is.
     """
     if _FAST_SEND_LOCK:
-        swap_send_lock(ws, Turn())
+        swap_send_lock(ws, send_turn_for(ws))
 
 
 async def _resolve(value: Factory[T]) -> T:

@@ -433,6 +433,11 @@ class ChannelState:
 
     def apply(self, output: HandshakeOutput | ServerFrame) -> list[ChannelOutput]:
         """Take one output of the handshake (or of :meth:`receive`) for this channel."""
+        if isinstance(output, ChannelReady):  # one per channel of a resume: the frequent one first
+            self.phase = Phase.ACTIVE
+            self._answer = None
+            gap = self.cursor.subscribed(output)
+            return [output] if gap is None else [gap, output]
         if isinstance(output, ChannelItem):
             return [output.item] if self.cursor.deliver(output.item) else []
         if isinstance(output, Presence):
@@ -440,11 +445,6 @@ class ChannelState:
         if isinstance(output, Join | Leave):
             change = self.members.apply(output)
             return [] if change is None else [change]
-        if isinstance(output, ChannelReady):
-            self.phase = Phase.ACTIVE
-            self._answer = None
-            gap = self.cursor.subscribed(output)
-            return [output] if gap is None else [gap, output]
         if isinstance(output, Refused):
             self._answer = None
             final = output.code.final

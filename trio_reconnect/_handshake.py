@@ -257,7 +257,7 @@ class ResumeStep:
                 raise ResumeProtocolError(f"{exc}: {NOT_A_RESUME_SERVER}") from None
             link.frames += 1
             for output in outputs:
-                if not isinstance(output, ServerEvent | Snapshot | Gap):
+                if not isinstance(output, _DEFAULT_STREAM):
                     assert hub is not None
                     hub.handshake_output(output)
                     continue
@@ -276,6 +276,10 @@ class ResumeStep:
             link.v2 = handshake.result.v2
         cursor.ready(result)
         link.result = result
+
+
+#: The default stream's handshake outputs (a tuple: cheaper to test than a union).
+_DEFAULT_STREAM: Final = (ServerEvent, Snapshot, Gap)
 
 
 async def _next_message(

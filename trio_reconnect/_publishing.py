@@ -45,9 +45,10 @@ import trio_websocket
 
 from ._backoff import Backoff, RetryPolicy
 from ._channel import UNSUPPORTED_REASON
+from ._directsend import FlushingTurn
 from ._exceptions import PublishRefused
 from ._outbox import Outbox, OutboxStatistics, PendingPublish
-from ._tws import can_write_batch, write_batch
+from ._tws import can_write_batch, send_lock, write_batch
 from ._wire import Ack, Nack, NackCode, channel_problem
 
 __all__ = ["Publisher"]
@@ -97,6 +98,8 @@ class Publisher:
     _room_turn: trio.Lock = attrs.field(init=False, factory=trio.Lock)
     _empty: trio.Event = attrs.field(init=False, factory=trio.Event)
     _wake: trio.Event = attrs.field(init=False, factory=trio.Event)
+    #: Publishes entered since the last take of the unsent ones.
+    _fresh: int = attrs.field(init=False, default=0)
     #: The held publish whose backoff runs, and when it ends.
     _timed: str | None = attrs.field(init=False, default=None)
     _retry_at: float = attrs.field(init=False, default=math.inf)
@@ -123,6 +126,9 @@ class Publisher:
         waiter = self._waiters[entry.msg_id] = _Waiter()
         self._wake.set()
         self.entered()
+        self._fresh += 1
+        if self._fresh >= _SEND_BATCH:
+            self._write_now()
         try:
             await waiter.done.wait()
         except BaseException:
@@ -139,10 +145,13 @@ class Publisher:
     async def _enter(self, channel: str, data: Any) -> PendingPublish:
         """Put the publish in the outbox, waiting for room behind earlier waiters."""
         if not self._room_turn.locked():
+            # No schedule point here: the caller's wait for the answer is one,
+            # and a cancel there withdraws the publish (one taken here and
+            # cancelled before its waiter existed would stay in the outbox).
+            await trio.lowlevel.checkpoint_if_cancelled()
             entry = self.outbox.add(channel, data)
             if entry is not None:
                 self._empty = trio.Event() if self._empty.is_set() else self._empty
-                await trio.lowlevel.checkpoint()
                 return entry
         async with self._room_turn:
             while True:
@@ -152,6 +161,21 @@ class Publisher:
                     self._empty = trio.Event() if self._empty.is_set() else self._empty
                     return entry
                 await self._room.wait()
+
+    def _write_now(self) -> None:
+        """Write the unsent publishes from this task, if nobody writes (:mod:`._directsend`)."""
+        ws = self.ws
+        if ws is None or not self.v2:
+            return
+        turn = send_lock(ws)
+        if not isinstance(turn, FlushingTurn) or not turn.can_write_now(ws):
+            return
+        self._fresh = 0
+        entries = self.outbox.take_unsent()
+        if entries:
+            turn.write_now(ws, [entry.frame for entry in entries])
+            if turn.has_left:
+                self._wake.set()  # the pump takes the turn, which writes the rest
 
     def _raise_if_ended(self) -> None:
         if self._ended is not None:
@@ -240,7 +264,12 @@ class Publisher:
         while True:
             due = self._held_due()
             entries = self.outbox.take_unsent()
+            self._fresh = 0
             if not entries:
+                turn = send_lock(ws) if can_write_batch(ws) else None
+                if isinstance(turn, FlushingTurn) and turn.has_left:
+                    async with turn:  # taking it writes what a direct write left behind
+                        pass
                 return due
             if can_write_batch(ws):
                 for start in range(0, len(entries), _SEND_BATCH):

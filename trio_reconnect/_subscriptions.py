@@ -309,9 +309,12 @@ class Channels:
 
     def handshake_output(self, output: HandshakeOutput) -> None:
         """One channel output of the resume handshake (before ``ready``)."""
-        if isinstance(output, ServerEvent | Snapshot | Gap):
+        if isinstance(output, ChannelReady):  # one per channel of a resume: the frequent one
+            channel: str | None = output.channel
+        elif isinstance(output, ServerEvent | Snapshot | Gap):
             return  # the default stream's: not for here
-        channel = output.channel
+        else:
+            channel = output.channel
         if channel is None:
             return
         sub = self.subs.get(channel)

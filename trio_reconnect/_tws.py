@@ -21,8 +21,9 @@ to its inbox. Each of these needs private attributes of
 ``_for_testing_peer_closed_connection`` set when the peer started the close
 ======================================  =========================================
 
-The server's frames are built here where wsproto would only add a header
-(:func:`encode_messages`), which reads wsproto's own ``connection._proto``
+Plain text frames (a server's, and a client's masked ones) are built here
+where wsproto would only add a header and mask (:func:`encode_messages`),
+which reads wsproto's own ``connection._proto``
 (``client``, ``extensions``, ``_outbound_opcode``) to know it may.
 They are named here and nowhere else. :func:`capable` checks them once per
 connection (the one probe; :func:`can_write_batch`, the part a writer needs,
@@ -42,9 +43,10 @@ the server's pure verdicts may use it).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import trio
 import wsproto
@@ -62,6 +64,7 @@ __all__ = [
     "encode_messages",
     "message_queue",
     "peer_close_event",
+    "plain_frames",
     "peer_started_close",
     "replace_message_channels",
     "replace_stream",
@@ -175,36 +178,92 @@ def peer_started_close(ws: object) -> bool:
 # -- writes --------------------------------------------------------------------
 
 
-def encode_messages(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> bytes:
+def encode_messages(
+    ws: WebSocketConnection, messages: Sequence[str | bytes], *, cache: bool = True
+) -> bytes:
     """The bytes of ``messages``, one frame each, as ``ws``'s wsproto (open) writes them.
 
-    A server's text frame with no extension and no fragment in progress is
-    the header and the UTF-8 bytes, nothing else (RFC 6455 5.2: unmasked,
-    no RSV bit): such frames are built here, once per text for a fan-out
-    that writes the same event to many clients (:func:`_text_frame`); any
-    other goes through wsproto.
+    A text frame with no extension and no fragment in progress is the
+    header, the masking key on a client, and the UTF-8 bytes, masked on a
+    client (RFC 6455 5.2, 5.3): such frames are built here, and any other
+    goes through wsproto. A server's are cached once per text for a fan-out
+    that writes the same event to many clients (:func:`_text_frame`; with
+    ``cache=False``, for texts written once such as a handshake's answers,
+    built without taking a place in that cache); a
+    client's are masked with an integer XOR, each with its own key from one
+    ``os.urandom`` call for the batch (:func:`_masked_text_frame`), where
+    wsproto masks a slice at a time after one ``os.urandom`` per frame (a
+    pipelined publish spent more on its frame than on anything else).
     """
     protocol = ws._wsproto
-    frames = wsproto_frames(protocol)
-    return b"".join(
-        _text_frame(message)
-        if frames and isinstance(message, str)
-        else protocol.send(
-            TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
+    side = plain_frames(protocol)
+    if side is None:
+        return b"".join(_wsproto_frame(protocol, message) for message in messages)
+    if side == "server":
+        return b"".join(
+            _text_frame(message, cache)
+            if isinstance(message, str)
+            else _wsproto_frame(protocol, message)
+            for message in messages
         )
-        for message in messages
+    keys = os.urandom(4 * len(messages))
+    return b"".join(
+        _masked_text_frame(message, keys[4 * i : 4 * i + 4])
+        if isinstance(message, str)
+        else _wsproto_frame(protocol, message)
+        for i, message in enumerate(messages)
     )
+
+
+def _wsproto_frame(protocol: wsproto.WSConnection, message: str | bytes) -> bytes:
+    return protocol.send(
+        TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
+    )
+
+
+def plain_frames(protocol: object) -> Literal["client", "server"] | None:
+    """Which side's plain text frames ``protocol`` (a wsproto connection) writes, if it does.
+
+    ``None``: an extension is on, a fragment is in progress, or the object is
+    not the wsproto this module knows; its frames then go through wsproto.
+    """
+    proto = getattr(getattr(protocol, "connection", None), "_proto", None)
+    if (
+        proto is None
+        or getattr(proto, "extensions", True)
+        or getattr(proto, "_outbound_opcode", True) is not None
+    ):
+        return None
+    client = getattr(proto, "client", None)
+    if client is False:
+        return "server"
+    return "client" if client is True else None
 
 
 def wsproto_frames(protocol: object) -> bool:
     """Whether ``protocol`` (a wsproto connection) writes plain server frames (the fast path)."""
-    proto = getattr(getattr(protocol, "connection", None), "_proto", None)
-    return (
-        proto is not None
-        and getattr(proto, "client", True) is False
-        and not getattr(proto, "extensions", True)
-        and getattr(proto, "_outbound_opcode", True) is None
+    return plain_frames(protocol) == "server"
+
+
+def _header(size: int, mask_bit: int) -> bytes:
+    if size < 126:
+        return bytes((0x81, mask_bit | size))
+    if size < 65536:
+        return bytes((0x81, mask_bit | 0x7E)) + size.to_bytes(2, "big")
+    return bytes((0x81, mask_bit | 0x7F)) + size.to_bytes(8, "big")
+
+
+def _masked_text_frame(text: str, key: bytes) -> bytes:
+    """A final text frame of ``text``, masked with the 4 bytes of ``key`` (a client's)."""
+    payload = text.encode()
+    size = len(payload)
+    if not size:
+        return _header(0, 0x80) + key
+    mask = (key * ((size >> 2) + 1))[:size]
+    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(
+        size, "little"
     )
+    return _header(size, 0x80) + key + masked
 
 
 #: Recent texts' frames (a fan-out writes one event to many clients), and their bounds.
@@ -213,29 +272,27 @@ _FRAMES_KEPT = 512
 _FRAME_KEPT_BYTES = 8192
 
 
-def _text_frame(text: str) -> bytes:
-    """A final, unmasked text frame of ``text`` (a server's, no extension)."""
+def _text_frame(text: str, cache: bool = True) -> bytes:
+    """A final, unmasked text frame of ``text`` (a server's, no extension); ``cache``: kept."""
     frame = _FRAMES.get(text)
     if frame is not None:
         return frame
     payload = text.encode()
     size = len(payload)
-    if size < 126:
-        header = bytes((0x81, size))
-    elif size < 65536:
-        header = b"\x81\x7e" + size.to_bytes(2, "big")
-    else:
-        header = b"\x81\x7f" + size.to_bytes(8, "big")
-    frame = header + payload
-    if size <= _FRAME_KEPT_BYTES:
+    frame = _header(size, 0) + payload
+    if cache and size <= _FRAME_KEPT_BYTES:
         if len(_FRAMES) >= _FRAMES_KEPT:
             _FRAMES.clear()
         _FRAMES[text] = frame
     return frame
 
 
-async def write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) -> None:
+async def write_batch(
+    ws: WebSocketConnection, messages: Sequence[str | bytes], *, cache: bool = True
+) -> None:
     """Send ``messages`` in one write, as ``send_message`` sends one each.
+
+    ``cache``: as :func:`encode_messages`'s.
 
     Raises:
         trio_websocket.ConnectionClosed: if the connection is closing or closed
@@ -248,7 +305,7 @@ async def write_batch(ws: WebSocketConnection, messages: Sequence[str | bytes]) 
         for message in messages:
             await ws.send_message(message)
         return
-    data = encode_messages(ws, messages)
+    data = encode_messages(ws, messages, cache=cache)
     async with ws._stream_lock:
         try:
             await ws._stream.send_all(data)

@@ -94,6 +94,7 @@ from ._frames import (
     encode_channel_snapshot,
     encode_ready_v2,
 )
+from ._hints import MAX_CLOSE_REASON_BYTES
 from ._names import (
     _WIRE_NACK,
     _WIRE_REFUSED,
@@ -153,6 +154,7 @@ __all__ = [
     "parse_ready_channels",
     "parse_resume_v2",
     "parse_server_frame",
+    "resume_refusal",
 ]
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -225,6 +227,9 @@ _SERVER_TYPES: Final = frozenset(
 
 def _server_frame(frame: dict[str, Any]) -> ServerFrame:
     kind = frame["type"]
+    if kind == "subscribed":  # one per channel of a resume: the frequent one first
+        channel = _field(frame, "channel", channel_problem)
+        return Subscribed(channel, _field(frame, "id", _string), _lost(frame))
     if kind in ("event", "snapshot"):
         channel = _field(frame, "channel", channel_problem)
         event_id = _field(frame, "id", _string)
@@ -251,8 +256,6 @@ def _server_frame(frame: dict[str, Any]) -> ServerFrame:
             raise _Bad("'channel' must be a string or null")
         return Refused(channel, RefusedCode(_code(frame, _WIRE_REFUSED)), _reason(frame))
     channel = _field(frame, "channel", channel_problem)
-    if kind == "subscribed":
-        return Subscribed(channel, _field(frame, "id", _string), _lost(frame))
     if kind == "unsubscribed":
         code = frame.get("code")
         if code is not None and not isinstance(code, str):
@@ -388,6 +391,26 @@ def parse_resume_v2(message: str | bytes) -> tuple[ResumeFrame, tuple[Refused, .
         else:
             refused.append(Refused(channel, RefusedCode.INVALID, why))
     return ResumeFrame(last, client_id, tuple(valid)), tuple(refused)
+
+
+def resume_refusal(error: ResumeProtocolError, message: str) -> str:
+    """The close reason for a refused resume frame: a short form of ``error``.
+
+    The error's text without the quoted frame (the client sent it), cut to
+    :data:`~trio_reconnect.MAX_CLOSE_REASON_BYTES` bytes of UTF-8 (an
+    ellipsis marks a cut): "expected a resume frame", "resume frame: channels
+    without a clientId", "resume frame: a clientId must be at most 128 bytes
+    of UTF-8, got 200 characters".
+    """
+    text = str(error)
+    quoted = _quote(message)
+    for separator in (", got ", ": "):
+        text = text.removesuffix(separator + quoted)
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return encoded.decode("utf-8")
+    cut = encoded[: MAX_CLOSE_REASON_BYTES - len("...")].decode("utf-8", "ignore")
+    return cut + "..."
 
 
 #: Client frame types after ``ready`` (anything else is the application's).

@@ -305,6 +305,25 @@ async def test_a_publish_cancelled_before_it_was_sent_is_withdrawn(
     assert store.logs["c"] == [("101", "sent")]
 
 
+async def test_a_publish_cancelled_as_it_is_called_takes_nothing(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Cancelled at its first schedule point: the outbox keeps nothing, the
+    # msgId is not spent, and nothing is sent.
+    store = ChannelStore()
+    server = FakeServer(nursery, store.serve)
+    with trio.fail_after(10):
+        async with client(server) as ws:
+            await ws.wait_ready()
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await ws.publish("c", "never")
+            assert ws.outbox_state().publishes == ()
+            assert ws.outbox_state().next_msg_id == "0"
+            assert await ws.publish("c", "sent") == "101"
+    assert [f["data"] for f in frames_of(store, "publish")] == ["sent"]
+
+
 async def test_a_publish_cancelled_after_it_was_sent_stays_and_is_resent(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -112,12 +112,57 @@ async def test_a_servers_text_frames_are_wsprotos_bytes(nursery: trio.Nursery) -
         )
         for text in texts
     )
+    once = [f"once {number}" for number in range(3)]
     assert _tws.encode_messages(server, [*texts]) == expected
+    assert _tws.encode_messages(server, once, cache=False) == b"".join(
+        _tws.encode_messages(server, [text]) for text in once
+    )
+    assert "a" * 125 in _tws._FRAMES
+    assert "once 0" in _tws._FRAMES  # the line above cached it; cache=False did not
+    assert _tws.encode_messages(server, ["once more"], cache=False) == b"\x81\x09once more"
+    assert "once more" not in _tws._FRAMES
     # Binary frames and a client's frames still take wsproto's path.
     assert _tws.encode_messages(server, [b"\x00"]) == b"\x82\x01\x00"
     masked = _tws.encode_messages(client, ["hi"])
     assert masked[:2] == b"\x81\x82"  # masked, two bytes of payload
     assert len(masked) == 8
+
+
+async def test_a_clients_text_frames_are_masked_frames_a_server_reads(
+    nursery: trio.Nursery,
+) -> None:
+    # Built without wsproto on a client: every length class, non-ASCII text,
+    # binary frames through wsproto in between; each frame has its own key.
+    with trio.fail_after(10):
+        client, server = await open_pair(nursery)
+    assert _tws.plain_frames(client._wsproto) == "client"
+    assert _tws.plain_frames(server._wsproto) == "server"
+    assert _tws.plain_frames(object()) is None
+    texts: list[str | bytes] = ["", "a", "ab", "abc", "abcd", "a" * 125, "b" * 126]
+    texts += ["c" * 65535, "d" * 65536, "é€😀" * 50, b"\x00\x01", "x" * 7]
+    data = _tws.encode_messages(client, texts)
+    reader = wsproto.connection.Connection(wsproto.connection.ConnectionType.SERVER)
+    reader.receive_data(data)
+    got: list[str | bytes] = []
+    for event in reader.events():
+        assert isinstance(event, wsproto.events.Message)
+        assert event.message_finished
+        got.append(event.data)
+    assert got == texts
+    first = _tws.encode_messages(client, ["hi"])
+    assert first[:2] == b"\x81\x82"
+    assert len(first) == 8
+    keys = {_tws.encode_messages(client, ["hi"])[2:6] for _ in range(20)}
+    assert len(keys) > 1  # a fresh key per frame
+
+
+async def test_a_client_mid_fragment_takes_wsprotos_path(nursery: trio.Nursery) -> None:
+    with trio.fail_after(10):
+        client, _ = await open_pair(nursery)
+    client._wsproto.send(wsproto.events.TextMessage(data="part", message_finished=False))
+    assert _tws.plain_frames(client._wsproto) is None
+    frame = _tws.encode_messages(client, ["rest"])
+    assert frame[0] == 0x80  # wsproto's continuation frame, final
 
 
 async def open_client(

@@ -195,6 +195,7 @@ def test_defaults_documented_values() -> None:
 
 REDIS_PUBLIC = {
     "DEFAULT_CHANNEL_PREFIX",
+    "DEFAULT_MAX_APPEND_BATCH",
     "DEFAULT_NOTIFY_PING_INTERVAL",
     "DEFAULT_NOTIFY_SHARDS",
     "DEFAULT_READ_BUDGET",

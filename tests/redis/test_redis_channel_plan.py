@@ -11,8 +11,10 @@ from trio_reconnect.server import ChannelEvent, ChannelRead, ChannelRequest, Mem
 from trio_reconnect.server._logbase import EventLogError, LoggedEvent
 from trio_reconnect.server._redis._channel_plan import (
     NOT_HELD,
+    append_args,
     channel_keys,
     notify_channel,
+    parse_append_reply,
     parse_notification,
     parse_read_reply,
     position_arg,
@@ -209,3 +211,23 @@ def test_resp_bounds_a_partial_frame() -> None:
     parser.feed(b"$1000\r\n" + b"x" * 50)
     with pytest.raises(RespError, match="outgrew"):
         parser.feed(b"x" * 60)
+
+
+def test_append_args_take_each_channels_keys_and_shard() -> None:
+    keys, args = append_args("P", 16, [("a", "1"), ("}x", '"t"')])
+    assert keys == ["P:{a}:meta", "P:{a}:log", "P:{%7Dx}:meta", "P:{%7Dx}:log"]
+    assert args == ["1", f"P:n:{shard_of('a', 16)}", "a", '"t"', f"P:n:{shard_of('}x', 16)}", "}x"]
+
+
+def test_an_append_reply_gives_each_item_its_id_or_its_error() -> None:
+    outcomes = parse_append_reply([b"i", b"17", b"e", b"WRONGTYPE no", b"i", b"5"], 3)
+    assert outcomes[0] == "17"
+    assert isinstance(outcomes[1], EventLogError)
+    assert "WRONGTYPE no" in str(outcomes[1])
+    assert outcomes[2] == "5"
+
+
+@pytest.mark.parametrize("reply", [[], [b"i", b"1"], [b"i", b"1", b"i"], [b"x", b"1", b"i", b"2"]])
+def test_an_append_reply_of_another_shape_is_an_error(reply: list[bytes]) -> None:
+    with pytest.raises(EventLogError, match="unexpected append reply"):
+        parse_append_reply(reply, 2)

@@ -24,6 +24,7 @@ import trustme
 from trio_reconnect.server import (
     ChannelEvent,
     ChannelRequest,
+    EventLogError,
     LogUnavailableError,
     MemberChange,
     NotificationsLost,
@@ -565,3 +566,136 @@ async def test_a_refused_config_get_is_a_warning_not_a_failure(
         [result] = await store.publish([PublishRequest("room", "k", 1)], dedupe_ttl=60)
         assert not result.duplicate
     assert any("could not check" in r.getMessage() for r in caplog.records)
+
+
+# -- group commit: appends that meet share one script call ----------------------
+
+
+async def test_concurrent_appends_share_one_call_and_ids_stay_consecutive(
+    redis_server: RedisServer, store: RedisChannelStore
+) -> None:
+    channels = ["same", "other", "third"]
+    with trio.fail_after(GUARD):
+        starts = await store.read([ChannelRequest(c, None) for c in channels], max_replay=100)
+        await store.append("warm", 0)  # the script is loaded
+        command(redis_server.port, "CONFIG", "RESETSTAT")
+        ids: dict[str, list[str]] = {c: [] for c in channels}
+
+        async def publisher(channel: str, k: int) -> None:
+            ids[channel].append(await store.append(channel, {"k": k}))
+
+        async with trio.open_nursery() as nursery:
+            # 20 appends to one channel, 5 to each of two others, all in one pass.
+            for k in range(30):
+                nursery.start_soon(publisher, channels[0] if k < 20 else channels[k % 2 + 1], k)
+        calls = commandstats(redis_server.port)
+        assert calls["evalsha"] == 1  # one script call carried all 30
+        assert calls["xadd"] == calls["publish"] == 30
+        for start in starts:
+            got = sorted(seq(i) for i in ids[start.channel])
+            first = seq(start.newest) + 1
+            assert got == list(range(first, first + len(got)))  # consecutive, none reused
+        async with store.listen() as live:
+            # A caller's own appends keep its order; a lone append still goes at once.
+            mine = [await store.append("same", n) for n in range(3)]
+            newest = max(seq(i) for i in ids["same"])
+            assert [seq(i) for i in mine] == [newest + n for n in (1, 2, 3)]
+            events = await next_batch(live)
+            while len(events) < 3:
+                events += await next_batch(live)
+            assert [(e.id, e.data) for e in events] == list(zip(mine, range(3), strict=True))
+
+
+async def test_a_failed_item_fails_alone_and_the_batch_goes_on(
+    redis_server: RedisServer, store: RedisChannelStore
+) -> None:
+    meta = channel_keys("trio_reconnect", "broken")[0]
+    assert command(redis_server.port, "SET", meta, "not a hash") == b"OK"
+    results: dict[str, str | Exception] = {}
+
+    async def append(name: str, channel: str) -> None:
+        try:
+            results[name] = await store.append(channel, name)
+        except Exception as exc:
+            results[name] = exc
+
+    with trio.fail_after(GUARD):
+        first = await store.append("fine", 0)
+        command(redis_server.port, "CONFIG", "RESETSTAT")
+        async with trio.open_nursery() as nursery:
+            for name, channel in [("a", "fine"), ("b", "broken"), ("c", "fine")]:
+                nursery.start_soon(append, name, channel)
+    assert commandstats(redis_server.port)["evalsha"] == 1
+    broken = results.pop("b")
+    assert isinstance(broken, EventLogError)
+    assert not isinstance(broken, LogUnavailableError)
+    assert "WRONGTYPE" in str(broken)
+    assert sorted(seq(str(i)) for i in results.values()) == [seq(first) + 1, seq(first) + 2]
+    assert command(redis_server.port, "EXISTS", channel_keys("trio_reconnect", "broken")[1]) == 0
+
+
+async def test_a_batch_whose_call_fails_fails_every_waiter_with_the_same_error(
+    redis_server: RedisServer,
+) -> None:
+    outcomes: list[BaseException] = []
+
+    async def append(paused: RedisChannelStore, k: int) -> None:
+        try:
+            await paused.append("p", k)
+        except LogUnavailableError as exc:
+            outcomes.append(exc)
+
+    with trio.fail_after(GUARD):
+        async with RedisChannelStore(redis_server.url, timeout=0.3) as paused:
+            before = await paused.append("p", "before")
+            # Redis answers nothing for 1 s: the batch's call outlasts its timeout.
+            command(redis_server.port, "CLIENT", "PAUSE", 1000)
+            async with trio.open_nursery() as nursery:
+                for k in range(5):
+                    nursery.start_soon(append, paused, k)
+            assert len(outcomes) == 5
+            assert len({str(e) for e in outcomes}) == 1  # the same clear error for all
+            assert "no answer within 0.3 s" in str(outcomes[0])
+            await trio.sleep(1.0)  # the pause ends; the sent script may have run (unknown)
+            after = await paused.append("p", "after")  # a new connection, never a reused id
+            [read] = await paused.read([ChannelRequest("p", before)], max_replay=100)
+    assert read.events is not None
+    stored = [e.id for e in read.events]
+    assert stored[-1] == after
+    assert [seq(i) for i in stored] == list(range(seq(before) + 1, seq(after) + 1))
+    assert len(stored) in (1, 6)  # the five were stored together, or not at all
+
+
+async def test_a_queued_append_cancelled_before_its_call_stores_nothing(
+    redis_server: RedisServer, store: RedisChannelStore
+) -> None:
+    with trio.fail_after(GUARD):
+        first = await store.append("q", 0)
+        command(redis_server.port, "CLIENT", "PAUSE", 300)
+        results: list[str] = []
+
+        async def in_flight() -> None:
+            results.append(await store.append("q", 1))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(in_flight)
+            await trio.sleep(0.05)  # its call is out, waiting for the pause to end
+            with trio.move_on_after(0.05) as scope:
+                await store.append("q", 2)  # queued behind the call in flight
+            assert scope.cancelled_caught
+        [read] = await store.read([ChannelRequest("q", first)], max_replay=10)
+    assert read.events is not None
+    assert [(e.id, e.data) for e in read.events] == [(results[0], 1)]
+    assert seq(results[0]) == seq(first) + 1
+
+
+async def test_data_redis_cannot_carry_fails_in_the_caller_and_the_store_goes_on(
+    store: RedisChannelStore,
+) -> None:
+    with trio.fail_after(GUARD):
+        with pytest.raises(ValueError, match="surrogate"):
+            await store.append("s", "\ud800")  # JSON encodes it, UTF-8 cannot
+        first = await store.append("s", "fine")
+        [read] = await store.read([ChannelRequest("s", str(seq(first) - 1))], max_replay=5)
+    assert read.events is not None
+    assert [(e.id, e.data) for e in read.events] == [(first, "fine")]

@@ -31,6 +31,7 @@ from trio_reconnect.server import (
     PublishRequest,
 )
 from trio_reconnect.server._logbase import parse_event_id
+from trio_reconnect.server._pubplan import MAX_BATCH
 
 #: Generous bound for anything one test waits on (real time).
 GUARD = 10.0
@@ -374,6 +375,33 @@ async def test_duplicates_within_one_batch_and_keys_per_channel(backend: Any) ->
             assert seq(got[1].id) == seq(got[0].id) + 1
             # the same key on another channel is another record (dedupe per channel, A3)
             assert (await store.heads(["b"]))["b"] == got[3].id
+
+
+async def test_a_full_batch_of_the_nodes_group_commit_keeps_order_and_dedupe(
+    backend: Any,
+) -> None:
+    # As big as the node's worker makes one call (MAX_BATCH): three channels
+    # interleaved, every tenth item a re-send of the key three items back (its channel's).
+    items = [
+        req("abc"[i % 3], f"k{i - 3}" if i % 10 == 9 else f"k{i}", {"n": i})
+        for i in range(MAX_BATCH)
+    ]
+    with trio.fail_after(GUARD):
+        async with backend() as store:
+            got = await store.publish(items, dedupe_ttl=600)
+            assert len(got) == MAX_BATCH
+            assert [r.duplicate for r in got] == [i % 10 == 9 for i in range(MAX_BATCH)]
+            assert all(got[i].id == got[i - 3].id for i in range(9, MAX_BATCH, 10))
+            for channel in "abc":
+                fresh = [
+                    r.id
+                    for item, r in zip(items, got, strict=True)
+                    if item.channel == channel and not r.duplicate
+                ]
+                assert consecutive(fresh)
+                read = await read_one(store, channel, None, history=1000)
+                assert read.events is not None
+                assert [e.id for e in read.events] == fresh
 
 
 async def test_publish_after_a_read_continues_the_channels_ids(backend: Any) -> None:

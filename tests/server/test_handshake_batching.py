@@ -19,6 +19,7 @@ from trio.testing import MockClock
 
 from tests.server.test_connection_batching import make_client, pair
 from tests.support.server_clients import connect, until_ready
+from trio_reconnect import _tws
 from trio_reconnect.server import MemoryChannelStore, ReconnectServer, ReplayLog
 from trio_reconnect.server._connection import ConnectedClient
 
@@ -102,3 +103,5 @@ async def test_a_list_is_one_write_on_the_batched_path(
         await client.send_frame(["one", "two", "three"])
         assert [await client_ws.get_message() for _ in range(3)] == ["one", "two", "three"]
         assert len(recorder.writes) - before == (1 if write_path == "batched" else 3)
+    # A handshake's answer is written once: it takes no place in the fan-out's frame cache.
+    assert not {"one", "two", "three"} & set(_tws._FRAMES)

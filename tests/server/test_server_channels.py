@@ -14,7 +14,16 @@ import trio.lowlevel
 from trio.testing import MockClock, wait_all_tasks_blocked
 from trio_websocket import WebSocketConnection
 
-from tests.support.server_clients import connect, receive_json, refused_with, until_ready
+from tests.support.server_clients import (
+    closed_with,
+    connect,
+    receive_json,
+    refused_with,
+    until_ready,
+)
+from trio_reconnect._exceptions import ResumeProtocolError
+from trio_reconnect._hints import MAX_CLOSE_REASON_BYTES
+from trio_reconnect._wire import resume_refusal
 from trio_reconnect.server import (
     ChannelEvent,
     ChannelRead,
@@ -98,6 +107,57 @@ async def test_without_a_store_ready_has_no_channels(
     ws = await connect(nursery, server)
     await ws.send_message(resume_frame())
     assert await until_ready(ws) == [{"type": "ready", "id": None, "lost": False}]
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (
+            {"type": "resume", "lastEventId": None, "clientId": "é" * 65},
+            "resume frame: a clientId must be 0 to 128 bytes of UTF-8, got 130",
+        ),
+        (
+            {"type": "resume", "lastEventId": None, "clientId": "x" * 300},
+            "resume frame: a clientId must be at most 128 bytes of UTF-8, got 300 characters",
+        ),
+        (
+            {"type": "resume", "lastEventId": None, "channels": {"a": "1"}},
+            "resume frame: channels without a clientId",
+        ),
+        (
+            {"type": "resume", "lastEventId": None, "clientId": "c1", "channels": ["a"]},
+            "resume frame: channels is not an object",
+        ),
+        (
+            {"type": "resume", "lastEventId": 5, "clientId": "c1"},
+            "resume frame needs lastEventId as a string or null",
+        ),
+        ({"type": "hello", "note": "é" * 200}, "expected a resume frame"),
+    ],
+)
+async def test_a_bad_resume_frame_is_closed_with_its_error(
+    autojump_clock: MockClock,
+    nursery: trio.Nursery,
+    frame: dict[str, Any],
+    reason: str,
+) -> None:
+    server = make_server()
+    with trio.fail_after(5):
+        ws = await connect(nursery, server)
+        await ws.send_message(json.dumps(frame))
+        close = await closed_with(ws)
+    assert (close.code, close.reason) == (1002, reason)  # the frame's own quote left out
+    assert server.statistics().protocol_errors == 1
+
+
+def test_a_resume_refusal_fits_in_a_close_frame() -> None:
+    long = ResumeProtocolError("resume frame: " + "é" * 200)
+    reason = resume_refusal(long, "{}")
+    assert len(reason.encode("utf-8")) <= MAX_CLOSE_REASON_BYTES
+    assert reason.startswith("resume frame: éé")
+    assert reason.endswith("é...")
+    # An error that is not the parser's keeps its text (a quote of another frame included).
+    assert resume_refusal(ResumeProtocolError("odd: 'x'"), "{}") == "odd: 'x'"
 
 
 async def test_the_whole_handshake_with_channels(

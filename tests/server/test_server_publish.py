@@ -26,6 +26,7 @@ from trio_reconnect.server import (
     ReconnectServer,
     ReplayLog,
 )
+from trio_reconnect.server._pubplan import GATHER_BATCH, MAX_BATCH
 
 
 def node(store: ChannelStore, **kwargs: Any) -> ReconnectServer:
@@ -113,7 +114,7 @@ async def test_many_pipelined_publishes_are_batched_applied_and_acked_in_order(
     assert ids == list(range(ids[0], ids[0] + len(ids)))
     assert sum(store.calls) == n
     assert max(store.calls) > 1  # pipelined publishes share store calls
-    assert max(store.calls) <= 64
+    assert max(store.calls) <= MAX_BATCH
 
 
 async def test_r3_unavailable_then_every_later_publish_until_the_re_send(
@@ -387,3 +388,57 @@ async def test_publishes_received_together_share_one_store_call(
         assert codes(await answers(ws, 1)) == ["alone=129"]
         assert trio.current_time() == start
         assert store.calls[-1] == 1
+
+
+async def test_what_arrives_while_a_call_is_in_flight_goes_in_one_call(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    # A group commit: the first publish's call is held; 200 more arrive (one a
+    # re-send of a msgId among them); the next call takes them all, in order.
+    store = FaultyStore(MemoryChannelStore(start=1), hold=trio.Event())
+    server = node(store)
+    with trio.fail_after(10):
+        ws = await v2(nursery, server)
+        await publish(ws, "first", 0)
+        await store.applied.wait()
+        ids = [str(i) for i in range(199)] + ["5"]
+        frames = [
+            json.dumps({"type": "publish", "channel": "room", "msgId": m, "data": n})
+            for n, m in enumerate(ids, start=1)
+        ]
+        await _tws.write_batch(ws, frames)
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.hold is not None
+        store.hold.set()
+        got = await answers(ws, 201)
+    assert store.calls == [1, 200]
+    assert GATHER_BATCH < 200
+    assert codes(got) == ["first=1"] + [f"{i}={i + 2}" for i in range(199)] + ["5=7"]
+    assert [d for _, d in await log_of(store, "room")] == list(range(200))  # the re-send: once
+
+
+async def test_a_failed_group_commit_answers_every_publish_in_it_unavailable(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    store = FaultyStore(MemoryChannelStore(start=1), hold=trio.Event())
+    server = node(store)
+    with trio.fail_after(10):
+        ws = await v2(nursery, server)
+        await publish(ws, "first", 0)
+        await store.applied.wait()
+        frames = [
+            json.dumps({"type": "publish", "channel": "room", "msgId": str(i), "data": i})
+            for i in range(100)
+        ]
+        await _tws.write_batch(ws, frames)
+        await trio.testing.wait_all_tasks_blocked()
+        store.fail_next = 1
+        assert store.hold is not None
+        store.hold.set()
+        got = await answers(ws, 101)
+        assert codes(got) == ["first=1"] + [f"{i}!unavailable" for i in range(100)]
+        assert store.calls == [1, 100]
+        # The re-send from the first one not applied: all applied once, in order.
+        await _tws.write_batch(ws, frames)
+        assert codes(await answers(ws, 100)) == [f"{i}={i + 2}" for i in range(100)]
+    assert [d for _, d in await log_of(store, "room")] == [0, *range(100)]

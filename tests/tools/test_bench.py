@@ -65,6 +65,7 @@ EXPECTED_KEYS = {
     "channel_fanout_redis_ratio",
     "server_memory_ratio",
     "resume_100_channels_ratio",
+    "resume_100_channels_reconnect_ratio",
     "channel_plain_eps",
     "channel_memory_latency_p99_ms",
     "channel_redis_server_cpu_us",
@@ -202,8 +203,14 @@ def _check_redis_figures(data: dict[str, Any]) -> None:
         "resume_100_channels_ratio",
         "resume_many_channels_ms",
         "resume_1_channel_ms",
+        "resume_100_channels_reconnect_ratio",
+        "resume_many_channels_reconnect_ms",
+        "resume_1_channel_reconnect_ms",
     ):
         assert _positive_finite(data[key]), (key, data[key])
+    # Resume to ready (RESUMING -> OPEN) is a part of the reconnect (reconnect_now() -> OPEN).
+    assert data["resume_many_channels_ms"] < data["resume_many_channels_reconnect_ms"]
+    assert data["resume_1_channel_ms"] < data["resume_1_channel_reconnect_ms"]
     assert data["resume_channels"] == 5
     assert isinstance(data["pass"]["resume_100_channels"], bool)
 
@@ -383,6 +390,8 @@ def test_no_redis_server_gives_null_redis_figures(
         "server_memory_redis_ratio",
         "resume_100_channels_ratio",
         "resume_many_channels_ms",
+        "resume_100_channels_reconnect_ratio",
+        "resume_1_channel_reconnect_ms",
     ):
         assert data[key] is None, key
     assert data["pass"]["channel_fanout_redis"] is None

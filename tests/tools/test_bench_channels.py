@@ -154,6 +154,8 @@ def test_the_table_names_every_figure() -> None:
         "channel fan-out, Redis / plain",
         "server memory per client, memory / plain",
         "resume to ready, 100 channels / 1 (Redis)",
+        "resume to ready, RESUMING -> OPEN",
+        "reconnect, reconnect_now() -> OPEN",
         ">= 1.5",
         ">= 1.2",
         "<= 1.5",

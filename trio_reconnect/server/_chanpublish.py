@@ -6,7 +6,8 @@ of a node with channels runs inside :meth:`Publisher.serve`, which starts its
 worker next to it at its first publish: the worker lets the publishes
 already received join the queue (it yields to the scheduler while the queue
 still grows, :func:`._pubplan.gather_more`), takes the longest queued
-prefix, applies its publishes with ONE
+prefix (all that arrived while its previous call was in flight, up to
+:data:`._pubplan.MAX_BATCH`), applies its publishes with ONE
 :meth:`~._channelbase.ChannelStore.publish` call (append and dedupe record
 atomic per item, stopping at the first failure), awaits it, and queues the
 answers of the whole prefix, in order and in one step (the connection's
@@ -37,6 +38,7 @@ from ._channelbase import ChannelStore, PublishRequest, PublishResult
 from ._connection import ConnectedClient
 from ._logbase import LogUnavailableError
 from ._pubplan import (
+    GATHER_BATCH,
     MAX_BATCH,
     Answered,
     Cut,
@@ -140,7 +142,7 @@ class Publisher:
         """Let the publishes already received join the batch (:func:`._pubplan.gather_more`)."""
         queued = len(lane.queue)
         idle = 0
-        while gather_more(queued, idle, self.max_batch):
+        while gather_more(queued, idle, min(GATHER_BATCH, self.max_batch)):
             await trio.lowlevel.checkpoint()
             now = len(lane.queue)
             idle = idle + 1 if now == queued else 0

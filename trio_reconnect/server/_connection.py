@@ -329,16 +329,23 @@ class ConnectedClient:
         return None
 
     async def send_frame(self, message: str | bytes | list[str]) -> None:
-        """Send one frame, or a non-empty list in one write; a close requested meanwhile waits."""
+        """Send one frame, or a non-empty list in one write; a close requested meanwhile waits.
+
+        A list is a handshake's answer, written once: its frames stay out of
+        the fan-out's frame cache (:func:`~trio_reconnect._tws.encode_messages`).
+        """
         if isinstance(message, list) and not _can_write_batched(self._ws):
             for frame in message:
                 await self.send_frame(frame)
             return
         first = message[0] if isinstance(message, list) else message
-        if await self._write(first, message if isinstance(message, list) else None):
+        batch = message if isinstance(message, list) else None
+        if await self._write(first, batch, cache=False):
             await self._after_write()
 
-    async def _write(self, message: str | bytes, batch: Sequence[str | bytes] | None) -> bool:
+    async def _write(
+        self, message: str | bytes, batch: Sequence[str | bytes] | None, *, cache: bool = True
+    ) -> bool:
         """Send ``message``, or the frames of ``batch`` in one write; ``False`` if closing."""
         if self._close_requested:
             return False
@@ -347,7 +354,7 @@ class ConnectedClient:
             if batch is None:
                 await self._ws.send_message(message)
             else:
-                await write_batch(self._ws, batch)
+                await write_batch(self._ws, batch, cache=cache)
         except trio.Cancelled:
             self._interrupted = True  # half a frame may have gone out
             raise

@@ -23,11 +23,14 @@ The rules, each in one place here:
   for it (in order), later publishes are answered at once (:meth:`offer`
   returns the nack) until a re-send R3 waits for (that msgId, or an
   earlier one the store failed) finds room.
-* **Batch cut**: the worker cuts once the queue holds a full batch or has
-  stopped growing for :data:`GATHER_IDLE_PASSES` passes of the scheduler
-  (:func:`gather_more`): the publishes already received go in one store
-  call. When it cuts changes no order and no answer, only how many
-  publishes share a call.
+* **Batch cut**: the worker cuts once the queue holds :data:`GATHER_BATCH`
+  publishes or has stopped growing for :data:`GATHER_IDLE_PASSES` passes
+  of the scheduler (:func:`gather_more`), and takes everything queued, up
+  to :data:`MAX_BATCH`: the publishes already received go in one store
+  call, and those received while a call was in flight go together in the
+  next (a group commit: the slower the store or the busier the node, the
+  fewer calls per publish). When it cuts changes no order and no answer,
+  only how many publishes share a call.
 * **Dedupe key** (:func:`dedupe_key`): a digest of (principal, clientId,
   msgId), recorded by the store per channel; the (principal, clientId)
   part is digested once per connection (:func:`key_base`).
@@ -47,6 +50,7 @@ from .._wire import Ack, Nack, NackCode, Publish
 from ._channelbase import PublishResult
 
 __all__ = [
+    "GATHER_BATCH",
     "GATHER_IDLE_PASSES",
     "MAX_BATCH",
     "MAX_QUEUED",
@@ -61,8 +65,10 @@ __all__ = [
     "unavailable",
 ]
 
-#: Publishes one store call applies at most.
-MAX_BATCH: Final = 64
+#: Publishes one store call applies at most (a Redis script of 256 holds Redis about 2 ms).
+MAX_BATCH: Final = 256
+#: Publishes queued at which the worker stops gathering and cuts (:func:`gather_more`).
+GATHER_BATCH: Final = 64
 #: Scheduler passes without a new entry after which the worker cuts a batch (:func:`gather_more`).
 GATHER_IDLE_PASSES: Final = 3
 #: Publishes (and decided answers) one connection may have queued.
@@ -93,7 +99,7 @@ def dedupe_key(base: hashlib.blake2b, msg_id: str) -> str:
     return digest.hexdigest()
 
 
-def gather_more(queued: int, idle_passes: int, limit: int = MAX_BATCH) -> bool:
+def gather_more(queued: int, idle_passes: int, limit: int = GATHER_BATCH) -> bool:
     """Whether the worker lets the scheduler run once more before it cuts a batch.
 
     ``queued``: entries queued now; ``idle_passes``: passes in a row that
@@ -102,8 +108,10 @@ def gather_more(queued: int, idle_passes: int, limit: int = MAX_BATCH) -> bool:
     while the store answers within a few passes: cut at once, batches of
     5-10 would pay the store call, the notifications and the ack write
     that often. So the worker waits while the read loop is still queueing
-    what it received, until a batch is full or :data:`GATHER_IDLE_PASSES`
-    passes bring nothing. A lone publish waits that many passes (no clock).
+    what it received, until ``limit`` (:data:`GATHER_BATCH`) are queued or
+    :data:`GATHER_IDLE_PASSES` passes bring nothing. A lone publish waits
+    that many passes (no clock). What arrived while the previous call was
+    in flight is often more: the cut takes it all, up to :data:`MAX_BATCH`.
     """
     return 0 < queued < limit and idle_passes < GATHER_IDLE_PASSES
 

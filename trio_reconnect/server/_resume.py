@@ -74,7 +74,7 @@ import trio
 
 from .._exceptions import ResumeProtocolError
 from .._protocol import HandshakeOutcome, encode_ready, encode_snapshot, parse_resume
-from .._wire import Refused, ResumeFrame, encode_ready_v2, parse_resume_v2
+from .._wire import Refused, ResumeFrame, encode_ready_v2, parse_resume_v2, resume_refusal
 from ._chananswer import Busy
 from ._chanframes import ChannelFrames
 from ._clientbase import CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN_LATER, CLOSE_UNSUPPORTED_DATA
@@ -175,8 +175,8 @@ class Resumer:
             else:
                 frame, refusals = parse_resume_v2(first)
                 last = frame.last_event_id
-        except ResumeProtocolError:
-            return await self._refuse(client, CLOSE_PROTOCOL_ERROR, "expected a resume frame")
+        except ResumeProtocolError as error:
+            return await self._refuse(client, CLOSE_PROTOCOL_ERROR, resume_refusal(error, first))
         client.last_event_id = last
         try:
             answer = None

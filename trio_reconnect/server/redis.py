@@ -10,6 +10,7 @@ How to run a node on Redis: docs/howto/redis.md.
 """
 
 from ._redis._channel_plan import DEFAULT_CHANNEL_PREFIX as DEFAULT_CHANNEL_PREFIX
+from ._redis._channels import DEFAULT_MAX_APPEND_BATCH as DEFAULT_MAX_APPEND_BATCH
 from ._redis._channels import DEFAULT_NOTIFY_PING_INTERVAL as DEFAULT_NOTIFY_PING_INTERVAL
 from ._redis._channels import DEFAULT_NOTIFY_SHARDS as DEFAULT_NOTIFY_SHARDS
 from ._redis._channels import DEFAULT_READ_BUDGET as DEFAULT_READ_BUDGET
@@ -27,6 +28,7 @@ from ._redis._store import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 
 __all__ = [
     "DEFAULT_CHANNEL_PREFIX",
+    "DEFAULT_MAX_APPEND_BATCH",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_LEN",

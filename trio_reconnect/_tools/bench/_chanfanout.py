@@ -49,6 +49,7 @@ from ._chanreport import ChannelFigures
 from ._chanresume import (
     DEFAULT_RESUME_CHANNELS,
     DEFAULT_RESUME_REPETITIONS,
+    ResumeTimes,
     measure_resume,
     publish_command,
     resume_ratio,
@@ -236,7 +237,7 @@ async def _run(options: ChannelOptions, redis: bool) -> ChannelFigures:
                     for sample in range(options.latency_events):
                         channel = plan.latency_channel(number * options.latency_events + sample)
                         await _latency(servers[kind], crowds[kind], plan, channel, record)
-        resume: tuple[list[float], list[float]] | None = None
+        resume: ResumeTimes | None = None
         if store.server is not None:
             async with _server(
                 "redis",
@@ -297,7 +298,7 @@ def _figures(
     options: ChannelOptions,
     samples: _Samples,
     memory: dict[str, float],
-    resume: tuple[list[float], list[float]] | None,
+    resume: ResumeTimes | None,
     note: str | None,
 ) -> ChannelFigures:
     rates = samples.rates
@@ -323,12 +324,16 @@ def _figures(
 
     memory_ratios = ratios("memory")
     assert memory_ratios is not None
+    times = resume or ResumeTimes(many=(), one=(), many_reconnect=(), one_reconnect=())
     return ChannelFigures(
         channel_fanout_memory_ratio=statistics.median(memory_ratios),
         channel_fanout_redis_ratio=median(ratios("redis")),
         server_memory_ratio=_ratio(memory["memory"], memory["plain"]),
         server_memory_redis_ratio=_ratio(memory["redis"], memory["plain"]) if has_redis else None,
-        resume_100_channels_ratio=None if resume is None else resume_ratio(*resume),
+        resume_100_channels_ratio=None if resume is None else resume_ratio(resume.many, resume.one),
+        resume_100_channels_reconnect_ratio=(
+            None if resume is None else resume_ratio(resume.many_reconnect, resume.one_reconnect)
+        ),
         channel_plain_eps=statistics.median(rates["plain"]),
         channel_memory_eps=statistics.median(rates["memory"]),
         channel_redis_eps=median(rates.get("redis")),
@@ -349,8 +354,10 @@ def _figures(
         server_memory_plain_kib=memory["plain"],
         server_memory_memory_kib=memory["memory"],
         server_memory_redis_kib=memory.get("redis"),
-        resume_many_channels_ms=None if resume is None else statistics.median(resume[0]) * 1000,
-        resume_1_channel_ms=None if resume is None else statistics.median(resume[1]) * 1000,
+        resume_many_channels_ms=_ms(times.many),
+        resume_1_channel_ms=_ms(times.one),
+        resume_many_channels_reconnect_ms=_ms(times.many_reconnect),
+        resume_1_channel_reconnect_ms=_ms(times.one_reconnect),
         channel_redis_note=note,
         channel_clients=options.clients,
         channel_count=options.count,
@@ -361,6 +368,11 @@ def _figures(
         resume_channels=options.resume_channels,
         resume_repetitions=options.resume_repetitions,
     )
+
+
+def _ms(values: Sequence[float] | None) -> float | None:
+    """The median in ms; ``None`` if not measured."""
+    return None if not values else statistics.median(values) * 1000
 
 
 def _ratio(ours: float, plain: float) -> float | None:

@@ -44,7 +44,9 @@ class ChannelFigures:
     client (``server_memory_ratio`` is ``None`` when the plain server's did
     not grow: RSS moves by pages, so a tiny run may see none; NaN without
     ``/proc``); the resume times are medians in ms and their ratio is of the
-    medians.
+    medians: ``resume_*`` from the client's ``RESUMING`` to ``OPEN`` (resume
+    to ready, the target's figure), ``resume_*_reconnect_*`` from
+    ``reconnect_now()`` to ``OPEN`` (close, connect and upgrade included).
     """
 
     channel_fanout_memory_ratio: float
@@ -52,6 +54,7 @@ class ChannelFigures:
     server_memory_ratio: float | None
     server_memory_redis_ratio: float | None
     resume_100_channels_ratio: float | None
+    resume_100_channels_reconnect_ratio: float | None
     channel_plain_eps: float
     channel_memory_eps: float
     channel_redis_eps: float | None
@@ -74,6 +77,8 @@ class ChannelFigures:
     server_memory_redis_kib: float | None
     resume_many_channels_ms: float | None
     resume_1_channel_ms: float | None
+    resume_many_channels_reconnect_ms: float | None
+    resume_1_channel_reconnect_ms: float | None
     channel_redis_note: str | None
     channel_clients: int
     channel_count: int
@@ -162,11 +167,15 @@ def channel_table(f: ChannelFigures, align: Callable[[Sequence[Row]], list[str]]
         ]
     )]  # fmt: skip
     if f.resume_many_channels_ms is not None:
-        lines.append(
-            f"  (resume to ready: {hundredths(f.resume_many_channels_ms)} ms with "
-            f"{f.resume_channels} channels, {hundredths(f.resume_1_channel_ms)} ms with 1; "
-            f"{f.resume_repetitions} repetitions)"
-        )
+        lines += [
+            f"  (resume to ready, RESUMING -> OPEN: {hundredths(f.resume_many_channels_ms)} ms "
+            f"with {f.resume_channels} channels, {hundredths(f.resume_1_channel_ms)} ms with 1; "
+            f"{f.resume_repetitions} repetitions)",
+            f"  (reconnect, reconnect_now() -> OPEN: "
+            f"{hundredths(f.resume_many_channels_reconnect_ms)} ms / "
+            f"{hundredths(f.resume_1_channel_reconnect_ms)} ms, ratio "
+            f"{ratio(f.resume_100_channels_reconnect_ratio)})",
+        ]
     if f.channel_redis_note:
         lines.append(f"  Redis: {f.channel_redis_note}")
     return lines

@@ -52,8 +52,10 @@ from ._continuity import decode, parse_entries, safe_seq
 __all__ = [
     "DEFAULT_CHANNEL_PREFIX",
     "NOT_HELD",
+    "append_args",
     "channel_keys",
     "notify_channel",
+    "parse_append_reply",
     "parse_notification",
     "parse_publish_reply",
     "parse_read_reply",
@@ -152,6 +154,44 @@ def publish_args(
         payload = item.payload.decode("utf-8") if item.payload else compact(item.data)
         args += (payload, notify_channel(prefix, shard_of(item.channel, shards)), item.channel)
     return keys, args
+
+
+def append_args(
+    prefix: str, shards: int, items: Sequence[tuple[str, str]]
+) -> tuple[list[str], list[str]]:
+    """The batch append script's KEYS (meta, log) and ARGV tail (payload, shard, name).
+
+    ``items``: (channel, payload) pairs, the payload already compact JSON.
+    """
+    keys: list[str] = []
+    args: list[str] = []
+    for channel, payload in items:
+        keys += channel_keys(prefix, channel)
+        args += (payload, notify_channel(prefix, shard_of(channel, shards)), channel)
+    return keys, args
+
+
+def parse_append_reply(reply: Sequence[Any], asked: int) -> list[str | EventLogError]:
+    """Each item's outcome in a batch append's flat reply ``['i', id, 'e', message, ...]``.
+
+    An id: stored. An :class:`EventLogError`: the script's error for that
+    item (nothing of it stored).
+
+    Raises:
+        EventLogError: for a reply this script cannot have made.
+    """
+    if len(reply) != 2 * asked:
+        raise EventLogError(f"unexpected append reply {reply!r:.80}")
+    outcomes: list[str | EventLogError] = []
+    for i in range(0, len(reply), 2):
+        kind, value = reply[i], decode(reply[i + 1])
+        if kind == b"i":
+            outcomes.append(value)
+        elif kind == b"e":
+            outcomes.append(EventLogError(f"Redis refused the append: {value}"))
+        else:
+            raise EventLogError(f"unexpected append reply {reply!r:.80}")
+    return outcomes
 
 
 def compact(data: Any) -> str:

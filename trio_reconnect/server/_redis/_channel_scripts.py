@@ -18,7 +18,7 @@ from typing import Final
 
 from ._scripts import Lua
 
-__all__ = ["APPEND_CHANNEL", "HEADS", "PUBLISH_BATCH", "READ_CHANNELS"]
+__all__ = ["APPEND_BATCH", "HEADS", "PUBLISH_BATCH", "READ_CHANNELS"]
 
 # Shared by the scripts: the first id of a channel whose counter is missing.
 _START_LUA: Final = """
@@ -96,25 +96,45 @@ return out
 """
 )
 
-# KEYS: meta, log. ARGV: clock start id, max_len, payload, notification
-# channel, channel name. Returns the new id. The XADD comes before any other
-# write, so a script that fails leaves nothing behind.
-_APPEND_CHANNEL_LUA: Final = (
+# Appends of many callers in one call (group commit, :mod:`._appends`). KEYS:
+# per item (meta, log). ARGV: clock start id, max_len, then per item (payload,
+# notification channel, channel name). Per item, in order and in one step:
+# set-if-missing, XADD with the explicit id (before any other write, so an item
+# that fails leaves nothing behind), seq, the notification. Each item runs under
+# pcall and the next one runs whatever it did: the reply is flat pairs, one per
+# item, {'i', id} (stored) or {'e', message} (failed, nothing stored).
+_APPEND_BATCH_LUA: Final = (
     _START_LUA
     + """
-local seq = redis.call('HGET', KEYS[1], 'seq')
-local n
-local fresh = not seq
-if seq then n = tonumber(seq) + 1 else n = start_id(KEYS[2], tonumber(ARGV[1])) end
-local id = string.format('%d', n)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id .. '-0', 'd', ARGV[3])
-if fresh then
-  redis.call('HSET', KEYS[1], 'seq', id, 'first', id)
-else
-  redis.call('HSET', KEYS[1], 'seq', id)
+local function one(meta, log, clock, maxlen, payload, shard, channel)
+  local seq = redis.call('HGET', meta, 'seq')
+  local n
+  if seq then n = tonumber(seq) + 1 else n = start_id(log, clock) end
+  local id = string.format('%d', n)
+  redis.call('XADD', log, 'MAXLEN', '~', maxlen, id .. '-0', 'd', payload)
+  if seq then
+    redis.call('HSET', meta, 'seq', id)
+  else
+    redis.call('HSET', meta, 'seq', id, 'first', id)
+  end
+  redis.call('PUBLISH', shard, 'e\\n' .. channel .. '\\n' .. id .. '\\n' .. payload)
+  return id
 end
-redis.call('PUBLISH', ARGV[4], 'e\\n' .. ARGV[5] .. '\\n' .. id .. '\\n' .. ARGV[3])
-return id
+local out = {}
+local clock, maxlen = tonumber(ARGV[1]), ARGV[2]
+for i = 0, #KEYS / 2 - 1 do
+  local ok, r = pcall(one, KEYS[2*i+1], KEYS[2*i+2], clock, maxlen,
+    ARGV[3+3*i], ARGV[4+3*i], ARGV[5+3*i])
+  if ok then
+    out[#out+1] = 'i'
+    out[#out+1] = r
+  else
+    out[#out+1] = 'e'
+    if type(r) == 'table' then r = r.err or r.ok end
+    out[#out+1] = tostring(r)
+  end
+end
+return out
 """
 )
 
@@ -169,6 +189,6 @@ return out
 """
 
 READ_CHANNELS = Lua(_READ_CHANNELS_LUA)
-APPEND_CHANNEL = Lua(_APPEND_CHANNEL_LUA)
+APPEND_BATCH = Lua(_APPEND_BATCH_LUA)
 HEADS = Lua(_HEADS_LUA)
 PUBLISH_BATCH = Lua(_PUBLISH_BATCH_LUA)

@@ -17,11 +17,13 @@ issued before, and an old position reads as not held.
   from ``a + 1``), else "not held". It splits into further calls only when
   the replayed entries of one call would pass ``read_budget``, so that no
   script holds Redis long; with nothing missed, 100 channels are one call.
-* :meth:`RedisChannelStore.append` is one script: set-if-missing, XADD with
-  the explicit id and ``MAXLEN ~ channel_max_len``, store ``seq``, and
-  PUBLISH the notification to the channel's shard ``P:n:<k>``. An event and
-  its notification exist together or not at all. Never retried (coredis
-  runs with ``NoRetryPolicy``): an append whose connection failed raises
+* :meth:`RedisChannelStore.append` is one step of a script: set-if-missing,
+  XADD with the explicit id and ``MAXLEN ~ channel_max_len``, store ``seq``,
+  and PUBLISH the notification to the channel's shard ``P:n:<k>``. An event
+  and its notification exist together or not at all. Appends that arrive
+  while a call is in flight share the next call (group commit,
+  :mod:`._appends`), each with its own outcome. Never retried (coredis runs
+  with ``NoRetryPolicy``): an append whose connection failed raises
   :class:`~trio_reconnect.server.LogUnavailableError`, stored or not.
 * :meth:`RedisChannelStore.publish` is one script for a batch of acknowledged
   publishes (PROTOCOL 4.5): per item, in order and under ``pcall``, the
@@ -55,22 +57,25 @@ from ..._wire import channel_problem
 from .._channelbase import ChannelRead, ChannelRequest, PublishRequest, PublishResult
 from .._channels import DEFAULT_CHANNEL_MAX_LEN, DEFAULT_LISTENER_BUFFER
 from .._logbase import EventLogError, LogUnavailableError, clock_start_id
+from ._appends import DEFAULT_MAX_APPEND_BATCH, AppendBatcher
 from ._channel_plan import (
     DEFAULT_CHANNEL_PREFIX,
+    append_args,
     channel_keys,
     compact,
     notify_channel,
+    parse_append_reply,
     parse_publish_reply,
     parse_read_reply,
     publish_args,
     read_args,
-    shard_of,
 )
-from ._channel_scripts import APPEND_CHANNEL, HEADS, PUBLISH_BATCH, READ_CHANNELS
+from ._channel_scripts import APPEND_BATCH, HEADS, PUBLISH_BATCH, READ_CHANNELS
 from ._continuity import decode
+from ._link import CommandLink
 from ._notify import NotificationStream, listen_notifications
 from ._presence import RedisPresenceStore
-from ._resp import DEFAULT_MAX_PENDING
+from ._resp import DEFAULT_MAX_PENDING, RespError
 from ._store import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_IN_FLIGHT,
@@ -80,6 +85,7 @@ from ._store import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_APPEND_BATCH",
     "DEFAULT_NOTIFY_PING_INTERVAL",
     "DEFAULT_NOTIFY_SHARDS",
     "DEFAULT_READ_BUDGET",
@@ -134,6 +140,9 @@ class RedisChannelStore:
         notify_ping_interval: Seconds of silence on the live stream before a
             PING checks the link; no answer within ``timeout`` is a loss
             (a half-open link sends no error of its own).
+        max_append_batch: Appends one script call carries at most: appends
+            that arrive while a call is in flight go together in the next
+            one (:meth:`append`).
     """
 
     url: str = attrs.field(repr=False)  # it may hold a password
@@ -163,15 +172,25 @@ class RedisChannelStore:
     notify_ping_interval: float = attrs.field(
         default=DEFAULT_NOTIFY_PING_INTERVAL, kw_only=True, validator=positive_number
     )
+    max_append_batch: int = attrs.field(
+        default=DEFAULT_MAX_APPEND_BATCH, kw_only=True, validator=positive_int
+    )
     _store: Store = attrs.field(init=False, repr=False)
     _main: ClientOwner = attrs.field(init=False, repr=False)
+    _link: CommandLink = attrs.field(init=False, repr=False)
+    _appends: AppendBatcher = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._store = Store(self.url, self.timeout, self.max_connections, self.max_in_flight)
         self._main = self._store.owner("channels", stream_timeout=self.timeout)
+        self._link = CommandLink(
+            self.url, self.timeout, "trio_reconnect:appends", max_pending=self.max_pending
+        )
+        self._appends = AppendBatcher(self._commit, self.max_append_batch)
 
     async def __aenter__(self) -> RedisChannelStore:
         await self._store.open([self._main])
+        await self._store.start(self._appends.run)
         await self._check_eviction()
         return self
 
@@ -198,7 +217,10 @@ class RedisChannelStore:
             )
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._store.close()
+        try:
+            await self._store.close()
+        finally:
+            await self._link.aclose()
 
     @property
     def notify_channels(self) -> list[str]:
@@ -244,26 +266,43 @@ class RedisChannelStore:
         return parse_read_reply(requests, reply)
 
     async def append(self, channel: str, data: Any) -> str:
-        """Store one event in ``channel`` and notify every listener, in one script; never retried.
+        """Store one event in ``channel`` and notify every listener, in one step; never retried.
+
+        Appends that meet go to Redis together, in one script call (group
+        commit, :mod:`._appends`): each still gets the next id of its
+        channel, its own outcome, and a failed call fails every one of them.
 
         Raises:
             TypeError: if ``data`` is not JSON-serialisable (nothing is stored).
             ValueError: if it holds a NaN or an infinity, or the name is not
                 valid (nothing is stored).
             LogUnavailableError: Redis did not answer; the event may or may not be stored.
+            EventLogError: Redis refused the append (nothing is stored).
         """
         _check_channel(channel)
         payload = compact(data)
-        keys = channel_keys(self.prefix, channel)
-        shard = notify_channel(self.prefix, shard_of(channel, self.notify_shards))
-        args = [str(clock_start_id()), str(self.channel_max_len), payload, shard, channel]
+        payload.encode()  # a lone surrogate fails here, in the caller (nothing is stored)
+        return await self._appends.append(channel, payload)
 
-        async def op(client: coredis.Redis[bytes]) -> Any:
-            return await APPEND_CHANNEL.run(client, keys=keys, args=args)
+    async def _commit(self, pairs: Sequence[tuple[str, str]]) -> Sequence[str | EventLogError]:
+        """One batch append script, on the committer's link: each pair's id or its error.
 
-        # No checkpoint after: an append that ran returns its id even if cancelled meanwhile.
-        reply = await self._store.call(self._main, op, what="append", checkpoint=False)
-        return decode(reply)
+        Raises:
+            LogUnavailableError: Redis did not answer (each may or may not be stored).
+            EventLogError: Redis refused the script (nothing stored).
+        """
+        keys, tail = append_args(self.prefix, self.notify_shards, pairs)
+        args = [str(clock_start_id()), str(self.channel_max_len), *tail]
+        reply = await self._link.call(APPEND_BATCH.command(keys, args), what="append")
+        if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
+            # Nothing ran (Redis restarted or flushed its scripts): send the source.
+            command = APPEND_BATCH.command(keys, args, load=True)
+            reply = await self._link.call(command, what="append")
+        if isinstance(reply, RespError):
+            raise EventLogError(f"Redis at {self._link.where}: append: {reply}")
+        if not isinstance(reply, list):
+            raise EventLogError(f"unexpected append reply {reply!r:.80}")
+        return parse_append_reply(reply, len(pairs))
 
     async def publish(
         self, items: Sequence[PublishRequest], *, dedupe_ttl: float

@@ -39,10 +39,7 @@ rather than work through the backlog.
 from __future__ import annotations
 
 import logging
-import os
-import ssl
-import urllib.parse
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -53,6 +50,11 @@ from .._channelbase import ChannelEvent, NotificationsLost
 from .._logbase import EventLogError, LogUnavailableError
 from .._presencebase import MemberChange
 from ._channel_plan import parse_notification
+from ._link import Target as _Target
+from ._link import connect as _connect
+from ._link import login_commands
+from ._link import target_of as _target
+from ._link import where as _where
 from ._resp import RespError, RespParser, RespValue, encode_command
 
 __all__ = ["RECEIVE_SIZE", "NotificationStream", "listen_notifications"]
@@ -61,105 +63,14 @@ _logger = logging.getLogger("trio_reconnect.server")
 
 #: Bytes asked of the socket per read.
 RECEIVE_SIZE: Final = 256 * 1024
-_DEFAULT_PORT: Final = 6379
-_TRUE: Final = ("1", "T", "TRUE", "Y", "YES")
 _PING: Final = encode_command("PING")
 #: What a broken socket raises.
 _BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
-@attrs.frozen
-class _Target:
-    """Where and as whom to connect, from the URL (``password`` never shown)."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str
-    username: str | None
-    password: str | None = attrs.field(repr=False)
-    db: int
-    #: ``rediss://`` only: the URL's ``ssl_*`` query arguments.
-    tls: Mapping[str, str] = attrs.field(factory=dict)
-
-
-#: ``ssl_cert_reqs`` values, as coredis reads them.
-_CERT_REQS: Final = {
-    "none": ssl.CERT_NONE,
-    "optional": ssl.CERT_OPTIONAL,
-    "required": ssl.CERT_REQUIRED,
-}
-
-
-def _ssl_context(tls: Mapping[str, str]) -> ssl.SSLContext:
-    """The TLS settings coredis derives from the same URL (its ``RedisSSLContext``).
-
-    Its defaults too: the certificate checked if one is sent
-    (``ssl_cert_reqs=optional``) and no host name check, unless the URL says
-    ``ssl_cert_reqs=required`` and ``ssl_check_hostname=true``.
-    """
-    context = ssl.create_default_context()
-    if tls.get("ssl_certfile") and tls.get("ssl_keyfile"):
-        context.load_cert_chain(certfile=tls["ssl_certfile"], keyfile=tls["ssl_keyfile"])
-    ca = tls.get("ssl_ca_certs")
-    if ca:
-        context.load_verify_locations(**{("capath" if os.path.isdir(ca) else "cafile"): ca})
-    context.check_hostname = tls.get("ssl_check_hostname", "").upper() in _TRUE
-    context.verify_mode = _CERT_REQS[tls.get("ssl_cert_reqs") or "optional"]
-    return context
-
-
-def _target(url: str) -> _Target:
-    # Read as coredis reads it (its from_url), so both sockets log in alike:
-    # no percent-decoding, an empty password is none, ?db= before the path.
-    parts = urllib.parse.urlsplit(url)
-    username = parts.username or None
-    password = parts.password or None
-    query = urllib.parse.parse_qs(parts.query)
-    if parts.scheme == "unix":
-        db = int(query.get("db", ["0"])[0])
-        return _Target("unix", "", 0, parts.path, username, password, db)
-    db_text = query.get("db", [parts.path.lstrip("/")])[0]
-    tls = {name: values[0] for name, values in query.items() if name.startswith("ssl_")}
-    return _Target(
-        parts.scheme,
-        parts.hostname or "127.0.0.1",
-        parts.port or _DEFAULT_PORT,
-        "",
-        username,
-        password,
-        int(db_text) if db_text else 0,
-        tls,
-    )
-
-
-def _where(target: _Target) -> str:
-    return target.path if target.scheme == "unix" else f"{target.host}:{target.port}"
-
-
-async def _connect(target: _Target) -> trio.abc.Stream:
-    if target.scheme == "unix":
-        return await trio.open_unix_socket(target.path)
-    sock = await trio.open_tcp_stream(target.host, target.port)
-    if target.scheme != "rediss":
-        return sock
-    try:
-        tls = trio.SSLStream(sock, _ssl_context(target.tls), server_hostname=target.host)
-        await tls.do_handshake()
-    except BaseException:
-        await trio.aclose_forcefully(sock)
-        raise
-    return tls
-
-
 def _hello(target: _Target, names: Sequence[str]) -> tuple[bytes, int]:
     """The handshake's commands, and how many ``+OK`` replies come before the confirmations."""
-    commands: list[bytes] = []
-    if target.password is not None:
-        auth = [target.username, target.password] if target.username else [target.password]
-        commands.append(encode_command("AUTH", *auth))
-    if target.db:
-        commands.append(encode_command("SELECT", target.db))
+    commands = login_commands(target)
     commands.append(encode_command("SUBSCRIBE", *names))
     return b"".join(commands), len(commands) - 1
 

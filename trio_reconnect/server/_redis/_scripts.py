@@ -15,6 +15,8 @@ import attrs
 import coredis
 import coredis.exceptions
 
+from ._resp import encode_command
+
 __all__ = ["ANNOUNCE", "APPEND", "NODES", "READ", "STATE", "Lua"]
 
 # KEYS: stream, meta. ARGV: clock start id, max_len, payload. Returns the entry id.
@@ -104,6 +106,11 @@ class Lua:
     @sha.default
     def _sha(self) -> str:
         return hashlib.sha1(self.source.encode()).hexdigest()
+
+    def command(self, keys: list[str], args: list[str], *, load: bool = False) -> bytes:
+        """The RESP2 ``EVALSHA`` of this script (``load``: the ``EVAL``), for a link of our own."""
+        head = ("EVAL", self.source) if load else ("EVALSHA", self.sha)
+        return encode_command(*head, len(keys), *keys, *args)
 
     async def run(self, client: coredis.Redis[bytes], *, keys: list[str], args: list[str]) -> Any:
         # NOSCRIPT means nothing ran, so the EVAL that follows cannot store an event twice.

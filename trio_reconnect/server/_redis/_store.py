@@ -254,6 +254,12 @@ class Store:
         for owner in owners:
             await nursery.start(owner.run)
 
+    async def start(self, task: Callable[..., Awaitable[object]]) -> None:
+        """Run ``task`` (started as by ``nursery.start``) in the store's nursery until it closes."""
+        if self._nursery is None:
+            raise RuntimeError("the Redis store is not open")
+        await self._nursery.start(task)
+
     async def close(self) -> None:
         stack, nursery = self._stack, self._nursery
         self._stack = self._nursery = None
