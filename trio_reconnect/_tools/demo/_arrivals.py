@@ -47,11 +47,13 @@ median in two (1.27 against 1.33, 1.40 against 2.07) and the steps in one
 difference. On an idle machine (before these steps): 1.20-1.33.
 
 With return times (the close reason written when the frame goes out, the
-wait counted from its arrival), 12 runs of each version in turn at a load
-average of 0.7-2.5: peaks of 17-20 arrivals (1.13-1.33 x, median 18, at or
-under 1.3 x in 11 runs) against 17-20 (median 19, at or under 1.3 x in 7)
-before; in the quietest four pairs 17-19 against 19-20. The peak moves in
-steps of one arrival (1/15 of the plan), so a run says little on its own.
+wait counted from its arrival), 16 runs of each version in turn at a load
+average of 0.3-2.5: peaks of 17-20 arrivals (1.13-1.33 x, median 18.5, at
+or under 1.3 x in 14 runs) against 17-20 (median 19, at or under 1.3 x in
+10) before; but the last four pairs (load 0.3-1) were equal pair by pair
+(19, 18, 20, 19), so the difference is within what the runs vary by. The
+peak moves in steps of one arrival (1/15 of the plan), so a run says
+little on its own.
 """
 
 from __future__ import annotations
