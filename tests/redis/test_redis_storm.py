@@ -37,10 +37,12 @@ from trio_reconnect.testing._redis_server import RedisServer
 
 GUARD = 60.0
 STREAM = "storm"
-#: The log's per-command bound in these tests (2 s by default).
-TIMEOUT = 0.5
+#: The log's per-command bound in these tests (2 s by default). Not shorter:
+#: under coverage, in a long run, one pass of 200 handshakes can take 100 ms,
+#: and 0.5 s timed out an answered read once in CI.
+TIMEOUT = 1.5
 #: Seconds each scheduler pass blocks the loop: READERS * PASS_WORK > 3 * TIMEOUT.
-PASS_WORK = 0.005
+PASS_WORK = 0.016
 READERS = 300
 CLIENTS = 200
 
