@@ -120,16 +120,15 @@ class FlushingTurn(Turn):
                 what is left stays for the next holder).
         """
         await super().__aenter__()
-        if self._left:
-            try:
-                await self._flush()
-            except BaseException:
-                self.give_back()
-                raise
+        await self._flush_held()
 
     async def take(self) -> None:
         """Wait for the turn, then write what is left (see :meth:`__aenter__`)."""
         await super().take()
+        await self._flush_held()
+
+    async def _flush_held(self) -> None:
+        """With the turn held: write what is left, or give the turn back if that fails."""
         if self._left:
             try:
                 await self._flush()
