@@ -10,6 +10,7 @@ it closes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 
 import attrs
@@ -57,7 +58,7 @@ class Acceptor:
                 if request is None:
                     logger.debug("no websocket upgrade request within the handshake timeout")
                 else:
-                    await self.handle_request(request)
+                    await self.handle_request(request, nursery)
                 nursery.cancel_scope.cancel()
         except* LocalProtocolError as group:
             # trio-websocket answers a ping that arrives after our close frame
@@ -69,8 +70,15 @@ class Acceptor:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def handle_request(self, request: WebSocketRequest) -> None:
-        """Refuse or accept one upgrade request; an accepted client runs until it closes."""
+    async def handle_request(
+        self, request: WebSocketRequest, nursery: trio.Nursery | None = None
+    ) -> None:
+        """Refuse or accept one upgrade request; an accepted client runs until it closes.
+
+        ``nursery``: the connection's (trio-websocket's reader task is in it),
+        cancelled by the caller once this returns; the client's publish worker
+        runs there (``None``: in a nursery of its own).
+        """
         retry_after = self.admission.decide(trio.current_time(), log_down=self.health.down)
         if retry_after is not None:
             self.counts.refused += 1
@@ -116,4 +124,6 @@ class Acceptor:
         if channels is None:
             await client.run(self.resumer)
         else:  # with its publish worker beside it
-            await channels.publisher.serve(client, lambda: client.run(self.resumer))
+            await channels.publisher.serve(
+                client, functools.partial(client.run, self.resumer), nursery
+            )

@@ -15,6 +15,11 @@ write loop writes them together), before it takes the next one. So one
 node applies one connection's publishes in the order received, never two
 batches at once.
 
+Memory: a connection that never publishes costs one dict entry here. The
+worker runs in the nursery the connection already has (the acceptor's, which
+holds trio-websocket's reader task), not in one of its own, and the lane (its
+queue, its wakeup, its key base) is made at the first publish.
+
 An answer is never dropped silently and never an ``ack`` for a publish the
 store did not confirm: a store call that fails, or whose outcome is unknown
 (a connection lost mid-script), answers ``unavailable``; the client's
@@ -60,8 +65,7 @@ logger = logging.getLogger("trio_reconnect.server")
 class _Lane:
     """One connection's queue, its worker (started at its first publish), its dedupe key base."""
 
-    queue: PublishQueue
-    nursery: trio.Nursery
+    queue: PublishQueue = attrs.Factory(PublishQueue)
     working: bool = False
     wakeup: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
     base: hashlib.blake2b | None = None
@@ -75,21 +79,47 @@ class Publisher:
     counts: Counts
     dedupe_ttl: float
     max_batch: int = MAX_BATCH
+    #: The nursery of each connection served (its worker's), until it publishes.
+    _hosts: dict[ConnectedClient, trio.Nursery] = attrs.field(init=False, factory=dict)
+    #: The lane of each connection served that published.
     _lanes: dict[ConnectedClient, _Lane] = attrs.field(init=False, factory=dict)
 
-    async def serve(self, client: ConnectedClient, run: Callable[[], Awaitable[None]]) -> None:
-        """Run the connection (``run``), and its publish worker beside it once it publishes."""
+    async def serve(
+        self,
+        client: ConnectedClient,
+        run: Callable[[], Awaitable[None]],
+        nursery: trio.Nursery | None = None,
+    ) -> None:
+        """Run the connection (``run``), and its publish worker beside it once it publishes.
+
+        Args:
+            client: The connection.
+            run: Runs it until it is over.
+            nursery: Where its worker runs, cancelled by the caller once this
+                returns (``None``: a nursery of its own).
+        """
+        if nursery is None:
+            async with trio.open_nursery() as own:
+                await self.serve(client, run, own)
+                own.cancel_scope.cancel()
+            return
+        self._hosts[client] = nursery
         try:
-            async with trio.open_nursery() as nursery:
-                self._lanes[client] = _Lane(PublishQueue(), nursery)
-                await run()
-                nursery.cancel_scope.cancel()
+            await run()
         finally:
+            del self._hosts[client]
             self._lanes.pop(client, None)
+
+    def _lane(self, client: ConnectedClient) -> _Lane | None:
+        """``client``'s lane, made at its first use (``None``: not served here)."""
+        lane = self._lanes.get(client)
+        if lane is None and client in self._hosts:
+            lane = self._lanes[client] = _Lane()
+        return lane
 
     def key(self, client: ConnectedClient, principal: Any, client_id: str, msg_id: str) -> str:
         """The dedupe key of ``client``'s publish ``msg_id`` (its base digested once)."""
-        lane = self._lanes.get(client)
+        lane = self._lane(client)
         if lane is None:
             return dedupe_key(key_base(principal, client_id), msg_id)
         if lane.base is None:
@@ -103,7 +133,7 @@ class Publisher:
 
     async def offer(self, client: ConnectedClient, entry: Entry) -> None:
         """Queue one received publish (or its decided answer) of ``client``."""
-        lane = self._lanes.get(client)
+        lane = self._lane(client)
         nack: Nack | None
         if lane is None:  # not run by serve(): nothing would answer it later
             if isinstance(entry, Answered):
@@ -115,7 +145,7 @@ class Publisher:
             if nack is None:
                 if not lane.working:
                     lane.working = True
-                    lane.nursery.start_soon(self._work, client, lane)
+                    self._hosts[client].start_soon(self._work, client, lane)
                 lane.wakeup.unpark_all()
                 return
         self.counts.nacked(nack.code)
