@@ -48,6 +48,16 @@ one frame at a time. A batch is one send for the close protocol: a close
 requested during it takes effect after it (within ``close_timeout``), and a
 batch cancelled midway counts as half a frame.
 
+The write loop
+--------------
+
+The write loop is a task of the connection only while it has work: it is
+started when a frame is queued (or a direct write left bytes behind, below)
+after ``ready``, and it leaves once the queue is empty. An idle connection
+then holds two tasks, as a plain trio-websocket handler does: its own (the
+read loop) and trio-websocket's reader (and the ping loop, with pings).
+Frames queued during the handshake start it once the handshake is over.
+
 Direct writes
 -------------
 
@@ -183,9 +193,13 @@ class ConnectedClient:
     #: The wait for the peer's answer to our close frame (``abort`` ends it).
     _closing: trio.CancelScope | None = attrs.field(init=False, default=None, repr=False)
     _done: trio.Event = attrs.field(init=False, factory=trio.Event, repr=False)
+    #: Where the write loop is started, from ``ready`` on (module comment: The write loop).
+    _loops: trio.Nursery | None = attrs.field(init=False, default=None, repr=False)
+    #: Whether the write loop runs now.
+    _writing: bool = attrs.field(init=False, default=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._outbox = Outbox(self._settings.queue_size)
+        self._outbox = Outbox(self._settings.queue_size, self._start_writing)
         self._direct = DirectWriter.install(self._ws, self._outbox.wake)
 
     # -- the application's side ---------------------------------------------
@@ -403,11 +417,15 @@ class ConnectedClient:
             with self._scope:
                 if await handshake(self):
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._write_loop)
-                        if self._settings.ping_interval is not None:
-                            nursery.start_soon(self._ping_loop, self._settings.ping_interval)
-                        await self._read_loop()
-                        nursery.cancel_scope.cancel()
+                        self._loops = nursery
+                        try:
+                            self._start_writing()  # what was queued meanwhile
+                            if self._settings.ping_interval is not None:
+                                nursery.start_soon(self._ping_loop, self._settings.ping_interval)
+                            await self._read_loop()
+                            nursery.cancel_scope.cancel()
+                        finally:
+                            self._loops = None
         except ConnectionClosed as exc:
             self._peer_closed(exc)
         except Exception:
@@ -453,11 +471,19 @@ class ConnectedClient:
     def _closed_reason(self) -> CloseReason | None:
         return None if self._close_code is None else CloseReason(self._close_code, self._reason())
 
+    def _start_writing(self) -> None:
+        """Start the write loop if it has work and is not running (module comment)."""
+        if self._loops is not None and not self._writing and self._outbox.wanted():
+            self._writing = True
+            self._loops.start_soon(self._write_loop)
+
     async def _write_loop(self) -> None:
         outbox = self._outbox
         limit = _WRITE_BATCH if _can_write_batched(self._ws) else 1
         try:
-            while True:
+            # It leaves once there is nothing to take, in the same step as it
+            # looks (no checkpoint between): a frame queued later starts it again.
+            while outbox.wanted():
                 try:
                     taken = await outbox.get_many(limit)
                 except trio.EndOfChannel:
@@ -483,6 +509,8 @@ class ConnectedClient:
                 await self._after_write()
         except ConnectionClosed as exc:
             self._peer_closed(exc)
+        finally:
+            self._writing = False
 
     async def _read_loop(self) -> None:
         ws = self._ws

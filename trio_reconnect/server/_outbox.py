@@ -9,12 +9,17 @@ connection's write loop takes several frames at once
 taken but not written yet still count against the size (but the one being
 written). The persistent filter (:func:`~trio_reconnect.server._verdicts.uncovered`)
 drops the events a handshake already sent, here as everywhere.
+
+The reader need not wait on the queue: it may leave while there is nothing
+to take (:meth:`Outbox.wanted` is false) and be started again by
+``on_readable``, called whenever frames arrive or :meth:`Outbox.wake` is
+called (the connection's write loop runs only while it has work).
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -30,6 +35,7 @@ class Outbox:
         "_closed",
         "_held",
         "_items",
+        "_on_readable",
         "_readable",
         "_size",
         "_taken",
@@ -37,8 +43,10 @@ class Outbox:
         "_writable",
     )
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, on_readable: Callable[[], None] | None = None) -> None:
         self._items: collections.deque[Frame] = collections.deque()
+        #: Called when frames arrive or :meth:`wake` is called (the reader may be gone).
+        self._on_readable = on_readable
         self._size = size
         self._closed = False
         #: Frames taken by :meth:`get_many` and not yet written, but the first.
@@ -58,10 +66,19 @@ class Outbox:
         """Nothing queued, and no frames taken by the reader but not yet written."""
         return not self._items and not self._taken
 
+    def wanted(self) -> bool:
+        """Whether :meth:`get_many` would return at once: frames queued, or a :meth:`wake`."""
+        return bool(self._items) or self._woken
+
     def wake(self) -> None:
         """Make the reader's :meth:`get_many` return (empty-handed if nothing is queued)."""
         self._woken = True
+        self._readable_now()
+
+    def _readable_now(self) -> None:
         self._readable.unpark()
+        if self._on_readable is not None:
+            self._on_readable()
 
     def put_many_nowait(self, frames: Sequence[Frame]) -> bool:
         """Queue ``frames``; ``False`` if they do not all fit. Closed: dropped."""
@@ -70,7 +87,7 @@ class Outbox:
         if len(self._items) + self._held + len(frames) > self._size:
             return False
         self._items.extend(frames)
-        self._readable.unpark()
+        self._readable_now()
         return True
 
     async def put_many(self, frames: Sequence[Frame]) -> bool:
@@ -92,7 +109,7 @@ class Outbox:
             room = self._size - len(items) - self._held
             items.extend(frames[start : start + room])
             start += room
-            self._readable.unpark()
+            self._readable_now()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return True
 
