@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, cast
 
 import trio
 import trio.lowlevel
+import trio.testing
+import trio_websocket
 from trio.testing import MockClock, wait_all_tasks_blocked
 from trio_websocket import WebSocketConnection
 
@@ -117,3 +119,31 @@ async def test_the_publish_worker_starts_at_the_first_publish(
             ["Publisher._work", "WebSocketConnection._reader_task"],
             3,
         )
+
+
+async def test_a_request_handled_without_a_nursery_gets_its_own_for_the_worker(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    # handle_request is also the handler of the WebSocketServer that serve()
+    # reports: called without the connection's nursery, the worker gets one.
+    server = _server()
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+
+    async def handle() -> None:
+        async with trio.open_nursery() as reader:
+            request = await trio_websocket.wrap_server_stream(reader, server_stream)
+            await server._parts.acceptor.handle_request(request)
+            reader.cancel_scope.cancel()
+
+    with trio.fail_after(5):
+        nursery.start_soon(server._parts.fanout_task.volunteer)
+        nursery.start_soon(server._parts.channel_task.volunteer)  # type: ignore[union-attr]
+        nursery.start_soon(handle)
+        ws = await trio_websocket.wrap_client_stream(
+            nursery, cast(Any, client_stream), "localhost", "/"
+        )
+        await _send(ws, type="resume", lastEventId=None, clientId="c1")
+        await until_ready(ws)
+        await _send(ws, type="publish", channel="a", msgId="m1", data=1)
+        assert (await receive_json(ws))["type"] == "ack"
+        await ws.aclose()
