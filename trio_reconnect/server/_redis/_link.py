@@ -34,7 +34,7 @@ import trio
 from .._logbase import LogUnavailableError
 from ._resp import DEFAULT_MAX_PENDING, RespError, RespParser, RespValue, encode_command
 
-__all__ = ["CommandLink", "Target", "connect", "login_commands", "target_of", "where"]
+__all__ = ["CommandLink", "LinkPool", "Target", "connect", "login_commands", "target_of", "where"]
 
 _DEFAULT_PORT: Final = 6379
 _TRUE: Final = ("1", "T", "TRUE", "Y", "YES")
@@ -225,3 +225,61 @@ class CommandLink:
         stream, self._stream = self._stream, None
         if stream is not None:
             await trio.aclose_forcefully(stream)
+
+
+@attrs.define(eq=False)
+class LinkPool:
+    """Command links for callers that call at once: each call has a link to itself.
+
+    A call takes an idle link, or opens one while fewer than ``size`` exist;
+    beyond that it waits (cancellably: nothing is sent yet) for one to come
+    back. A link whose call failed comes back closed and connects again at
+    its next call (:class:`CommandLink`).
+
+    Args:
+        url: The store's URL.
+        timeout: Seconds a call may take once it has its link.
+        name: Each connection's ``CLIENT SETNAME``.
+        size: Links at most, so calls in flight at most.
+        max_pending: Largest reply a link's parser holds, bytes.
+    """
+
+    url: str = attrs.field(repr=False)
+    timeout: float
+    name: str
+    size: int
+    max_pending: int = DEFAULT_MAX_PENDING
+    _links: list[CommandLink] = attrs.field(init=False, factory=list, repr=False)
+    _idle: list[CommandLink] = attrs.field(init=False, factory=list, repr=False)
+    _free: trio.Semaphore = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._free = trio.Semaphore(self.size)
+
+    @property
+    def where(self) -> str:
+        """``host:port`` (or the socket's path), never the credentials."""
+        return where(target_of(self.url))
+
+    @property
+    def connections(self) -> int:
+        """Connections the links have opened so far."""
+        return sum(link.connections for link in self._links)
+
+    async def call(self, command: bytes, *, what: str) -> RespValue:
+        """:meth:`CommandLink.call` on a link of the caller's own (the class comment)."""
+        async with self._free:
+            if self._idle:
+                link = self._idle.pop()
+            else:
+                link = CommandLink(self.url, self.timeout, self.name, self.max_pending)
+                self._links.append(link)
+            try:
+                return await link.call(command, what=what)
+            finally:
+                self._idle.append(link)
+
+    async def aclose(self) -> None:
+        """Close every link's socket (a call in flight fails ``LogUnavailableError``)."""
+        for link in self._links:
+            await link.aclose()
