@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .._channelbase import (
@@ -86,8 +86,13 @@ def tag(channel: str) -> str:
 
 def channel_keys(prefix: str, channel: str) -> list[str]:
     """The keys of ``channel`` a script takes, in order: ``meta``, ``log``."""
-    base = f"{prefix}:{{{tag(channel)}}}:"
+    base = _key_base(prefix, channel)
     return [base + "meta", base + "log"]
+
+
+def _key_base(prefix: str, channel: str) -> str:
+    """What every key of ``channel`` starts with: the prefix and the channel's hash tag."""
+    return f"{prefix}:{{{tag(channel)}}}:"
 
 
 def shard_of(channel: str, shards: int) -> int:
@@ -142,17 +147,32 @@ def parse_read_reply(requests: Sequence[ChannelRequest], reply: Sequence[Any]) -
     return reads
 
 
+def _places(prefix: str, shards: int) -> Callable[[str], tuple[str, str]]:
+    """A channel's key base and notification channel, each worked out once per batch."""
+    seen: dict[str, tuple[str, str]] = {}
+
+    def place(channel: str) -> tuple[str, str]:
+        found = seen.get(channel)
+        if found is None:
+            shard = notify_channel(prefix, shard_of(channel, shards))
+            found = seen[channel] = (_key_base(prefix, channel), shard)
+        return found
+
+    return place
+
+
 def publish_args(
     prefix: str, shards: int, items: Sequence[PublishRequest]
 ) -> tuple[list[str], list[str]]:
     """The publish script's KEYS (meta, log, dedupe record) and ARGV tail (payload, shard, name)."""
     keys: list[str] = []
     args: list[str] = []
+    place = _places(prefix, shards)
     for item in items:
-        base = f"{prefix}:{{{tag(item.channel)}}}:"
+        base, shard = place(item.channel)
         keys += (base + "meta", base + "log", f"{base}d:{item.key}")
         payload = item.payload.decode("utf-8") if item.payload else compact(item.data)
-        args += (payload, notify_channel(prefix, shard_of(item.channel, shards)), item.channel)
+        args += (payload, shard, item.channel)
     return keys, args
 
 
@@ -165,9 +185,11 @@ def append_args(
     """
     keys: list[str] = []
     args: list[str] = []
+    place = _places(prefix, shards)
     for channel, payload in items:
-        keys += channel_keys(prefix, channel)
-        args += (payload, notify_channel(prefix, shard_of(channel, shards)), channel)
+        base, shard = place(channel)
+        keys += (base + "meta", base + "log")
+        args += (payload, shard, channel)
     return keys, args
 
 

@@ -104,7 +104,12 @@ DEFAULT_NOTIFY_PING_INTERVAL: Final = 5.0
 
 
 async def _run(
-    link: CommandLink | LinkPool, script: Lua, keys: list[str], args: list[str], *, what: str
+    link: CommandLink | LinkPool,
+    script: Lua,
+    keys: Sequence[str],
+    args: Sequence[str | bytes],
+    *,
+    what: str,
 ) -> list[RespValue]:
     """One EVALSHA on a link of our own (EVAL after ``NOSCRIPT``): the script's array reply.
 
