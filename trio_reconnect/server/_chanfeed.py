@@ -263,7 +263,7 @@ class ChannelFeed:
         try:
             while True:
                 try:
-                    async with self.store.listen() as stream:
+                    async with self.store.listen(wanted=self._feeds.__contains__) as stream:
                         self._live = True
                         self._became_live.unpark_all()
                         if lost:

@@ -54,6 +54,7 @@ __all__ = [
     "NOT_HELD",
     "append_args",
     "channel_keys",
+    "event_channel",
     "notify_channel",
     "parse_append_reply",
     "parse_notification",
@@ -253,6 +254,22 @@ def _member_change(payload: bytes) -> MemberChange:
         return MemberChange(parts[1].decode(), int(parts[2]), parts[3].decode(), info)
     except (UnicodeDecodeError, ValueError) as exc:
         raise EventLogError(f"malformed member notification {payload[:80]!r}: {exc}") from None
+
+
+def event_channel(payload: bytes) -> str | None:
+    """The channel of an event notification, read without its data; ``None``: another kind.
+
+    ``None`` too for a name that is not UTF-8 (:func:`parse_notification` says why).
+    """
+    if payload[:2] != _EVENT + b"\n":
+        return None
+    end = payload.find(b"\n", 2)
+    if end < 0:
+        return None
+    try:
+        return payload[2:end].decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def parse_notification(payload: bytes) -> ChannelEvent | MemberChange | None:

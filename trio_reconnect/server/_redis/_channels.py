@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
@@ -381,10 +381,14 @@ class RedisChannelStore:
             if seq is not None
         }
 
-    def listen(self) -> AbstractAsyncContextManager[NotificationStream]:
+    def listen(
+        self, *, wanted: Callable[[str], bool] | None = None
+    ) -> AbstractAsyncContextManager[NotificationStream]:
         """A live stream of every channel's events, in batches (one socket, :mod:`._notify`).
 
-        Entering returns once every shard subscription is confirmed.
+        Entering returns once every shard subscription is confirmed. The
+        events of a channel ``wanted`` answers ``False`` for are left out
+        before their data is decoded.
 
         Raises:
             LogUnavailableError: on entering, when Redis cannot be reached.
@@ -396,6 +400,7 @@ class RedisChannelStore:
             max_backlog=self.listener_buffer,
             max_pending=self.max_pending,
             ping_interval=self.notify_ping_interval,
+            wanted=wanted,
         )
 
     def presence_store(self) -> RedisPresenceStore:
