@@ -31,14 +31,21 @@ issued before, and an old position reads as not held.
   the append runs as above and sets the record (``PX dedupe_ttl``). The
   first item that fails ends the script; the results of the prefix that ran
   come back. Never retried: a connection error leaves the outcome unknown,
-  the node answers ``unavailable`` and the re-send finds the record.
+  the node answers ``unavailable`` and the re-send finds the record. Each
+  call has a connection of its own for its time (:class:`~._link.LinkPool`,
+  at most ``max_in_flight``, no coredis: one call per connection's batch,
+  so a node's connections publish at once).
 * :meth:`RedisChannelStore.heads` is one script over every channel's hash.
 * :meth:`RedisChannelStore.listen` is one socket subscribed to the
   ``notify_shards`` shard channels (:mod:`._notify`): no task and no blocked
-  read per channel, whatever the number of channels.
+  read per channel, whatever the number of channels. The node says which
+  channels it takes (``wanted``): the others' events are dropped before
+  their data is decoded.
 
-Commands run through :class:`~._store.Store` (uncancelled, in turns, a
-broken client replaced): :mod:`._store`.
+The appends and publishes run on sockets of our own (:mod:`._link`, the
+script call in :func:`_run`); the other commands run through
+:class:`~._store.Store` (uncancelled, in turns, a broken client replaced):
+:mod:`._store`.
 """
 
 from __future__ import annotations
@@ -156,6 +163,8 @@ class RedisChannelStore:
             :class:`~trio_reconnect.server.LogUnavailableError`.
         max_connections: Connections in the client's pool.
         max_in_flight: Commands in flight at once; the others wait their turn.
+            Publish calls have their own bound of as many (each on a
+            connection of its own).
         read_budget: Replayed entries one read call returns at most; a read
             that needs more is split into several calls.
         listener_buffer: Most notifications one read of the live stream may

@@ -1,18 +1,19 @@
 """Our own sockets to Redis: the URL read as coredis reads it, a TLS context, and a command link.
 
-Two paths of the channel store bypass coredis, each for a measured reason:
+Three paths of the channel store bypass coredis, each for a measured reason:
 the notification reader (:mod:`._notify`: coredis's ``PubSub`` is slow and
-resubscribes silently) and the append committer (:mod:`._appends`): a call
-through coredis cost the node about 230 us of CPU and 500 us of wall time on
-the development machine, against about 60 us and 150 us for the same
-EVALSHA written to a socket of our own and its reply parsed by
-:mod:`._resp`; on the hot path of every channel event that is most of what
-Redis costs a node. Both log in alike (``AUTH``, ``SELECT``) from the same
+resubscribes silently), the append committer (:mod:`._appends`) and the
+acknowledged publishes (:class:`LinkPool`): a call through coredis cost the
+node about 230 us of CPU and 500 us of wall time on the development machine,
+against about 60 us and 150 us for the same EVALSHA written to a socket of
+our own and its reply parsed by :mod:`._resp`; on the hot path of every
+channel event that is most of what Redis costs a node. Both log in alike (``AUTH``, ``SELECT``) from the same
 URL as the store's coredis client, over ``redis://``, ``rediss://`` or
 ``unix://``; the password is never logged.
 
-:class:`CommandLink` is request and reply, one call at a time (its one user
-is the committer, which has one batch in flight). A call is shielded and
+:class:`CommandLink` is request and reply, one call at a time (the committer has
+one batch in flight). :class:`LinkPool` gives callers that call at once
+(the publish workers, one per connection) a link each. A call is shielded and
 bounded by ``timeout`` (connecting and logging in included). Any failure
 (refused, reset, closed, not RESP2, no answer in time) closes the socket and
 raises :class:`~trio_reconnect.server.LogUnavailableError`; the next call
