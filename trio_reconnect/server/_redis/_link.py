@@ -7,12 +7,12 @@ acknowledged publishes (:class:`LinkPool`): a call through coredis cost the
 node about 230 us of CPU and 500 us of wall time on the development machine,
 against about 60 us and 150 us for the same EVALSHA written to a socket of
 our own and its reply parsed by :mod:`._resp`; on the hot path of every
-channel event that is most of what Redis costs a node. Both log in alike (``AUTH``, ``SELECT``) from the same
-URL as the store's coredis client, over ``redis://``, ``rediss://`` or
-``unix://``; the password is never logged.
+channel event that is most of what Redis costs a node. All log in alike
+(``AUTH``, ``SELECT``) from the same URL as the store's coredis client, over
+``redis://``, ``rediss://`` or ``unix://``; the password is never logged.
 
-:class:`CommandLink` is request and reply, one call at a time (the committer has
-one batch in flight). :class:`LinkPool` gives callers that call at once
+:class:`CommandLink` is request and reply, one call at a time (the committer
+has one batch in flight). :class:`LinkPool` gives callers that call at once
 (the publish workers, one per connection) a link each. A call is shielded and
 bounded by ``timeout`` (connecting and logging in included). Any failure
 (refused, reset, closed, not RESP2, no answer in time) closes the socket and
