@@ -217,3 +217,36 @@ async def test_the_pool_gives_each_call_a_link_up_to_its_size() -> None:
             assert pool.connections == 2  # the links came back and were reused
             await pool.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def test_closing_the_pool_under_a_call_fails_it_and_every_later_one() -> None:
+    seen: list[list[RespValue]] = []
+    never = trio.Event()
+
+    async def silent(value: list[RespValue]) -> bytes:
+        await never.wait()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            serve = partial(trio.serve_tcp, host="127.0.0.1")
+            [listener] = await nursery.start(serve, fake(silent, seen), 0)
+            port = listener.socket.getsockname()[1]
+            pool = LinkPool(f"redis://127.0.0.1:{port}/0", 30.0, "test", 2)
+            failed: list[LogUnavailableError] = []
+
+            async def in_flight() -> None:
+                with pytest.raises(LogUnavailableError) as caught:
+                    await pool.call(encode_command("PING"), what="publish")
+                failed.append(caught.value)
+
+            async with trio.open_nursery() as calls:
+                calls.start_soon(in_flight)
+                while not seen:
+                    await trio.sleep(0.01)
+                await pool.aclose()
+            assert len(failed) == 1
+            with pytest.raises(LogUnavailableError, match="closed"):
+                await pool.call(encode_command("PING"), what="publish")
+            assert pool.connections == 1  # nothing opened after the close
+            nursery.cancel_scope.cancel()

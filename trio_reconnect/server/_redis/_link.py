@@ -200,10 +200,11 @@ class CommandLink:
         )
 
     async def _exchange(self, command: bytes) -> RespValue:
-        assert self._stream is not None
-        await self._stream.send_all(command)
+        stream = self._stream  # closed under the call (aclose): a broken stream, not None
+        assert stream is not None
+        await stream.send_all(command)
         while True:
-            chunk = await self._stream.receive_some(_RECEIVE_SIZE)
+            chunk = await stream.receive_some(_RECEIVE_SIZE)
             if not chunk:
                 raise _Broken("Redis closed the connection")
             replies = self._parser.feed(chunk)
@@ -253,6 +254,7 @@ class LinkPool:
     _links: list[CommandLink] = attrs.field(init=False, factory=list, repr=False)
     _idle: list[CommandLink] = attrs.field(init=False, factory=list, repr=False)
     _free: trio.Semaphore = attrs.field(init=False, repr=False)
+    _closed: bool = attrs.field(init=False, default=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._free = trio.Semaphore(self.size)
@@ -268,8 +270,14 @@ class LinkPool:
         return sum(link.connections for link in self._links)
 
     async def call(self, command: bytes, *, what: str) -> RespValue:
-        """:meth:`CommandLink.call` on a link of the caller's own (the class comment)."""
+        """:meth:`CommandLink.call` on a link of the caller's own (the class comment).
+
+        Raises:
+            LogUnavailableError: as :meth:`CommandLink.call`, or the pool is closed.
+        """
         async with self._free:
+            if self._closed:
+                raise LogUnavailableError(f"Redis at {self.where}: {what}: the store closed")
             if self._idle:
                 link = self._idle.pop()
             else:
@@ -281,6 +289,7 @@ class LinkPool:
                 self._idle.append(link)
 
     async def aclose(self) -> None:
-        """Close every link's socket (a call in flight fails ``LogUnavailableError``)."""
+        """Close every socket; a call in flight or made later fails ``LogUnavailableError``."""
+        self._closed = True
         for link in self._links:
             await link.aclose()
