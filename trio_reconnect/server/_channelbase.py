@@ -208,6 +208,7 @@ class ChannelStore(Protocol):
         reads its notification; the stream may leave the event out if it
         answers ``False`` (the node's feed asks "a subscriber here?", so
         the store need not decode events nobody here takes). A store may
-        ignore it.
+        ignore it, and one whose ``listen`` takes no ``wanted`` (written
+        before it) is called without it.
         """
         ...
