@@ -28,6 +28,9 @@ Timing, and the trio-websocket sharp edges it works around (shared TRIO_NOTES):
   them straight into the inbox). A ping that times out while the inbox was
   full at any point counts as a slow consumer, not a dead server.
 * Ping payloads are unique per connection (a timed-out ping stays in flight).
+* Once the websocket is open, its reader parses the server's plain text
+  frames without wsproto's frame machinery, and hands wsproto every other
+  frame (:mod:`._wsread`, through :func:`~._tws.fast_text_reads`).
 * trio-websocket writes every frame under its own send lock, a trio lock
   that yields even when free and tracks its owner; once the websocket is
   open, a :class:`~._turn.Turn` takes its place (:func:`_replace_send_lock`),
@@ -66,6 +69,7 @@ from ._retry import Outcome
 from ._settings import missed_pong_is_backpressure
 from ._transport import RecordingStream, Target, parse_url
 from ._tws import (
+    fast_text_reads,
     peer_close_event,
     peer_started_close,
     replace_stream,
@@ -81,9 +85,20 @@ __all__ = ["AttemptContext", "Phase", "Run"]  # Phase: from _handshake
 # once ready, the inbox is the only buffer.
 _WS_QUEUE_SIZE: Final = 16
 
+# Bytes trio-websocket's reader asks of the stream per read (its default is
+# 4 KiB): a resume's answer, one write of a frame per channel (about 10 KiB
+# for 100 channels), then comes in one read, not three, and a frame is cut
+# by the end of a read less often (_wsread parses whole frames itself).
+# trio's own default for a socket stream.
+_RECEIVE_SIZE: Final = 65536
+
 # Whether trio-websocket's send lock is replaced by a Turn (see
 # _replace_send_lock); off in tests that compare both.
 _FAST_SEND_LOCK = True
+
+# Whether the reader parses the server's plain text frames itself
+# (_tws.fast_text_reads); off in tests that compare both.
+_FAST_TEXT_READS = True
 
 T = TypeVar("T")
 
@@ -291,6 +306,7 @@ class Run:
                 subprotocols=list(context.options.subprotocols) or None,
                 extra_headers=headers,
                 message_queue_size=_WS_QUEUE_SIZE,
+                receive_buffer_size=_RECEIVE_SIZE,
                 max_message_size=context.options.max_message_size,
             )
         if ws is None:
@@ -322,6 +338,8 @@ class Run:
         # like those _DirectSink takes the place of).
         replace_stream(ws, recording, stream)
         _replace_send_lock(ws)
+        if _FAST_TEXT_READS:
+            fast_text_reads(ws)
         return ws
 
     async def _run_connection(

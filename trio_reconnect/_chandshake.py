@@ -40,6 +40,7 @@ from ._wire import (
     client_id_problem,
     handshake_frame,
     handshake_server_frame,
+    handshake_subscribed,
     parse_ready_channels,
 )
 
@@ -130,6 +131,9 @@ class ChannelHandshake:
         """
         if self.result is not None:
             raise ResumeProtocolError("handshake already finished")
+        subscribed = handshake_subscribed(message)  # one per channel: without json.loads
+        if subscribed is not None:
+            return (self._channel_frame(subscribed),)
         frame = handshake_frame(message)
         v2 = handshake_server_frame(frame, message)
         if v2 is not None:

@@ -21,6 +21,10 @@ to its inbox. Each of these needs private attributes of
 ``_for_testing_peer_closed_connection`` set when the peer started the close
 ======================================  =========================================
 
+A client's reader parses the server's plain text frames without wsproto's
+frame machinery (:func:`fast_text_reads`, :mod:`._wsread`): the wsproto
+connection in ``_wsproto`` is swapped for one that shares its state.
+
 Plain text frames (a server's, and a client's masked ones) are built here
 where wsproto would only add a header and mask (:func:`encode_messages`),
 which reads wsproto's own ``connection._proto``
@@ -54,6 +58,8 @@ from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 from wsproto.connection import ConnectionState as WsState
 from wsproto.events import BytesMessage, TextMessage
 
+from ._wsread import fast_reads
+
 __all__ = [
     "EagerSend",
     "SendLock",
@@ -62,6 +68,7 @@ __all__ = [
     "close_reason",
     "eager_message_sends",
     "encode_messages",
+    "fast_text_reads",
     "message_queue",
     "peer_close_event",
     "plain_frames",
@@ -330,6 +337,19 @@ def swap_send_lock(ws: object, lock: SendLock) -> bool:
     if type(current) is not trio.StrictFIFOLock or current.locked():
         return False
     ws._stream_lock = lock  # type: ignore[attr-defined]
+    return True
+
+
+def fast_text_reads(ws: object) -> bool:
+    """Have ``ws``'s reader parse plain text frames itself (:mod:`._wsread`); ``False``: kept.
+
+    For an open client websocket whose wsproto has the internals
+    :mod:`._wsread` reads; any other keeps its wsproto as it is.
+    """
+    fast = fast_reads(getattr(ws, "_wsproto", None))
+    if fast is None:
+        return False
+    ws._wsproto = fast  # type: ignore[attr-defined]
     return True
 
 

@@ -38,6 +38,9 @@ from trio_reconnect._wire import (
     encode_channel_event,
     encode_channel_snapshot,
     encode_ready_v2,
+    handshake_frame,
+    handshake_server_frame,
+    handshake_subscribed,
     id_problem,
     msg_id_problem,
     new_client_id,
@@ -728,3 +731,53 @@ def test_codes_finality() -> None:
     assert [c for c in NackCode if not c.final] == [NackCode.UNAVAILABLE]
     assert RefusedCode.UNSUPPORTED.value == "unsupported"
     assert NackCode.UNSUPPORTED.final
+
+
+def _subscribed_the_usual_way(message: str) -> Any:
+    try:
+        return handshake_server_frame(handshake_frame(message), message)
+    except ResumeProtocolError as exc:
+        return exc.__class__
+
+
+_odd_texts = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(
+    ["", "a\\b", 'a"b', "a\x00", "é", "\u2028", "x" * 300, "room:1"]
+)
+
+
+@given(_odd_texts, _odd_texts, st.booleans())
+@settings(max_examples=400)
+def test_a_subscribed_read_without_json_is_what_json_reads(
+    channel: str, id_: str, lost: bool
+) -> None:
+    frame = Subscribed(channel, id_, lost)
+    for text in (
+        frame.encode(),  # non-ASCII escaped: the usual way
+        # Raw (unescaped) strings, as another JSON writer might send them:
+        f'{{"type": "subscribed", "channel": "{channel}", "id": "{id_}", '
+        f'"lost": {"true" if lost else "false"}}}',
+    ):
+        quick = handshake_subscribed(text)
+        if quick is not None:
+            assert quick == _subscribed_the_usual_way(text)
+            assert channel_problem(quick.channel) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ('{"type": "subscribed", "channel": "room:1", "id": "17", "lost": false}', True),
+        ('{"type": "subscribed", "channel": "room:1", "id": "17", "lost": true}', True),
+        ('{"type":"subscribed","channel":"room:1","id":"17","lost":false}', False),
+        ('{"type": "subscribed", "channel": "room:\\u0031", "id": "17", "lost": false}', False),
+        ('{"type": "subscribed", "channel": "", "id": "17", "lost": false}', False),  # bad name
+        ('{"type": "subscribed", "channel": "room:1", "id": "17", "lost": false} ', False),
+        ('{"type": "subscribed", "channel": "room:1", "id": "17", "lost": 0}', False),
+    ],
+)
+def test_only_the_plain_subscribed_text_is_read_without_json(text: str, read: bool) -> None:
+    quick = handshake_subscribed(text)
+    assert (quick is not None) is read
+    if quick is not None:
+        assert quick == _subscribed_the_usual_way(text)
+    assert handshake_subscribed(text.encode()) is None  # bytes: the usual way

@@ -172,10 +172,17 @@ PUSH = b"*3\r\n$7\r\nmessage\r\n$5\r\nP:n:0\r\n$5\r\ne\nx\ny\r\n"
         (b"*2\r\n$1\r\na\r\n*1\r\n:1\r\n", [[b"a", [1]]]),
         (b"$4\r\na\r\nb\r\n", [b"a\r\nb"]),
         (PUSH * 2, [[b"message", b"P:n:0", b"e\nx\ny"]] * 2),
+        (b"*4\r\n$-1\r\n$1\r\na\r\n:7\r\n*0\r\n", [[None, b"a", 7, []]]),
+        (b"*2\r\n+OK\r\n-ERR x\r\n$0\r\n\r\n", None),
     ],
 )
-def test_resp_values(stream: bytes, expected: list[Any]) -> None:
-    assert RespParser().feed(stream) == expected
+def test_resp_values(stream: bytes, expected: list[Any] | None) -> None:
+    values = RespParser().feed(stream)
+    if expected is not None:
+        assert values == expected
+    else:  # an array holding an error reply, then a value after it
+        [[ok, error], empty] = values  # type: ignore[misc]
+        assert (ok, str(error), empty) == (b"OK", "ERR x", b"")
 
 
 def test_resp_error_reply_is_a_value() -> None:

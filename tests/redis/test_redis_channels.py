@@ -699,3 +699,28 @@ async def test_data_redis_cannot_carry_fails_in_the_caller_and_the_store_goes_on
         [read] = await store.read([ChannelRequest("s", str(seq(first) - 1))], max_replay=5)
     assert read.events is not None
     assert [(e.id, e.data) for e in read.events] == [(first, "fine")]
+
+
+async def test_events_nobody_wants_are_left_out_undecoded_and_still_count() -> None:
+    unwanted = encode_command("message", notify_channel("trio_reconnect", 0), "e\nb\n2\n{no json")
+    frames = push("a", "1", {"x": 1}) + unwanted + push("a", "3", 2)
+    done = trio.Event()
+    handle = fake_redis([frames], done=done)
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(partial(trio.serve_tcp, host="127.0.0.1"), handle, 0)
+            url = f"redis://127.0.0.1:{listener.socket.getsockname()[1]}/0"
+            store = RedisChannelStore(url, notify_shards=1)
+            async with store.listen(wanted={"a"}.__contains__) as live:
+                got = await next_batch(live)
+                while len(got) < 2:
+                    got += await next_batch(live)
+                # b's data was never decoded: its malformed JSON lost nothing.
+                assert got == [ChannelEvent("a", "1", {"x": 1}), ChannelEvent("a", "3", 2)]
+            # The backlog bound counts every notification read, wanted or not.
+            small = RedisChannelStore(url, notify_shards=1, listener_buffer=2)
+            async with small.listen(wanted={"a"}.__contains__) as live:
+                with pytest.raises(NotificationsLost, match="more than 2"):
+                    await next_batch(live)
+            done.set()
+            nursery.cancel_scope.cancel()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import cast
 
 import attrs
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
-from trio_reconnect.server import MemoryChannelStore
+from trio_reconnect.server import ChannelEvent, ChannelStore, MemberChange, MemoryChannelStore
 from trio_reconnect.server._chanfeed import ChannelFeed, Subscription
 
 
@@ -104,3 +106,49 @@ async def test_unregister_sends_nothing_more(
         store.append_nowait("a", 2)
         await wait_all_tasks_blocked()
     assert ids(sink) == ["1"]
+
+
+Batches = AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]
+
+
+class OldStore(MemoryChannelStore):
+    """A store written before ``listen(wanted=)``: its ``listen`` takes nothing."""
+
+    @asynccontextmanager
+    async def listen(self) -> Batches:  # type: ignore[override]
+        async with super().listen() as stream:
+            yield stream
+
+
+class AskingStore(MemoryChannelStore):
+    """A store that records what the feed says it wants (in ``asked``, set by the test)."""
+
+    asked: list[Callable[[str], bool] | None]
+
+    @asynccontextmanager
+    async def listen(self, *, wanted: Callable[[str], bool] | None = None) -> Batches:
+        self.asked.append(wanted)
+        async with super().listen(wanted=wanted) as stream:
+            yield stream
+
+
+async def test_the_feed_says_what_it_wants_and_a_store_without_the_hint_still_works(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    asking = AskingStore(start=1)
+    asking.asked = []
+    old = OldStore(start=1)
+    sinks = {"asking": Sink(), "old": Sink()}
+    with trio.fail_after(5):
+        for name, store in (("asking", asking), ("old", old)):
+            feed = ChannelFeed(cast(ChannelStore, store), 1_000, 1.0)
+            nursery.start_soon(feed.run)
+            await feed.wait_live()
+            await live_subscription(feed, sinks[name], "a", 0, [])
+            store.append_nowait("a", 1)
+            await wait_all_tasks_blocked()
+            if name == "asking":
+                [wanted] = asking.asked
+                assert wanted is not None
+                assert (wanted("a"), wanted("b")) == (True, False)  # its subscriptions, live
+    assert ids(sinks["asking"]) == ids(sinks["old"]) == ["1"]

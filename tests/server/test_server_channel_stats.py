@@ -6,7 +6,7 @@ should move by exactly how much, and that the others stayed at zero.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -205,12 +205,14 @@ class BrokenListenStore(MemoryChannelStore):
     failures: int = 0
 
     @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
+    async def listen(
+        self, *, wanted: Callable[[str], bool] | None = None
+    ) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
         if self.failures:
             self.failures -= 1
             await trio.lowlevel.checkpoint()
             raise LogUnavailableError("no notification connection")
-        async with super().listen() as stream:
+        async with super().listen(wanted=wanted) as stream:
             yield stream
 
 

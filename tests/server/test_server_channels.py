@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -473,8 +473,10 @@ class LossyStore(MemoryChannelStore):
     skip: frozenset[str] = frozenset()
 
     @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
-        async with super().listen() as stream:
+    async def listen(
+        self, *, wanted: Callable[[str], bool] | None = None
+    ) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
+        async with super().listen(wanted=wanted) as stream:
             yield self._filtered(stream)
 
     async def _filtered(

@@ -12,7 +12,7 @@ It forwards everything to the store it wraps (memory or Redis), and for
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -53,9 +53,9 @@ class FaultyStore:
         return await self.inner.heads(channels)
 
     def listen(
-        self,
+        self, *, wanted: Callable[[str], bool] | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
-        return self.inner.listen()
+        return self.inner.listen(wanted=wanted)
 
     async def publish(
         self, items: Sequence[PublishRequest], *, dedupe_ttl: float

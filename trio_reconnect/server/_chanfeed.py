@@ -51,9 +51,11 @@ Repairs
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Final, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Final, Protocol, TypeAlias
 
 import attrs
 import trio
@@ -71,8 +73,29 @@ logger = logging.getLogger("trio_reconnect.server")
 
 #: Rounds of repair one subscription gets before it is resynced instead.
 _REPAIR_ROUNDS: Final = 3
+#: What :meth:`~._channelbase.ChannelStore.listen` returns.
+_Stream: TypeAlias = AbstractAsyncContextManager[
+    AsyncIterator[Sequence[ChannelEvent | MemberChange]]
+]
 #: Scheduler passes the feed lets run before it fans a batch out (the module comment).
 _PASSES_BEFORE_DISPATCH: Final = 3
+
+
+def _listen(store: ChannelStore, wanted: Callable[[str], bool]) -> _Stream:
+    """``store.listen(wanted=wanted)``; ``store.listen()`` for a store whose ``listen`` lacks it.
+
+    A store written before the hint (any object implementing the protocol
+    works) keeps working: it is asked as before and its stream carries
+    every channel, which the dispatch filters anyway.
+    """
+    try:
+        parameters = inspect.signature(store.listen).parameters
+    except (TypeError, ValueError):  # no signature to read: ask as before
+        return store.listen()
+    takes = "wanted" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+    return store.listen(wanted=wanted) if takes else store.listen()
 
 
 class Sink(Protocol):
@@ -263,7 +286,7 @@ class ChannelFeed:
         try:
             while True:
                 try:
-                    async with self.store.listen() as stream:
+                    async with _listen(self.store, self._feeds.__contains__) as stream:
                         self._live = True
                         self._became_live.unpark_all()
                         if lost:

@@ -47,7 +47,7 @@ retry a write.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -195,7 +195,7 @@ class ChannelStore(Protocol):
         ...
 
     def listen(
-        self,
+        self, *, wanted: Callable[[str], bool] | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
         """A live stream of every channel's events (and member changes, 4.4), in batches.
 
@@ -203,5 +203,12 @@ class ChannelStore(Protocol):
         then on). Iterating yields batches in each channel's id order, and
         raises :class:`NotificationsLost` when notifications may have been
         missed; the stream is then over.
+
+        ``wanted``, a hint: asked with an event's channel when the store
+        reads its notification; the stream may leave the event out if it
+        answers ``False`` (the node's feed asks "a subscriber here?", so
+        the store need not decode events nobody here takes). A store may
+        ignore it, and one whose ``listen`` takes no ``wanted`` (written
+        before it) is called without it.
         """
         ...

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -276,8 +276,13 @@ class MemoryChannelStore:
             listener.notify(change)
 
     @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
-        """A live stream of every channel's events; live as soon as it is entered."""
+    async def listen(
+        self, *, wanted: Callable[[str], bool] | None = None
+    ) -> AsyncIterator[AsyncIterator[Sequence[ChannelEvent | MemberChange]]]:
+        """A live stream of every channel's events; live as soon as it is entered.
+
+        ``wanted`` is ignored: nothing here is decoded.
+        """
         listener = _Listener(self.listener_buffer)
         self._listeners.add(listener)
         try:

@@ -146,7 +146,8 @@ class Publisher:
                 if not lane.working:
                     lane.working = True
                     self._hosts[client].start_soon(self._work, client, lane)
-                lane.wakeup.unpark_all()
+                elif lane.wakeup:  # the worker waits for work (unpark_all costs, even idle)
+                    lane.wakeup.unpark_all()
                 return
         self.counts.nacked(nack.code)
         await client.send(nack.encode())

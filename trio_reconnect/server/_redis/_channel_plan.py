@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .._channelbase import (
@@ -54,6 +54,7 @@ __all__ = [
     "NOT_HELD",
     "append_args",
     "channel_keys",
+    "event_channel",
     "notify_channel",
     "parse_append_reply",
     "parse_notification",
@@ -86,8 +87,13 @@ def tag(channel: str) -> str:
 
 def channel_keys(prefix: str, channel: str) -> list[str]:
     """The keys of ``channel`` a script takes, in order: ``meta``, ``log``."""
-    base = f"{prefix}:{{{tag(channel)}}}:"
+    base = _key_base(prefix, channel)
     return [base + "meta", base + "log"]
+
+
+def _key_base(prefix: str, channel: str) -> str:
+    """What every key of ``channel`` starts with: the prefix and the channel's hash tag."""
+    return f"{prefix}:{{{tag(channel)}}}:"
 
 
 def shard_of(channel: str, shards: int) -> int:
@@ -142,17 +148,32 @@ def parse_read_reply(requests: Sequence[ChannelRequest], reply: Sequence[Any]) -
     return reads
 
 
+def _places(prefix: str, shards: int) -> Callable[[str], tuple[str, str]]:
+    """A channel's key base and notification channel, each worked out once per batch."""
+    seen: dict[str, tuple[str, str]] = {}
+
+    def place(channel: str) -> tuple[str, str]:
+        found = seen.get(channel)
+        if found is None:
+            shard = notify_channel(prefix, shard_of(channel, shards))
+            found = seen[channel] = (_key_base(prefix, channel), shard)
+        return found
+
+    return place
+
+
 def publish_args(
     prefix: str, shards: int, items: Sequence[PublishRequest]
 ) -> tuple[list[str], list[str]]:
     """The publish script's KEYS (meta, log, dedupe record) and ARGV tail (payload, shard, name)."""
     keys: list[str] = []
     args: list[str] = []
+    place = _places(prefix, shards)
     for item in items:
-        base = f"{prefix}:{{{tag(item.channel)}}}:"
+        base, shard = place(item.channel)
         keys += (base + "meta", base + "log", f"{base}d:{item.key}")
         payload = item.payload.decode("utf-8") if item.payload else compact(item.data)
-        args += (payload, notify_channel(prefix, shard_of(item.channel, shards)), item.channel)
+        args += (payload, shard, item.channel)
     return keys, args
 
 
@@ -165,9 +186,11 @@ def append_args(
     """
     keys: list[str] = []
     args: list[str] = []
+    place = _places(prefix, shards)
     for channel, payload in items:
-        keys += channel_keys(prefix, channel)
-        args += (payload, notify_channel(prefix, shard_of(channel, shards)), channel)
+        base, shard = place(channel)
+        keys += (base + "meta", base + "log")
+        args += (payload, shard, channel)
     return keys, args
 
 
@@ -231,6 +254,22 @@ def _member_change(payload: bytes) -> MemberChange:
         return MemberChange(parts[1].decode(), int(parts[2]), parts[3].decode(), info)
     except (UnicodeDecodeError, ValueError) as exc:
         raise EventLogError(f"malformed member notification {payload[:80]!r}: {exc}") from None
+
+
+def event_channel(payload: bytes) -> str | None:
+    """The channel of an event notification, read without its data; ``None``: another kind.
+
+    ``None`` too for a name that is not UTF-8 (:func:`parse_notification` says why).
+    """
+    if payload[:2] != _EVENT + b"\n":
+        return None
+    end = payload.find(b"\n", 2)
+    if end < 0:
+        return None
+    try:
+        return payload[2:end].decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def parse_notification(payload: bytes) -> ChannelEvent | MemberChange | None:

@@ -96,17 +96,13 @@ return out
 """
 )
 
-# Appends of many callers in one call (group commit, :mod:`._appends`). KEYS:
-# per item (meta, log). ARGV: clock start id, max_len, then per item (payload,
-# notification channel, channel name). Per item, in order and in one step:
-# set-if-missing, XADD with the explicit id (before any other write, so an item
-# that fails leaves nothing behind), seq, the notification. Each item runs under
-# pcall and the next one runs whatever it did: the reply is flat pairs, one per
-# item, {'i', id} (stored) or {'e', message} (failed, nothing stored).
-_APPEND_BATCH_LUA: Final = (
-    _START_LUA
-    + """
-local function one(meta, log, clock, maxlen, payload, shard, channel)
+# One event's append, shared by the append and publish scripts (the one place
+# for the rule): set-if-missing, XADD with the next id (before any other write,
+# so an append that fails leaves nothing behind), seq. Returns the id; the
+# caller then records what it must and calls notify (the event and its
+# notification exist together, in one step).
+_APPEND_ONE_LUA: Final = """
+local function append_event(meta, log, clock, maxlen, payload)
   local seq = redis.call('HGET', meta, 'seq')
   local n
   if seq then n = tonumber(seq) + 1 else n = start_id(log, clock) end
@@ -117,7 +113,26 @@ local function one(meta, log, clock, maxlen, payload, shard, channel)
   else
     redis.call('HSET', meta, 'seq', id, 'first', id)
   end
+  return id
+end
+local function notify(shard, channel, id, payload)
   redis.call('PUBLISH', shard, 'e\\n' .. channel .. '\\n' .. id .. '\\n' .. payload)
+end
+"""
+
+# Appends of many callers in one call (group commit, :mod:`._appends`). KEYS:
+# per item (meta, log). ARGV: clock start id, max_len, then per item (payload,
+# notification channel, channel name). Per item, in order and in one step: the
+# append (append_event) and the notification. Each item runs under pcall and
+# the next one runs whatever it did: the reply is flat pairs, one per item,
+# {'i', id} (stored) or {'e', message} (failed, nothing stored).
+_APPEND_BATCH_LUA: Final = (
+    _START_LUA
+    + _APPEND_ONE_LUA
+    + """
+local function one(meta, log, clock, maxlen, payload, shard, channel)
+  local id = append_event(meta, log, clock, maxlen, payload)
+  notify(shard, channel, id, payload)
   return id
 end
 local out = {}
@@ -141,28 +156,20 @@ return out
 # Acknowledged publishes, in order (PROTOCOL 4.5). KEYS: per item (meta, log,
 # dedupe record). ARGV: clock start id, max_len, dedupe ttl in ms, then per item
 # (payload, notification channel, channel name). Per item, in one step: a
-# recorded key answers its first id (duplicate); else XADD (before any other
-# write), seq, the dedupe record, the notification. Each item runs under pcall:
-# the first that fails ends the script, which returns {id, dup} pairs (flat) of
-# the prefix that ran.
+# recorded key answers its first id (duplicate); else the append
+# (append_event), the dedupe record, the notification. Each item runs under
+# pcall: the first that fails ends the script, which returns {id, dup} pairs
+# (flat) of the prefix that ran.
 _PUBLISH_BATCH_LUA: Final = (
     _START_LUA
+    + _APPEND_ONE_LUA
     + """
 local function one(meta, log, dd, clock, maxlen, ttl, payload, shard, channel)
   local done = redis.call('GET', dd)
   if done then return {done, '1'} end
-  local seq = redis.call('HGET', meta, 'seq')
-  local n
-  if seq then n = tonumber(seq) + 1 else n = start_id(log, clock) end
-  local id = string.format('%d', n)
-  redis.call('XADD', log, 'MAXLEN', '~', maxlen, id .. '-0', 'd', payload)
-  if seq then
-    redis.call('HSET', meta, 'seq', id)
-  else
-    redis.call('HSET', meta, 'seq', id, 'first', id)
-  end
+  local id = append_event(meta, log, clock, maxlen, payload)
   redis.call('SET', dd, id, 'PX', ttl)
-  redis.call('PUBLISH', shard, 'e\\n' .. channel .. '\\n' .. id .. '\\n' .. payload)
+  notify(shard, channel, id, payload)
   return {id, '0'}
 end
 local out = {}

@@ -31,21 +31,28 @@ issued before, and an old position reads as not held.
   the append runs as above and sets the record (``PX dedupe_ttl``). The
   first item that fails ends the script; the results of the prefix that ran
   come back. Never retried: a connection error leaves the outcome unknown,
-  the node answers ``unavailable`` and the re-send finds the record.
+  the node answers ``unavailable`` and the re-send finds the record. Each
+  call has a connection of its own for its time (:class:`~._link.LinkPool`,
+  at most ``max_in_flight``, no coredis: one call per connection's batch,
+  so a node's connections publish at once).
 * :meth:`RedisChannelStore.heads` is one script over every channel's hash.
 * :meth:`RedisChannelStore.listen` is one socket subscribed to the
   ``notify_shards`` shard channels (:mod:`._notify`): no task and no blocked
-  read per channel, whatever the number of channels.
+  read per channel, whatever the number of channels. The node says which
+  channels it takes (``wanted``): the others' events are dropped before
+  their data is decoded.
 
-Commands run through :class:`~._store.Store` (uncancelled, in turns, a
-broken client replaced): :mod:`._store`.
+The appends and publishes run on sockets of our own (:mod:`._link`, the
+script call in :func:`_run`); the other commands run through
+:class:`~._store.Store` (uncancelled, in turns, a broken client replaced):
+:mod:`._store`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
@@ -72,10 +79,11 @@ from ._channel_plan import (
 )
 from ._channel_scripts import APPEND_BATCH, HEADS, PUBLISH_BATCH, READ_CHANNELS
 from ._continuity import decode
-from ._link import CommandLink
+from ._link import CommandLink, LinkPool
 from ._notify import NotificationStream, listen_notifications
 from ._presence import RedisPresenceStore
-from ._resp import DEFAULT_MAX_PENDING, RespError
+from ._resp import DEFAULT_MAX_PENDING, RespError, RespValue
+from ._scripts import Lua
 from ._store import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_IN_FLIGHT,
@@ -100,6 +108,31 @@ logger = logging.getLogger("trio_reconnect.server")
 
 #: Seconds of silence on the live stream before a PING checks the link.
 DEFAULT_NOTIFY_PING_INTERVAL: Final = 5.0
+
+
+async def _run(
+    link: CommandLink | LinkPool,
+    script: Lua,
+    keys: Sequence[str],
+    args: Sequence[str | bytes],
+    *,
+    what: str,
+) -> list[RespValue]:
+    """One EVALSHA on a link of our own (EVAL after ``NOSCRIPT``): the script's array reply.
+
+    Raises:
+        LogUnavailableError: Redis did not answer (the script may or may not have run).
+        EventLogError: Redis refused the script (it did not run), or its reply is no array.
+    """
+    reply = await link.call(script.command(keys, args), what=what)
+    if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
+        # Nothing ran (Redis restarted or flushed its scripts): send the source.
+        reply = await link.call(script.command(keys, args, load=True), what=what)
+    if isinstance(reply, RespError):
+        raise EventLogError(f"Redis at {link.where}: {what}: {reply}")
+    if not isinstance(reply, list):
+        raise EventLogError(f"unexpected {what} reply {reply!r:.80}")
+    return reply
 
 
 def _check_channel(channel: object) -> None:
@@ -130,6 +163,8 @@ class RedisChannelStore:
             :class:`~trio_reconnect.server.LogUnavailableError`.
         max_connections: Connections in the client's pool.
         max_in_flight: Commands in flight at once; the others wait their turn.
+            Publish calls have their own bound of as many (each on a
+            connection of its own).
         read_budget: Replayed entries one read call returns at most; a read
             that needs more is split into several calls.
         listener_buffer: Most notifications one read of the live stream may
@@ -179,6 +214,8 @@ class RedisChannelStore:
     _main: ClientOwner = attrs.field(init=False, repr=False)
     _link: CommandLink = attrs.field(init=False, repr=False)
     _appends: AppendBatcher = attrs.field(init=False, repr=False)
+    _publishes: LinkPool = attrs.field(init=False, repr=False)
+    _open: bool = attrs.field(init=False, default=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._store = Store(self.url, self.timeout, self.max_connections, self.max_in_flight)
@@ -187,11 +224,19 @@ class RedisChannelStore:
             self.url, self.timeout, "trio_reconnect:appends", max_pending=self.max_pending
         )
         self._appends = AppendBatcher(self._commit, self.max_append_batch)
+        self._publishes = LinkPool(
+            self.url,
+            self.timeout,
+            "trio_reconnect:publishes",
+            self.max_in_flight,
+            max_pending=self.max_pending,
+        )
 
     async def __aenter__(self) -> RedisChannelStore:
         await self._store.open([self._main])
         await self._store.start(self._appends.run)
         await self._check_eviction()
+        self._open = True
         return self
 
     async def _check_eviction(self) -> None:
@@ -217,10 +262,12 @@ class RedisChannelStore:
             )
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._open = False
         try:
             await self._store.close()
         finally:
             await self._link.aclose()
+            await self._publishes.aclose()
 
     @property
     def notify_channels(self) -> list[str]:
@@ -293,15 +340,7 @@ class RedisChannelStore:
         """
         keys, tail = append_args(self.prefix, self.notify_shards, pairs)
         args = [str(clock_start_id()), str(self.channel_max_len), *tail]
-        reply = await self._link.call(APPEND_BATCH.command(keys, args), what="append")
-        if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
-            # Nothing ran (Redis restarted or flushed its scripts): send the source.
-            command = APPEND_BATCH.command(keys, args, load=True)
-            reply = await self._link.call(command, what="append")
-        if isinstance(reply, RespError):
-            raise EventLogError(f"Redis at {self._link.where}: append: {reply}")
-        if not isinstance(reply, list):
-            raise EventLogError(f"unexpected append reply {reply!r:.80}")
+        reply = await _run(self._link, APPEND_BATCH, keys, args, what="append")
         return parse_append_reply(reply, len(pairs))
 
     async def publish(
@@ -312,22 +351,22 @@ class RedisChannelStore:
         Raises:
             TypeError, ValueError: an item's ``data`` is not JSON, a channel
                 name is not valid, ``dedupe_ttl`` is not positive (nothing is applied).
+            RuntimeError: the store is not open.
             LogUnavailableError: Redis did not answer (the items may or may
                 not be applied), or the first item failed.
+            EventLogError: Redis refused the script (nothing applied).
         """
         check_positive("dedupe_ttl", dedupe_ttl)
         for item in items:
             _check_channel(item.channel)
         if not items:
             return []
+        if not self._open:
+            raise RuntimeError("use the Redis channel store as 'async with' before publish")
         keys, tail = publish_args(self.prefix, self.notify_shards, items)
         ttl_ms = max(1, math.ceil(dedupe_ttl * 1000))
         args = [str(clock_start_id()), str(self.channel_max_len), str(ttl_ms), *tail]
-
-        async def op(client: coredis.Redis[bytes]) -> Any:
-            return await PUBLISH_BATCH.run(client, keys=keys, args=args)
-
-        reply = await self._store.call(self._main, op, what="publish", checkpoint=False)
+        reply = await _run(self._publishes, PUBLISH_BATCH, keys, args, what="publish")
         results = parse_publish_reply(reply, len(items))
         if not results:
             raise LogUnavailableError(f"Redis refused the publish to {items[0].channel!r}")
@@ -351,10 +390,14 @@ class RedisChannelStore:
             if seq is not None
         }
 
-    def listen(self) -> AbstractAsyncContextManager[NotificationStream]:
+    def listen(
+        self, *, wanted: Callable[[str], bool] | None = None
+    ) -> AbstractAsyncContextManager[NotificationStream]:
         """A live stream of every channel's events, in batches (one socket, :mod:`._notify`).
 
-        Entering returns once every shard subscription is confirmed.
+        Entering returns once every shard subscription is confirmed. The
+        events of a channel ``wanted`` answers ``False`` for are left out
+        before their data is decoded.
 
         Raises:
             LogUnavailableError: on entering, when Redis cannot be reached.
@@ -366,6 +409,7 @@ class RedisChannelStore:
             max_backlog=self.listener_buffer,
             max_pending=self.max_pending,
             ping_interval=self.notify_ping_interval,
+            wanted=wanted,
         )
 
     def presence_store(self) -> RedisPresenceStore:

@@ -1,18 +1,19 @@
 """Our own sockets to Redis: the URL read as coredis reads it, a TLS context, and a command link.
 
-Two paths of the channel store bypass coredis, each for a measured reason:
+Three paths of the channel store bypass coredis, each for a measured reason:
 the notification reader (:mod:`._notify`: coredis's ``PubSub`` is slow and
-resubscribes silently) and the append committer (:mod:`._appends`): a call
-through coredis cost the node about 230 us of CPU and 500 us of wall time on
-the development machine, against about 60 us and 150 us for the same
-EVALSHA written to a socket of our own and its reply parsed by
-:mod:`._resp`; on the hot path of every channel event that is most of what
-Redis costs a node. Both log in alike (``AUTH``, ``SELECT``) from the same
-URL as the store's coredis client, over ``redis://``, ``rediss://`` or
-``unix://``; the password is never logged.
+resubscribes silently), the append committer (:mod:`._appends`) and the
+acknowledged publishes (:class:`LinkPool`): a call through coredis cost the
+node about 230 us of CPU and 500 us of wall time on the development machine,
+against about 60 us and 150 us for the same EVALSHA written to a socket of
+our own and its reply parsed by :mod:`._resp`; on the hot path of every
+channel event that is most of what Redis costs a node. All log in alike
+(``AUTH``, ``SELECT``) from the same URL as the store's coredis client, over
+``redis://``, ``rediss://`` or ``unix://``; the password is never logged.
 
-:class:`CommandLink` is request and reply, one call at a time (its one user
-is the committer, which has one batch in flight). A call is shielded and
+:class:`CommandLink` is request and reply, one call at a time (the committer
+has one batch in flight). :class:`LinkPool` gives callers that call at once
+(the publish workers, one per connection) a link each. A call is shielded and
 bounded by ``timeout`` (connecting and logging in included). Any failure
 (refused, reset, closed, not RESP2, no answer in time) closes the socket and
 raises :class:`~trio_reconnect.server.LogUnavailableError`; the next call
@@ -34,7 +35,7 @@ import trio
 from .._logbase import LogUnavailableError
 from ._resp import DEFAULT_MAX_PENDING, RespError, RespParser, RespValue, encode_command
 
-__all__ = ["CommandLink", "Target", "connect", "login_commands", "target_of", "where"]
+__all__ = ["CommandLink", "LinkPool", "Target", "connect", "login_commands", "target_of", "where"]
 
 _DEFAULT_PORT: Final = 6379
 _TRUE: Final = ("1", "T", "TRUE", "Y", "YES")
@@ -199,10 +200,11 @@ class CommandLink:
         )
 
     async def _exchange(self, command: bytes) -> RespValue:
-        assert self._stream is not None
-        await self._stream.send_all(command)
+        stream = self._stream  # closed under the call (aclose): a broken stream, not None
+        assert stream is not None
+        await stream.send_all(command)
         while True:
-            chunk = await self._stream.receive_some(_RECEIVE_SIZE)
+            chunk = await stream.receive_some(_RECEIVE_SIZE)
             if not chunk:
                 raise _Broken("Redis closed the connection")
             replies = self._parser.feed(chunk)
@@ -225,3 +227,69 @@ class CommandLink:
         stream, self._stream = self._stream, None
         if stream is not None:
             await trio.aclose_forcefully(stream)
+
+
+@attrs.define(eq=False)
+class LinkPool:
+    """Command links for callers that call at once: each call has a link to itself.
+
+    A call takes an idle link, or opens one while fewer than ``size`` exist;
+    beyond that it waits (cancellably: nothing is sent yet) for one to come
+    back. A link whose call failed comes back closed and connects again at
+    its next call (:class:`CommandLink`).
+
+    Args:
+        url: The store's URL.
+        timeout: Seconds a call may take once it has its link.
+        name: Each connection's ``CLIENT SETNAME``.
+        size: Links at most, so calls in flight at most.
+        max_pending: Largest reply a link's parser holds, bytes.
+    """
+
+    url: str = attrs.field(repr=False)
+    timeout: float
+    name: str
+    size: int
+    max_pending: int = DEFAULT_MAX_PENDING
+    _links: list[CommandLink] = attrs.field(init=False, factory=list, repr=False)
+    _idle: list[CommandLink] = attrs.field(init=False, factory=list, repr=False)
+    _free: trio.Semaphore = attrs.field(init=False, repr=False)
+    _closed: bool = attrs.field(init=False, default=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._free = trio.Semaphore(self.size)
+
+    @property
+    def where(self) -> str:
+        """``host:port`` (or the socket's path), never the credentials."""
+        return where(target_of(self.url))
+
+    @property
+    def connections(self) -> int:
+        """Connections the links have opened so far."""
+        return sum(link.connections for link in self._links)
+
+    async def call(self, command: bytes, *, what: str) -> RespValue:
+        """:meth:`CommandLink.call` on a link of the caller's own (the class comment).
+
+        Raises:
+            LogUnavailableError: as :meth:`CommandLink.call`, or the pool is closed.
+        """
+        async with self._free:
+            if self._closed:
+                raise LogUnavailableError(f"Redis at {self.where}: {what}: the store closed")
+            if self._idle:
+                link = self._idle.pop()
+            else:
+                link = CommandLink(self.url, self.timeout, self.name, self.max_pending)
+                self._links.append(link)
+            try:
+                return await link.call(command, what=what)
+            finally:
+                self._idle.append(link)
+
+    async def aclose(self) -> None:
+        """Close every socket; a call in flight or made later fails ``LogUnavailableError``."""
+        self._closed = True
+        for link in self._links:
+            await link.aclose()

@@ -39,7 +39,7 @@ rather than work through the backlog.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -49,7 +49,7 @@ import trio
 from .._channelbase import ChannelEvent, NotificationsLost
 from .._logbase import EventLogError, LogUnavailableError
 from .._presencebase import MemberChange
-from ._channel_plan import parse_notification
+from ._channel_plan import event_channel, parse_notification
 from ._link import Target as _Target
 from ._link import connect as _connect
 from ._link import login_commands
@@ -60,6 +60,9 @@ from ._resp import RespError, RespParser, RespValue, encode_command
 __all__ = ["RECEIVE_SIZE", "NotificationStream", "listen_notifications"]
 
 _logger = logging.getLogger("trio_reconnect.server")
+
+#: Whether the node takes a channel's events (:meth:`~._channelbase.ChannelStore.listen`).
+Wanted = Callable[[str], bool]
 
 #: Bytes asked of the socket per read.
 RECEIVE_SIZE: Final = 256 * 1024
@@ -75,24 +78,36 @@ def _hello(target: _Target, names: Sequence[str]) -> tuple[bytes, int]:
     return b"".join(commands), len(commands) - 1
 
 
-def _events_of(values: Sequence[RespValue]) -> list[ChannelEvent | MemberChange]:
-    """The events among parsed pushes (subscribe confirmations and other kinds skipped).
+def _events_of(
+    values: Sequence[RespValue], wanted: Wanted | None = None
+) -> tuple[list[ChannelEvent | MemberChange], int]:
+    """The events among parsed pushes, and how many notifications there were.
+
+    Subscribe confirmations and other kinds are skipped, and so are the
+    events of a channel ``wanted`` answers ``False`` for, before their data
+    is decoded (most of a notification's cost).
 
     Raises:
         RespError: for an error reply.
         EventLogError: for a malformed event notification.
     """
     events: list[ChannelEvent | MemberChange] = []
+    count = 0
     for value in values:
         if isinstance(value, RespError):
             raise value
         if isinstance(value, list) and len(value) == 3 and value[0] == b"message":
             payload = value[2]
             if isinstance(payload, bytes):
+                count += 1
+                if wanted is not None:
+                    channel = event_channel(payload)
+                    if channel is not None and not wanted(channel):
+                        continue
                 event = parse_notification(payload)
                 if event is not None:
                     events.append(event)
-    return events
+    return events, count
 
 
 class _Lost(Exception):
@@ -113,6 +128,8 @@ class NotificationStream:
     #: Seconds the PING's answer may take.
     _timeout: float
     _ready: list[ChannelEvent | MemberChange] = attrs.field(factory=list)
+    #: Asked with each event's channel before it is decoded (``None``: every channel).
+    _wanted: Wanted | None = None
     _lost: str | None = attrs.field(default=None, init=False)
 
     def __aiter__(self) -> NotificationStream:
@@ -135,10 +152,10 @@ class NotificationStream:
     async def _next_batch(self) -> list[ChannelEvent | MemberChange]:
         chunk = await self._receive()
         try:
-            batch = _events_of(self._parser.feed(chunk))
+            batch, count = _events_of(self._parser.feed(chunk), self._wanted)
         except (RespError, EventLogError) as exc:
             raise _Lost(str(exc)) from None
-        if len(batch) > self._max_backlog:
+        if count > self._max_backlog:
             raise _Lost(f"more than {self._max_backlog} notifications were waiting")
         return batch
 
@@ -201,8 +218,11 @@ async def listen_notifications(
     max_backlog: int,
     max_pending: int,
     ping_interval: float,
+    wanted: Wanted | None = None,
 ) -> AsyncIterator[NotificationStream]:
     """Subscribe to ``names`` and yield the live stream once every subscription is confirmed.
+
+    ``wanted``: the channels whose events the stream decodes (``None``: all).
 
     Raises:
         LogUnavailableError: Redis could not be reached, refused the
@@ -226,11 +246,11 @@ async def listen_notifications(
                 f"Redis at {_where(target)}: listen: no answer within {timeout:g} s"
             )
         try:
-            ready = _events_of(rest)
+            ready, _ = _events_of(rest, wanted)
         except (RespError, EventLogError) as exc:
             raise LogUnavailableError(f"Redis at {_where(target)}: listen: {exc}") from exc
         yield NotificationStream(
-            stream, parser, _where(target), max_backlog, ping_interval, timeout, ready
+            stream, parser, _where(target), max_backlog, ping_interval, timeout, ready, wanted
         )
     finally:
         if stream is not None:

@@ -9,6 +9,7 @@ and why each script reads what it reads: :mod:`trio_reconnect.server._redis._log
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -107,7 +108,9 @@ class Lua:
     def _sha(self) -> str:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
-    def command(self, keys: list[str], args: list[str], *, load: bool = False) -> bytes:
+    def command(
+        self, keys: Sequence[str], args: Sequence[str | bytes], *, load: bool = False
+    ) -> bytes:
         """The RESP2 ``EVALSHA`` of this script (``load``: the ``EVAL``), for a link of our own."""
         head = ("EVAL", self.source) if load else ("EVALSHA", self.sha)
         return encode_command(*head, len(keys), *keys, *args)
