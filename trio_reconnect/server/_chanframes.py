@@ -117,11 +117,18 @@ class ChannelFrames:
                 answers.append((admitted, ChannelRequest(channel, position)))
         requests = [a[1] for a in answers if not isinstance(a, Refused)]
         reads = iter(await self.answerer.read(requests))
+        answerer = self.answerer
         for answer in answers:
             if isinstance(answer, Refused):
                 await send(self._refusal(answer))
-            else:
-                await self.answerer.answer(send, answer[0], answer[1], next(reads), session)
+                continue
+            subscription, request = answer
+            read = next(reads)
+            repair = answerer.answer_plain(held, subscription, request, read)
+            if repair is None:
+                await answerer.answer(send, subscription, request, read, session)
+            elif repair:
+                await answerer.repair(subscription)
         return [c for c, s in session.subscriptions.items() if not s.closed], held
 
     async def received(self, client: ConnectedClient, message: str | bytes) -> bool:
