@@ -123,8 +123,10 @@ def read_args(prefix: str, requests: Sequence[ChannelRequest]) -> tuple[list[str
     keys: list[str] = []
     words: list[str] = []
     for request in requests:
-        keys += channel_keys(prefix, request.channel)
-        words += (position_arg(request) or "-", str(request.history))
+        base = _key_base(prefix, request.channel)  # channel_keys, without a list each
+        keys.append(base + "meta")
+        keys.append(base + "log")
+        words.append(f"{position_arg(request) or '-'} {request.history}")
     return keys, [" ".join(words)]
 
 
