@@ -103,12 +103,17 @@ class ChannelAnswerer:
         self, session: ChannelSession, client: ConnectedClient, channel: str
     ) -> Refused | Subscription:
         """Authorize and count one channel; register its new subscription (replacing a held one)."""
-        # No hook (the default): no call and no await per channel.
         if self.authorize is not None and not await self.allowed(
             session.principal, channel, "subscribe"
         ):
             self.drop(session, channel)  # refused: a held subscription is dropped too
             return Refused(channel, RefusedCode.FORBIDDEN, "not authorized")
+        return self.admit_allowed(session, client, channel)
+
+    def admit_allowed(
+        self, session: ChannelSession, client: ConnectedClient, channel: str
+    ) -> Refused | Subscription:
+        """:meth:`admit` once authorized (with no hook, the default: all of it, without a wait)."""
         held = session.subscriptions.get(channel)
         code = subscribe_refusal(
             held=held is not None,
