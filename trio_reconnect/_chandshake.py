@@ -35,6 +35,7 @@ from ._wire import (
     RefusedCode,
     ResumeFrame,
     ServerFrame,
+    Subscribed,
     Unsubscribed,
     channel_problem,
     client_id_problem,
@@ -131,9 +132,10 @@ class ChannelHandshake:
         """
         if self.result is not None:
             raise ResumeProtocolError("handshake already finished")
-        subscribed = handshake_subscribed(message)  # one per channel: without json.loads
+        # One per channel: without json.loads (the pending names were checked at the start).
+        subscribed = handshake_subscribed(message, self._pending)
         if subscribed is not None:
-            return (self._channel_frame(subscribed),)
+            return (self._subscribed(subscribed),)
         frame = handshake_frame(message)
         v2 = handshake_server_frame(frame, message)
         if v2 is not None:
@@ -147,6 +149,26 @@ class ChannelHandshake:
         self._default_began = True
         item = self._default.receive(message)
         return () if item is None else (item,)
+
+    def _subscribed(self, frame: Subscribed) -> HandshakeOutput:
+        """:meth:`_channel_frame` of a ``subscribed`` that ends a channel's answer alone.
+
+        The frequent frame of a resume (one per channel that missed nothing):
+        no answer open, the default stream's replay not begun, its channel
+        pending. Its answer is taken, answered and made active as there,
+        without the checks for the other kinds of frame; any other case (an
+        error included) is :meth:`_channel_frame`'s.
+        """
+        if self._open is not None or self._default_began:
+            return self._channel_frame(frame)
+        channel = frame.channel
+        answer = self._pending.pop(channel, None)
+        if answer is None:
+            return self._channel_frame(frame)
+        self._answered.add(channel)
+        out = answer.receive(frame)  # done: a ChannelReady
+        self._active[channel] = None
+        return out
 
     def _channel_frame(self, frame: ServerFrame) -> HandshakeOutput:
         if isinstance(frame, Ack | Nack):

@@ -186,14 +186,18 @@ class Subscribed:
 
     def encode(self) -> str:
         """The frame's text."""
-        channel, id_, lost = self.channel, self.id, self.lost
-        if type(channel) is str and type(id_) is str and type(lost) is bool:
-            # One per channel of a resume: the text _dumps writes, without its dict and encoder.
-            return (
-                f'{{"type": "subscribed", "channel": {_string(channel)}, '
-                f'"id": {_string(id_)}, "lost": {"true" if lost else "false"}}}'
-            )
-        return _dumps({"type": "subscribed", "channel": channel, "id": id_, "lost": lost})
+        return subscribed_text(self.channel, self.id, self.lost)
+
+
+def subscribed_text(channel: str, id_: str, lost: bool) -> str:
+    """The text of ``Subscribed(channel, id_, lost)`` without the value (a resume's answers)."""
+    if type(channel) is str and type(id_) is str and type(lost) is bool:
+        # One per channel of a resume: the text _dumps writes, without its dict and encoder.
+        return (
+            f'{{"type": "subscribed", "channel": {_string(channel)}, '
+            f'"id": {_string(id_)}, "lost": {"true" if lost else "false"}}}'
+        )
+    return _dumps({"type": "subscribed", "channel": channel, "id": id_, "lost": lost})
 
 
 @attrs.frozen

@@ -71,6 +71,7 @@ ids and codes in :mod:`._names`):
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from typing import Any, Final
 
 from ._exceptions import ResumeProtocolError
@@ -323,14 +324,15 @@ _PLAIN_SUBSCRIBED: Final = re.compile(
 )
 
 
-def handshake_subscribed(message: str | bytes) -> Subscribed | None:
+def handshake_subscribed(message: str | bytes, valid: Container[str] = ()) -> Subscribed | None:
     """A ``subscribed`` frame read without ``json.loads`` (``None``: read it the usual way).
 
     One arrives per channel of a resume. This reads only the text our
     server writes (:meth:`Subscribed.encode`) with plain strings and a valid
     channel name, which ``json.loads`` and :func:`handshake_server_frame`
     would read to the same value; any other text, a bad name included (for
-    the usual error), gives ``None``.
+    the usual error), gives ``None``. A name in ``valid`` (the names the
+    handshake asked for, checked then) is not checked again.
     """
     if type(message) is not str:
         return None
@@ -338,7 +340,7 @@ def handshake_subscribed(message: str | bytes) -> Subscribed | None:
     if match is None:
         return None
     channel, event_id, lost = match.groups()
-    if channel_problem(channel) is not None:
+    if channel not in valid and channel_problem(channel) is not None:
         return None
     return Subscribed(channel, event_id, lost == "true")
 

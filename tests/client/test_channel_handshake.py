@@ -357,6 +357,8 @@ OUT_OF_ORDER = {
     "refused after events": [E("a", "1", 0), Refused("a", RefusedCode.LIMIT).encode()],
     "a channel not asked for": [E("z", "1", 0)],
     "a second answer": [SUB_A, SUB_A],
+    "a subscribed inside another channel's answer": [E("a", "1", 0), SUB_B],
+    "a subscribed of a channel not asked for": [Subscribed("z", "5").encode()],
     "a snapshot after subscribed": [SUB_A, encode_channel_snapshot("a", "6", 0)],
     "a join before subscribed": [Join("a", "k", {}).encode()],
     "a leave before subscribed": [E("a", "1", 0), Leave("a", "k").encode()],

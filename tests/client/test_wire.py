@@ -781,3 +781,11 @@ def test_only_the_plain_subscribed_text_is_read_without_json(text: str, read: bo
     if quick is not None:
         assert quick == _subscribed_the_usual_way(text)
     assert handshake_subscribed(text.encode()) is None  # bytes: the usual way
+
+
+def test_a_subscribed_name_the_handshake_checked_is_not_checked_again() -> None:
+    text = '{"type": "subscribed", "channel": "room:1", "id": "17", "lost": false}'
+    assert handshake_subscribed(text, {"room:1"}) == Subscribed("room:1", "17", False)
+    assert handshake_subscribed(text, {"room:2"}) == Subscribed("room:1", "17", False)
+    bad = '{"type": "subscribed", "channel": "", "id": "17", "lost": false}'
+    assert handshake_subscribed(bad, {"room:1"}) is None  # not in it: checked, the usual way

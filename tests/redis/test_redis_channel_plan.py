@@ -91,26 +91,61 @@ def test_position_arg(after: str | None, expected: str) -> None:
 def test_read_args_in_request_order() -> None:
     keys, args = read_args("P", [ChannelRequest("a", "5"), ChannelRequest("b", None, 3)])
     assert keys == ["P:{a}:meta", "P:{a}:log", "P:{b}:meta", "P:{b}:log"]
-    assert args == ["5", "0", "", "3"]
+    assert args == ["5 0 - 3"]
+
+
+def test_read_args_words_hold_no_space() -> None:
+    requests = [ChannelRequest("a b", "4 2"), ChannelRequest("c", "")]
+    assert read_args("P", requests)[1] == [f"{NOT_HELD} 0 {NOT_HELD} 0"]
 
 
 def _entry(n: int, data: Any) -> list[Any]:
-    return [f"{n}-0".encode(), [b"d", json.dumps(data).encode()]]
+    return [f"{n}-0".encode(), json.dumps(data).encode()]
 
 
 def test_parse_read_reply() -> None:
     requests = [ChannelRequest("a", "4"), ChannelRequest("b", "1"), ChannelRequest("c", None)]
-    reply = [[b"r", b"6", [_entry(5, 1), _entry(6, {"x": 2})]], [b"u", b"9"]]
+    reply = [b"r 6 2 u 9", *_entry(5, 1), *_entry(6, {"x": 2})]
     assert parse_read_reply(requests, reply) == [
         ChannelRead("a", "6", [LoggedEvent("5", 1), LoggedEvent("6", {"x": 2})]),
         ChannelRead("b", "9", None),
     ]
-    assert parse_read_reply(requests[2:], [[b"r", b"7", []]]) == [ChannelRead("c", "7", [])]
+    assert parse_read_reply(requests[2:], [b"r 7 0"]) == [ChannelRead("c", "7", [])]
 
 
-def test_parse_read_reply_refuses_an_unknown_kind() -> None:
+def test_parse_read_reply_entries_go_to_their_channel() -> None:
+    requests = [ChannelRequest("a", "4"), ChannelRequest("b", "1"), ChannelRequest("c", "2")]
+    reply = [b"r 5 1 r 1 0 r 4 2", *_entry(5, "a"), *_entry(3, "c"), *_entry(4, "d")]
+    assert parse_read_reply(requests, reply) == [
+        ChannelRead("a", "5", [LoggedEvent("5", "a")]),
+        ChannelRead("b", "1", []),
+        ChannelRead("c", "4", [LoggedEvent("3", "c"), LoggedEvent("4", "d")]),
+    ]
+
+
+def test_parse_read_reply_stops_at_a_hole() -> None:
+    reply = [b"r 7 2", *_entry(5, 1), *_entry(7, 2)]
+    assert parse_read_reply([ChannelRequest("a", "4")], reply) == [
+        ChannelRead("a", "7", [LoggedEvent("5", 1)])
+    ]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        [b"? 1"],
+        [],
+        [[b"r", b"1", []]],
+        [b"r 1"],
+        [b"r 1 x"],
+        [b"r 5 1"],
+        [b"r 5 1", b"5-0", None],
+        [b"r 5 1", b"5-1", b"1"],
+    ],
+)
+def test_parse_read_reply_refuses_a_reply_the_script_cannot_make(reply: list[Any]) -> None:
     with pytest.raises(EventLogError):
-        parse_read_reply([ChannelRequest("a", None)], [[b"?", b"1"]])
+        parse_read_reply([ChannelRequest("a", None)], reply)
 
 
 @pytest.mark.parametrize(

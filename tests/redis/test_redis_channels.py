@@ -215,6 +215,38 @@ async def test_a_read_splits_only_past_its_budget(redis_server: RedisServer) -> 
             assert commandstats(redis_server.port)["evalsha"] == 3
 
 
+async def test_channels_that_missed_nothing_keep_the_budget_rule(
+    redis_server: RedisServer,
+) -> None:
+    with trio.fail_after(GUARD):
+        async with RedisChannelStore(redis_server.url, read_budget=2) as store:
+            channels = ["big", "at:1", "at:2"]
+            starts = {
+                a.channel: a.newest
+                for a in await store.read(
+                    [ChannelRequest(c, None) for c in channels], max_replay=10
+                )
+            }
+            written = [await store.append("big", i) for i in range(3)]
+            newest = {c: (await store.heads([c]))[c] for c in channels}
+            command(redis_server.port, "CONFIG", "RESETSTAT")
+            requests = [
+                ChannelRequest("at:1", newest["at:1"]),
+                ChannelRequest("big", starts["big"]),  # 3 entries, past the budget of 2
+                ChannelRequest("at:2", newest["at:2"]),
+            ]
+            answers = await store.read(requests, max_replay=10)
+            assert [a.channel for a in answers] == ["at:1", "big", "at:2"]
+            assert answers[0].events == []
+            assert answers[0].newest == newest["at:1"]
+            assert [e.id for e in answers[1].events or []] == written
+            assert answers[2].events == []
+            assert answers[2].newest == newest["at:2"]
+            # The first call stops before "big"; "big" alone (the first of its call
+            # passes the budget); "at:2", nothing missed, still waits for a call of its own.
+            assert commandstats(redis_server.port)["evalsha"] == 3
+
+
 async def test_the_append_is_one_script_that_notifies(
     redis_server: RedisServer, store: RedisChannelStore
 ) -> None:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
+from .._frames import subscribed_text
 from .._wire import (
     Refused,
     RefusedCode,
@@ -102,9 +103,17 @@ class ChannelAnswerer:
         self, session: ChannelSession, client: ConnectedClient, channel: str
     ) -> Refused | Subscription:
         """Authorize and count one channel; register its new subscription (replacing a held one)."""
-        if not await self.allowed(session.principal, channel, "subscribe"):
+        if self.authorize is not None and not await self.allowed(
+            session.principal, channel, "subscribe"
+        ):
             self.drop(session, channel)  # refused: a held subscription is dropped too
             return Refused(channel, RefusedCode.FORBIDDEN, "not authorized")
+        return self.admit_allowed(session, client, channel)
+
+    def admit_allowed(
+        self, session: ChannelSession, client: ConnectedClient, channel: str
+    ) -> Refused | Subscription:
+        """:meth:`admit` once authorized (with no hook, the default: all of it, without a wait)."""
         held = session.subscriptions.get(channel)
         code = subscribe_refusal(
             held=held is not None,
@@ -187,9 +196,41 @@ class ChannelAnswerer:
         await send(Subscribed(channel, newest, lost=lost).encode())
         self._count(snapshot=snapshot is not None, replayed=len(events), lost=lost)
         if subscription.resume(int(newest)):
-            await self.within(lambda: self.feed.repair([subscription]))
+            await self.repair(subscription)
         if self.presence is not None:
             await self.within(lambda: self.presence.started(subscription))  # type: ignore[union-attr]
+
+    def answer_plain(
+        self,
+        held: list[str],
+        subscription: Subscription,
+        request: ChannelRequest,
+        read: ChannelRead,
+    ) -> bool | None:
+        """The frequent answer of a resume, without a wait: :meth:`answer`'s, or ``None``.
+
+        A channel with nothing to replay, no snapshot to take and no presence
+        (most channels of a resume) is answered by ``subscribed`` alone: its
+        text is appended to ``held`` and counted, as :meth:`answer` would,
+        without the plan, the frame's value and two coroutines per channel.
+        ``None``: not such a channel, :meth:`answer` it. Else whether its
+        feed must repair it (:meth:`repair`).
+        """
+        events = read.events
+        if events is None or events or self.presence is not None:
+            return None
+        if self.snapshot is not None and request.after is None and request.history == 0:
+            return None  # a fresh subscription that asks for a snapshot (plan_channel)
+        if subscription.closed:
+            return False
+        newest = read.newest
+        held.append(subscribed_text(request.channel, newest, False))
+        self.counts.channel_subscribed += 1
+        return subscription.resume(int(newest))
+
+    async def repair(self, subscription: Subscription) -> None:
+        """Have the feed repair an answered subscription (within the handshake timeout)."""
+        await self.within(lambda: self.feed.repair([subscription]))
 
     def _count(self, *, snapshot: bool, replayed: int, lost: bool) -> None:
         """One answer ended ``subscribed``: count it, and what it carried."""

@@ -109,19 +109,30 @@ class ChannelFrames:
         for refusal in refusals:
             await send(self._refusal(refusal))
         answers: list[Refused | tuple[Subscription, ChannelRequest]] = []
+        answerer = self.answerer
+        hook = answerer.authorize is not None  # none (the default): no await per channel
         for channel, position in frame.channels:
-            admitted = await self.answerer.admit(session, client, channel)
+            if hook:
+                admitted = await answerer.admit(session, client, channel)
+            else:
+                admitted = answerer.admit_allowed(session, client, channel)
             if isinstance(admitted, Refused):
                 answers.append(admitted)
             else:
                 answers.append((admitted, ChannelRequest(channel, position)))
         requests = [a[1] for a in answers if not isinstance(a, Refused)]
-        reads = iter(await self.answerer.read(requests))
+        reads = iter(await answerer.read(requests))
         for answer in answers:
             if isinstance(answer, Refused):
                 await send(self._refusal(answer))
-            else:
-                await self.answerer.answer(send, answer[0], answer[1], next(reads), session)
+                continue
+            subscription, request = answer
+            read = next(reads)
+            repair = answerer.answer_plain(held, subscription, request, read)
+            if repair is None:
+                await answerer.answer(send, subscription, request, read, session)
+            elif repair:
+                await answerer.repair(subscription)
         return [c for c, s in session.subscriptions.items() if not s.closed], held
 
     async def received(self, client: ConnectedClient, message: str | bytes) -> bool:

@@ -47,7 +47,7 @@ from .._channelbase import (
 )
 from .._logbase import EventLogError
 from .._presencebase import MemberChange
-from ._continuity import decode, parse_entries, safe_seq
+from ._continuity import decode, parse_flat_entries, safe_seq
 
 __all__ = [
     "DEFAULT_CHANNEL_PREFIX",
@@ -115,36 +115,54 @@ def position_arg(request: ChannelRequest) -> str:
 
 
 def read_args(prefix: str, requests: Sequence[ChannelRequest]) -> tuple[list[str], list[str]]:
-    """The read script's KEYS and the per-channel ARGV tail (position, history) of ``requests``."""
+    """The read script's KEYS and the ARGV tail of ``requests``: one string, position and history.
+
+    Each channel adds two space-separated words: its position (``-`` fresh,
+    else :func:`position_arg`, neither of which holds a space) and its history.
+    """
     keys: list[str] = []
-    args: list[str] = []
+    words: list[str] = []
     for request in requests:
-        keys += channel_keys(prefix, request.channel)
-        args += (position_arg(request), str(request.history))
-    return keys, args
+        base = _key_base(prefix, request.channel)  # channel_keys, without a list each
+        keys.append(base + "meta")
+        keys.append(base + "log")
+        words.append(f"{position_arg(request) or '-'} {request.history}")
+    return keys, [" ".join(words)]
 
 
 def parse_read_reply(requests: Sequence[ChannelRequest], reply: Sequence[Any]) -> list[ChannelRead]:
     """The answers of a read script's reply, one per request it reached (maybe fewer).
 
-    Each item is ``['r', seq, entries]`` (held: the events after the asked
-    id) or ``['u', seq]`` (not held).
+    The reply is flat: one status string, ``r <seq> <n>`` (held: ``n`` entries
+    follow in the reply, as id and data) or ``u <seq>`` (not held) per
+    channel, space separated; then the entries, channel after channel.
 
     Raises:
         EventLogError: for a reply this script cannot have made.
     """
+    if not reply or not isinstance(reply[0], bytes):
+        raise EventLogError(f"unexpected channel read reply {reply!r:.80}")
+    words = reply[0].split()
     reads: list[ChannelRead] = []
-    for request, item in zip(requests, reply, strict=False):
-        kind, newest = item[0], decode(item[1])
-        if kind == b"u":
-            reads.append(ChannelRead(request.channel, newest, None))
-        elif kind == b"r":
-            entries = item[2] if len(item) > 2 else None
-            # Nothing missed (most channels of a resume): no parse of no entries.
-            events = parse_entries(entries) if entries else []
-            reads.append(ChannelRead(request.channel, newest, events))
-        else:
-            raise EventLogError(f"unexpected channel read reply {item!r}")
+    at, entry = 0, 1
+    try:
+        for request in requests:
+            if at >= len(words):
+                break
+            kind, newest = words[at], words[at + 1].decode()
+            if kind == b"u":
+                reads.append(ChannelRead(request.channel, newest, None))
+                at += 2
+            elif kind == b"r":
+                count = int(words[at + 2])
+                # Nothing missed (most channels of a resume): no parse of no entries.
+                events = parse_flat_entries(reply, entry, count) if count else []
+                reads.append(ChannelRead(request.channel, newest, events))
+                at, entry = at + 3, entry + 2 * count
+            else:
+                raise EventLogError(f"unexpected channel read status {kind!r}")
+    except (IndexError, ValueError) as error:
+        raise EventLogError(f"unexpected channel read reply {reply!r:.80}") from error
     return reads
 
 

@@ -54,20 +54,25 @@ end
 """
 
 # KEYS: per channel (meta, log). ARGV: clock start id, max_replay, budget of
-# replayed entries, then per channel (position: '' fresh, an id, or 'x' never
-# issued; history). Returns per channel {'r', seq, entries} (held: the events
-# after the position) or {'u', seq} (not held: outside [first - 1, seq], more
-# than max_replay, or trimmed). Stops before a channel whose replay would take
-# the call past the budget (never before the first): the caller sends the rest
-# in another call.
+# replayed entries, then ONE string of every channel's position and history,
+# space separated (position: '-' fresh, an id, or 'x' never issued). Returns a
+# flat array: first one string of every channel's status, space separated,
+# 'r seq n' (held: the n events after the position follow, in the array, as
+# id and data) or 'u seq' (not held: outside [first - 1, seq], more than
+# max_replay, or trimmed); then the entries, channel after channel. A resume
+# of 100 channels that missed nothing is then one short string each way, not
+# 200 arguments and 300 reply items for the node to encode and parse. Stops
+# before a channel whose replay would take the call past the budget (never
+# before the first): the caller sends the rest in another call.
 _READ_CHANNELS_LUA: Final = (
     _START_LUA
     + _POSITION_LUA
     + """
-local out = {}
+local out, status = {''}, {}
 local clock, maxr, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local spent = 0
-for i = 0, #KEYS / 2 - 1 do
+local spent, i = 0, 0
+for pos, hist in string.gmatch(ARGV[4], '(%S+) (%S+)') do
+  if pos == '-' then pos = '' end
   local meta, log = KEYS[2*i+1], KEYS[2*i+2]
   local m = redis.call('HMGET', meta, 'seq', 'first')
   local seq, first
@@ -78,20 +83,39 @@ for i = 0, #KEYS / 2 - 1 do
     seq = first - 1
     redis.call('HSET', meta, 'seq', string.format('%d', seq), 'first', string.format('%d', first))
   end
-  local a = position(log, ARGV[4+2*i], ARGV[5+2*i], seq, first, maxr)
-  local held = a ~= nil and a >= first - 1 and a <= seq and seq - a <= maxr
-  local want = 0
-  if held then want = seq - a end
-  if i > 0 and spent + want > budget then return out end
-  spent = spent + want
-  local s = string.format('%d', seq)
-  local entries = {}
-  if held and want > 0 then
-    entries = redis.call('XRANGE', log, string.format('%d-0', a + 1), '+', 'COUNT', want)
-    held = #entries == want and entries[1][1] == string.format('%d-0', a + 1)
+  if pos == m[1] and seq >= first - 1 and (i == 0 or spent <= budget) then
+    -- Nothing missed (most channels of a resume): held, no entries, as below.
+    status[#status+1] = 'r ' .. pos .. ' 0'
+  else
+    local a = position(log, pos, hist, seq, first, maxr)
+    local held = a ~= nil and a >= first - 1 and a <= seq and seq - a <= maxr
+    local want = 0
+    if held then want = seq - a end
+    if i > 0 and spent + want > budget then break end
+    spent = spent + want
+    local s = string.format('%d', seq)
+    local entries = {}
+    if held and want > 0 then
+      entries = redis.call('XRANGE', log, string.format('%d-0', a + 1), '+', 'COUNT', want)
+      held = #entries == want and entries[1][1] == string.format('%d-0', a + 1)
+    end
+    if held then
+      status[#status+1] = 'r ' .. s .. ' ' .. #entries
+      for _, e in ipairs(entries) do
+        local d, f = false, e[2]
+        for j = 1, #f - 1, 2 do
+          if f[j] == 'd' then d = f[j+1] end
+        end
+        out[#out+1] = e[1]
+        out[#out+1] = d
+      end
+    else
+      status[#status+1] = 'u ' .. s
+    end
   end
-  if held then out[#out+1] = {'r', s, entries} else out[#out+1] = {'u', s} end
+  i = i + 1
 end
+out[1] = table.concat(status, ' ')
 return out
 """
 )

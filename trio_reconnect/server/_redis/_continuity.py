@@ -49,6 +49,7 @@ __all__ = [
     "gap_is_whole",
     "idle_position_lost",
     "parse_entries",
+    "parse_flat_entries",
     "safe_seq",
     "tail_follows",
 ]
@@ -99,6 +100,31 @@ def parse_entries(entries: Sequence[Any]) -> list[LoggedEvent]:
             raw_id, flat = entry[0], entry[1]
             pairs = dict(zip(flat[::2], flat[1::2], strict=True))
             payload = pairs.get(b"d")
+        seq = entry_seq(raw_id)
+        if previous is not None and seq != previous + 1:
+            break
+        if payload is None:
+            raise EventLogError(f"stream entry {decode(raw_id)} has no 'd' field")
+        events.append(LoggedEvent(str(seq), json.loads(payload)))
+        previous = seq
+    return events
+
+
+def parse_flat_entries(flat: Sequence[Any], start: int, count: int) -> list[LoggedEvent]:
+    """``count`` entries from ``flat[start]`` as events: each an id and its data (``None``: none).
+
+    The read script's entries, as :func:`parse_entries` takes XRANGE's: it
+    stops at the first hole, and an entry without data is an error.
+
+    Raises:
+        EventLogError: an entry this log did not write, or one without data.
+    """
+    if start + 2 * count > len(flat):
+        raise EventLogError(f"the read reply holds fewer than {count} entries")
+    events: list[LoggedEvent] = []
+    previous: int | None = None
+    for at in range(start, start + 2 * count, 2):
+        raw_id, payload = flat[at], flat[at + 1]
         seq = entry_seq(raw_id)
         if previous is not None and seq != previous + 1:
             break
