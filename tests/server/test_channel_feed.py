@@ -11,6 +11,7 @@ import attrs
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
+from trio_reconnect._wire import encode_channel_event
 from trio_reconnect.server import ChannelEvent, ChannelStore, MemberChange, MemoryChannelStore
 from trio_reconnect.server._chanfeed import ChannelFeed, Subscription
 
@@ -152,3 +153,32 @@ async def test_the_feed_says_what_it_wants_and_a_store_without_the_hint_still_wo
                 assert wanted is not None
                 assert (wanted("a"), wanted("b")) == (True, False)  # its subscriptions, live
     assert ids(sinks["asking"]) == ids(sinks["old"]) == ["1"]
+
+
+def test_one_event_offers_match_the_general_path() -> None:
+    """A one-event offer with its frame (the feed's usual call) ends as a longer offer does."""
+
+    def offer(covered: int, event_id: str, with_frame: bool) -> tuple[bool, Subscription, Sink]:
+        sink = Sink()
+        subscription = Subscription("a", sink, 100, lambda: None, covered=covered, waiting=False)
+        event = ChannelEvent("a", event_id, {"n": event_id})
+        frames = {event_id: encode_channel_event("a", event_id, event.data)} if with_frame else None
+        return subscription.offer([event], frames), subscription, sink
+
+    for covered, event_id in ((4, "5"), (4, "4"), (4, "3"), (4, "7"), (4, "x"), (4, "05")):
+        fast, fast_sub, fast_sink = offer(covered, event_id, True)
+        slow, slow_sub, slow_sink = offer(covered, event_id, False)
+        assert (fast, fast_sub.covered, fast_sub.waiting) == (
+            slow,
+            slow_sub.covered,
+            slow_sub.waiting,
+        ), event_id
+        assert fast_sink.frames == slow_sink.frames, event_id
+    gap, subscription, sink = offer(4, "7", True)
+    assert gap
+    assert subscription.waiting
+    assert sink.frames == []
+    _, subscription, sink = offer(4, "5", True)
+    assert subscription.covered == 5
+    assert ids(sink) == ["5"]
+    assert subscription.counts.channel_events_live == 1

@@ -63,7 +63,7 @@ import trio
 from .._wire import Subscribed, encode_channel_event
 from ._channelbase import ChannelEvent, ChannelRead, ChannelRequest, ChannelStore, NotificationsLost
 from ._chanplan import split_live
-from ._logbase import LoggedEvent, LogUnavailableError
+from ._logbase import LoggedEvent, LogUnavailableError, parse_event_id
 from ._presencebase import MemberChange
 from ._stats import Counts
 
@@ -165,6 +165,13 @@ class Subscription:
                 self._buffer = ()
                 self.too_slow()
             return False
+        if frames is not None and len(events) == 1:  # the usual live event: the next one
+            event = events[0]
+            if parse_event_id(event.id) == self.covered + 1:
+                self.sink.feed([(None, frames[event.id])])
+                self.counts.channel_events_live += 1
+                self.covered += 1
+                return False
         split = split_live(self.covered, events)
         if split.send:
             channel = self.channel
