@@ -207,6 +207,8 @@ def encode_messages(
     if side is None:
         return b"".join(_wsproto_frame(protocol, message) for message in messages)
     if side == "server":
+        if len(messages) == 1 and isinstance(messages[0], str):  # a fan-out's usual write
+            return _text_frame(messages[0], cache)
         return b"".join(
             _text_frame(message, cache)
             if isinstance(message, str)

@@ -294,7 +294,7 @@ class ConnectedClient:
                 sending=self._sending,
                 queue_idle=self._outbox.idle(),
             )
-            and direct.write([text for _, text in frames])
+            and direct.write([frames[0][1]] if len(frames) == 1 else [t for _, t in frames])
         ):
             return
         if not self._outbox.put_many_nowait(frames):
