@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Awaitable, Callable
+
 import pytest
+import trio
+from trio.testing import MockClock
 
 from trio_reconnect._tools.bench._echo_clients import Rates, echo_payloads
+from trio_reconnect._tools.bench._publish import measure_rounds
 from trio_reconnect._tools.bench._report import align
 from trio_reconnect._tools.bench._run import (
     _check_options,
@@ -59,3 +65,32 @@ def test_align_pads_left_then_right() -> None:
         "  a      1  22",
         "  bbb  333   4",
     ]
+
+
+async def test_publish_bursts_start_collected_and_rotate(autojump_clock: MockClock) -> None:
+    """Every burst starts from a full collection, so an acked burst (which
+    allocates) does not pay for collecting what the process held before."""
+    started: list[tuple[str, int]] = []
+    gc.collect()
+    garbage: list[object] = []
+
+    def burst(kind: str) -> Callable[[], Awaitable[float]]:
+        async def run() -> float:
+            started.append((kind, gc.get_count()[0]))
+            garbage.extend([[n] for n in range(2000)])  # survivors: the count grows
+            await trio.sleep(0.1)
+            return 10.0 if kind == "plain" else 5.0
+
+        return run
+
+    with trio.fail_after(60):
+        rates = await measure_rounds({"plain": burst("plain"), "redis": burst("redis")}, 3)
+    assert rates == {"plain": [10.0] * 3, "redis": [5.0] * 3}
+    warm_up, odd, even, third = (
+        ["redis", "plain"],
+        ["plain", "redis"],
+        ["redis", "plain"],
+        ["plain", "redis"],
+    )
+    assert [kind for kind, _ in started] == [*warm_up, *odd, *even, *third]
+    assert all(count < 100 for _, count in started), started

@@ -14,13 +14,21 @@ payloads with ``send_message`` and the burst ends when the last of them has
 come back (the broadcast's copy to its sender). Rates are N over the burst's
 wall time. Rounds rotate which server goes first; the first round is a
 warm-up; the ratio is the median of the per-round ratios ``acked / plain``.
+Every burst starts after a full ``gc.collect()`` (:func:`measure_rounds`):
+the acked bursts allocate enough to set off the collector and the plain ones
+do not, so without it a full collection, whose cost grows with everything
+the bench process holds (far more after the figures before this one), fell
+inside some acked bursts only, one of them the first timed one: the only
+one of a ``--fanout-rounds 1`` run, which read about 0.5.
 The round trip: after the rounds, ``rtt_samples`` publishes one at a time,
 each timed from the call to its ``ack``; median and nearest-rank p99.
 """
 
 from __future__ import annotations
 
+import gc
 import statistics
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import attrs
@@ -32,7 +40,13 @@ from ._crowd import STEP_TIMEOUT
 from ._fanout import _redis, _server
 from ._publish_server import PUBLISH_KINDS
 
-__all__ = ["DEFAULT_PUBLISHES", "DEFAULT_RTT_SAMPLES", "PublishFigures", "run_publish"]
+__all__ = [
+    "DEFAULT_PUBLISHES",
+    "DEFAULT_RTT_SAMPLES",
+    "PublishFigures",
+    "measure_rounds",
+    "run_publish",
+]
 
 #: Publishes in one burst.
 DEFAULT_PUBLISHES: Final = 1000
@@ -70,6 +84,29 @@ class PublishFigures:
     publishes: int
     rounds: int
     note: str | None = None
+
+
+async def measure_rounds(
+    bursts: Mapping[str, Callable[[], Awaitable[float]]], rounds: int
+) -> dict[str, list[float]]:
+    """Each kind's rate in ``rounds`` timed rounds, after an untimed warm-up round.
+
+    Rounds rotate which kind goes first (the order of :data:`PUBLISH_KINDS`
+    in odd rounds). Every burst starts from a full ``gc.collect()``, so that
+    neither kind pays, inside its timed burst, for a collection of what the
+    process held before it (each still pays for the collections of its own
+    allocations).
+    """
+    rates: dict[str, list[float]] = {kind: [] for kind in PUBLISH_KINDS}
+    for number in range(rounds + 1):  # round 0 is the warm-up
+        order = PUBLISH_KINDS if number % 2 else PUBLISH_KINDS[::-1]
+        for kind in order:
+            gc.collect()
+            with trio.fail_after(STEP_TIMEOUT):
+                rate = await bursts[kind]()
+            if number:
+                rates[kind].append(rate)
+    return rates
 
 
 async def _acked_burst(ws: ReconnectingWebSocket, count: int, data: str) -> float:
@@ -130,17 +167,13 @@ async def run_publish(
             with trio.fail_after(STEP_TIMEOUT):
                 await plain.wait_ready()
                 await acked.wait_ready()
-            rates: dict[str, list[float]] = {kind: [] for kind in PUBLISH_KINDS}
-            for number in range(rounds + 1):  # round 0 is the warm-up
-                order = PUBLISH_KINDS if number % 2 else PUBLISH_KINDS[::-1]
-                for kind in order:
-                    with trio.fail_after(STEP_TIMEOUT):
-                        if kind == "plain":
-                            rate = await _plain_burst(plain, publishes, data)
-                        else:
-                            rate = await _acked_burst(acked, publishes, data)
-                    if number:
-                        rates[kind].append(rate)
+            rates = await measure_rounds(
+                {
+                    "plain": lambda: _plain_burst(plain, publishes, data),
+                    "redis": lambda: _acked_burst(acked, publishes, data),
+                },
+                rounds,
+            )
             with trio.fail_after(STEP_TIMEOUT):
                 rtts = await _round_trips(acked, rtt_samples, data)
     ratios = tuple(a / p for a, p in zip(rates["redis"], rates["plain"], strict=True))
