@@ -82,8 +82,22 @@ if TYPE_CHECKING:
 __all__ = ["AttemptContext", "Phase", "Run"]  # Phase: from _handshake
 
 # trio-websocket's own queue between its reader and the resume handshake;
-# once ready, the inbox is the only buffer.
+# once ready, the inbox is the only buffer. A connection's queue also holds
+# one message per subscription (ws_queue_size).
 _WS_QUEUE_SIZE: Final = 16
+
+
+def ws_queue_size(channels: Channels | None) -> int:
+    """The message queue of a connection: ``_WS_QUEUE_SIZE``, plus one per subscription.
+
+    A resume of many channels is answered by a frame per channel in one
+    write: with room for them all, the reader queues the whole answer
+    without waiting for the handshake to take some (each such wait is two
+    passes of the scheduler). The queue stays bounded, by as many messages
+    as the subscriptions' own buffers are.
+    """
+    return _WS_QUEUE_SIZE + (0 if channels is None else len(channels.subs))
+
 
 # Bytes trio-websocket's reader asks of the stream per read (its default is
 # 4 KiB): a resume's answer, one write of a frame per channel (about 10 KiB
@@ -305,7 +319,7 @@ class Run:
                 target.resource,
                 subprotocols=list(context.options.subprotocols) or None,
                 extra_headers=headers,
-                message_queue_size=_WS_QUEUE_SIZE,
+                message_queue_size=ws_queue_size(context.channels),
                 receive_buffer_size=_RECEIVE_SIZE,
                 max_message_size=context.options.max_message_size,
             )
