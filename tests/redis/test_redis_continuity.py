@@ -11,6 +11,7 @@ from trio_reconnect.server._redis._continuity import (
     gap_is_whole,
     idle_position_lost,
     parse_entries,
+    parse_flat_entries,
     safe_seq,
     tail_follows,
 )
@@ -37,6 +38,17 @@ def test_entries_parse_and_stop_at_the_first_hole() -> None:
     assert parse_entries(raw) == [LoggedEvent("5", 1), LoggedEvent("6", "x")]
     with pytest.raises(EventLogError, match="no 'd' field"):
         parse_entries([[b"5-0", [b"e", b"1"]]])
+
+
+def test_flat_entries_parse_from_their_start_and_stop_at_the_first_hole() -> None:
+    flat = [b"ok", b"5-0", b"1", b"6-0", b'"x"', b"8-0", b"3", b"tail"]
+    assert parse_flat_entries(flat, 1, 3) == [LoggedEvent("5", 1), LoggedEvent("6", "x")]
+    assert parse_flat_entries(flat, 3, 1) == [LoggedEvent("6", "x")]
+    assert parse_flat_entries(flat, 1, 0) == []
+    with pytest.raises(EventLogError, match="no 'd' field"):
+        parse_flat_entries([b"5-0", None], 0, 1)
+    with pytest.raises(EventLogError, match="fewer than 4 entries"):
+        parse_flat_entries(flat, 1, 4)
 
 
 def test_a_gap_is_whole_when_it_is_exactly_start_through_newest() -> None:

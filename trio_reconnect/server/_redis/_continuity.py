@@ -34,7 +34,7 @@ discontinuity too, found within one ``block`` even when nothing is published.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from coredis.response.types import StreamEntry
@@ -90,16 +90,22 @@ def parse_entries(entries: Sequence[Any]) -> list[LoggedEvent]:
 
     Stops at the first hole: the caller then sees fewer events than the gap.
     """
+    return _consecutive(_id_and_data(entry) for entry in entries)
+
+
+def _id_and_data(entry: Any) -> tuple[Any, Any]:
+    """An XRANGE entry's (or coredis StreamEntry's) raw id and its ``d`` field (``None``: none)."""
+    if isinstance(entry, StreamEntry):
+        return entry.identifier, entry.field_values.get(b"d")
+    raw_id, flat = entry[0], entry[1]
+    return raw_id, dict(zip(flat[::2], flat[1::2], strict=True)).get(b"d")
+
+
+def _consecutive(entries: Iterable[tuple[Any, Any]]) -> list[LoggedEvent]:
+    """``(raw id, data)`` pairs as events, up to the first hole; data ``None`` is an error."""
     events: list[LoggedEvent] = []
     previous: int | None = None
-    for entry in entries:
-        if isinstance(entry, StreamEntry):
-            raw_id, fields = entry.identifier, entry.field_values
-            payload = fields.get(b"d")
-        else:
-            raw_id, flat = entry[0], entry[1]
-            pairs = dict(zip(flat[::2], flat[1::2], strict=True))
-            payload = pairs.get(b"d")
+    for raw_id, payload in entries:
         seq = entry_seq(raw_id)
         if previous is not None and seq != previous + 1:
             break
@@ -121,18 +127,8 @@ def parse_flat_entries(flat: Sequence[Any], start: int, count: int) -> list[Logg
     """
     if start + 2 * count > len(flat):
         raise EventLogError(f"the read reply holds fewer than {count} entries")
-    events: list[LoggedEvent] = []
-    previous: int | None = None
-    for at in range(start, start + 2 * count, 2):
-        raw_id, payload = flat[at], flat[at + 1]
-        seq = entry_seq(raw_id)
-        if previous is not None and seq != previous + 1:
-            break
-        if payload is None:
-            raise EventLogError(f"stream entry {decode(raw_id)} has no 'd' field")
-        events.append(LoggedEvent(str(seq), json.loads(payload)))
-        previous = seq
-    return events
+    end = start + 2 * count
+    return _consecutive(zip(flat[start:end:2], flat[start + 1 : end : 2], strict=True))
 
 
 def gap_is_whole(events: Sequence[LoggedEvent], *, start: int, newest: int) -> bool:
